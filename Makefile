@@ -1,0 +1,52 @@
+# The two commands of the README: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+WORKERS ?= 3
+# Debian packages: fonts and HarfBuzz subsetting for the PDF reports, poppler for checking them,
+# Chromium for the browser tests.
+RUN_DEBS := fonts-dejavu-core fonts-noto-core libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0
+TEST_DEBS := $(RUN_DEBS) chromium poppler-utils
+
+.PHONY: run test lint bench install system-deps-run system-deps-test clean
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,demo]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps-run:
+	@bash scripts/ensure-debs.sh $(RUN_DEBS)
+
+system-deps-test:
+	@bash scripts/ensure-debs.sh $(TEST_DEBS)
+
+run: $(STAMP) system-deps-run
+	QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal db upgrade
+	@if [ "$${QAPORTAL_DEMO:-1}" != "0" ]; then QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal demo; fi
+	@echo "Serving qaportal on http://$(HOST):$(PORT) (Ctrl-C to stop)"
+	QAPORTAL_LOCAL=1 exec $(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) \
+		--access-logfile - --timeout 120 'qaportal:create_app()'
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check qaportal tests benchmarks migrations/env.py
+
+# SQLite always; PostgreSQL too when QAPORTAL_TEST_DATABASE_URL is set (CI sets it).
+test: $(STAMP) system-deps-test lint
+	env -u QAPORTAL_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -n "$${QAPORTAL_TEST_DATABASE_URL:-}" ]; then \
+		echo "== again on PostgreSQL ($${QAPORTAL_TEST_DATABASE_URL})"; \
+		$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); \
+	fi
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache test-artifacts

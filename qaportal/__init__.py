@@ -1,0 +1,65 @@
+"""qaportal: teleradiology second opinions and radiology quality assurance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+SOURCE_TREE = (PACKAGE_DIR.parent / "pyproject.toml").is_file()
+
+
+def _template_folder() -> str:
+    """Return the templates folder: the checkout's top level, or the installed copy."""
+    if SOURCE_TREE:
+        return str(PACKAGE_DIR.parent / "templates")
+    return str(PACKAGE_DIR / "templates")
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the portal: configuration, extensions, blueprints, CLI and hooks."""
+    from qaportal import config as config_module
+    from qaportal import hooks, navigation
+    from qaportal.extensions import csrf, db, login_manager, migrate
+
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=_template_folder(),
+        instance_path=(config or {}).get("INSTANCE_PATH"),
+    )
+    config_module.load(app, config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    if app.config["PROXY_FIX"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+
+    from qaportal.admin import bp as admin_bp
+    from qaportal.auditlog import bp as audit_bp
+    from qaportal.auth import bp as auth_bp
+    from qaportal.home import bp as home_bp
+
+    for bp in (auth_bp, home_bp, admin_bp, audit_bp):
+        app.register_blueprint(bp)
+
+    hooks.init_app(app)
+    navigation.init_app(app)
+
+    from qaportal.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _migrations_dir() -> Path:
+    return PACKAGE_DIR.parent / "migrations" if SOURCE_TREE else PACKAGE_DIR / "migrations"

@@ -1,0 +1,7 @@
+"""Administration: accounts, roles and credentials."""
+
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+from qaportal.admin import routes  # noqa: E402,F401

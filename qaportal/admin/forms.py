@@ -1,0 +1,86 @@
+"""Forms for managing users and their credentials."""
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
+from qaportal.models.user import ROLE_LABELS, ROLES
+
+
+class CheckboxList(SelectMultipleField):
+    """Several choices shown as checkboxes."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class UserForm(FlaskForm):
+    """Name, e-mail, roles and subspecialties of an account."""
+
+    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
+    full_name = StringField("Full name", validators=[DataRequired(), Length(max=200)])
+    roles = CheckboxList("Roles", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
+    subspecialties = CheckboxList(
+        "Subspecialties", choices=[(s, SUBSPECIALTY_LABELS[s]) for s in SUBSPECIALTIES]
+    )
+    active = BooleanField("Active", default=True)
+    submit = SubmitField("Save")
+
+    def validate_roles(self, field):
+        if not field.data:
+            raise ValidationError("Give the account at least one role.")
+
+
+class LicenseForm(FlaskForm):
+    """A licence in one jurisdiction."""
+
+    jurisdiction = StringField(
+        "Jurisdiction", validators=[DataRequired(), Length(max=10),
+                                    Regexp(r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?$",
+                                           message="Use a code such as CA, NY or GB.")],
+        description="A US state code (CA) or a country code (GB).",
+    )
+    number = StringField("Licence number", validators=[DataRequired(), Length(max=64)])
+    valid_from = DateField("Valid from", validators=[DataRequired()])
+    valid_to = DateField("Valid to", validators=[DataRequired()])
+    submit = SubmitField("Add licence")
+
+    def validate_valid_to(self, field):
+        if self.valid_from.data and field.data and field.data < self.valid_from.data:
+            raise ValidationError("The end date is before the start date.")
+
+
+class CertificationForm(FlaskForm):
+    """A board certification."""
+
+    board = StringField("Board", validators=[DataRequired(), Length(max=120)],
+                        description="e.g. American Board of Radiology")
+    specialty = StringField("Specialty", validators=[DataRequired(), Length(max=120)],
+                            description="e.g. Diagnostic Radiology")
+    certified_on = DateField("Certified on", validators=[Optional()])
+    expires_on = DateField("Expires on", validators=[Optional()])
+    submit = SubmitField("Add certification")
+
+
+class FilterForm(FlaskForm):
+    """Search and filter the user list (GET, no CSRF)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Search", validators=[Optional(), Length(max=100)])
+    role = SelectField("Role", choices=[("", "Any role")] + [(r, ROLE_LABELS[r]) for r in ROLES],
+                       validators=[Optional()])
+    status = SelectField("Status", choices=[("", "Any"), ("active", "Active"),
+                                            ("inactive", "Deactivated")],
+                         validators=[Optional()])

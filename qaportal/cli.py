@@ -1,0 +1,90 @@
+"""The `qaportal` command: a Flask CLI group with the portal's own commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from qaportal.models import ROLES
+
+
+def register_commands(app: Flask) -> None:
+    """Attach the portal's commands to the app's CLI."""
+    app.cli.add_command(create_user)
+    app.cli.add_command(demo)
+    app.cli.add_command(audit_verify)
+
+
+def _fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--name", required=True, help="Full name shown in the portal.")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
+              help="A role; repeat for several.")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from standard input (never from the command line).")
+def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: bool) -> None:
+    """Create an account."""
+    from qaportal.admin.service import AdminError
+    from qaportal.admin.service import create_user as create
+    from qaportal.extensions import db
+    from qaportal.passwords import generate_password, policy_problems
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        problems = policy_problems(password, email=email, name=name)
+        if problems:
+            _fail("password refused: " + " ".join(problems))
+        must_change = False
+    else:
+        password = generate_password()
+        must_change = True
+    try:
+        user = create(email, name, roles, password, by=None, must_change=must_change)
+    except AdminError as exc:
+        _fail(str(exc))
+    db.session.commit()
+    click.echo(f"created user {user.id} <{user.email}> with roles {', '.join(sorted(roles))}")
+    if not password_stdin:
+        click.echo(f"temporary password (must be changed at first sign-in): {password}")
+
+
+@click.command("demo")
+def demo() -> None:
+    """Seed demo accounts and sample data (idempotent)."""
+    from qaportal.demo import seed
+
+    accounts, password, summaries = seed()
+    click.echo(f"Demo accounts (password for all: {password})")
+    for key, user in accounts.items():
+        click.echo(f"  {key:<13} {user.email:<32} {', '.join(sorted(user.role_names))}")
+    for line in summaries:
+        click.echo(line)
+
+
+@click.command("audit-verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exit 0 when intact, 1 naming the first bad entry."""
+    from qaportal.audit import verify
+
+    result = verify()
+    if result.ok:
+        click.echo(f"audit log intact: {result.count} entries")
+        return
+    _fail(f"audit log broken at entry {result.bad_seq}: {result.reason} "
+          f"({result.count} entries verified before it)")
+
+
+def main() -> None:
+    """Entry point of the `qaportal` console script."""
+    from qaportal import create_app
+
+    cli = FlaskGroup(create_app=lambda: create_app(), help="qaportal administration commands.")
+    cli.main(prog_name="qaportal")

@@ -1,0 +1,127 @@
+"""Configuration: defaults here; instance/config.py and QAPORTAL_* variables override."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot work; the message says what to set."""
+
+
+class Defaults:
+    """Settings every installation starts from."""
+
+    SQLALCHEMY_DATABASE_URI: str | None = None  # instance/qaportal.sqlite when unset
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+    SECRET_KEY: str | None = None
+    # A plain-HTTP deployment on the loopback interface (make run); cookies lose "Secure".
+    LOCAL = False
+    PROXY_FIX = False  # trust one X-Forwarded-* hop (behind nginx / a load balancer)
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_NAME = "qaportal_session"
+    REMEMBER_COOKIE_DURATION = timedelta(seconds=0)
+    IDLE_TIMEOUT_MINUTES = 30
+    LOCKOUT_THRESHOLD = 5
+    LOCKOUT_WINDOW_MINUTES = 15
+    LOCKOUT_MINUTES = 15
+    PASSWORD_MIN_LENGTH = 12
+    # Argon2id; OWASP/ASVS minimum is m=19 MiB, t=2, p=1: these are stronger.
+    ARGON2_TIME_COST = 3
+    ARGON2_MEMORY_KIB = 65536
+    ARGON2_PARALLELISM = 2
+    REQUIRE_2FA_ROLES: tuple[str, ...] = ()
+    CREDENTIAL_EXPIRY_WARNING_DAYS = 60
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session (idle timeout applies)
+    MAX_CONTENT_LENGTH = 2 * 1024**3
+    AUDIT_PAGE_SIZE = 50
+
+
+# Variables read from the environment, with their parsers.
+def _bool(v: str) -> bool:
+    return v.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _roles(v: str) -> tuple[str, ...]:
+    return tuple(r.strip() for r in v.split(",") if r.strip())
+
+
+ENV_SETTINGS: dict[str, Any] = {
+    "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
+    "SECRET_KEY": ("SECRET_KEY", str),
+    "LOCAL": ("LOCAL", _bool),
+    "PROXY_FIX": ("PROXY_FIX", _bool),
+    "IDLE_TIMEOUT_MINUTES": ("IDLE_TIMEOUT_MINUTES", int),
+    "LOCKOUT_THRESHOLD": ("LOCKOUT_THRESHOLD", int),
+    "LOCKOUT_WINDOW_MINUTES": ("LOCKOUT_WINDOW_MINUTES", int),
+    "LOCKOUT_MINUTES": ("LOCKOUT_MINUTES", int),
+    "REQUIRE_2FA_ROLES": ("REQUIRE_2FA_ROLES", _roles),
+    "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
+}
+
+
+def load(app, overrides: dict[str, Any] | None) -> None:
+    """Fill app.config from defaults, instance/config.py, the environment and overrides."""
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    for name, (key, parse) in ENV_SETTINGS.items():
+        raw = os.environ.get(f"QAPORTAL_{name}")
+        if raw is not None and raw != "":
+            try:
+                app.config[key] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"QAPORTAL_{name}={raw!r} is not valid: {exc}") from exc
+    if overrides:
+        app.config.update(overrides)
+    _finish(app)
+
+
+def _finish(app) -> None:
+    """Derive what depends on other settings and refuse what cannot work."""
+    instance = Path(app.instance_path)
+    cfg = app.config
+    if not cfg.get("SQLALCHEMY_DATABASE_URI"):
+        instance.mkdir(parents=True, exist_ok=True)
+        cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'qaportal.sqlite'}"
+    uri = cfg["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("postgres://"):
+        uri = "postgresql://" + uri[len("postgres://"):]
+    if uri.startswith("postgresql://"):
+        uri = "postgresql+psycopg://" + uri[len("postgresql://"):]
+    cfg["SQLALCHEMY_DATABASE_URI"] = uri
+    embedded = uri.startswith("sqlite")
+    if not cfg.get("SECRET_KEY"):
+        if not embedded:
+            raise ConfigError(
+                "QAPORTAL_SECRET_KEY must be set when the database is not the embedded SQLite "
+                "(every app server must share one key); generate one with "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`."
+            )
+        cfg["SECRET_KEY"] = _instance_secret(instance)
+    cfg["SESSION_COOKIE_SECURE"] = not cfg["LOCAL"]
+    cfg["REMEMBER_COOKIE_SECURE"] = not cfg["LOCAL"]
+    cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])
+    cfg.setdefault("IMAGE_ROOT", str(instance / "images"))
+    cfg.setdefault("CACHE_ROOT", str(instance / "cache"))
+    cfg.setdefault("OUTBOX_DIR", str(instance / "outbox"))
+
+
+def _instance_secret(instance: Path) -> str:
+    """Return the key in instance/secret_key, creating it (mode 0600) on first use."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    return path.read_text().strip()

@@ -1,0 +1,155 @@
+"""Request hooks: default-deny login, idle timeout, enforced steps, headers, errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Flask, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask_login import current_user, logout_user
+from flask_wtf.csrf import CSRFError
+
+from qaportal import audit
+from qaportal.extensions import db, login_manager
+
+# Endpoints anyone may reach; everything else needs a signed-in user.
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "auth.login_totp", "static", "home.health"})
+# Endpoints a user may reach while a mandatory step (password change, 2FA enrolment) is due.
+STEP_ENDPOINTS = frozenset({
+    "auth.logout", "auth.change_password", "auth.totp_enrol", "static", "home.health",
+})
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'"
+)
+
+
+@login_manager.user_loader
+def _load_user(token: str):
+    from qaportal.models import User
+
+    try:
+        user_id, version = (int(p) for p in token.split("."))
+    except ValueError:
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or not user.active or user.session_version != version:
+        return None
+    return user
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def init_app(app: Flask) -> None:
+    """Install the hooks and error handlers on the app."""
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @app.before_request
+    def require_login():
+        endpoint = request.endpoint
+        if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
+            return None
+        if not current_user.is_authenticated:
+            if _wants_json():
+                return jsonify(error="authentication required"), 401
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        if _idle_expired(app):
+            audit.record("auth.session_expired", current_user._get_current_object())
+            db.session.commit()
+            logout_user()
+            session.clear()
+            flash("Your session ended after a period of inactivity. Please sign in again.", "info")
+            return redirect(url_for("auth.login"))
+        session["last_seen"] = datetime.now(UTC).timestamp()
+        session.permanent = True
+        step = _pending_step(app)
+        if step and endpoint not in STEP_ENDPOINTS:
+            return redirect(url_for(step))
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h["X-Content-Type-Options"] = "nosniff"
+        h["X-Frame-Options"] = "DENY"
+        h["Referrer-Policy"] = "same-origin"
+        h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+        h["Cross-Origin-Opener-Policy"] = "same-origin"
+        if not app.config["LOCAL"]:
+            h["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        if request.endpoint != "static" and "Cache-Control" not in h:
+            # Pages may carry patient data: never keep them in shared or disk caches.
+            h["Cache-Control"] = "no-store"
+        return response
+
+    @app.teardown_request
+    def rollback_on_error(exc):
+        if exc is not None:
+            db.session.rollback()
+
+    def _error(code: int, title: str, message: str):
+        if _wants_json():
+            return jsonify(error=title.lower()), code
+        return render_template("errors/error.html", code=code, title=title,
+                               message=message), code
+
+    @app.errorhandler(401)
+    def unauthorized(e):
+        return _error(401, "Sign-in required", "Please sign in to continue.")
+
+    @app.errorhandler(403)
+    def forbidden(e):
+        return _error(403, "Not allowed", "Your account does not have access to this page.")
+
+    @app.errorhandler(404)
+    def not_found(e):
+        return _error(404, "Not found", "There is nothing here, or you do not have access to it.")
+
+    @app.errorhandler(405)
+    def method_not_allowed(e):
+        return _error(405, "Not allowed", "That action is not available here.")
+
+    @app.errorhandler(413)
+    def too_large(e):
+        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        return _error(413, "Upload too large", f"The limit is {limit} MB per upload.")
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(e):
+        return _error(400, "Form expired",
+                      "The form was open too long or was not sent from this portal. "
+                      "Go back, reload the page and try again.")
+
+    @app.errorhandler(500)
+    def server_error(e):
+        db.session.rollback()
+        g.error_reference = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        app.logger.exception("unhandled error, reference %s", g.error_reference)
+        return _error(500, "Something went wrong",
+                      "The error was logged. Nothing was saved from this request; "
+                      f"please try again. Reference {g.error_reference}.")
+
+
+def _idle_expired(app: Flask) -> bool:
+    last = session.get("last_seen")
+    if last is None:
+        return False
+    idle = datetime.now(UTC).timestamp() - float(last)
+    return idle > app.config["IDLE_TIMEOUT_MINUTES"] * 60
+
+
+def _pending_step(app: Flask) -> str | None:
+    """Return the endpoint of a step the user must complete first, if any."""
+    if current_user.must_change_password:
+        return "auth.change_password"
+    required = set(app.config["REQUIRE_2FA_ROLES"])
+    if required and current_user.has_role(*required) and not current_user.totp_enabled:
+        return "auth.totp_enrol"
+    return None

@@ -1,0 +1,26 @@
+"""SQLAlchemy models, one module per aggregate; importing this registers them all."""
+
+from qaportal.models.audit import AuditEvent, AuditHead
+from qaportal.models.base import Base, utcnow
+from qaportal.models.credentials import (
+    SUBSPECIALTIES,
+    BoardCertification,
+    License,
+    UserSubspecialty,
+)
+from qaportal.models.study import (
+    ACCESS_MODES,
+    Instance,
+    OriginalRead,
+    Series,
+    Study,
+    StudyAccess,
+    UploadBatch,
+)
+from qaportal.models.user import ROLES, User, UserRole
+
+__all__ = [
+    "ACCESS_MODES", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
+    "BoardCertification", "Instance", "License", "OriginalRead", "Series", "Study",
+    "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty", "utcnow",
+]

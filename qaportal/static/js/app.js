@@ -1,0 +1,20 @@
+// Small progressive enhancements shared by every page. No inline scripts (CSP).
+(function () {
+  "use strict";
+  // Show UTC timestamps in the reader's local time zone.
+  document.querySelectorAll("time[data-local]").forEach(function (el) {
+    var d = new Date(el.getAttribute("datetime"));
+    if (isNaN(d)) { return; }
+    el.title = el.textContent;
+    el.textContent = d.toLocaleString(undefined, {
+      year: "numeric", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit"
+    });
+  });
+  // Ask before destructive actions: buttons carrying data-confirm.
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest("[data-confirm]");
+    if (btn && !window.confirm(btn.getAttribute("data-confirm"))) {
+      ev.preventDefault();
+    }
+  });
+})();

@@ -1,0 +1,48 @@
+"""Grant and revoke access to a study on behalf of a workflow."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from qaportal import audit
+from qaportal.extensions import db
+from qaportal.models import Study, StudyAccess, User, utcnow
+
+
+def grant_access(study: Study, user: User, *, mode: str, source: tuple[str, int],
+                 by: User | None) -> StudyAccess:
+    """Give user access to study for a workflow object (idempotent); audit it."""
+    source_type, source_id = source
+    existing = db.session.scalar(sa.select(StudyAccess).where(
+        StudyAccess.study_id == study.id, StudyAccess.user_id == user.id,
+        StudyAccess.source_type == source_type, StudyAccess.source_id == source_id,
+    ))
+    if existing is not None:
+        if existing.revoked_at is None and existing.mode == mode:
+            return existing
+        existing.revoked_at = None
+        existing.mode = mode
+        grant = existing
+    else:
+        grant = StudyAccess(study=study, user=user, mode=mode, source_type=source_type,
+                            source_id=source_id, granted_by_id=by.id if by else None)
+        db.session.add(grant)
+    db.session.flush()
+    audit.record("study.access_granted", study, actor=by, user_id=user.id, mode=mode,
+                 source=f"{source_type}:{source_id}")
+    return grant
+
+
+def revoke_access(study: Study, user: User, *, source: tuple[str, int],
+                  by: User | None) -> None:
+    """Withdraw the access a workflow object gave (other grants stay)."""
+    source_type, source_id = source
+    grants = db.session.scalars(sa.select(StudyAccess).where(
+        StudyAccess.study_id == study.id, StudyAccess.user_id == user.id,
+        StudyAccess.source_type == source_type, StudyAccess.source_id == source_id,
+        StudyAccess.revoked_at.is_(None),
+    )).all()
+    for grant in grants:
+        grant.revoked_at = utcnow()
+        audit.record("study.access_revoked", study, actor=by, user_id=user.id,
+                     source=f"{source_type}:{source_id}")

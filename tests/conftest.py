@@ -1,0 +1,134 @@
+"""Test fixtures: an app and a fresh database per test, on SQLite or PostgreSQL.
+
+Set QAPORTAL_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test) to run on
+PostgreSQL: the run creates a database of its own on that server and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from qaportal import create_app
+from qaportal.extensions import db as _db
+from tests.factories import DEFAULT_PASSWORD
+
+PG_ENV = "QAPORTAL_TEST_DATABASE_URL"
+
+# Fast Argon2 parameters for tests; a test checks the production defaults separately.
+FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1}
+
+
+def _admin_url(url: str) -> sa.URL:
+    u = sa.make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """Create a throwaway PostgreSQL database for this run (None: use SQLite)."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        yield None
+        return
+    admin_url = _admin_url(base)
+    name = f"qaportal_test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        pytest.exit(f"{PG_ENV} is set but PostgreSQL cannot be reached: {exc}", returncode=3)
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url(postgres_url, tmp_path) -> str:
+    """Return the database URL for this test."""
+    return postgres_url or f"sqlite:///{tmp_path / 'test.sqlite'}"
+
+
+def make_test_app(tmp_path, db_url: str, **overrides):
+    """Build an app for tests with its own instance folder and an empty schema."""
+    config = {
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "SECRET_KEY": "test-secret-key",
+        "LOCAL": True,
+        "WTF_CSRF_ENABLED": False,
+        **FAST_HASHING,
+        **overrides,
+    }
+    app = create_app(config)
+    with app.app_context():
+        _db.drop_all()
+        _db.create_all()
+    return app
+
+
+@pytest.fixture
+def app(tmp_path, db_url):
+    """An app with a fresh database, inside an app context."""
+    app = make_test_app(tmp_path, db_url)
+    with app.app_context():
+        yield app
+        _db.session.remove()
+        if db_url.startswith("postgresql"):
+            _db.drop_all()
+        _db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app):
+    return _db
+
+
+class AuthActions:
+    """Sign a test client in and out."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, user_or_email, password: str = DEFAULT_PASSWORD):
+        email = getattr(user_or_email, "email", user_or_email)
+        return self.client.post("/login", data={"email": email, "password": password})
+
+    def logout(self):
+        return self.client.post("/logout")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
+
+
+@pytest.fixture
+def login_as(client, auth):
+    """Create a user with the given roles, sign them in, and return them."""
+    from tests.factories import make_user
+
+    def _login(*roles: str, **kw):
+        user = make_user(roles=roles or ("radiologist",), **kw)
+        _db.session.commit()
+        response = auth.login(user)
+        assert response.status_code == 302, response.data[:500]
+        return user
+
+    return _login

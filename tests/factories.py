@@ -1,0 +1,47 @@
+"""Factory functions for test data, with sensible defaults."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, timedelta
+
+from qaportal.extensions import db
+from qaportal.models import BoardCertification, License, User, UserSubspecialty
+from qaportal.passwords import hash_password
+
+DEFAULT_PASSWORD = "correct-staple-battery-7"
+_seq = itertools.count(1)
+
+
+def make_user(roles=("radiologist",), *, email: str | None = None, full_name: str | None = None,
+              password: str = DEFAULT_PASSWORD, active: bool = True,
+              subspecialties=(), licenses=(), **kw) -> User:
+    """Create a user; licenses is a list of jurisdiction codes or (code, valid_from, valid_to)."""
+    n = next(_seq)
+    user = User(
+        email=email or f"user{n}@example.test",
+        full_name=full_name or f"Test User {n}",
+        password_hash=hash_password(password),
+        active=active,
+        **kw,
+    )
+    user.set_roles(roles)
+    user.subspecialties = [UserSubspecialty(subspecialty=s) for s in subspecialties]
+    today = date.today()
+    for item in licenses:
+        code, start, end = (item, today - timedelta(days=365), today + timedelta(days=365)) \
+            if isinstance(item, str) else item
+        user.licenses.append(License(jurisdiction=code, number=f"{code}-{n}",
+                                     valid_from=start, valid_to=end))
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def make_certification(user: User, *, expires_on: date | None = None) -> BoardCertification:
+    """Give a user a board certification."""
+    cert = BoardCertification(user=user, board="American Board of Radiology",
+                              specialty="Diagnostic Radiology", expires_on=expires_on)
+    db.session.add(cert)
+    db.session.flush()
+    return cert
