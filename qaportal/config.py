@@ -41,6 +41,15 @@ class Defaults:
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session (idle timeout applies)
     MAX_CONTENT_LENGTH = 2 * 1024**3
     AUDIT_PAGE_SIZE = 50
+    # E-mail: SMTP when QAPORTAL_SMTP_HOST is set, else .eml files in instance/outbox/.
+    SMTP_HOST: str | None = None
+    SMTP_PORT = 587
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_STARTTLS = True
+    MAIL_FROM = "qaportal@localhost"
+    # Absolute base URL for links in e-mails, e.g. https://qaportal.example.org
+    BASE_URL = "http://127.0.0.1:5000"
 
 
 # Variables read from the environment, with their parsers.
@@ -63,6 +72,13 @@ ENV_SETTINGS: dict[str, Any] = {
     "LOCKOUT_MINUTES": ("LOCKOUT_MINUTES", int),
     "REQUIRE_2FA_ROLES": ("REQUIRE_2FA_ROLES", _roles),
     "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
+    "SMTP_HOST": ("SMTP_HOST", str),
+    "SMTP_PORT": ("SMTP_PORT", int),
+    "SMTP_USERNAME": ("SMTP_USERNAME", str),
+    "SMTP_PASSWORD": ("SMTP_PASSWORD", str),
+    "SMTP_STARTTLS": ("SMTP_STARTTLS", _bool),
+    "MAIL_FROM": ("MAIL_FROM", str),
+    "BASE_URL": ("BASE_URL", str),
 }
 
 

@@ -45,3 +45,35 @@ def make_certification(user: User, *, expires_on: date | None = None) -> BoardCe
     db.session.add(cert)
     db.session.flush()
     return cert
+
+
+def make_study(owner: User, *, modality: str = "CT", jurisdiction: str | None = "CA",
+               description: str = "CT CHEST W/O CONTRAST", patient_name: str = "DOE^JANE",
+               reader: User | None = None, report: str | None = "No acute findings.",
+               finalized_at=None, **kw):
+    """Create a study (metadata only, no stored images) with an optional original read."""
+    import secrets
+    import uuid
+
+    from qaportal.models import OriginalRead, Series, Study, utcnow
+
+    n = next(_seq)
+    study = Study(
+        study_uid=f"2.25.{uuid.uuid4().int}", owner_id=owner.id, patient_name=patient_name,
+        patient_id=f"PID{n:05d}", patient_sex="F", accession_number=f"ACC{n:06d}",
+        study_date=date.today() - timedelta(days=3), study_description=description,
+        modalities=modality, jurisdiction=jurisdiction, deid_key=secrets.token_hex(32),
+        deid_date_shift_days=-17, pseudonym=f"QA-{secrets.token_hex(4).upper()}",
+        series_count=1, **kw,
+    )
+    study.series.append(Series(series_uid=f"2.25.{uuid.uuid4().int}", modality=modality,
+                               series_number=1, series_description="AXIAL"))
+    db.session.add(study)
+    db.session.flush()
+    if report is not None:
+        db.session.add(OriginalRead(
+            study_id=study.id, reader_id=(reader or owner).id, report_text=report,
+            finalized_at=finalized_at or utcnow(), entered_by_id=owner.id,
+        ))
+        db.session.flush()
+    return study

@@ -9,8 +9,18 @@ from collections.abc import Callable
 
 from qaportal.demo.accounts import DEMO_ACCOUNTS, demo_password, seed_accounts
 
-# Features append steps taking (accounts: dict[key, User]) and returning a one-line summary.
-STEPS: list[Callable[[dict], str | None]] = []
+# Steps take (accounts: dict[key, User]) and return a one-line summary; run by order.
+STEPS: list[tuple[int, Callable[[dict], str | None]]] = []
+
+
+def demo_step(order: int):
+    """Register a demo seeding step; features use it (studies 10, opinions 20, reviews 30)."""
+
+    def decorator(fn: Callable[[dict], str | None]):
+        STEPS.append((order, fn))
+        return fn
+
+    return decorator
 
 
 def seed() -> tuple[dict, str, list[str]]:
@@ -21,7 +31,7 @@ def seed() -> tuple[dict, str, list[str]]:
     accounts = seed_accounts(password)
     db.session.commit()
     summaries = []
-    for step in STEPS:
+    for _, step in sorted(STEPS, key=lambda s: s[0]):
         summary = step(accounts)
         db.session.commit()
         if summary:
@@ -29,4 +39,4 @@ def seed() -> tuple[dict, str, list[str]]:
     return accounts, password, summaries
 
 
-__all__ = ["DEMO_ACCOUNTS", "STEPS", "seed"]
+__all__ = ["DEMO_ACCOUNTS", "STEPS", "demo_step", "seed"]

@@ -8,6 +8,7 @@ from qaportal.models.credentials import (
     License,
     UserSubspecialty,
 )
+from qaportal.models.notification import Notification
 from qaportal.models.study import (
     ACCESS_MODES,
     Instance,
@@ -21,6 +22,6 @@ from qaportal.models.user import ROLES, User, UserRole
 
 __all__ = [
     "ACCESS_MODES", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
-    "BoardCertification", "Instance", "License", "OriginalRead", "Series", "Study",
+    "BoardCertification", "Instance", "License", "Notification", "OriginalRead", "Series", "Study",
     "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty", "utcnow",
 ]

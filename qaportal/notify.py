@@ -1,0 +1,113 @@
+"""Notify users: an in-app notification, and an e-mail (SMTP, or an .eml in the outbox).
+
+Messages name no patient: only what happened and a link to the object in the portal.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import tempfile
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import current_app
+
+from qaportal.extensions import db
+from qaportal.models import Notification, User
+
+
+def notify(user: User, kind: str, message: str, link: str = "", *,
+           dedupe_key: str | None = None, email: bool = True) -> Notification | None:
+    """Create a notification (once per dedupe_key) and queue its e-mail; the caller commits."""
+    if dedupe_key is not None:
+        exists = db.session.scalar(
+            sa.select(Notification.id).where(Notification.dedupe_key == dedupe_key)
+        )
+        if exists is not None:
+            return None
+    note = Notification(user_id=user.id, kind=kind, message=message[:300], link=link,
+                        dedupe_key=dedupe_key)
+    db.session.add(note)
+    db.session.flush()
+    if email and user.active:
+        # Sent only once the transaction commits: a rolled-back action mails nobody.
+        pending = db.session.info.setdefault(PENDING_KEY, [])
+        pending.append((user.email, f"[qaportal] {message[:120]}", _body(message, link)))
+    return note
+
+
+PENDING_KEY = "qaportal_pending_mail"
+
+
+@sa.event.listens_for(sa.orm.Session, "after_commit")
+def _send_pending(session) -> None:
+    pending = session.info.pop(PENDING_KEY, None)
+    for to, subject, body in pending or ():
+        send_email(to, subject, body)
+
+
+@sa.event.listens_for(sa.orm.Session, "after_rollback")
+def _drop_pending(session) -> None:
+    session.info.pop(PENDING_KEY, None)
+
+
+def _body(message: str, link: str) -> str:
+    base = current_app.config["BASE_URL"].rstrip("/")
+    url = f"{base}{link}" if link.startswith("/") else link
+    return (
+        f"{message}\n\nOpen it in qaportal: {url}\n\n"
+        "This message contains no patient information; sign in to see the case.\n"
+    )
+
+
+def unread_count(user: User) -> int:
+    """Return how many notifications the user has not read."""
+    return db.session.scalar(
+        sa.select(sa.func.count()).where(
+            Notification.user_id == user.id, Notification.read_at.is_(None)
+        )
+    ) or 0
+
+
+def send_email(to: str, subject: str, body: str) -> None:
+    """Send by SMTP when configured; otherwise write an .eml file to the outbox."""
+    cfg = current_app.config
+    msg = EmailMessage()
+    msg["From"] = cfg["MAIL_FROM"]
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain="qaportal")
+    msg.set_content(body)
+    if cfg.get("SMTP_HOST"):
+        try:
+            with smtplib.SMTP(cfg["SMTP_HOST"], cfg["SMTP_PORT"], timeout=10) as smtp:
+                if cfg["SMTP_STARTTLS"]:
+                    smtp.starttls()
+                if cfg.get("SMTP_USERNAME"):
+                    smtp.login(cfg["SMTP_USERNAME"], cfg["SMTP_PASSWORD"] or "")
+                smtp.send_message(msg)
+        except (OSError, smtplib.SMTPException) as exc:
+            # The in-app notification stands; the mail is kept in the outbox for a resend.
+            current_app.logger.warning(
+                "SMTP delivery failed (%s); kept in outbox", type(exc).__name__
+            )
+            _write_outbox(msg)
+        return
+    _write_outbox(msg)
+
+
+def _write_outbox(msg: EmailMessage) -> Path:
+    outbox = Path(current_app.config["OUTBOX_DIR"])
+    outbox.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=outbox, prefix=".tmp-", suffix=".eml")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(bytes(msg))
+        fh.flush()
+        os.fsync(fh.fileno())
+    final = outbox / (msg["Message-ID"].strip("<>").replace("@", "_") + ".eml")
+    os.replace(tmp, final)
+    return final

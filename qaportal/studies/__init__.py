@@ -1,0 +1,7 @@
+"""Studies: upload and import, the study page, the viewer, de-identified downloads."""
+
+from flask import Blueprint
+
+bp = Blueprint("studies", __name__, url_prefix="/studies")
+
+from qaportal.studies import routes  # noqa: E402,F401
