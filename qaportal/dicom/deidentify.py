@@ -54,6 +54,8 @@ _DUMMY = {
 }
 _TEXT_DUMMY = "ANONYMIZED"
 _DATE_VRS = {"DA", "DT", "TM"}
+_STRING_VRS = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM"}
+_STRING_VRS |= {"UC", "UI", "UR", "UT"}
 
 
 @dataclass
@@ -160,7 +162,11 @@ def _action_for(elem: DataElement, rule: Rule | None, ctx: DeidContext) -> str:
     """Resolve the action for one element from its rule, the options, or the fallbacks."""
     if rule is not None:
         if rule.option and ctx.has(_OPTION_BY_NAME[rule.option]):
-            return "C" if rule.option == "temporal" else "K"
+            # A kept date (e.g. calibration date) is still shifted when study dates are.
+            shift = rule.option == "temporal" or (
+                elem.VR in ("DA", "DT") and ctx.has(DeidOption.RETAIN_MODIFIED_DATES)
+            )
+            return "C" if shift else "K"
         return rule.action
     if elem.VR == "PN":
         return "X"  # any person name not in the table
@@ -177,7 +183,7 @@ def _apply(ds: Dataset, elem: DataElement, action: str, ctx: DeidContext, res: D
     if action == "X":
         del ds[tag]
     elif action == "Z":
-        elem.value = Sequence() if elem.VR == "SQ" else None
+        elem.value = Sequence() if elem.VR == "SQ" else ("" if elem.VR in _STRING_VRS else None)
     elif action == "PSEUDONYM_NAME":
         elem.value = ctx.pseudonym
     elif action == "PSEUDONYM_ID":
