@@ -136,7 +136,11 @@ def to_uint8(
     if window is not None:
         out = apply_window(values, *window)
     elif "VOILUTSequence" in ds:
-        out = _min_max(apply_voi_lut(values, ds, index=0).astype(np.float32, copy=False))
+        try:
+            voi = apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0)
+        except (ValueError, IndexError, TypeError, AttributeError):
+            voi = values  # a malformed LUT should not hide the image: stretch instead
+        out = _min_max(voi.astype(np.float32, copy=False))
     else:
         out = _min_max(values)
     if photometric == "MONOCHROME1":
