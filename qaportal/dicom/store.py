@@ -1,0 +1,169 @@
+"""Store image files under internal keys, durably, with SHA-256 checks on read."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from .errors import StoredFileCorrupt, StoredFileMissing
+
+# Keys are internal ids chosen by the application (e.g. "3f/a9c2..."), never patient data.
+KEY_RE = re.compile(r"[0-9a-f]{2,64}(/[0-9a-f]{2,64}){0,3}")
+_CHUNK = 1024 * 1024
+PREAMBLE_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """Describe a file as stored: its key, SHA-256 (hex) and size in bytes."""
+
+    key: str
+    sha256: str
+    size: int
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    """Keep image files by key; small enough for a DICOMweb or Orthanc backend to implement."""
+
+    def put(self, key: str, src_path: str | os.PathLike[str] | BinaryIO) -> StoredFile:
+        """Store the file at src_path (or a readable stream) under key, replacing any old one."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """Open the stored file for reading."""
+        ...
+
+    def read_verified(self, key: str, sha256: str) -> bytes:
+        """Return the stored bytes after checking them against the recorded SHA-256."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Tell whether key is stored."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove key; a missing key is not an error."""
+        ...
+
+
+def validate_key(key: str) -> str:
+    """Return key if it is a well-formed internal key, else raise ValueError."""
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
+        raise ValueError("invalid storage key")
+    return key
+
+
+def new_key() -> str:
+    """Return a fresh random key (128 bits, hex) suitable for any store."""
+    return os.urandom(16).hex()
+
+
+class FilesystemStore:
+    """Store files under a root folder, sharded by key prefix, written atomically."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        """Return the local path of key (sharded as ab/cd/<key>); for local rendering."""
+        flat = validate_key(key).replace("/", "")
+        return self.root / flat[:2] / flat[2:4] / flat
+
+    def put(self, key: str, src_path: str | os.PathLike[str] | BinaryIO) -> StoredFile:
+        """Copy src into the store: temp file in the same folder, fsync, rename, fsync folder."""
+        dest = self.path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                with _as_stream(src_path) as src:
+                    while chunk := src.read(_CHUNK):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp_name, dest)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        _fsync_dir(dest.parent)
+        return StoredFile(key=key, sha256=digest.hexdigest(), size=size)
+
+    def open(self, key: str) -> BinaryIO:
+        """Open the stored file for reading, or raise StoredFileMissing."""
+        try:
+            return self.path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise StoredFileMissing(key) from exc
+
+    def read_verified(self, key: str, sha256: str) -> bytes:
+        """Return the stored bytes, raising StoredFileCorrupt if the SHA-256 differs."""
+        with self.open(key) as fp:
+            data = fp.read()
+        if hashlib.sha256(data).hexdigest() != sha256.lower():
+            raise StoredFileCorrupt(key)
+        return data
+
+    def verify(self, key: str, sha256: str) -> None:
+        """Check a stored file against its SHA-256 without holding it in memory."""
+        digest = hashlib.sha256()
+        with self.open(key) as fp:
+            while chunk := fp.read(_CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != sha256.lower():
+            raise StoredFileCorrupt(key)
+
+    def exists(self, key: str) -> bool:
+        """Tell whether key is stored."""
+        return self.path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove key if present."""
+        path = self.path(key)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            _fsync_dir(path.parent)
+
+
+def served_copy(data: bytes) -> bytes:
+    """Return DICOM bytes with the 128-byte preamble zeroed (it can hide another file format)."""
+    if len(data) >= PREAMBLE_LENGTH + 4 and data[PREAMBLE_LENGTH : PREAMBLE_LENGTH + 4] == b"DICM":
+        return bytes(PREAMBLE_LENGTH) + data[PREAMBLE_LENGTH:]
+    return data
+
+
+@contextlib.contextmanager
+def _as_stream(src: str | os.PathLike[str] | BinaryIO) -> Iterator[BinaryIO]:
+    """Yield a readable binary stream for a path or pass a stream through (not closing it)."""
+    if isinstance(src, str | os.PathLike):
+        with open(src, "rb") as fp:
+            yield fp
+    else:
+        yield src
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable by syncing its folder (not possible on every platform)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
