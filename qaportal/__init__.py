@@ -48,9 +48,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.auditlog import bp as audit_bp
     from qaportal.auth import bp as auth_bp
     from qaportal.home import bp as home_bp
+    from qaportal.reports import bp as reports_bp
     from qaportal.studies import bp as studies_bp
 
-    for bp in (auth_bp, home_bp, admin_bp, audit_bp, studies_bp):
+    for bp in (auth_bp, home_bp, admin_bp, audit_bp, studies_bp, reports_bp):
         app.register_blueprint(bp)
 
     hooks.init_app(app)

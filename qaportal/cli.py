@@ -16,6 +16,9 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(create_user)
     app.cli.add_command(demo)
     app.cli.add_command(audit_verify)
+    from qaportal.reports.cli import report_group
+
+    app.cli.add_command(report_group)
 
 
 def _fail(message: str, code: int = 1):

@@ -50,6 +50,14 @@ class Defaults:
     MAIL_FROM = "qaportal@localhost"
     # Absolute base URL for links in e-mails, e.g. https://qaportal.example.org
     BASE_URL = "http://127.0.0.1:5000"
+    # PDF reports: render time limit (s), paper ("letter" or "A4"), archival variant, the
+    # render process's memory cap (MiB; 0: none), and where exports are kept
+    # (instance/exports when unset).
+    PDF_TIMEOUT = 60.0
+    PDF_PAGE_SIZE = "letter"
+    PDF_VARIANT = "pdf/a-2b"
+    PDF_MEMORY_MB = 2048
+    EXPORT_ROOT: str | None = None
 
 
 # Variables read from the environment, with their parsers.
@@ -79,6 +87,11 @@ ENV_SETTINGS: dict[str, Any] = {
     "SMTP_STARTTLS": ("SMTP_STARTTLS", _bool),
     "MAIL_FROM": ("MAIL_FROM", str),
     "BASE_URL": ("BASE_URL", str),
+    "PDF_TIMEOUT": ("PDF_TIMEOUT", float),
+    "PDF_PAGE_SIZE": ("PDF_PAGE_SIZE", str),
+    "PDF_VARIANT": ("PDF_VARIANT", str),
+    "PDF_MEMORY_MB": ("PDF_MEMORY_MB", int),
+    "EXPORT_ROOT": ("EXPORT_ROOT", str),
 }
 
 
@@ -126,6 +139,21 @@ def _finish(app) -> None:
     cfg.setdefault("IMAGE_ROOT", str(instance / "images"))
     cfg.setdefault("CACHE_ROOT", str(instance / "cache"))
     cfg.setdefault("OUTBOX_DIR", str(instance / "outbox"))
+    _check_pdf(cfg, instance)
+
+
+def _check_pdf(cfg, instance: Path) -> None:
+    """Refuse PDF settings that cannot work; default the export folder."""
+    from qaportal.pdf.render import PAGE_SIZES, PDF_VARIANTS
+
+    if not cfg.get("EXPORT_ROOT"):
+        cfg["EXPORT_ROOT"] = str(instance / "exports")
+    if str(cfg["PDF_PAGE_SIZE"]).lower() not in PAGE_SIZES:
+        raise ConfigError(f"QAPORTAL_PDF_PAGE_SIZE must be one of: {', '.join(PAGE_SIZES)}")
+    if cfg["PDF_VARIANT"] not in PDF_VARIANTS:
+        raise ConfigError(f"QAPORTAL_PDF_VARIANT must be one of: {', '.join(PDF_VARIANTS)}")
+    if not 0 < float(cfg["PDF_TIMEOUT"]) <= 3600:
+        raise ConfigError("QAPORTAL_PDF_TIMEOUT must be between 0 and 3600 seconds")
 
 
 def _instance_secret(instance: Path) -> str:

@@ -79,3 +79,14 @@ def can_view_study(user: User, study) -> bool:
 def can_edit_study(user: User, study) -> bool:
     """The uploader edits the clinical notes and the original read; admins may correct them."""
     return user.id == study.owner_id or user.has_role("admin")
+
+
+# Reports (PDF exports)
+def can_export_reports(user: User) -> bool:
+    """QA managers and administrators open the reports page and make exports."""
+    return user.has_role("qa_manager", "admin")
+
+
+def can_download_export(user: User, export) -> bool:
+    """An export's file goes to whoever made it, and to QA managers and administrators."""
+    return export.created_by_id == user.id or user.has_role("qa_manager", "admin")

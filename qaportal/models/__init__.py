@@ -9,6 +9,7 @@ from qaportal.models.credentials import (
     UserSubspecialty,
 )
 from qaportal.models.notification import Notification
+from qaportal.models.report import REPORT_KINDS, ReportExport
 from qaportal.models.study import (
     ACCESS_MODES,
     Instance,
@@ -21,7 +22,8 @@ from qaportal.models.study import (
 from qaportal.models.user import ROLES, User, UserRole
 
 __all__ = [
-    "ACCESS_MODES", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
-    "BoardCertification", "Instance", "License", "Notification", "OriginalRead", "Series", "Study",
-    "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty", "utcnow",
+    "ACCESS_MODES", "REPORT_KINDS", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
+    "BoardCertification", "Instance", "License", "Notification", "OriginalRead", "ReportExport",
+    "Series", "Study", "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty",
+    "utcnow",
 ]

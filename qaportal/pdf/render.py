@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess  # noqa: S404 - runs our own worker module with a fixed argv
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ PDF_VARIANTS = ("pdf/a-2b", "pdf/a-3b", "pdf/a-2u", "pdf/a-3u")
 _ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "FONTCONFIG_FILE", "FONTCONFIG_PATH",
              "XDG_CACHE_HOME", "XDG_DATA_DIRS")
 _IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
+# Renders at once per server process: each takes a core while it runs.
+MAX_CONCURRENT = 2
+_slots = threading.BoundedSemaphore(MAX_CONCURRENT)
 
 
 class PdfError(RuntimeError):
@@ -67,13 +71,23 @@ def render_pdf(html: str, options: RenderOptions | None = None) -> RenderedPdf:
         raise PdfError(f"unsupported PDF variant {options.variant!r}")
     request = json.dumps({"html": html, "options": _as_dict(options)}).encode("utf-8")
     started = time.monotonic()
+    if not _slots.acquire(timeout=options.timeout):
+        raise PdfTimeout("the PDF renderer is busy with other reports; try again shortly")
+    try:
+        return _run(request, options, started)
+    finally:
+        _slots.release()
+
+
+def _run(request: bytes, options: RenderOptions, started: float) -> RenderedPdf:
     proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own module
         [sys.executable, "-m", "qaportal.pdf.worker"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=_child_env(), close_fds=True,
     )
     try:
-        out, err = proc.communicate(request, timeout=options.timeout)
+        remaining = max(0.01, options.timeout - (time.monotonic() - started))
+        out, err = proc.communicate(request, timeout=remaining)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()

@@ -1,0 +1,8 @@
+"""Reports: pluggable report kinds, HTML preview, recorded PDF exports, verification."""
+
+from flask import Blueprint
+
+bp = Blueprint("reports", __name__, url_prefix="/reports")
+
+# Each module registers its ReportDefinition; other features register theirs the same way.
+from qaportal.reports import audit_trail, credentials_roster, demo, routes  # noqa: E402,F401

@@ -1,0 +1,84 @@
+// Reports page: preview in a new tab, and make the PDF with a progress indicator.
+(function () {
+  "use strict";
+  var form = document.getElementById("report-form");
+  if (!form) { return; }
+  var previewBtn = document.getElementById("preview-btn");
+  var exportBtn = document.getElementById("export-btn");
+  var status = document.getElementById("export-status");
+
+  function params(withToken) {
+    var data = new FormData(form);
+    if (!withToken) { data.delete("csrf_token"); }
+    return data;
+  }
+
+  function show(html, cls) {
+    status.hidden = false;
+    status.className = "export-status " + (cls || "");
+    status.innerHTML = "";
+    status.appendChild(html);
+  }
+
+  function el(tag, text, attrs) {
+    var node = document.createElement(tag);
+    if (text) { node.textContent = text; }
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    return node;
+  }
+
+  // Preview: the same parameters as a GET, without the CSRF token in the address.
+  previewBtn.addEventListener("click", function (ev) {
+    ev.preventDefault();
+    var query = new URLSearchParams(params(false)).toString();
+    window.open(previewBtn.getAttribute("formaction") + "?" + query, "_blank");
+  });
+
+  form.addEventListener("submit", function (ev) {
+    if (ev.submitter && ev.submitter !== exportBtn) { return; }
+    ev.preventDefault();
+    exportBtn.disabled = true;
+    var started = Date.now();
+    var box = el("div");
+    box.appendChild(el("span", "", { "class": "spinner", "aria-hidden": "true" }));
+    var label = el("span", "Rendering the PDF…");
+    box.appendChild(label);
+    show(box, "busy");
+    var timer = window.setInterval(function () {
+      label.textContent = "Rendering the PDF… " + Math.round((Date.now() - started) / 1000) + " s";
+    }, 500);
+    fetch(form.action, {
+      method: "POST", body: params(true), credentials: "same-origin",
+      headers: { "Accept": "application/json" }
+    }).then(function (resp) {
+      return resp.json().catch(function () { return { error: "The server answered " + resp.status + "." }; })
+        .then(function (body) { return { ok: resp.ok, body: body }; });
+    }).then(function (res) {
+      var out = el("div");
+      if (res.ok) {
+        out.appendChild(el("span", "Ready: " + res.body.document_id + " — " + res.body.pages +
+          " page" + (res.body.pages === 1 ? "" : "s") + ", " + res.body.seconds + " s. "));
+        out.appendChild(el("a", "Download PDF", { href: res.body.download_url, id: "download-link", "class": "btn btn-primary" }));
+        show(out, "done");
+      } else {
+        out.appendChild(el("strong", res.body.error || "The report could not be made."));
+        var fields = res.body.fields || {};
+        var list = el("ul");
+        Object.keys(fields).forEach(function (name) {
+          fields[name].forEach(function (msg) {
+            var input = form.querySelector("[name='" + name + "']");
+            var labelText = input && input.labels && input.labels.length ? input.labels[0].textContent.replace("*", "").trim() + ": " : "";
+            list.appendChild(el("li", labelText + msg));
+          });
+        });
+        if (list.childNodes.length) { out.appendChild(list); }
+        show(out, "failed");
+      }
+    }).catch(function () {
+      show(el("span", "The connection failed; please try again."), "failed");
+    }).finally(function () {
+      window.clearInterval(timer);
+      exportBtn.disabled = false;
+    });
+  });
+})();
