@@ -77,3 +77,18 @@ def make_study(owner: User, *, modality: str = "CT", jurisdiction: str | None = 
         ))
         db.session.flush()
     return study
+
+
+def make_export(user: User | None = None, kind: str = "credentials", **params):
+    """Export a real report PDF (rendered, stored, recorded); return (ReportExport, bytes)."""
+    from qaportal.reports.service import create_export
+
+    if kind == "credentials":
+        params = {"as_of": date.today(), "include_inactive": False, "confidential": False,
+                  **params}
+    elif kind == "audit":
+        params = {"date_from": date.today() - timedelta(days=1), "date_to": date.today(),
+                  "actor": None, "action": None, "object_type": None, "object_id": None,
+                  "confidential": False, **params}
+    export, pdf = create_export(kind, params, user, label=None if user else "test")
+    return export, pdf.data

@@ -19,8 +19,10 @@ def _today() -> date:
 class DateRangeMixin:
     """A required period, first day to last day inclusive."""
 
-    date_from = DateField("From", validators=[DataRequired(message="Enter the first day.")])
-    date_to = DateField("To", validators=[DataRequired(message="Enter the last day.")])
+    date_from = DateField("From", validators=[
+        DataRequired(message="Enter the first day as YYYY-MM-DD.")])
+    date_to = DateField("To", validators=[
+        DataRequired(message="Enter the last day as YYYY-MM-DD.")])
 
     def validate_date_to(self, field) -> None:
         if self.date_from.data and field.data and field.data < self.date_from.data:
@@ -42,7 +44,8 @@ class CredentialsRosterForm(ReportForm):
     """Parameters of the credentials roster."""
 
     as_of = DateField("Status as of", default=_today,
-                      validators=[DataRequired(message="Enter the day to check against.")])
+                      validators=[DataRequired(
+                          message="Enter the day to check against as YYYY-MM-DD.")])
     include_inactive = BooleanField("Include deactivated accounts")
 
 

@@ -47,7 +47,8 @@
     var timer = window.setInterval(function () {
       label.textContent = "Rendering the PDF… " + Math.round((Date.now() - started) / 1000) + " s";
     }, 500);
-    fetch(form.action, {
+    // getAttribute: a field named "action" shadows form.action.
+    fetch(form.getAttribute("action"), {
       method: "POST", body: params(true), credentials: "same-origin",
       headers: { "Accept": "application/json" }
     }).then(function (resp) {

@@ -1,0 +1,56 @@
+"""A QA manager previews a report and downloads its PDF in a real browser."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+from playwright.sync_api import expect
+
+from qaportal.extensions import db
+from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.pdftools import ARTIFACTS, pdf_text
+
+
+def test_preview_then_download_the_pdf(live_server, live_app, page):
+    with live_app.app_context():
+        email = make_user(roles=("qa_manager",), full_name="Quinn Quality").email
+        db.session.commit()
+    page.goto(live_server.url + "/login")
+    page.fill("#email", email)
+    page.fill("#password", DEFAULT_PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.get_by_role("link", name="Reports", exact=True).click()
+    page.get_by_role("link", name="Audit trail").click()
+    page.fill("#date_from", (date.today() - timedelta(days=1)).isoformat())
+    page.fill("#date_to", date.today().isoformat())
+    page.check("#confidential")
+
+    with page.context.expect_page() as opened:
+        page.click("#preview-btn")
+    preview = opened.value
+    preview.wait_for_load_state()
+    expect(preview.locator(".preview-banner")).to_be_visible()
+    expect(preview.locator(".verdict")).to_contain_text("hash chain intact")
+    assert "csrf_token" not in preview.url
+    preview.close()
+
+    page.click("#export-btn")
+    expect(page.locator("#export-status .spinner")).to_be_visible()
+    link = page.locator("#download-link")
+    expect(link).to_be_visible(timeout=30_000)
+    expect(page.locator("#export-status")).to_contain_text(re.compile(r"Ready: QAP-"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "reports-page.png"), full_page=True)
+    with page.expect_download() as download_info:
+        link.click()
+    download = download_info.value
+    assert re.fullmatch(r"QAP-[A-Z2-7]{16}\.pdf", download.suggested_filename)
+    with open(download.path(), "rb") as fh:
+        data = fh.read()
+    text = pdf_text(data)
+    assert download.suggested_filename[:-4] in text
+    assert "privileged and protected" in text
+
+    page.reload()
+    expect(page.locator("#past-exports")).to_contain_text(download.suggested_filename[:-4])
