@@ -176,3 +176,24 @@ def test_other_radiologist_with_full_grant_cannot_edit(client, auth, owner_study
     auth.login(colleague)
     assert client.get(f"/studies/{study.id}").status_code == 200
     assert client.get(f"/studies/{study.id}/edit").status_code == 403
+
+
+def test_owner_sees_who_has_access(client, owner_study):
+    owner, study = owner_study
+    colleague = make_user(roles=("radiologist",), full_name="Dr Colleague Granted")
+    grant_access(study, colleague, mode="deidentified", source=("opinion_request", 3), by=owner)
+    db.session.commit()
+    page = client.get(f"/studies/{study.id}").get_data(as_text=True)
+    assert "Who has access" in page and "Dr Colleague Granted" in page
+
+
+def test_blind_review_grant_hides_reader_and_report(client, auth, owner_study):
+    owner, study = owner_study
+    reviewer = make_user(roles=("reviewer",))
+    grant_access(study, reviewer, mode="full", source=("review_assignment", 1), by=owner)
+    db.session.commit()
+    auth.logout()
+    auth.login(reviewer)
+    page = client.get(f"/studies/{study.id}").get_data(as_text=True)
+    assert page.count("Original report text.") == 0
+    assert owner.full_name not in page and "Who has access" not in page

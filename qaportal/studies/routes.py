@@ -10,7 +10,12 @@ from qaportal import audit
 from qaportal.dicom import StoredFileMissing
 from qaportal.extensions import db
 from qaportal.models import Study, User
-from qaportal.permissions import can_edit_study, role_required
+from qaportal.permissions import (
+    can_edit_study,
+    can_see_access_list,
+    is_blind_access,
+    role_required,
+)
 from qaportal.studies import bp, service
 from qaportal.studies.actions import actions_for
 from qaportal.studies.deid import build_deidentified_zip, deid_options
@@ -44,12 +49,17 @@ def detail(study_id: int):
     view = present(study, mode)
     audit.record("study.viewed", study, mode=mode)
     db.session.commit()
-    show_read = mode == "full" and study.read is not None
+    blind = is_blind_access(current_user, study)
+    show_read = mode == "full" and study.read is not None and not blind
+    access = None
+    if can_see_access_list(current_user, study):
+        access = sorted((g for g in study.access if g.revoked_at is None),
+                        key=lambda g: g.granted_at)
     return render_template(
         "studies/detail.html", study=study, view=view, mode=mode,
         actions=actions_for(current_user, study, mode),
         can_edit=can_edit_study(current_user, study), show_read=show_read,
-        deid_form=DeidDownloadForm(formdata=None),
+        deid_form=DeidDownloadForm(formdata=None), access=access, blind=blind,
     )
 
 
