@@ -197,3 +197,15 @@ def test_blind_review_grant_hides_reader_and_report(client, auth, owner_study):
     page = client.get(f"/studies/{study.id}").get_data(as_text=True)
     assert page.count("Original report text.") == 0
     assert owner.full_name not in page and "Who has access" not in page
+
+
+def test_request_over_the_size_limit_gets_a_clear_json_error(app, client, login_as):
+    app.config["MAX_CONTENT_LENGTH"] = 20_000
+    login_as("radiologist")
+    urls = client.post("/studies/upload/batches").get_json()
+    with open(sample("MR_small.dcm"), "rb") as a, open(sample("CT_small.dcm"), "rb") as b:
+        res = client.post(urls["files_url"], data={"files": [(a, "a.dcm"), (b, "b.dcm")]},
+                          content_type="multipart/form-data",
+                          headers={"Accept": "application/json"})
+    assert res.status_code == 413
+    assert res.get_json() == {"error": "upload too large"}
