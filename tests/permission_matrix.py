@@ -59,6 +59,19 @@ OBJECTS["subject"] = _subject  # an account the administrator manages
 OBJECTS["study"] = _study  # uploaded by the matrix radiologist
 
 
+def _batch(users):
+    from qaportal.extensions import db
+    from qaportal.models import UploadBatch
+
+    batch = UploadBatch(user_id=users["radiologist"].id, source="browser")
+    db.session.add(batch)
+    db.session.flush()
+    return batch
+
+
+OBJECTS["batch"] = _batch  # an upload by the matrix radiologist
+
+
 EXPECTED: dict[str, dict[str, Any]] = {
     # -- foundation: static files, sign-in, account --------------------------------------
     "static": {**everyone(200, anonymous=200),
@@ -98,6 +111,31 @@ EXPECTED: dict[str, dict[str, Any]] = {
     # -- studies ------------------------------------------------------------------------------
     "studies.index": only(("radiologist", "reviewer", "qa_manager", "admin")),
     "studies.detail": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+        "unrelated": "radiologist",
+    },
+    "studies.upload": only(("radiologist",)),
+    "studies.batch_create": {**only(("radiologist",), status=201), "method": "POST"},
+    "studies.batch_files": {
+        **only(("radiologist",)), "method": "POST", "unrelated": "radiologist",
+        "params": lambda objs, users: {"batch_id": objs["batch"].id},
+    },
+    "studies.batch_finish": {
+        **only(("radiologist",)), "method": "POST", "unrelated": "radiologist",
+        "params": lambda objs, users: {"batch_id": objs["batch"].id},
+    },
+    "studies.batch_summary": {
+        **only(("radiologist",)), "unrelated": "radiologist",
+        "params": lambda objs, users: {"batch_id": objs["batch"].id},
+    },
+    # Only the uploader (and an administrator correcting it) edits notes and the report.
+    "studies.edit": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 403, "admin": 200,
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+        "unrelated": "radiologist",
+    },
+    "studies.download_deidentified": {
         ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
         "params": lambda objs, users: {"study_id": objs["study"].id},
         "unrelated": "radiologist",
