@@ -92,3 +92,25 @@ def make_export(user: User | None = None, kind: str = "credentials", **params):
                   "confidential": False, **params}
     export, pdf = create_export(kind, params, user, label=None if user else "test")
     return export, pdf.data
+
+
+def make_export_record(user: User, kind: str = "audit", data: bytes = b"%PDF-1.7\n%test\n"):
+    """Record an export and store its bytes without rendering (fast, for permission tests)."""
+    import hashlib
+
+    from qaportal.models import ReportExport, utcnow
+    from qaportal.reports import storage
+    from qaportal.reports.service import new_document_id
+
+    document_id = new_document_id()
+    now = utcnow()
+    export = ReportExport(
+        document_id=document_id, kind=kind, title="Test export", parameters={},
+        created_by_id=user.id, created_by_label=user.email, created_at=now,
+        sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), page_count=1,
+        storage_key=f"{now:%Y/%m}/{document_id}.pdf",
+    )
+    storage.write(export.storage_key, data)
+    db.session.add(export)
+    db.session.flush()
+    return export
