@@ -12,7 +12,7 @@ from qaportal.models import OpinionRequest, User
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.opinion import PRIORITY_LABELS
 from qaportal.opinions import bp, service
-from qaportal.opinions.eligibility import colleagues, pool_members
+from qaportal.opinions.eligibility import colleagues, pool_members, request_ineligibility
 from qaportal.opinions.forms import (
     AddendumForm,
     MessageForm,
@@ -29,6 +29,7 @@ from qaportal.permissions import (
     can_message_opinion_request,
     can_request_opinion,
     can_write_opinion,
+    opinion_request_view,
     role_required,
 )
 from qaportal.studies.presenter import present
@@ -148,11 +149,24 @@ def _back(req: OpinionRequest):
     return redirect(url_for("opinions.detail", request_id=req.id))
 
 
+def _lost_claim(request_id: int):
+    """Tell an eligible pool member who arrives late that someone else claimed it."""
+    req = db.session.get(OpinionRequest, request_id)
+    if (req is not None and req.pool in current_user.subspecialty_names
+            and req.consultant_id not in (None, current_user.id)
+            and not request_ineligibility(current_user, req)):
+        flash(service.ClaimLost.message, "error")
+        return redirect(url_for("opinions.worklist"))
+    abort(404)
+
+
 @bp.route("/<int:request_id>/claim", methods=["POST"])
 def claim(request_id: int):
-    req, _ = request_or_404(request_id, current_user)
     if not EmptyForm().validate_on_submit():
         abort(400)
+    req = db.session.get(OpinionRequest, request_id)
+    if req is None or opinion_request_view(current_user, req) is None:
+        return _lost_claim(request_id)
     try:
         service.claim(req, current_user)
     except service.OpinionError as exc:

@@ -34,6 +34,8 @@ class OpinionError(Exception):
 class ClaimLost(OpinionError):
     """Someone else claimed the request first."""
 
+    message = "Another consultant claimed this request a moment ago."
+
 
 def request_link(req: OpinionRequest) -> str:
     """Return the portal path of a request (also usable outside a web request)."""
@@ -118,7 +120,7 @@ def claim(req: OpinionRequest, user: User) -> None:
     )
     if result.rowcount != 1:
         db.session.refresh(req)
-        raise ClaimLost("Another consultant claimed this request a moment ago.")
+        raise ClaimLost(ClaimLost.message)
     db.session.refresh(req)
     _start_work(req, user, "opinion.claimed")
 

@@ -121,16 +121,18 @@ def sign(req: OpinionRequest, user: User, secret: str) -> Opinion:
     if missing:
         raise OpinionError("Fill in before signing: " + ", ".join(missing) + ".")
     method, licence = _signature(req, user, secret)
+    credentials = credentials_of(user)[:300]  # loaded before any attribute changes
     now = utcnow()
-    opinion.signed_at = now
-    opinion.signature_method = method
-    opinion.signer_name = user.full_name
-    opinion.signer_credentials = credentials_of(user)[:300]
-    opinion.license_jurisdiction = licence.jurisdiction
-    opinion.license_number = licence.number
-    req.status = "signed"
-    req.signed_at = now
-    req.turnaround_minutes = turnaround_minutes(req)
+    with db.session.no_autoflush:
+        opinion.signed_at = now
+        opinion.signature_method = method
+        opinion.signer_name = user.full_name
+        opinion.signer_credentials = credentials
+        opinion.license_jurisdiction = licence.jurisdiction
+        opinion.license_number = licence.number
+        req.status = "signed"
+        req.signed_at = now
+        req.turnaround_minutes = turnaround_minutes(req)
     db.session.flush()
     audit.record("opinion.signed", req, actor=user, method=method,
                  license_jurisdiction=licence.jurisdiction,
