@@ -6,7 +6,7 @@ import sys
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, with_appcontext
 
 from qaportal.models import ROLES
 
@@ -17,6 +17,10 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(audit_verify)
     app.cli.add_command(sla_check)
+    from qaportal.studies.cli import deidentify, import_study, verify_storage
+
+    for command in (import_study, verify_storage, deidentify):
+        app.cli.add_command(command)
 
 
 def _fail(message: str, code: int = 1):
@@ -25,6 +29,7 @@ def _fail(message: str, code: int = 1):
 
 
 @click.command("create-user")
+@with_appcontext
 @click.argument("email")
 @click.option("--name", required=True, help="Full name shown in the portal.")
 @click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
@@ -58,6 +63,7 @@ def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: b
 
 
 @click.command("demo")
+@with_appcontext
 def demo() -> None:
     """Seed demo accounts and sample data (idempotent)."""
     from qaportal.demo import seed
@@ -71,6 +77,7 @@ def demo() -> None:
 
 
 @click.command("audit-verify")
+@with_appcontext
 def audit_verify() -> None:
     """Check the audit log's hash chain; exit 0 when intact, 1 naming the first bad entry."""
     from qaportal.audit import verify

@@ -39,7 +39,14 @@ class Defaults:
     REQUIRE_2FA_ROLES: tuple[str, ...] = ()
     CREDENTIAL_EXPIRY_WARNING_DAYS = 60
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session (idle timeout applies)
-    MAX_CONTENT_LENGTH = 2 * 1024**3
+    # One upload request (the browser sends a large upload in several requests).
+    MAX_CONTENT_LENGTH = 1024**3
+    UPLOAD_CHUNK_BYTES = 64 * 1024**2  # what the browser puts in one request
+    UPLOAD_MAX_FILE_BYTES = 1024**3
+    UPLOAD_MAX_TOTAL_BYTES = 20 * 1024**3  # per zip, unpacked
+    UPLOAD_MAX_FILES = 20_000  # per zip
+    # Rendering guard: frames larger than this many pixels are refused before decoding.
+    RENDER_MAX_PIXELS = 64 * 1024**2
     AUDIT_PAGE_SIZE = 50
     # E-mail: SMTP when QAPORTAL_SMTP_HOST is set, else .eml files in instance/outbox/.
     SMTP_HOST: str | None = None
@@ -93,6 +100,11 @@ ENV_SETTINGS: dict[str, Any] = {
     "LOCKOUT_MINUTES": ("LOCKOUT_MINUTES", int),
     "REQUIRE_2FA_ROLES": ("REQUIRE_2FA_ROLES", _roles),
     "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
+    "UPLOAD_CHUNK_BYTES": ("UPLOAD_CHUNK_BYTES", int),
+    "UPLOAD_MAX_FILE_BYTES": ("UPLOAD_MAX_FILE_BYTES", int),
+    "UPLOAD_MAX_TOTAL_BYTES": ("UPLOAD_MAX_TOTAL_BYTES", int),
+    "UPLOAD_MAX_FILES": ("UPLOAD_MAX_FILES", int),
+    "IMAGE_ROOT": ("IMAGE_ROOT", str),
     "SMTP_HOST": ("SMTP_HOST", str),
     "SMTP_PORT": ("SMTP_PORT", int),
     "SMTP_USERNAME": ("SMTP_USERNAME", str),
@@ -149,6 +161,7 @@ def _finish(app) -> None:
     cfg.setdefault("IMAGE_ROOT", str(instance / "images"))
     cfg.setdefault("CACHE_ROOT", str(instance / "cache"))
     cfg.setdefault("OUTBOX_DIR", str(instance / "outbox"))
+    cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
 
 
 def _instance_secret(instance: Path) -> str:

@@ -71,6 +71,31 @@ def study_access_mode(user: User, study) -> str | None:
     return "full" if "full" in modes else "deidentified"
 
 
+# Grants from these workflows are blind: the grantee must not learn who read the study.
+BLIND_SOURCES = frozenset({"review_assignment", "committee_review", "teaching_case"})
+
+
+def is_blind_access(user: User, study) -> bool:
+    """Return True when the user sees the study only through blind-review grants."""
+    import sqlalchemy as sa
+
+    from qaportal.extensions import db
+    from qaportal.models import StudyAccess
+
+    if user.id == study.owner_id or user.has_role("qa_manager", "admin"):
+        return False
+    sources = set(db.session.scalars(sa.select(StudyAccess.source_type).where(
+        StudyAccess.study_id == study.id, StudyAccess.user_id == user.id,
+        StudyAccess.revoked_at.is_(None),
+    )))
+    return bool(sources) and sources <= BLIND_SOURCES
+
+
+def can_see_access_list(user: User, study) -> bool:
+    """The uploader, QA managers and administrators see who has access to a study."""
+    return user.id == study.owner_id or user.has_role("qa_manager", "admin")
+
+
 def can_view_study(user: User, study) -> bool:
     """A study is visible to its uploader, to users a workflow shared it with, and to QA."""
     return study_access_mode(user, study) is not None
