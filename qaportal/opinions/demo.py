@@ -28,13 +28,14 @@ SAMPLES = [
 
 def _demo_study(owner: User, index: int) -> Study:
     """Create a metadata-only study (no images) with a finalized original read."""
-    modality, description, _ = SAMPLES[index % len(SAMPLES)]
+    modality, description, question = SAMPLES[index % len(SAMPLES)]
     study = Study(
         study_uid=f"2.25.{uuid.uuid4().int}", owner_id=owner.id,
         patient_name=f"DEMO^PATIENT{index + 1}", patient_id=f"DEMO{index + 1:04d}",
         patient_sex="F" if index % 2 else "M", accession_number=f"DEMOACC{index + 1:05d}",
         study_date=date.today() - timedelta(days=2 + index), study_description=description,
         modalities=modality, jurisdiction="CA", deid_key=secrets.token_hex(32),
+        clinical_question=question,
         deid_date_shift_days=-(10 + index), pseudonym=f"QA-{secrets.token_hex(4).upper()}",
         series_count=1,
     )
@@ -81,7 +82,7 @@ def seed_opinions(accounts: dict) -> str:
     theirs = _studies(rad2, 2, 6)
 
     def ask(study, requester, priority, hours_ago, **kw):
-        question = SAMPLES[(study.id - 1) % len(SAMPLES)][2]
+        question = study.clinical_question or "Second opinion on the original read, please."
         req = service.create_request(
             study, requester, priority=priority, question=kw.pop("question", question),
             history="Demo case. Symptoms for two days.",
