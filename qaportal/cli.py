@@ -38,11 +38,15 @@ def _fail(message: str, code: int = 1):
               help="Read the password from standard input (never from the command line).")
 def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: bool) -> None:
     """Create an account."""
+    from qaportal.admin.forms import email_problem
     from qaportal.admin.service import AdminError
     from qaportal.admin.service import create_user as create
     from qaportal.extensions import db
     from qaportal.passwords import generate_password, policy_problems
 
+    problem = email_problem(email)
+    if problem:
+        _fail(f"{email!r} is not a valid e-mail address: {problem}")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         problems = policy_problems(password, email=email, name=name)

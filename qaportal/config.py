@@ -155,6 +155,14 @@ def _finish(app) -> None:
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`."
             )
         cfg["SECRET_KEY"] = _instance_secret(instance)
+    from qaportal.models.user import ROLES
+
+    unknown = set(cfg["REQUIRE_2FA_ROLES"]) - set(ROLES)
+    if unknown:  # a typo would otherwise silently require two-factor sign-in of nobody
+        raise ConfigError(
+            f"QAPORTAL_REQUIRE_2FA_ROLES names unknown role(s) {', '.join(sorted(unknown))}; "
+            f"use {', '.join(ROLES)}."
+        )
     cfg["SESSION_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["REMEMBER_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])

@@ -1,0 +1,105 @@
+"""The permission matrix: every endpoint, for anonymous users and for each role.
+
+tests/test_permission_matrix.py reads every route from app.url_map and fails when an
+endpoint has no entry here, so a new route cannot escape the check. Feature branches
+append their entries (and the objects they need) at the end, under a comment naming the
+feature, to keep merges simple.
+
+An entry maps each of ANONYMOUS + ROLES to the status code expected when a user holding
+only that role requests the route (anonymous HTML requests are sent to sign in: LOGIN).
+Optional keys:
+  "method":    "GET" (default when the route allows it) or "POST" (sent with empty form data,
+               CSRF off; the CSRF check has its own test).
+  "params":    function (objs, users) -> URL values; objs holds what OBJECTS built.
+  "unrelated": a role: a user holding it but WITHOUT relation to the object must get 404.
+Every route with an <int:...> value is also requested with ids that do not exist: each
+role that is not refused (403) must then get 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+ANONYMOUS = "anonymous"
+ROLES = ("radiologist", "reviewer", "qa_manager", "admin")
+LOGIN = 302  # anonymous users are redirected to /login
+
+
+def everyone(status: int, anonymous: int = LOGIN) -> dict[str, int]:
+    """Return an entry where every signed-in role gets the same status."""
+    return {ANONYMOUS: anonymous, **dict.fromkeys(ROLES, status)}
+
+
+def only(roles: tuple[str, ...], status: int = 200, refused: int = 403) -> dict[str, int]:
+    """Return an entry where the given roles get status and every other role is refused."""
+    return {ANONYMOUS: LOGIN, **{r: status if r in roles else refused for r in ROLES}}
+
+
+# Objects the parametrised routes need: name -> function(users) -> object. users maps
+# each role to the matrix user holding only that role (plus "other_admin").
+OBJECTS: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+
+def _subject(users):
+    from tests.factories import make_certification, make_user
+
+    user = make_user(roles=("radiologist",), licenses=["CA"])
+    make_certification(user)
+    return user
+
+
+def _study(users):
+    from tests.factories import make_study
+
+    return make_study(users["radiologist"])
+
+
+OBJECTS["subject"] = _subject  # an account the administrator manages
+OBJECTS["study"] = _study  # uploaded by the matrix radiologist
+
+
+EXPECTED: dict[str, dict[str, Any]] = {
+    # -- foundation: static files, sign-in, account --------------------------------------
+    "static": {**everyone(200, anonymous=200),
+               "params": lambda objs, users: {"filename": "css/app.css"}},
+    "home.health": everyone(200, anonymous=200),
+    "home.index": everyone(200),
+    # A signed-in user is sent home; the 2FA step without a pending sign-in goes to /login.
+    "auth.login": everyone(302, anonymous=200),
+    "auth.login_totp": everyone(302, anonymous=302),
+    "auth.logout": {**everyone(302), "method": "POST"},
+    "auth.account": everyone(200),
+    "auth.change_password": everyone(200),
+    "auth.totp_enrol": everyone(200),
+    "auth.totp_disable": {**everyone(302), "method": "POST"},
+    # -- foundation: administration --------------------------------------------------------
+    "admin.users": only(("admin",)),
+    "admin.user_new": only(("admin",)),
+    "admin.user_edit": {**only(("admin",)),
+                        "params": lambda objs, users: {"user_id": objs["subject"].id}},
+    "admin.user_action": {
+        **only(("admin",), status=302), "method": "POST",
+        "params": lambda objs, users: {"user_id": objs["subject"].id, "action": "unlock"},
+    },
+    # Empty form data: the admin gets the page back with the errors (422).
+    "admin.license_add": {**only(("admin",), status=422), "method": "POST",
+                          "params": lambda objs, users: {"user_id": objs["subject"].id}},
+    "admin.certification_add": {**only(("admin",), status=422), "method": "POST",
+                                "params": lambda objs, users: {"user_id": objs["subject"].id}},
+    "admin.credential_remove": {
+        **only(("admin",), status=302), "method": "POST",
+        "params": lambda objs, users: {"user_id": objs["subject"].id, "kind": "license",
+                                       "item_id": objs["subject"].licenses[0].id},
+    },
+    # -- foundation: audit log ----------------------------------------------------------------
+    "auditlog.index": only(("qa_manager", "admin")),
+    "auditlog.export": only(("qa_manager", "admin")),
+    # -- studies ------------------------------------------------------------------------------
+    "studies.index": only(("radiologist", "reviewer", "qa_manager", "admin")),
+    "studies.detail": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+        "unrelated": "radiologist",
+    },
+}
