@@ -9,6 +9,13 @@ from qaportal.models.credentials import (
     UserSubspecialty,
 )
 from qaportal.models.notification import Notification
+from qaportal.models.opinion import (
+    Opinion,
+    OpinionAddendum,
+    OpinionDecline,
+    OpinionMessage,
+    OpinionRequest,
+)
 from qaportal.models.study import (
     ACCESS_MODES,
     Instance,
@@ -22,6 +29,7 @@ from qaportal.models.user import ROLES, User, UserRole
 
 __all__ = [
     "ACCESS_MODES", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
-    "BoardCertification", "Instance", "License", "Notification", "OriginalRead", "Series", "Study",
+    "BoardCertification", "Instance", "License", "Notification", "Opinion", "OpinionAddendum",
+    "OpinionDecline", "OpinionMessage", "OpinionRequest", "OriginalRead", "Series", "Study",
     "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty", "utcnow",
 ]
