@@ -48,10 +48,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.auditlog import bp as audit_bp
     from qaportal.auth import bp as auth_bp
     from qaportal.home import bp as home_bp
+    from qaportal.notifications import bp as notifications_bp
+    from qaportal.opinions import bp as opinions_bp
     from qaportal.reports import bp as reports_bp
     from qaportal.studies import bp as studies_bp
 
-    for bp in (auth_bp, home_bp, admin_bp, audit_bp, studies_bp, reports_bp):
+    for bp in (auth_bp, home_bp, admin_bp, audit_bp, studies_bp, notifications_bp,
+               opinions_bp, reports_bp):
         app.register_blueprint(bp)
 
     hooks.init_app(app)

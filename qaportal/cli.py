@@ -16,6 +16,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(create_user)
     app.cli.add_command(demo)
     app.cli.add_command(audit_verify)
+    app.cli.add_command(sla_check)
     from qaportal.reports.cli import report_group
     from qaportal.studies.cli import deidentify, import_study, verify_storage
 
@@ -92,6 +93,17 @@ def audit_verify() -> None:
         return
     _fail(f"audit log broken at entry {result.bad_seq}: {result.reason} "
           f"({result.count} entries verified before it)")
+
+
+@click.command("sla-check")
+def sla_check() -> None:
+    """Warn of approaching second-opinion deadlines and escalate breaches (safe every minute)."""
+    from qaportal.extensions import db
+    from qaportal.opinions.escalation import check_deadlines
+
+    summary = check_deadlines()
+    db.session.commit()
+    click.echo(summary.line())
 
 
 def main() -> None:

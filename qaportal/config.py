@@ -57,6 +57,10 @@ class Defaults:
     MAIL_FROM = "qaportal@localhost"
     # Absolute base URL for links in e-mails, e.g. https://qaportal.example.org
     BASE_URL = "http://127.0.0.1:5000"
+    # Second opinions: turnaround targets by priority (hours); warn at this fraction left.
+    OPINION_TARGET_HOURS: dict[str, float] = {"stat": 1, "urgent": 4, "routine": 48}
+    OPINION_WARN_FRACTION = 0.25
+    OPINION_AUTOSAVE_SECONDS = 5
     # PDF reports: render time limit (s), paper ("letter" or "A4"), archival variant, the
     # render process's memory cap (MiB; 0: none), and where exports are kept
     # (instance/exports when unset).
@@ -74,6 +78,23 @@ def _bool(v: str) -> bool:
 
 def _roles(v: str) -> tuple[str, ...]:
     return tuple(r.strip() for r in v.split(",") if r.strip())
+
+
+def _targets(v: str) -> dict[str, float]:
+    """Parse "stat=1,urgent=4,routine=48" (hours per priority)."""
+    result = dict(Defaults.OPINION_TARGET_HOURS)
+    for part in v.split(","):
+        if not part.strip():
+            continue
+        key, sep, hours = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in result:
+            raise ValueError(f"expected priority=hours with priority in {sorted(result)}")
+        value = float(hours)
+        if not 0 < value <= 24 * 365:
+            raise ValueError(f"{key}: hours must be positive")
+        result[key] = value
+    return result
 
 
 ENV_SETTINGS: dict[str, Any] = {
@@ -99,6 +120,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "SMTP_STARTTLS": ("SMTP_STARTTLS", _bool),
     "MAIL_FROM": ("MAIL_FROM", str),
     "BASE_URL": ("BASE_URL", str),
+    "OPINION_TARGET_HOURS": ("OPINION_TARGET_HOURS", _targets),
+    "OPINION_WARN_FRACTION": ("OPINION_WARN_FRACTION", float),
     "PDF_TIMEOUT": ("PDF_TIMEOUT", float),
     "PDF_PAGE_SIZE": ("PDF_PAGE_SIZE", str),
     "PDF_VARIANT": ("PDF_VARIANT", str),

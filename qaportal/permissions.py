@@ -106,6 +106,48 @@ def can_edit_study(user: User, study) -> bool:
     return user.id == study.owner_id or user.has_role("admin")
 
 
+# --- Second opinions (qaportal/opinions) -----------------------------------------------------
+
+def opinion_request_view(user: User, req) -> str | None:
+    """Return how the user may see a request: 'full', 'limited' (deciding whether to take
+    it: no patient identity, no study) or None (404)."""
+    if user.id == req.requester_id or user.has_role("qa_manager", "admin"):
+        return "full"
+    if req.consultant_id == user.id:
+        return "full" if req.status in ("accepted", "signed") else "limited"
+    if can_claim_opinion_request(user, req):
+        return "limited"
+    return None
+
+
+def can_view_opinion_request(user: User, req) -> bool:
+    """Requester, consultant, eligible pool members while unclaimed, QA managers, admins."""
+    return opinion_request_view(user, req) is not None
+
+
+def can_claim_opinion_request(user: User, req) -> bool:
+    """An eligible pool member may claim an open, unclaimed pool request once."""
+    from qaportal.opinions.eligibility import request_ineligibility
+
+    return (req.status == "open" and req.consultant_id is None and req.pool is not None
+            and not request_ineligibility(user, req)
+            and all(d.user_id != user.id for d in req.declines))
+
+
+def can_write_opinion(user: User, req) -> bool:
+    """Only the consultant working on an accepted request writes and signs its opinion."""
+    return req.status == "accepted" and req.consultant_id == user.id
+
+
+def can_message_opinion_request(user: User, req) -> bool:
+    """Requester and consultant talk in the request's thread."""
+    return (req.consultant_id is not None and req.status != "cancelled"
+            and user.id in (req.requester_id, req.consultant_id))
+
+
+def can_request_opinion(user: User, study) -> bool:
+    """A radiologist with full access to a study may ask for a second opinion on it."""
+    return user.has_role("radiologist") and study_access_mode(user, study) == "full"
 # Reports (PDF exports)
 def can_export_reports(user: User) -> bool:
     """QA managers and administrators open the reports page and make exports."""

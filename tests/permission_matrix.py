@@ -143,6 +143,72 @@ EXPECTED: dict[str, dict[str, Any]] = {
 }
 
 
+# -- second opinions (qaportal/opinions) and notifications -----------------------------------
+
+def _opinion_request(users):
+    """A request by the matrix radiologist, claimed by a neuro consultant (accepted)."""
+    from qaportal.opinions import service
+    from tests.factories import make_opinion_request, make_study, make_user
+
+    consultant = make_user(subspecialties=["neuro"], licenses=["CA"])
+    req = make_opinion_request(make_study(users["radiologist"]), users["radiologist"])
+    service.claim(req, consultant)
+    return req
+
+
+def _notification(users):
+    from qaportal.notify import notify
+
+    return notify(users["radiologist"], "opinion.test", "Matrix notice", "/opinions/",
+                  email=False)
+
+
+OBJECTS["opinion_request"] = _opinion_request
+OBJECTS["notification"] = _notification
+
+
+def _req(objs, users):
+    return {"request_id": objs["opinion_request"].id}
+
+
+def _opinion_post(requester: int) -> dict[str, Any]:
+    """A POST only the consultant may make: the requester, QA and admins are refused."""
+    return {ANONYMOUS: LOGIN, "radiologist": requester, "reviewer": 404, "qa_manager": 403,
+            "admin": 403, "method": "POST", "params": _req, "unrelated": "radiologist"}
+
+
+EXPECTED.update({
+    "opinions.worklist": only(("radiologist", "qa_manager", "admin")),
+    "opinions.new": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 403, "qa_manager": 403, "admin": 403,
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+        "unrelated": "radiologist",
+    },
+    "opinions.detail": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
+        "params": _req, "unrelated": "radiologist",
+    },
+    # Requester, QA and admins may see the request; the service refuses them (flash, 302).
+    "opinions.claim": {**_opinion_post(302), "qa_manager": 302, "admin": 302},
+    "opinions.accept": {**_opinion_post(302), "qa_manager": 302, "admin": 302},
+    "opinions.decline": _opinion_post(403),
+    "opinions.cancel": _opinion_post(400),  # the requester's empty reason: form re-shown
+    "opinions.reroute": _opinion_post(403),  # only a declined request is re-routed
+    "opinions.message": _opinion_post(400),  # the requester's empty message: form re-shown
+    "opinions.write": {**_opinion_post(403), "method": "GET"},
+    "opinions.autosave": _opinion_post(403),
+    "opinions.sign": _opinion_post(403),
+    "opinions.addendum": _opinion_post(403),
+    "notifications.index": everyone(200),
+    "notifications.open_": {
+        ANONYMOUS: LOGIN, "radiologist": 302, "reviewer": 404, "qa_manager": 404, "admin": 404,
+        "method": "POST", "params": lambda objs, users: {"note_id": objs["notification"].id},
+        "unrelated": "radiologist",
+    },
+    "notifications.read_all": {**everyone(302), "method": "POST"},
+})
+
+
 # -- reports ------------------------------------------------------------------------------------
 def _export(users):
     from tests.factories import make_export_record, make_user

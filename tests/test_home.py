@@ -17,7 +17,7 @@ def _nav(html: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("role", "nav"), [
-    ("radiologist", ["Home", "Studies"]),
+    ("radiologist", ["Home", "Studies", "Second opinions"]),
     ("reviewer", ["Home"]),
     ("qa_manager", ["Home", "Studies", "Reports", "Audit log"]),
     ("admin", ["Home", "Studies", "Reports", "Audit log", "Users"]),

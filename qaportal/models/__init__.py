@@ -9,6 +9,13 @@ from qaportal.models.credentials import (
     UserSubspecialty,
 )
 from qaportal.models.notification import Notification
+from qaportal.models.opinion import (
+    Opinion,
+    OpinionAddendum,
+    OpinionDecline,
+    OpinionMessage,
+    OpinionRequest,
+)
 from qaportal.models.report import REPORT_KINDS, ReportExport
 from qaportal.models.study import (
     ACCESS_MODES,
@@ -23,7 +30,8 @@ from qaportal.models.user import ROLES, User, UserRole
 
 __all__ = [
     "ACCESS_MODES", "REPORT_KINDS", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
-    "BoardCertification", "Instance", "License", "Notification", "OriginalRead", "ReportExport",
+    "BoardCertification", "Instance", "License", "Notification", "Opinion", "OpinionAddendum",
+    "OpinionDecline", "OpinionMessage", "OpinionRequest", "OriginalRead", "ReportExport",
     "Series", "Study", "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty",
     "utcnow",
 ]
