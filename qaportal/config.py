@@ -50,6 +50,10 @@ class Defaults:
     MAIL_FROM = "qaportal@localhost"
     # Absolute base URL for links in e-mails, e.g. https://qaportal.example.org
     BASE_URL = "http://127.0.0.1:5000"
+    # Peer review: RADPEER scores that open a discrepancy case (add "2a" to adjudicate it
+    # too), and the days an ad-hoc review is due in.
+    REVIEW_CASE_SCORES: tuple[str, ...] = ("2b", "3a", "3b")
+    REVIEW_DUE_DAYS = 14
 
 
 # Variables read from the environment, with their parsers.
@@ -79,6 +83,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "SMTP_STARTTLS": ("SMTP_STARTTLS", _bool),
     "MAIL_FROM": ("MAIL_FROM", str),
     "BASE_URL": ("BASE_URL", str),
+    "REVIEW_CASE_SCORES": ("REVIEW_CASE_SCORES", _roles),  # comma-separated, e.g. 2a,2b,3a,3b
+    "REVIEW_DUE_DAYS": ("REVIEW_DUE_DAYS", int),
 }
 
 
@@ -120,6 +126,9 @@ def _finish(app) -> None:
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`."
             )
         cfg["SECRET_KEY"] = _instance_secret(instance)
+    bad = set(cfg["REVIEW_CASE_SCORES"]) - {"2a", "2b", "3a", "3b"}
+    if bad:
+        raise ConfigError(f"REVIEW_CASE_SCORES may hold only 2a, 2b, 3a, 3b (not {sorted(bad)})")
     cfg["SESSION_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["REMEMBER_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])

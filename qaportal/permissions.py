@@ -79,3 +79,48 @@ def can_view_study(user: User, study) -> bool:
 def can_edit_study(user: User, study) -> bool:
     """The uploader edits the clinical notes and the original read; admins may correct them."""
     return user.id == study.owner_id or user.has_role("admin")
+
+
+# --- Peer review and QA (issue 5) ---------------------------------------------------------
+# Access granted by these workflows is blind: it never shows who read the study.
+BLIND_SOURCES = ("review_assignment", "discrepancy_case", "conference")
+
+
+def read_blinded(user: User, study) -> bool:
+    """Return True when the user sees the study only through blind peer-review workflows."""
+    import sqlalchemy as sa
+
+    from qaportal.extensions import db
+    from qaportal.models import StudyAccess
+
+    if user.id == study.owner_id or user.has_role("qa_manager", "admin"):
+        return False
+    sources = set(db.session.scalars(sa.select(StudyAccess.source_type).where(
+        StudyAccess.study_id == study.id, StudyAccess.user_id == user.id,
+        StudyAccess.revoked_at.is_(None))))
+    return bool(sources) and sources <= set(BLIND_SOURCES)
+
+
+def can_manage_qa(user: User) -> bool:
+    """QA managers run sampling, adjudication, peer learning and the statistics."""
+    return user.has_role("qa_manager")
+
+
+def can_work_review(user: User, assignment) -> bool:
+    """Only the assigned reviewer opens and scores a review."""
+    return assignment.reviewer_id == user.id
+
+
+def can_score_case(user: User, case) -> bool:
+    """Committee members see and score their case."""
+    return any(m.user_id == user.id for m in case.members)
+
+
+def can_see_feedback(user: User, case) -> bool:
+    """The reader sees feedback on their own read once a decision was recorded."""
+    return case.decided_at is not None and case.review.assignment.read.reader_id == user.id
+
+
+def can_view_conference(user: User, conference) -> bool:
+    """QA managers and the invited attendees see a conference."""
+    return user.has_role("qa_manager") or any(a.user_id == user.id for a in conference.attendees)

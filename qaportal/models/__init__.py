@@ -8,7 +8,26 @@ from qaportal.models.credentials import (
     License,
     UserSubspecialty,
 )
+from qaportal.models.discrepancy import (
+    CaseEvent,
+    CommitteeMember,
+    CommitteeVote,
+    DiscrepancyCase,
+)
+from qaportal.models.learning import (
+    Conference,
+    ConferenceAttendee,
+    ConferenceCase,
+    TeachingCase,
+)
 from qaportal.models.notification import Notification
+from qaportal.models.review import (
+    Review,
+    ReviewAmendment,
+    ReviewAssignment,
+    SamplingRule,
+    SamplingRun,
+)
 from qaportal.models.study import (
     ACCESS_MODES,
     Instance,
@@ -24,4 +43,8 @@ __all__ = [
     "ACCESS_MODES", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
     "BoardCertification", "Instance", "License", "Notification", "OriginalRead", "Series", "Study",
     "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty", "utcnow",
+    # peer review (issue 5)
+    "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",
+    "ConferenceCase", "DiscrepancyCase", "Review", "ReviewAmendment", "ReviewAssignment",
+    "SamplingRule", "SamplingRun", "TeachingCase",
 ]

@@ -9,7 +9,7 @@ from flask_login import current_user
 from qaportal import audit
 from qaportal.extensions import db
 from qaportal.models import Study
-from qaportal.permissions import can_edit_study, role_required
+from qaportal.permissions import can_edit_study, read_blinded, role_required
 from qaportal.studies import bp
 from qaportal.studies.actions import actions_for
 from qaportal.studies.presenter import present
@@ -40,7 +40,9 @@ def detail(study_id: int):
     view = present(study, mode)
     audit.record("study.viewed", study, mode=mode)
     db.session.commit()
-    show_read = mode == "full" and study.read is not None
+    # Blind peer review: a reviewer's or committee member's access never shows the reader.
+    show_read = (mode == "full" and study.read is not None
+                 and not read_blinded(current_user, study))
     return render_template(
         "studies/detail.html", study=study, view=view, mode=mode,
         actions=actions_for(current_user, study, mode),

@@ -1,0 +1,1 @@
+"""Demo data for peer review (filled in below)."""
