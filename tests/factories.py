@@ -77,3 +77,55 @@ def make_study(owner: User, *, modality: str = "CT", jurisdiction: str | None = 
         ))
         db.session.flush()
     return study
+
+
+# --- Peer review and QA (issue 5) ---------------------------------------------------------
+
+def make_rule(by: User, **kw):
+    """Create a sampling rule (5 % of every finalized read by default)."""
+    from qaportal.models import SamplingRule
+
+    values = {"name": "Routine 5 %", "method": "percent", "percent": 5.0, "due_days": 14,
+              "deidentify": True, **kw}
+    rule = SamplingRule(created_by_id=by.id, **values)
+    db.session.add(rule)
+    db.session.flush()
+    return rule
+
+
+def make_assignment(read, reviewer: User, *, source: str = "adhoc", deidentified: bool = True,
+                    grant: bool = True, due_in_days: int = 14):
+    """Assign a read to a reviewer (ad hoc unless a run is given), granting study access."""
+    from qaportal.models import ReviewAssignment, utcnow
+    from qaportal.studies.access import grant_access
+
+    now = utcnow()
+    assignment = ReviewAssignment(read_id=read.id, reviewer_id=reviewer.id, source=source,
+                                  deidentified=deidentified, assigned_at=now,
+                                  due_at=now + timedelta(days=due_in_days))
+    db.session.add(assignment)
+    db.session.flush()
+    if grant:
+        grant_access(read.study, reviewer, mode="deidentified" if deidentified else "full",
+                     source=("review_assignment", assignment.id), by=None)
+    return assignment
+
+
+def make_review(read, reviewer: User, score: str = "1", *, category: str | None = None,
+                comment: str = "", source: str = "adhoc", learning_case: bool = False):
+    """Create a submitted review of a read (category/comment filled in for discrepancies)."""
+    from qaportal.models import Review, utcnow
+    from qaportal.models.review import DISCREPANCY_SCORES
+
+    assignment = make_assignment(read, reviewer, source=source, grant=False)
+    now = utcnow()
+    assignment.status, assignment.revealed_at, assignment.submitted_at = "submitted", now, now
+    if score in DISCREPANCY_SCORES:
+        category = category or "perceptual"
+        comment = comment or "Missed finding."
+    review = Review(assignment=assignment, score=score, category=category, comment=comment,
+                    unable_reason="Images incomplete." if score == "unable" else "",
+                    learning_case=learning_case, submitted_at=now)
+    db.session.add(review)
+    db.session.flush()
+    return review
