@@ -93,14 +93,29 @@ def make_rule(by: User, **kw):
     return rule
 
 
-def make_assignment(read, reviewer: User, *, source: str = "adhoc", deidentified: bool = True,
-                    grant: bool = True, due_in_days: int = 14):
-    """Assign a read to a reviewer (ad hoc unless a run is given), granting study access."""
+def make_run(by: User | None = None, rule=None, seed: int = 1):
+    """Create a sampling run (of a new 5 % rule unless one is given)."""
+    from qaportal.models import SamplingRun
+
+    if rule is None:
+        rule = make_rule(by or make_user(["qa_manager"]))
+    run = SamplingRun(rule=rule, seed=seed, params=rule.params(), candidates=[], selected=[])
+    db.session.add(run)
+    db.session.flush()
+    return run
+
+
+def make_assignment(read, reviewer: User, *, source: str = "sample", deidentified: bool = True,
+                    grant: bool = True, due_in_days: int = 14, run=None):
+    """Assign a read to a reviewer (sampled by default), granting study access."""
     from qaportal.models import ReviewAssignment, utcnow
     from qaportal.studies.access import grant_access
 
     now = utcnow()
+    if source == "sample" and run is None:
+        run = make_run()
     assignment = ReviewAssignment(read_id=read.id, reviewer_id=reviewer.id, source=source,
+                                  run_id=run.id if run is not None else None,
                                   deidentified=deidentified, assigned_at=now,
                                   due_at=now + timedelta(days=due_in_days))
     db.session.add(assignment)
@@ -112,12 +127,13 @@ def make_assignment(read, reviewer: User, *, source: str = "adhoc", deidentified
 
 
 def make_review(read, reviewer: User, score: str = "1", *, category: str | None = None,
-                comment: str = "", source: str = "adhoc", learning_case: bool = False):
+                comment: str = "", source: str = "sample", learning_case: bool = False,
+                run=None):
     """Create a submitted review of a read (category/comment filled in for discrepancies)."""
     from qaportal.models import Review, utcnow
     from qaportal.models.review import DISCREPANCY_SCORES
 
-    assignment = make_assignment(read, reviewer, source=source, grant=False)
+    assignment = make_assignment(read, reviewer, source=source, grant=False, run=run)
     now = utcnow()
     assignment.status, assignment.revealed_at, assignment.submitted_at = "submitted", now, now
     if score in DISCREPANCY_SCORES:

@@ -239,10 +239,13 @@ class ReviewAmendment(Base):
 @sa.event.listens_for(Session, "before_flush")
 def _reviews_are_immutable(session: Session, flush_context, instances) -> None:
     for obj in session.dirty:
-        if isinstance(obj, Review | ReviewAmendment) and session.is_modified(
-            obj, include_collections=False
-        ):
-            raise ImmutableReviewError(f"{type(obj).__name__} {obj.id} cannot be changed")
+        if isinstance(obj, Review | ReviewAmendment):
+            state = sa.inspect(obj)
+            changed = [c.key for c in state.mapper.column_attrs
+                       if state.attrs[c.key].history.has_changes()]
+            if changed:
+                raise ImmutableReviewError(
+                    f"{type(obj).__name__} {obj.id} cannot be changed ({', '.join(changed)})")
     for obj in session.deleted:
         if isinstance(obj, Review | ReviewAmendment):
             raise ImmutableReviewError(f"{type(obj).__name__} {obj.id} cannot be deleted")

@@ -241,7 +241,7 @@ def summarize(facts: Iterable[ReviewFact], z: float = 1.96) -> ReaderStats:
 def department_rate(session_or_facts, period: Period | None = None,
                     modality: str | None = None) -> Rate:
     """Return the department's significant-discrepancy rate (from a session or facts)."""
-    if isinstance(session_or_facts, Session):
+    if hasattr(session_or_facts, "execute"):  # a Session or a scoped_session
         facts = review_facts(session_or_facts, period, modality)
     else:
         facts = list(session_or_facts)
