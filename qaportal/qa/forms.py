@@ -66,12 +66,14 @@ class RuleForm(FlaskForm):
         if field.data and self.period_start.data and field.data < self.period_start.data:
             raise ValidationError("The end is before the start.")
 
-    def validate_method(self, field):
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
         needed = {"percent": self.percent, "every_nth": self.every_n,
-                  "per_reader_month": self.per_reader}[field.data]
-        if needed.data is None:
+                  "per_reader_month": self.per_reader}.get(self.method.data)
+        if needed is not None and needed.data is None and not needed.errors:
             needed.errors = [*needed.errors, "Required for this method."]
-            raise ValidationError("Give the number this method needs.")
+            return False
+        return ok
 
     def data_for_service(self) -> dict:
         """Return the fields as the service expects them."""

@@ -177,10 +177,9 @@ def preview_run(rule: SamplingRule, seed: int) -> Preview:
         sa.select(OriginalRead).where(OriginalRead.id.in_(selected))
         .options(selectinload(OriginalRead.study)).order_by(OriginalRead.id)
     )) if selected else []
-    taken = set(db.session.execute(
+    taken = {(r[0], r[1]) for r in db.session.execute(
         sa.select(ReviewAssignment.read_id, ReviewAssignment.reviewer_id)
-        .where(ReviewAssignment.read_id.in_(selected))
-    ).tuples()) if selected else set()
+        .where(ReviewAssignment.read_id.in_(selected)))} if selected else set()
     plan = plan_reviewers(reads, eligible_reviewers(), rule.subspecialty, open_load(), taken)
     return Preview(rule, seed, candidates, selected, plan)
 
