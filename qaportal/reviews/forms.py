@@ -58,11 +58,13 @@ class VoteForm(FlaskForm):
                             description="Required unless you score 1.")
     submit = SubmitField("Submit my score")
 
-    def validate_comment(self, field):
-        if self.score.data and self.score.data != "1" and not (field.data or "").strip():
-            from wtforms.validators import ValidationError
-
-            raise ValidationError("Explain a discrepancy score in a comment.")
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        if self.score.data and self.score.data != "1" and not (self.comment.data or "").strip():
+            self.comment.errors = [*self.comment.errors,
+                                   "Explain a discrepancy score in a comment."]
+            return False
+        return ok
 
 
 class FeedbackForm(FlaskForm):
