@@ -194,7 +194,8 @@ def test_rule_form_validates_and_saves(client, login_as, db):
                                               "due_days": "14", "modality": "ct"})
     assert resp.status_code == 200 and "Required for this method" in resp.get_data(as_text=True)
     resp = client.post("/qa/rules/new", data={"name": "CT 5", "method": "percent",
-                                              "percent": "5", "due_days": "14", "reader_id": "0", "subspecialty": "",
+                                              "percent": "5", "due_days": "14", "reader_id": "0",
+                                              "subspecialty": "",
                                               "modality": "ct", "deidentify": "y"})
     assert resp.status_code == 302
     from qaportal.models import SamplingRule

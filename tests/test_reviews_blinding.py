@@ -31,7 +31,7 @@ def world(request, db):
     member = make_user(["reviewer"], full_name=MEMBER, email="ps@example.test")
     qa = make_user(["qa_manager"])
     study = make_study(reader, report=f"No acute findings.\nDictated by Dr. {READER}.",
-                       clinical_history=f"Referred after consult with Dr. Quirkfeather.")
+                       clinical_history="Referred after consult with Dr. Quirkfeather.")
     a = make_assignment(study.read, reviewer, deidentified=request.param)
     # A second case where the reviewer sits on the committee.
     other = make_study(reader, report=f"Signed: {READER}")

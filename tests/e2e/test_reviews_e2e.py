@@ -38,7 +38,7 @@ def _no_names(page: Page, *names: str) -> None:
 def people(live_app):
     with live_app.app_context():
         reader = make_user(["radiologist"], full_name=READER, email="reader@e2e.test")
-        reviewer = make_user(["reviewer"], full_name=REVIEWER, email="reviewer@e2e.test")
+        make_user(["reviewer"], full_name=REVIEWER, email="reviewer@e2e.test")
         m1 = make_user(["radiologist"], full_name="Cornelius Fairweather", email="m1@e2e.test")
         m2 = make_user(["radiologist"], full_name="Drusilla Pemberton", email="m2@e2e.test")
         qa = make_user(["qa_manager"], full_name="Quinn Manager", email="qa@e2e.test")
