@@ -6,7 +6,7 @@ import sys
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, with_appcontext
 
 from qaportal.models import ROLES
 
@@ -16,6 +16,11 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(create_user)
     app.cli.add_command(demo)
     app.cli.add_command(audit_verify)
+    app.cli.add_command(sla_check)
+    from qaportal.studies.cli import deidentify, import_study, verify_storage
+
+    for command in (import_study, verify_storage, deidentify):
+        app.cli.add_command(command)
 
 
 def _fail(message: str, code: int = 1):
@@ -24,6 +29,7 @@ def _fail(message: str, code: int = 1):
 
 
 @click.command("create-user")
+@with_appcontext
 @click.argument("email")
 @click.option("--name", required=True, help="Full name shown in the portal.")
 @click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
@@ -32,11 +38,15 @@ def _fail(message: str, code: int = 1):
               help="Read the password from standard input (never from the command line).")
 def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: bool) -> None:
     """Create an account."""
+    from qaportal.admin.forms import email_problem
     from qaportal.admin.service import AdminError
     from qaportal.admin.service import create_user as create
     from qaportal.extensions import db
     from qaportal.passwords import generate_password, policy_problems
 
+    problem = email_problem(email)
+    if problem:
+        _fail(f"{email!r} is not a valid e-mail address: {problem}")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         problems = policy_problems(password, email=email, name=name)
@@ -57,6 +67,7 @@ def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: b
 
 
 @click.command("demo")
+@with_appcontext
 def demo() -> None:
     """Seed demo accounts and sample data (idempotent)."""
     from qaportal.demo import seed
@@ -70,6 +81,7 @@ def demo() -> None:
 
 
 @click.command("audit-verify")
+@with_appcontext
 def audit_verify() -> None:
     """Check the audit log's hash chain; exit 0 when intact, 1 naming the first bad entry."""
     from qaportal.audit import verify
@@ -80,6 +92,17 @@ def audit_verify() -> None:
         return
     _fail(f"audit log broken at entry {result.bad_seq}: {result.reason} "
           f"({result.count} entries verified before it)")
+
+
+@click.command("sla-check")
+def sla_check() -> None:
+    """Warn of approaching second-opinion deadlines and escalate breaches (safe every minute)."""
+    from qaportal.extensions import db
+    from qaportal.opinions.escalation import check_deadlines
+
+    summary = check_deadlines()
+    db.session.commit()
+    click.echo(summary.line())
 
 
 def main() -> None:

@@ -39,7 +39,14 @@ class Defaults:
     REQUIRE_2FA_ROLES: tuple[str, ...] = ()
     CREDENTIAL_EXPIRY_WARNING_DAYS = 60
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session (idle timeout applies)
-    MAX_CONTENT_LENGTH = 2 * 1024**3
+    # One upload request (the browser sends a large upload in several requests).
+    MAX_CONTENT_LENGTH = 1024**3
+    UPLOAD_CHUNK_BYTES = 64 * 1024**2  # what the browser puts in one request
+    UPLOAD_MAX_FILE_BYTES = 1024**3
+    UPLOAD_MAX_TOTAL_BYTES = 20 * 1024**3  # per zip, unpacked
+    UPLOAD_MAX_FILES = 20_000  # per zip
+    # Rendering guard: frames larger than this many pixels are refused before decoding.
+    RENDER_MAX_PIXELS = 64 * 1024**2
     AUDIT_PAGE_SIZE = 50
     # E-mail: SMTP when QAPORTAL_SMTP_HOST is set, else .eml files in instance/outbox/.
     SMTP_HOST: str | None = None
@@ -50,6 +57,10 @@ class Defaults:
     MAIL_FROM = "qaportal@localhost"
     # Absolute base URL for links in e-mails, e.g. https://qaportal.example.org
     BASE_URL = "http://127.0.0.1:5000"
+    # Second opinions: turnaround targets by priority (hours); warn at this fraction left.
+    OPINION_TARGET_HOURS: dict[str, float] = {"stat": 1, "urgent": 4, "routine": 48}
+    OPINION_WARN_FRACTION = 0.25
+    OPINION_AUTOSAVE_SECONDS = 5
     # Peer review: RADPEER scores that open a discrepancy case (add "2a" to adjudicate it
     # too), and the days an ad-hoc review is due in.
     REVIEW_CASE_SCORES: tuple[str, ...] = ("2b", "3a", "3b")
@@ -65,6 +76,23 @@ def _roles(v: str) -> tuple[str, ...]:
     return tuple(r.strip() for r in v.split(",") if r.strip())
 
 
+def _targets(v: str) -> dict[str, float]:
+    """Parse "stat=1,urgent=4,routine=48" (hours per priority)."""
+    result = dict(Defaults.OPINION_TARGET_HOURS)
+    for part in v.split(","):
+        if not part.strip():
+            continue
+        key, sep, hours = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in result:
+            raise ValueError(f"expected priority=hours with priority in {sorted(result)}")
+        value = float(hours)
+        if not 0 < value <= 24 * 365:
+            raise ValueError(f"{key}: hours must be positive")
+        result[key] = value
+    return result
+
+
 ENV_SETTINGS: dict[str, Any] = {
     "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
     "SECRET_KEY": ("SECRET_KEY", str),
@@ -76,6 +104,11 @@ ENV_SETTINGS: dict[str, Any] = {
     "LOCKOUT_MINUTES": ("LOCKOUT_MINUTES", int),
     "REQUIRE_2FA_ROLES": ("REQUIRE_2FA_ROLES", _roles),
     "MAX_CONTENT_LENGTH": ("MAX_CONTENT_LENGTH", int),
+    "UPLOAD_CHUNK_BYTES": ("UPLOAD_CHUNK_BYTES", int),
+    "UPLOAD_MAX_FILE_BYTES": ("UPLOAD_MAX_FILE_BYTES", int),
+    "UPLOAD_MAX_TOTAL_BYTES": ("UPLOAD_MAX_TOTAL_BYTES", int),
+    "UPLOAD_MAX_FILES": ("UPLOAD_MAX_FILES", int),
+    "IMAGE_ROOT": ("IMAGE_ROOT", str),
     "SMTP_HOST": ("SMTP_HOST", str),
     "SMTP_PORT": ("SMTP_PORT", int),
     "SMTP_USERNAME": ("SMTP_USERNAME", str),
@@ -83,6 +116,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "SMTP_STARTTLS": ("SMTP_STARTTLS", _bool),
     "MAIL_FROM": ("MAIL_FROM", str),
     "BASE_URL": ("BASE_URL", str),
+    "OPINION_TARGET_HOURS": ("OPINION_TARGET_HOURS", _targets),
+    "OPINION_WARN_FRACTION": ("OPINION_WARN_FRACTION", float),
     "REVIEW_CASE_SCORES": ("REVIEW_CASE_SCORES", _roles),  # comma-separated, e.g. 2a,2b,3a,3b
     "REVIEW_DUE_DAYS": ("REVIEW_DUE_DAYS", int),
 }
@@ -126,6 +161,14 @@ def _finish(app) -> None:
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`."
             )
         cfg["SECRET_KEY"] = _instance_secret(instance)
+    from qaportal.models.user import ROLES
+
+    unknown = set(cfg["REQUIRE_2FA_ROLES"]) - set(ROLES)
+    if unknown:  # a typo would otherwise silently require two-factor sign-in of nobody
+        raise ConfigError(
+            f"QAPORTAL_REQUIRE_2FA_ROLES names unknown role(s) {', '.join(sorted(unknown))}; "
+            f"use {', '.join(ROLES)}."
+        )
     bad = set(cfg["REVIEW_CASE_SCORES"]) - {"2a", "2b", "3a", "3b"}
     if bad:
         raise ConfigError(f"REVIEW_CASE_SCORES may hold only 2a, 2b, 3a, 3b (not {sorted(bad)})")
@@ -135,6 +178,7 @@ def _finish(app) -> None:
     cfg.setdefault("IMAGE_ROOT", str(instance / "images"))
     cfg.setdefault("CACHE_ROOT", str(instance / "cache"))
     cfg.setdefault("OUTBOX_DIR", str(instance / "outbox"))
+    cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
 
 
 def _instance_secret(instance: Path) -> str:

@@ -71,6 +71,31 @@ def study_access_mode(user: User, study) -> str | None:
     return "full" if "full" in modes else "deidentified"
 
 
+# Grants from these workflows are blind: the grantee must not learn who read the study.
+BLIND_SOURCES = frozenset({"review_assignment", "committee_review", "teaching_case"})
+
+
+def is_blind_access(user: User, study) -> bool:
+    """Return True when the user sees the study only through blind-review grants."""
+    import sqlalchemy as sa
+
+    from qaportal.extensions import db
+    from qaportal.models import StudyAccess
+
+    if user.id == study.owner_id or user.has_role("qa_manager", "admin"):
+        return False
+    sources = set(db.session.scalars(sa.select(StudyAccess.source_type).where(
+        StudyAccess.study_id == study.id, StudyAccess.user_id == user.id,
+        StudyAccess.revoked_at.is_(None),
+    )))
+    return bool(sources) and sources <= BLIND_SOURCES
+
+
+def can_see_access_list(user: User, study) -> bool:
+    """The uploader, QA managers and administrators see who has access to a study."""
+    return user.id == study.owner_id or user.has_role("qa_manager", "admin")
+
+
 def can_view_study(user: User, study) -> bool:
     """A study is visible to its uploader, to users a workflow shared it with, and to QA."""
     return study_access_mode(user, study) is not None
@@ -81,25 +106,51 @@ def can_edit_study(user: User, study) -> bool:
     return user.id == study.owner_id or user.has_role("admin")
 
 
+# --- Second opinions (qaportal/opinions) -----------------------------------------------------
+
+def opinion_request_view(user: User, req) -> str | None:
+    """Return how the user may see a request: 'full', 'limited' (deciding whether to take
+    it: no patient identity, no study) or None (404)."""
+    if user.id == req.requester_id or user.has_role("qa_manager", "admin"):
+        return "full"
+    if req.consultant_id == user.id:
+        return "full" if req.status in ("accepted", "signed") else "limited"
+    if can_claim_opinion_request(user, req):
+        return "limited"
+    return None
+
+
+def can_view_opinion_request(user: User, req) -> bool:
+    """Requester, consultant, eligible pool members while unclaimed, QA managers, admins."""
+    return opinion_request_view(user, req) is not None
+
+
+def can_claim_opinion_request(user: User, req) -> bool:
+    """An eligible pool member may claim an open, unclaimed pool request once."""
+    from qaportal.opinions.eligibility import request_ineligibility
+
+    return (req.status == "open" and req.consultant_id is None and req.pool is not None
+            and not request_ineligibility(user, req)
+            and all(d.user_id != user.id for d in req.declines))
+
+
+def can_write_opinion(user: User, req) -> bool:
+    """Only the consultant working on an accepted request writes and signs its opinion."""
+    return req.status == "accepted" and req.consultant_id == user.id
+
+
+def can_message_opinion_request(user: User, req) -> bool:
+    """Requester and consultant talk in the request's thread."""
+    return (req.consultant_id is not None and req.status != "cancelled"
+            and user.id in (req.requester_id, req.consultant_id))
+
+
+def can_request_opinion(user: User, study) -> bool:
+    """A radiologist with full access to a study may ask for a second opinion on it."""
+    return user.has_role("radiologist") and study_access_mode(user, study) == "full"
+
+
 # --- Peer review and QA (issue 5) ---------------------------------------------------------
-# Access granted by these workflows is blind: it never shows who read the study.
-BLIND_SOURCES = ("review_assignment", "discrepancy_case", "conference")
-
-
-def read_blinded(user: User, study) -> bool:
-    """Return True when the user sees the study only through blind peer-review workflows."""
-    import sqlalchemy as sa
-
-    from qaportal.extensions import db
-    from qaportal.models import StudyAccess
-
-    if user.id == study.owner_id or user.has_role("qa_manager", "admin"):
-        return False
-    sources = set(db.session.scalars(sa.select(StudyAccess.source_type).where(
-        StudyAccess.study_id == study.id, StudyAccess.user_id == user.id,
-        StudyAccess.revoked_at.is_(None))))
-    return bool(sources) and sources <= set(BLIND_SOURCES)
-
 
 def can_manage_qa(user: User) -> bool:
     """QA managers run sampling, adjudication, peer learning and the statistics."""

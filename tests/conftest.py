@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from flask import g, has_app_context
+from flask.testing import FlaskClient
 
 from qaportal import create_app
 from qaportal.extensions import db as _db
@@ -59,6 +61,20 @@ def db_url(postgres_url, tmp_path) -> str:
     return postgres_url or f"sqlite:///{tmp_path / 'test.sqlite'}"
 
 
+class Client(FlaskClient):
+    """A test client whose requests start with an empty `g`, as in production.
+
+    Requests run inside the test's app context (so tests share its db.session), and
+    Flask-Login caches the signed-in user in `g`: without this, a request would reuse the
+    user of the previous request instead of loading it from its own session cookie.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            g.__dict__.clear()
+        return super().open(*args, **kwargs)
+
+
 def make_test_app(tmp_path, db_url: str, **overrides):
     """Build an app for tests with its own instance folder and an empty schema."""
     config = {
@@ -72,6 +88,7 @@ def make_test_app(tmp_path, db_url: str, **overrides):
         **overrides,
     }
     app = create_app(config)
+    app.test_client_class = Client
     with app.app_context():
         _db.drop_all()
         _db.create_all()

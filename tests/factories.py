@@ -79,6 +79,18 @@ def make_study(owner: User, *, modality: str = "CT", jurisdiction: str | None = 
     return study
 
 
+def make_opinion_request(study, requester: User, *, priority: str = "routine",
+                         pool: str | None = "neuro", colleague: User | None = None,
+                         question: str = "Is there an acute infarct?", **kw):
+    """Open a second-opinion request through the service (to a pool unless colleague given)."""
+    from qaportal.opinions import service
+
+    if colleague is not None:
+        pool = None
+    return service.create_request(study, requester, priority=priority, question=question,
+                                  pool=pool, colleague=colleague, **kw)
+
+
 # --- Peer review and QA (issue 5) ---------------------------------------------------------
 
 def make_rule(by: User, **kw):

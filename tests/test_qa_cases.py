@@ -41,7 +41,7 @@ def test_members_score_blind_until_all_have_scored(db, c):
     cs.assign_committee(case, [c["m1"], c["m2"]], c["qa"])
     assert case.status == "committee"
     grants = db.session.scalars(sa.select(StudyAccess).where(
-        StudyAccess.source_type == "discrepancy_case")).all()
+        StudyAccess.source_type == "committee_review")).all()
     assert {g.mode for g in grants} == {"deidentified"} and len(grants) == 2
     cs.cast_vote(case, c["m1"], "3b", "Clear miss")
     assert [v.user_id for v in cs.visible_votes(case, c["m1"])] == [c["m1"].id]

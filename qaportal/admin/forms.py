@@ -1,5 +1,6 @@
 """Forms for managing users and their credentials."""
 
+from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -10,11 +11,27 @@ from wtforms import (
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.user import ROLE_LABELS, ROLES
+
+
+def email_problem(address: str) -> str | None:
+    """Return why an e-mail address is not valid, or None (syntax only, no DNS look-up)."""
+    try:
+        # test_environment: the demo's *.test addresses are special-use, and accepted here.
+        validate_email(address, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
+def _valid_email(form, field) -> None:
+    problem = email_problem(field.data or "")
+    if problem:
+        raise ValidationError(problem)
 
 
 class CheckboxList(SelectMultipleField):
@@ -27,7 +44,7 @@ class CheckboxList(SelectMultipleField):
 class UserForm(FlaskForm):
     """Name, e-mail, roles and subspecialties of an account."""
 
-    email = EmailField("E-mail", validators=[DataRequired(), Email(), Length(max=254)])
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=254), _valid_email])
     full_name = StringField("Full name", validators=[DataRequired(), Length(max=200)])
     roles = CheckboxList("Roles", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
     subspecialties = CheckboxList(
@@ -70,6 +87,10 @@ class CertificationForm(FlaskForm):
     certified_on = DateField("Certified on", validators=[Optional()])
     expires_on = DateField("Expires on", validators=[Optional()])
     submit = SubmitField("Add certification")
+
+    def validate_expires_on(self, field):
+        if self.certified_on.data and field.data and field.data < self.certified_on.data:
+            raise ValidationError("The expiry date is before the certification date.")
 
 
 class FilterForm(FlaskForm):

@@ -53,15 +53,16 @@ def index():
     form = AuditFilterForm(request.args)
     form.validate()
     size = current_app.config["AUDIT_PAGE_SIZE"]
-    page = form.page.data or 1
     stmt = _filtered(form)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
+    pages = max(1, -(-total // size))
+    # A page out of range (negative, huge) shows the nearest page instead of a database error.
+    page = min(max(form.page.data or 1, 1), pages)
     events = db.session.scalars(
         stmt.order_by(AuditEvent.seq.desc()).limit(size).offset((page - 1) * size)
     ).all()
     audit.record("audit.viewed", filters=_filters(form), page=page)
     db.session.commit()
-    pages = max(1, -(-total // size))
     args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template("auditlog/index.html", form=form, events=events, total=total,
                            page=page, pages=pages, args=args)
@@ -106,4 +107,4 @@ def _csv_value(ev: AuditEvent, column: str) -> str:
         return value.isoformat()
     text = "" if value is None else str(value)
     # Keep spreadsheet programs from evaluating cells as formulas.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

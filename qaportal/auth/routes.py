@@ -32,7 +32,10 @@ def safe_next(target: str | None) -> str | None:
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or any(c in target for c in "\r\n\\"):
+    # Browsers drop tabs and newlines inside URLs ("/\t/evil" becomes "//evil"): refuse
+    # every control character, and backslashes, which some read as slashes.
+    if parts.scheme or parts.netloc or any(c == "\\" or ord(c) < 32 or c == "\x7f"
+                                           for c in target):
         return None
     return target
 
@@ -81,10 +84,19 @@ def login_totp():
         return redirect(url_for("auth.login"))
     form = TotpForm()
     if form.validate_on_submit():
+        if service.is_locked(user):
+            # Wrong codes count towards the lockout like wrong passwords: no code guessing.
+            session.pop(PENDING_KEY, None)
+            flash(service.locked_message(user), "error")
+            return redirect(url_for("auth.login"))
         if service.check_totp(user, form.code.data):
             return _finish_login(user, "password+totp")
-        audit.record("auth.login_failed", user, actor=user, reason="wrong authentication code")
+        outcome = service.register_failure(user, "wrong authentication code")
         db.session.commit()
+        if service.is_locked(user):
+            session.pop(PENDING_KEY, None)
+            flash(outcome.message, "error")
+            return redirect(url_for("auth.login"))
         flash("That code is not valid. Check your authenticator app's clock and try again.",
               "error")
     return render_template("auth/login_totp.html", form=form)

@@ -35,43 +35,60 @@ def find_user(email: str) -> User | None:
 
 def attempt_login(email: str, password: str) -> LoginOutcome:
     """Check a password sign-in, counting failures and locking the account when due."""
-    cfg = current_app.config
     generic = "Invalid e-mail or password."
     user = find_user(email)
-    now = utcnow()
     if user is None:
         verify_password(None, password)  # same work as for a real account
         audit.record("auth.login_failed", actor_label=email.strip().lower()[:254],
                      reason="unknown account")
         return LoginOutcome(None, False, generic)
-    if user.locked_until and user.locked_until > now:
-        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+    if is_locked(user):
         audit.record("auth.login_refused", user, actor=user, reason="account locked")
-        return LoginOutcome(user, False, _locked_message(minutes))
+        return LoginOutcome(user, False, locked_message(user))
     if not verify_password(user.password_hash, password):
-        window = timedelta(minutes=cfg["LOCKOUT_WINDOW_MINUTES"])
-        if user.failed_window_start is None or now - user.failed_window_start > window:
-            user.failed_window_start = now
-            user.failed_logins = 0
-        user.failed_logins += 1
-        audit.record("auth.login_failed", user, actor=user, reason="wrong password",
-                     failures=user.failed_logins)
-        if user.failed_logins >= cfg["LOCKOUT_THRESHOLD"]:
-            user.locked_until = now + timedelta(minutes=cfg["LOCKOUT_MINUTES"])
-            audit.record(
-                "auth.lockout", user, actor=user,
-                reason=f"{user.failed_logins} failed sign-ins within "
-                       f"{cfg['LOCKOUT_WINDOW_MINUTES']} minutes",
-                locked_minutes=cfg["LOCKOUT_MINUTES"],
-            )
-            return LoginOutcome(user, False, _locked_message(cfg["LOCKOUT_MINUTES"]))
-        return LoginOutcome(user, False, generic)
+        return register_failure(user, "wrong password")
     if not user.active:
         audit.record("auth.login_refused", user, actor=user, reason="account deactivated")
         return LoginOutcome(user, False, generic)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return LoginOutcome(user, True)
+
+
+def register_failure(user: User, reason: str) -> LoginOutcome:
+    """Count a failed sign-in (password or code) and lock the account when due."""
+    cfg = current_app.config
+    now = utcnow()
+    window = timedelta(minutes=cfg["LOCKOUT_WINDOW_MINUTES"])
+    lock_over = user.locked_until is not None and user.locked_until <= now
+    if lock_over or user.failed_window_start is None or now - user.failed_window_start > window:
+        user.failed_window_start = now
+        user.failed_logins = 0
+        user.locked_until = None
+    user.failed_logins += 1
+    audit.record("auth.login_failed", user, actor=user, reason=reason,
+                 failures=user.failed_logins)
+    if user.failed_logins >= cfg["LOCKOUT_THRESHOLD"]:
+        user.locked_until = now + timedelta(minutes=cfg["LOCKOUT_MINUTES"])
+        audit.record(
+            "auth.lockout", user, actor=user,
+            reason=f"{user.failed_logins} failed sign-ins within "
+                   f"{cfg['LOCKOUT_WINDOW_MINUTES']} minutes",
+            locked_minutes=cfg["LOCKOUT_MINUTES"],
+        )
+        return LoginOutcome(user, False, _locked_message(cfg["LOCKOUT_MINUTES"]))
+    return LoginOutcome(user, False, "Invalid e-mail or password.")
+
+
+def is_locked(user: User) -> bool:
+    """Return True while a lockout is in force."""
+    return user.locked_until is not None and user.locked_until > utcnow()
+
+
+def locked_message(user: User) -> str:
+    """Return the message shown while the account is locked, with the minutes left."""
+    left = (user.locked_until - utcnow()).total_seconds() if user.locked_until else 0
+    return _locked_message(max(1, int(left // 60) + 1))
 
 
 def _locked_message(minutes: int) -> str:

@@ -126,6 +126,19 @@ class FilesystemStore:
         if digest.hexdigest() != sha256.lower():
             raise StoredFileCorrupt(key)
 
+    def iter_keys(self) -> Iterator[str]:
+        """Yield the key of every stored file (keys made by new_key(), without slashes)."""
+        for path in sorted(self.root.glob("??/??/*")):
+            if path.is_file() and KEY_RE.fullmatch(path.name):
+                yield path.name
+
+    def stale_temp_files(self, older_than_s: float = 3600.0) -> list[Path]:
+        """Return temporary files a crash left behind mid-write."""
+        import time
+
+        cutoff = time.time() - older_than_s
+        return [p for p in self.root.glob("??/??/.tmp-*") if p.stat().st_mtime < cutoff]
+
     def exists(self, key: str) -> bool:
         """Tell whether key is stored."""
         return self.path(key).is_file()

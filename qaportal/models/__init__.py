@@ -21,6 +21,13 @@ from qaportal.models.learning import (
     TeachingCase,
 )
 from qaportal.models.notification import Notification
+from qaportal.models.opinion import (
+    Opinion,
+    OpinionAddendum,
+    OpinionDecline,
+    OpinionMessage,
+    OpinionRequest,
+)
 from qaportal.models.review import (
     Review,
     ReviewAmendment,
@@ -41,7 +48,8 @@ from qaportal.models.user import ROLES, User, UserRole
 
 __all__ = [
     "ACCESS_MODES", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
-    "BoardCertification", "Instance", "License", "Notification", "OriginalRead", "Series", "Study",
+    "BoardCertification", "Instance", "License", "Notification", "Opinion", "OpinionAddendum",
+    "OpinionDecline", "OpinionMessage", "OpinionRequest", "OriginalRead", "Series", "Study",
     "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty", "utcnow",
     # peer review (issue 5)
     "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",

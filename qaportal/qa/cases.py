@@ -99,7 +99,7 @@ def assign_committee(case: DiscrepancyCase, members: Iterable[User], by: User) -
         if user.id in present:
             continue
         case.members.append(CommitteeMember(user_id=user.id, added_by_id=by.id))
-        grant_access(study, user, mode="deidentified", source=("discrepancy_case", case.id),
+        grant_access(study, user, mode="deidentified", source=("committee_review", case.id),
                      by=by)
         notify(user, "discrepancy.committee",
                "You were asked to score a peer-review discrepancy case.",

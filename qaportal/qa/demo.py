@@ -241,7 +241,7 @@ def seed_reviews(accounts: dict) -> str:
     for user in readers[:4]:
         for tc in teaching:
             grant_access(db.session.get(Study, tc.study_id), user, mode="deidentified",
-                         source=("conference", conf.id), by=qa)
+                         source=("teaching_case", tc.id), by=qa)
     audit.record("demo.qa_seeded", actor=qa, assignments=count, cases=len(sig_reviews))
     return (f"Peer review: {count} sampled reads, {len(sig_reviews)} discrepancy cases, "
             f"{len(teaching)} teaching cases, 1 conference; readers reader1..6@demo.qaportal.test")

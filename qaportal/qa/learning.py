@@ -79,7 +79,7 @@ def _grant(conf: Conference, users: Iterable[User], cases: Iterable[TeachingCase
            by: User) -> None:
     for user in users:
         for tc in cases:
-            grant_access(tc.study, user, mode="deidentified", source=("conference", conf.id),
+            grant_access(tc.study, user, mode="deidentified", source=("teaching_case", tc.id),
                          by=by)
 
 

@@ -160,7 +160,7 @@ def case_committee(case_id: int):
     form.members.choices = [(u.id, u.full_name) for u in case_service.committee_candidates(case)]
     if not form.validate_on_submit():
         return _render_case(case, committee_form=form, status=400)
-    users = db.session.scalars(sa.select(User).where(User.id.in_(form.members.data))).all()
+    users = db.session.scalars(sa.select(User).where(User.id.in_(form.members.data or []))).all()
     try:
         case_service.assign_committee(case, users, current_user)
     except case_service.CaseError as exc:

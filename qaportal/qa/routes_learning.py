@@ -111,11 +111,11 @@ def conference(conference_id: int):
                     learning.add_case(conf, tc, current_user)
                 elif which == "invite":
                     users = db.session.scalars(
-                        sa.select(User).where(User.id.in_(form.users.data))).all()
+                        sa.select(User).where(User.id.in_(form.users.data or []))).all()
                     learning.invite(conf, users, current_user)
                 else:
                     learning.record_minutes(
-                        conf, current_user, attended_ids=form.attended.data,
+                        conf, current_user, attended_ids=form.attended.data or [],
                         learning_points=form.learning_points.data,
                         improvement_actions=form.improvement_actions.data)
             except learning.LearningError as exc:

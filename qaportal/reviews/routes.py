@@ -11,7 +11,7 @@ from qaportal.auth.forms import EmptyForm
 from qaportal.extensions import db
 from qaportal.models import ReviewAssignment, Study, User, utcnow
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
-from qaportal.permissions import can_work_review, read_blinded, role_required
+from qaportal.permissions import can_work_review, is_blind_access, role_required
 from qaportal.reviews import bp, service
 from qaportal.reviews.blinding import BlindCase, for_assignment
 from qaportal.reviews.forms import ImpressionForm, ScoreForm
@@ -197,6 +197,6 @@ def _review_actions(user: User, study: Study, mode: str) -> list[StudyAction]:
         ReviewAssignment.read_id == study.read.id, ReviewAssignment.reviewer_id == user.id))
     if mine is not None:
         return [StudyAction("Your peer review", url_for("reviews.review", assignment_id=mine))]
-    if service.adhoc_problem(study.read, user) or read_blinded(user, study):
+    if service.adhoc_problem(study.read, user) or is_blind_access(user, study):
         return []
     return [StudyAction("Ad-hoc peer review", url_for("reviews.adhoc", study_id=study.id))]

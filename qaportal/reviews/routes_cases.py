@@ -160,7 +160,7 @@ def feedback(case_id: int):
 def respond(case_id: int):
     case = _case_or_404(case_id, can_see_feedback)
     form = FeedbackForm()
-    if not form.validate_on_submit():
+    if not form.validate_on_submit() or not (form.acknowledge.data or form.dispute.data):
         return _render_feedback(case, form=form, status=400)
     try:
         if form.dispute.data:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import render_template, request
+from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from qaportal import audit
+from qaportal.dicom import StoredFileMissing
 from qaportal.extensions import db
-from qaportal.models import Study
-from qaportal.permissions import can_edit_study, read_blinded, role_required
-from qaportal.studies import bp
+from qaportal.models import Study, User
+from qaportal.permissions import (
+    can_edit_study,
+    can_see_access_list,
+    is_blind_access,
+    role_required,
+)
+from qaportal.studies import bp, service
 from qaportal.studies.actions import actions_for
+from qaportal.studies.deid import build_deidentified_zip, deid_options
+from qaportal.studies.forms import DeidDownloadForm, StudyContextForm
 from qaportal.studies.presenter import present
 from qaportal.studies.queries import study_for, visible_studies
+from qaportal.studies.upload_routes import reader_choices
 
 PAGE_SIZE = 50
 
@@ -40,11 +49,70 @@ def detail(study_id: int):
     view = present(study, mode)
     audit.record("study.viewed", study, mode=mode)
     db.session.commit()
-    # Blind peer review: a reviewer's or committee member's access never shows the reader.
-    show_read = (mode == "full" and study.read is not None
-                 and not read_blinded(current_user, study))
+    blind = is_blind_access(current_user, study)
+    show_read = mode == "full" and study.read is not None and not blind
+    access = None
+    if can_see_access_list(current_user, study):
+        access = sorted((g for g in study.access if g.revoked_at is None),
+                        key=lambda g: g.granted_at)
     return render_template(
         "studies/detail.html", study=study, view=view, mode=mode,
         actions=actions_for(current_user, study, mode),
         can_edit=can_edit_study(current_user, study), show_read=show_read,
+        deid_form=DeidDownloadForm(formdata=None), access=access, blind=blind,
     )
+
+
+@bp.route("/<int:study_id>/edit", methods=["GET", "POST"])
+def edit(study_id: int):
+    study, mode = study_for(current_user, study_id)
+    if not can_edit_study(current_user, study):
+        abort(403)
+    form = StudyContextForm(obj=study)
+    form.reader_id.choices = reader_choices(study.owner)
+    read = study.read
+    if request.method == "GET":
+        form.reader_id.data = read.reader_id if read else study.owner_id
+        form.report_text.data = read.report_text if read else ""
+    if form.validate_on_submit():
+        reader = db.session.get(User, form.reader_id.data) if form.reader_id.data else None
+        try:
+            service.update_context(
+                study, by=current_user, jurisdiction=form.jurisdiction.data,
+                clinical_question=form.clinical_question.data,
+                clinical_history=form.clinical_history.data,
+            )
+            service.set_original_read(
+                study, by=current_user, reader=reader or study.owner,
+                report_text=form.report_text.data, finalized_at=form.finalized_utc(),
+            )
+        except service.StudyError as exc:
+            db.session.rollback()
+            form.report_text.errors.append(str(exc))
+        else:
+            db.session.commit()
+            flash("Saved.", "success")
+            return redirect(url_for("studies.detail", study_id=study.id))
+    return render_template("studies/edit.html", study=study, form=form,
+                           view=present(study, mode), read_final=bool(read and read.is_final))
+
+
+@bp.route("/<int:study_id>/deidentified.zip")
+def download_deidentified(study_id: int):
+    study, mode = study_for(current_user, study_id)
+    form = DeidDownloadForm(request.args)
+    options = deid_options(retain_dates=form.retain_dates.data,
+                           retain_patient_characteristics=form.retain_patient_characteristics.data,
+                           retain_device_identity=form.retain_device_identity.data)
+    try:
+        path, report = build_deidentified_zip(study, options)
+    except StoredFileMissing:
+        abort(404)
+    audit.record("study.downloaded", study, kind="deidentified", mode=mode,
+                 options=sorted(o.name for o in options), files=report.files,
+                 pixel_review=report.pixel_review)
+    db.session.commit()
+    response = send_file(path, mimetype="application/zip", as_attachment=True,
+                         download_name=f"{study.pseudonym}.zip", max_age=0)
+    response.call_on_close(lambda: path.unlink(missing_ok=True))
+    return response

@@ -18,3 +18,7 @@
     }
   });
 })();
+// Forms that take a local date-time carry the browser's offset from UTC (minutes west).
+document.querySelectorAll("input[name=tz_offset]").forEach(function (el) {
+  el.value = String(new Date().getTimezoneOffset());
+});

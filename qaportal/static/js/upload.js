@@ -1,0 +1,202 @@
+// Study upload: files, folders (picker or drag-and-drop) and zips, sent in parts with progress.
+(function () {
+  "use strict";
+  var form = document.getElementById("upload-form");
+  if (!form) { return; }
+  var fileInput = document.getElementById("file-input");
+  var folderInput = document.getElementById("folder-input");
+  var dropzone = document.getElementById("dropzone");
+  var selection = document.getElementById("selection");
+  var progressWrap = document.getElementById("progress");
+  var bar = document.querySelector("#overall-progress .bar");
+  var progressBox = document.getElementById("overall-progress");
+  var progressText = document.getElementById("progress-text");
+  var fileList = document.getElementById("file-list");
+  var button = document.getElementById("upload-button");
+  var chunkBytes = parseInt(form.dataset.chunkBytes, 10) || 64 * 1048576;
+  var maxRequest = parseInt(form.dataset.maxRequest, 10) || 1073741824;
+  var csrf = form.querySelector("input[name=csrf_token]").value;
+  var MAX_FILES_PER_REQUEST = 200;
+  var MAX_LISTED = 2000;
+  var chosen = [];  // {file, name}
+
+  function label(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+  function mb(bytes) { return (bytes / 1048576).toFixed(1) + " MB"; }
+
+  function addFiles(list) {
+    for (var i = 0; i < list.length; i++) {
+      var f = list[i].file || list[i];
+      var name = list[i].name || f.webkitRelativePath || f.name;
+      chosen.push({ file: f, name: name });
+    }
+    var total = chosen.reduce(function (s, c) { return s + c.file.size; }, 0);
+    selection.textContent = chosen.length ? label(chosen.length, "file") + " chosen, " + mb(total) + "." : "No file chosen.";
+  }
+
+  fileInput.addEventListener("change", function () { addFiles(fileInput.files); });
+  folderInput.addEventListener("change", function () { addFiles(folderInput.files); });
+
+  // Drag and drop, including whole folders (walked through the entries API).
+  function walk(entry, path, out) {
+    return new Promise(function (resolve) {
+      if (entry.isFile) {
+        entry.file(function (f) { out.push({ file: f, name: path + f.name }); resolve(); }, function () { resolve(); });
+      } else if (entry.isDirectory) {
+        var reader = entry.createReader();
+        var all = [];
+        var readMore = function () {
+          reader.readEntries(function (entries) {
+            if (!entries.length) {
+              Promise.all(all.map(function (e) { return walk(e, path + entry.name + "/", out); })).then(resolve);
+            } else { all = all.concat(Array.prototype.slice.call(entries)); readMore(); }
+          }, function () { resolve(); });
+        };
+        readMore();
+      } else { resolve(); }
+    });
+  }
+  ["dragenter", "dragover"].forEach(function (t) {
+    dropzone.addEventListener(t, function (e) { e.preventDefault(); dropzone.classList.add("over"); });
+  });
+  ["dragleave", "drop"].forEach(function (t) {
+    dropzone.addEventListener(t, function () { dropzone.classList.remove("over"); });
+  });
+  dropzone.addEventListener("drop", function (e) {
+    e.preventDefault();
+    var items = e.dataTransfer.items;
+    if (items && items.length && items[0].webkitGetAsEntry) {
+      var out = [];
+      var jobs = [];
+      for (var i = 0; i < items.length; i++) {
+        var entry = items[i].webkitGetAsEntry();
+        if (entry) { jobs.push(walk(entry, "", out)); }
+      }
+      Promise.all(jobs).then(function () { addFiles(out); });
+    } else { addFiles(e.dataTransfer.files); }
+  });
+
+  function chunks(items) {
+    var result = [], current = [], size = 0;
+    items.forEach(function (it) {
+      if (current.length && (size + it.file.size > chunkBytes || current.length >= MAX_FILES_PER_REQUEST)) {
+        result.push(current); current = []; size = 0;
+      }
+      current.push(it); size += it.file.size;
+    });
+    if (current.length) { result.push(current); }
+    return result;
+  }
+
+  function row(name) {
+    var li = document.createElement("li");
+    li.className = "queued";
+    li.textContent = name + " — waiting";
+    if (fileList.children.length < MAX_LISTED) { fileList.appendChild(li); }
+    return li;
+  }
+
+  function setStatus(li, status, text) {
+    li.className = status;
+    li.textContent = text;
+  }
+
+  function postJSON(url, body) {
+    return fetch(url, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "X-CSRFToken": csrf, "Accept": "application/json" }
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (!r.ok) { throw new Error(j.error || ("HTTP " + r.status)); }
+        return j;
+      });
+    });
+  }
+
+  function sendChunk(url, chunk, onProgress) {
+    return new Promise(function (resolve) {
+      var data = new FormData();
+      chunk.forEach(function (it) { data.append("files", it.file, it.name); });
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.setRequestHeader("X-CSRFToken", csrf);
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.onprogress = function (e) { if (e.lengthComputable) { onProgress(e.loaded); } };
+      xhr.onload = function () {
+        var body = {};
+        try { body = JSON.parse(xhr.responseText); } catch (err) { body = {}; }
+        if (xhr.status >= 200 && xhr.status < 300) { resolve(body); }
+        else { resolve({ failed: body.error || ("the server answered " + xhr.status) }); }
+      };
+      xhr.onerror = function () { resolve({ failed: "the connection failed" }); };
+      xhr.send(data);
+    });
+  }
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    if (!chosen.length) { selection.textContent = "Choose files, a folder or a zip first."; return; }
+    var tooBig = chosen.filter(function (c) { return c.file.size > maxRequest; });
+    button.disabled = true;
+    progressWrap.hidden = false;
+    fileList.innerHTML = "";
+    var items = chosen.filter(function (c) { return c.file.size <= maxRequest; });
+    var rows = {};
+    items.forEach(function (it, i) { rows[i] = row(it.name); it.index = i; });
+    tooBig.forEach(function (c) { setStatus(row(c.name), "rejected", c.name + " — rejected: larger than the " + mb(maxRequest) + " limit per file"); });
+    var total = items.reduce(function (s, c) { return s + c.file.size; }, 0) || 1;
+    var done = 0, counts = { stored: 0, duplicate: 0, rejected: tooBig.length, conflict: 0 };
+    function show(extra) {
+      var pct = Math.min(100, Math.round(100 * (done + extra) / total));
+      bar.style.width = pct + "%";
+      progressBox.setAttribute("aria-valuenow", String(pct));
+      progressText.textContent = pct + "% — " + counts.stored + " stored, " + counts.duplicate +
+        " duplicate, " + counts.conflict + " conflict, " + counts.rejected + " rejected";
+    }
+    show(0);
+    postJSON(form.dataset.batchesUrl, new FormData()).then(function (batch) {
+      var parts = chunks(items);
+      var p = Promise.resolve();
+      parts.forEach(function (chunk) {
+        p = p.then(function () {
+          chunk.forEach(function (it) { setStatus(rows[it.index], "uploading", it.name + " — uploading"); });
+          return sendChunk(batch.files_url, chunk, show).then(function (res) {
+            var size = chunk.reduce(function (s, c) { return s + c.file.size; }, 0);
+            done += size;
+            if (res.failed) {
+              chunk.forEach(function (it) {
+                counts.rejected++;
+                setStatus(rows[it.index], "rejected", it.name + " — not stored: " + res.failed);
+              });
+            } else {
+              var byName = {};
+              (res.results || []).forEach(function (r) { (byName[r.file] = byName[r.file] || []).push(r); });
+              chunk.forEach(function (it) {
+                var list = byName[it.name] || [];
+                var r = list.shift();
+                if (!r) { counts.stored++; setStatus(rows[it.index], "stored", it.name + " — stored"); return; }
+                counts[r.status] = (counts[r.status] || 0) + 1;
+                setStatus(rows[it.index], r.status, it.name + " — " + r.status + (r.error ? ": " + r.error : ""));
+                // A zip yields several results under entry names: count them too.
+                list.forEach(function (extra) { counts[extra.status] = (counts[extra.status] || 0) + 1; });
+              });
+              Object.keys(byName).forEach(function (k) {
+                if (!chunk.some(function (it) { return it.name === k; })) {
+                  byName[k].forEach(function (r) { counts[r.status] = (counts[r.status] || 0) + 1; });
+                }
+              });
+            }
+            show(0);
+          });
+        });
+      });
+      return p.then(function () {
+        var data = new FormData(form);
+        data.delete("files");
+        return postJSON(batch.finish_url, data);
+      }).then(function (res) { window.location.assign(res.redirect); });
+    }).catch(function (err) {
+      progressText.textContent = "Upload stopped: " + err.message + ". Files already stored are kept; upload again to continue.";
+      button.disabled = false;
+    });
+  });
+})();

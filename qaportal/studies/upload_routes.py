@@ -1,0 +1,163 @@
+"""Upload views: a browser upload arrives as a batch of requests, each stored as it comes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import (
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from werkzeug.utils import secure_filename
+
+from qaportal import audit
+from qaportal.extensions import db
+from qaportal.models import Study, UploadBatch, User, UserRole
+from qaportal.permissions import role_required
+from qaportal.studies import bp, jobs, service
+from qaportal.studies.forms import UploadForm
+
+
+def reader_choices(me: User) -> list[tuple[int, str]]:
+    """Return the radiologists who may be named as a study's reader, the current user first."""
+    others = db.session.scalars(
+        sa.select(User).where(User.active.is_(True), User.id != me.id,
+                              User.roles.any(UserRole.role == "radiologist"))
+        .order_by(User.full_name)
+    ).all()
+    mine = [(me.id, f"{me.full_name} (me)")] if me.has_role("radiologist") else []
+    return mine + [(u.id, u.full_name) for u in others]
+
+
+def _upload_form() -> UploadForm:
+    form = UploadForm()
+    form.reader_id.choices = reader_choices(current_user)
+    if request.method == "GET":
+        form.reader_id.data = current_user.id
+    return form
+
+
+def _batch_or_404(batch_id: int) -> UploadBatch:
+    batch = db.session.get(UploadBatch, batch_id)
+    if batch is None or batch.user_id != current_user.id:
+        abort(404)
+    return batch
+
+
+def _receive_files(batch: UploadBatch) -> dict:
+    """Save this request's files to a private temp folder, ingest them, remove the folder."""
+    files = [f for f in request.files.getlist("files") if f and f.filename]
+    tmp = jobs.saved_upload_dir(Path(current_app.config["UPLOAD_TMP"]))
+    try:
+        inputs = []
+        for i, storage in enumerate(files):
+            # The user's relative name (folder uploads) is for messages only; never a path.
+            name = (storage.filename or f"file-{i}").replace("\\", "/")[-300:]
+            path = tmp / f"{i:05d}-{secure_filename(name.rsplit('/', 1)[-1]) or 'upload'}"
+            storage.save(path)
+            inputs.append((name, path))
+        run = jobs.import_files(inputs, current_user.id, batch.id)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"stored": run.stored, "duplicates": run.duplicates, "conflicts": run.conflicts,
+            "errors": run.errors, "results": run.results}
+
+
+def _apply_context(batch: UploadBatch, form: UploadForm) -> list[str]:
+    """Apply the upload form's notes and report to the batch's own studies; return problems."""
+    problems = []
+    reader = db.session.get(User, form.reader_id.data or current_user.id) or current_user
+    for study_id in batch.study_ids:
+        study = db.session.get(Study, study_id)
+        if study is None or study.owner_id != current_user.id:
+            continue  # a study someone else uploaded first keeps its own context
+        if form.jurisdiction.data or form.clinical_question.data or form.clinical_history.data:
+            service.update_context(
+                study, by=current_user, jurisdiction=form.jurisdiction.data or study.jurisdiction,
+                clinical_question=form.clinical_question.data or study.clinical_question,
+                clinical_history=form.clinical_history.data or study.clinical_history,
+            )
+        if form.report_text.data:
+            try:
+                service.set_original_read(study, by=current_user, reader=reader,
+                                          report_text=form.report_text.data,
+                                          finalized_at=form.finalized_utc())
+            except service.StudyError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+@bp.route("/upload", methods=["GET", "POST"])
+@role_required("radiologist")
+def upload():
+    """The upload page; without JavaScript the form posts everything in one request."""
+    form = _upload_form()
+    if form.validate_on_submit():
+        batch = jobs.new_batch(current_user, "browser")
+        _receive_files(batch)
+        return _finish(batch, form)
+    return render_template("studies/upload.html", form=form,
+                           chunk_bytes=current_app.config["UPLOAD_CHUNK_BYTES"],
+                           max_request=current_app.config["MAX_CONTENT_LENGTH"])
+
+
+@bp.route("/upload/batches", methods=["POST"])
+@role_required("radiologist")
+def batch_create():
+    batch = jobs.new_batch(current_user, "browser")
+    return jsonify(batch_id=batch.id,
+                   files_url=url_for("studies.batch_files", batch_id=batch.id),
+                   finish_url=url_for("studies.batch_finish", batch_id=batch.id)), 201
+
+
+@bp.route("/upload/batches/<int:batch_id>/files", methods=["POST"])
+@role_required("radiologist")
+def batch_files(batch_id: int):
+    batch = _batch_or_404(batch_id)
+    if batch.finished_at is not None:
+        return jsonify(error="This upload is already finished; start a new one."), 409
+    return jsonify(_receive_files(batch))
+
+
+@bp.route("/upload/batches/<int:batch_id>/finish", methods=["POST"])
+@role_required("radiologist")
+def batch_finish(batch_id: int):
+    batch = _batch_or_404(batch_id)
+    form = _upload_form()
+    if not form.validate():
+        return jsonify(error="Some fields are not valid.", fields=form.errors), 422
+    response = _finish(batch, form)
+    return jsonify(redirect=response.location)
+
+
+def _finish(batch: UploadBatch, form: UploadForm):
+    problems = _apply_context(batch, form)
+    jobs.finish_batch(batch)
+    audit.record("study.upload_finished", batch, stored=batch.stored,
+                 duplicates=batch.duplicates, conflicts=batch.conflicts,
+                 rejected=len(batch.errors) - batch.conflicts)
+    db.session.commit()
+    if problems:
+        from flask import flash
+
+        for p in problems:
+            flash(p, "error")
+    return redirect(url_for("studies.batch_summary", batch_id=batch.id))
+
+
+@bp.route("/upload/batches/<int:batch_id>")
+@role_required("radiologist")
+def batch_summary(batch_id: int):
+    batch = _batch_or_404(batch_id)
+    studies = [s for s in (db.session.get(Study, i) for i in batch.study_ids) if s is not None]
+    audit.record("study.upload_summary_viewed", batch)
+    db.session.commit()
+    return render_template("studies/upload_summary.html", batch=batch, studies=studies)

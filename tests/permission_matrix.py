@@ -1,0 +1,333 @@
+"""The permission matrix: every endpoint, for anonymous users and for each role.
+
+tests/test_permission_matrix.py reads every route from app.url_map and fails when an
+endpoint has no entry here, so a new route cannot escape the check. Feature branches
+append their entries (and the objects they need) at the end, under a comment naming the
+feature, to keep merges simple.
+
+An entry maps each of ANONYMOUS + ROLES to the status code expected when a user holding
+only that role requests the route (anonymous HTML requests are sent to sign in: LOGIN).
+Optional keys:
+  "method":    "GET" (default when the route allows it) or "POST" (sent with empty form data,
+               CSRF off; the CSRF check has its own test).
+  "params":    function (objs, users) -> URL values; objs holds what OBJECTS built.
+  "unrelated": a role: a user holding it but WITHOUT relation to the object must get 404.
+Every route with an <int:...> value is also requested with ids that do not exist: each
+role that is not refused (403) must then get 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+ANONYMOUS = "anonymous"
+ROLES = ("radiologist", "reviewer", "qa_manager", "admin")
+LOGIN = 302  # anonymous users are redirected to /login
+
+
+def everyone(status: int, anonymous: int = LOGIN) -> dict[str, int]:
+    """Return an entry where every signed-in role gets the same status."""
+    return {ANONYMOUS: anonymous, **dict.fromkeys(ROLES, status)}
+
+
+def only(roles: tuple[str, ...], status: int = 200, refused: int = 403) -> dict[str, int]:
+    """Return an entry where the given roles get status and every other role is refused."""
+    return {ANONYMOUS: LOGIN, **{r: status if r in roles else refused for r in ROLES}}
+
+
+# Objects the parametrised routes need: name -> function(users) -> object. users maps
+# each role to the matrix user holding only that role (plus "other_admin").
+OBJECTS: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+
+def _subject(users):
+    from tests.factories import make_certification, make_user
+
+    user = make_user(roles=("radiologist",), licenses=["CA"])
+    make_certification(user)
+    return user
+
+
+def _study(users):
+    from tests.factories import make_study
+
+    return make_study(users["radiologist"])
+
+
+OBJECTS["subject"] = _subject  # an account the administrator manages
+OBJECTS["study"] = _study  # uploaded by the matrix radiologist
+
+
+def _batch(users):
+    from qaportal.extensions import db
+    from qaportal.models import UploadBatch
+
+    batch = UploadBatch(user_id=users["radiologist"].id, source="browser")
+    db.session.add(batch)
+    db.session.flush()
+    return batch
+
+
+OBJECTS["batch"] = _batch  # an upload by the matrix radiologist
+
+
+EXPECTED: dict[str, dict[str, Any]] = {
+    # -- foundation: static files, sign-in, account --------------------------------------
+    "static": {**everyone(200, anonymous=200),
+               "params": lambda objs, users: {"filename": "css/app.css"}},
+    "home.health": everyone(200, anonymous=200),
+    "home.index": everyone(200),
+    # A signed-in user is sent home; the 2FA step without a pending sign-in goes to /login.
+    "auth.login": everyone(302, anonymous=200),
+    "auth.login_totp": everyone(302, anonymous=302),
+    "auth.logout": {**everyone(302), "method": "POST"},
+    "auth.account": everyone(200),
+    "auth.change_password": everyone(200),
+    "auth.totp_enrol": everyone(200),
+    "auth.totp_disable": {**everyone(302), "method": "POST"},
+    # -- foundation: administration --------------------------------------------------------
+    "admin.users": only(("admin",)),
+    "admin.user_new": only(("admin",)),
+    "admin.user_edit": {**only(("admin",)),
+                        "params": lambda objs, users: {"user_id": objs["subject"].id}},
+    "admin.user_action": {
+        **only(("admin",), status=302), "method": "POST",
+        "params": lambda objs, users: {"user_id": objs["subject"].id, "action": "unlock"},
+    },
+    # Empty form data: the admin gets the page back with the errors (422).
+    "admin.license_add": {**only(("admin",), status=422), "method": "POST",
+                          "params": lambda objs, users: {"user_id": objs["subject"].id}},
+    "admin.certification_add": {**only(("admin",), status=422), "method": "POST",
+                                "params": lambda objs, users: {"user_id": objs["subject"].id}},
+    "admin.credential_remove": {
+        **only(("admin",), status=302), "method": "POST",
+        "params": lambda objs, users: {"user_id": objs["subject"].id, "kind": "license",
+                                       "item_id": objs["subject"].licenses[0].id},
+    },
+    # -- foundation: audit log ----------------------------------------------------------------
+    "auditlog.index": only(("qa_manager", "admin")),
+    "auditlog.export": only(("qa_manager", "admin")),
+    # -- studies ------------------------------------------------------------------------------
+    "studies.index": only(("radiologist", "reviewer", "qa_manager", "admin")),
+    "studies.detail": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+        "unrelated": "radiologist",
+    },
+    "studies.upload": only(("radiologist",)),
+    "studies.batch_create": {**only(("radiologist",), status=201), "method": "POST"},
+    "studies.batch_files": {
+        **only(("radiologist",)), "method": "POST", "unrelated": "radiologist",
+        "params": lambda objs, users: {"batch_id": objs["batch"].id},
+    },
+    "studies.batch_finish": {
+        **only(("radiologist",)), "method": "POST", "unrelated": "radiologist",
+        "params": lambda objs, users: {"batch_id": objs["batch"].id},
+    },
+    "studies.batch_summary": {
+        **only(("radiologist",)), "unrelated": "radiologist",
+        "params": lambda objs, users: {"batch_id": objs["batch"].id},
+    },
+    # Only the uploader (and an administrator correcting it) edits notes and the report.
+    "studies.edit": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 403, "admin": 200,
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+        "unrelated": "radiologist",
+    },
+    "studies.download_deidentified": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+        "unrelated": "radiologist",
+    },
+}
+
+
+# -- second opinions (qaportal/opinions) and notifications -----------------------------------
+
+def _opinion_request(users):
+    """A request by the matrix radiologist, claimed by a neuro consultant (accepted)."""
+    from qaportal.opinions import service
+    from tests.factories import make_opinion_request, make_study, make_user
+
+    consultant = make_user(subspecialties=["neuro"], licenses=["CA"])
+    req = make_opinion_request(make_study(users["radiologist"]), users["radiologist"])
+    service.claim(req, consultant)
+    return req
+
+
+def _notification(users):
+    from qaportal.notify import notify
+
+    return notify(users["radiologist"], "opinion.test", "Matrix notice", "/opinions/",
+                  email=False)
+
+
+OBJECTS["opinion_request"] = _opinion_request
+OBJECTS["notification"] = _notification
+
+
+def _req(objs, users):
+    return {"request_id": objs["opinion_request"].id}
+
+
+def _opinion_post(requester: int) -> dict[str, Any]:
+    """A POST only the consultant may make: the requester, QA and admins are refused."""
+    return {ANONYMOUS: LOGIN, "radiologist": requester, "reviewer": 404, "qa_manager": 403,
+            "admin": 403, "method": "POST", "params": _req, "unrelated": "radiologist"}
+
+
+EXPECTED.update({
+    "opinions.worklist": only(("radiologist", "qa_manager", "admin")),
+    "opinions.new": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 403, "qa_manager": 403, "admin": 403,
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+        "unrelated": "radiologist",
+    },
+    "opinions.detail": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
+        "params": _req, "unrelated": "radiologist",
+    },
+    # Requester, QA and admins may see the request; the service refuses them (flash, 302).
+    "opinions.claim": {**_opinion_post(302), "qa_manager": 302, "admin": 302},
+    "opinions.accept": {**_opinion_post(302), "qa_manager": 302, "admin": 302},
+    "opinions.decline": _opinion_post(403),
+    "opinions.cancel": _opinion_post(400),  # the requester's empty reason: form re-shown
+    "opinions.reroute": _opinion_post(403),  # only a declined request is re-routed
+    "opinions.message": _opinion_post(400),  # the requester's empty message: form re-shown
+    "opinions.write": {**_opinion_post(403), "method": "GET"},
+    "opinions.autosave": _opinion_post(403),
+    "opinions.sign": _opinion_post(403),
+    "opinions.addendum": _opinion_post(403),
+    "notifications.index": everyone(200),
+    "notifications.open_": {
+        ANONYMOUS: LOGIN, "radiologist": 302, "reviewer": 404, "qa_manager": 404, "admin": 404,
+        "method": "POST", "params": lambda objs, users: {"note_id": objs["notification"].id},
+        "unrelated": "radiologist",
+    },
+    "notifications.read_all": {**everyone(302), "method": "POST"},
+})
+
+
+# -- peer review and QA (qaportal/reviews, qaportal/qa) --------------------------------------
+
+def _review_assignment(users):
+    """A sampled read (by another radiologist) assigned to the matrix reviewer."""
+    from tests.factories import make_assignment, make_study, make_user
+
+    reader = make_user(["radiologist"])
+    return make_assignment(make_study(reader).read, users["reviewer"])
+
+
+def _discrepancy_case(users):
+    """A decided case on the matrix radiologist's read; the matrix reviewer sat on it."""
+    from qaportal.qa import cases
+    from tests.factories import make_review, make_study, make_user
+
+    reviewer = make_user(["reviewer"])
+    review = make_review(make_study(users["radiologist"]).read, reviewer, "3b")
+    case = cases.open_case(review, by=reviewer)
+    cases.assign_committee(case, [users["reviewer"]], users["qa_manager"])
+    cases.cast_vote(case, users["reviewer"], "3b", "Missed.")
+    cases.record_decision(case, users["qa_manager"], final_score="3b", outcome="upheld",
+                          rationale="Should be seen.")
+    return case
+
+
+def _sampling_run(users):
+    from qaportal.qa import sampling
+    from tests.factories import make_rule, make_study, make_user
+
+    reader = make_user(["radiologist"])
+    make_study(reader)
+    return sampling.commit_run(make_rule(users["qa_manager"], percent=100), 7,
+                               users["qa_manager"])
+
+
+def _conference(users):
+    """A conference the matrix radiologist is invited to."""
+    from datetime import date
+
+    from qaportal.qa import learning
+
+    conf = learning.create_conference(users["qa_manager"], title="Matrix conference",
+                                      held_on=date.today())
+    learning.invite(conf, [users["radiologist"]], users["qa_manager"])
+    return conf
+
+
+OBJECTS["review_assignment"] = _review_assignment
+OBJECTS["discrepancy_case"] = _discrepancy_case
+OBJECTS["sampling_run"] = _sampling_run
+OBJECTS["conference"] = _conference
+
+
+def _assignment(objs, users):
+    return {"assignment_id": objs["review_assignment"].id}
+
+
+def _case(objs, users):
+    return {"case_id": objs["discrepancy_case"].id}
+
+
+def _qa(status: int = 200, params=None) -> dict[str, Any]:
+    entry: dict[str, Any] = only(("qa_manager",), status=status)
+    if params is not None:
+        entry["params"] = params
+    return entry
+
+
+def _reviewer_only(status: int, method: str = "GET") -> dict[str, Any]:
+    return {**only(("reviewer",), status=status), "method": method, "params": _assignment,
+            "unrelated": "reviewer"}
+
+
+EXPECTED.update({
+    "reviews.worklist": only(("reviewer",)),
+    "reviews.worklist_json": only(("reviewer",)),
+    "reviews.review": _reviewer_only(200),
+    "reviews.download": _reviewer_only(200),
+    "reviews.reveal": _reviewer_only(302, "POST"),  # an empty impression is allowed
+    "reviews.submit": _reviewer_only(400, "POST"),  # no score: the form comes back
+    # The matrix reviewer has no access to the radiologist's study.
+    "reviews.adhoc": {**only(("reviewer",), status=404),
+                      "params": lambda objs, users: {"study_id": objs["study"].id}},
+    "reviews.committee_list": only(("radiologist", "reviewer")),
+    "reviews.committee": {
+        ANONYMOUS: LOGIN, "radiologist": 404, "reviewer": 200, "qa_manager": 403, "admin": 403,
+        "params": _case, "unrelated": "reviewer"},
+    "reviews.vote": {
+        ANONYMOUS: LOGIN, "radiologist": 404, "reviewer": 400, "qa_manager": 403, "admin": 403,
+        "method": "POST", "params": _case, "unrelated": "reviewer"},
+    "reviews.feedback_list": only(("radiologist",)),
+    "reviews.feedback": {**only(("radiologist",)), "params": _case,
+                         "unrelated": "radiologist"},
+    "reviews.respond": {**only(("radiologist",), status=400), "method": "POST",
+                        "params": _case, "unrelated": "radiologist"},
+    "reviews.conference_list": everyone(200),
+    "reviews.conference": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 404,
+        "params": lambda objs, users: {"conference_id": objs["conference"].id},
+        "unrelated": "radiologist"},
+    "qa.dashboard": _qa(),
+    "qa.statistics": _qa(),
+    "qa.rules": _qa(),
+    "qa.rule_form": _qa(),
+    "qa.run_preview": _qa(params=lambda objs, users: {
+        "rule_id": objs["sampling_run"].rule_id}),
+    "qa.run_detail": _qa(params=lambda objs, users: {"run_id": objs["sampling_run"].id}),
+    "qa.reviews": _qa(),
+    "qa.review_detail": _qa(params=lambda objs, users: {
+        "review_id": objs["discrepancy_case"].review_id}),
+    "qa.amend": {**_qa(400, params=lambda objs, users: {
+        "review_id": objs["discrepancy_case"].review_id}), "method": "POST"},
+    "qa.cases": _qa(),
+    "qa.case_detail": _qa(params=_case),
+    "qa.case_committee": {**_qa(400, params=_case), "method": "POST"},  # already decided
+    "qa.case_decide": {**_qa(400, params=_case), "method": "POST"},
+    "qa.teaching": _qa(),
+    "qa.teaching_new": _qa(params=lambda objs, users: {
+        "review_id": objs["discrepancy_case"].review_id}),
+    "qa.conferences": _qa(),
+    "qa.conference": _qa(params=lambda objs, users: {"conference_id": objs["conference"].id}),
+})
