@@ -50,11 +50,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.home import bp as home_bp
     from qaportal.notifications import bp as notifications_bp
     from qaportal.opinions import bp as opinions_bp
+    from qaportal.qa import bp as qa_bp
     from qaportal.reports import bp as reports_bp
+    from qaportal.reviews import bp as reviews_bp
     from qaportal.studies import bp as studies_bp
 
     for bp in (auth_bp, home_bp, admin_bp, audit_bp, studies_bp, notifications_bp,
-               opinions_bp, reports_bp):
+               opinions_bp, reviews_bp, qa_bp, reports_bp):
         app.register_blueprint(bp)
 
     hooks.init_app(app)

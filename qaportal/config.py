@@ -69,6 +69,10 @@ class Defaults:
     PDF_VARIANT = "pdf/a-2b"
     PDF_MEMORY_MB = 2048
     EXPORT_ROOT: str | None = None
+    # Peer review: RADPEER scores that open a discrepancy case (add "2a" to adjudicate it
+    # too), and the days an ad-hoc review is due in.
+    REVIEW_CASE_SCORES: tuple[str, ...] = ("2b", "3a", "3b")
+    REVIEW_DUE_DAYS = 14
 
 
 # Variables read from the environment, with their parsers.
@@ -127,6 +131,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "PDF_VARIANT": ("PDF_VARIANT", str),
     "PDF_MEMORY_MB": ("PDF_MEMORY_MB", int),
     "EXPORT_ROOT": ("EXPORT_ROOT", str),
+    "REVIEW_CASE_SCORES": ("REVIEW_CASE_SCORES", _roles),  # comma-separated, e.g. 2a,2b,3a,3b
+    "REVIEW_DUE_DAYS": ("REVIEW_DUE_DAYS", int),
 }
 
 
@@ -176,6 +182,9 @@ def _finish(app) -> None:
             f"QAPORTAL_REQUIRE_2FA_ROLES names unknown role(s) {', '.join(sorted(unknown))}; "
             f"use {', '.join(ROLES)}."
         )
+    bad = set(cfg["REVIEW_CASE_SCORES"]) - {"2a", "2b", "3a", "3b"}
+    if bad:
+        raise ConfigError(f"REVIEW_CASE_SCORES may hold only 2a, 2b, 3a, 3b (not {sorted(bad)})")
     cfg["SESSION_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["REMEMBER_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])

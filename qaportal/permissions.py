@@ -157,3 +157,31 @@ def can_export_reports(user: User) -> bool:
 def can_download_export(user: User, export) -> bool:
     """An export's file goes to whoever made it, and to QA managers and administrators."""
     return export.created_by_id == user.id or user.has_role("qa_manager", "admin")
+
+
+
+# --- Peer review and QA (issue 5) ---------------------------------------------------------
+
+def can_manage_qa(user: User) -> bool:
+    """QA managers run sampling, adjudication, peer learning and the statistics."""
+    return user.has_role("qa_manager")
+
+
+def can_work_review(user: User, assignment) -> bool:
+    """Only the assigned reviewer opens and scores a review."""
+    return assignment.reviewer_id == user.id
+
+
+def can_score_case(user: User, case) -> bool:
+    """Committee members see and score their case."""
+    return any(m.user_id == user.id for m in case.members)
+
+
+def can_see_feedback(user: User, case) -> bool:
+    """The reader sees feedback on their own read once a decision was recorded."""
+    return case.decided_at is not None and case.review.assignment.read.reader_id == user.id
+
+
+def can_view_conference(user: User, conference) -> bool:
+    """QA managers and the invited attendees see a conference."""
+    return user.has_role("qa_manager") or any(a.user_id == user.id for a in conference.attendees)

@@ -124,3 +124,72 @@ def make_export_record(user: User, kind: str = "audit", data: bytes = b"%PDF-1.7
     db.session.add(export)
     db.session.flush()
     return export
+
+
+
+# --- Peer review and QA (issue 5) ---------------------------------------------------------
+
+def make_rule(by: User, **kw):
+    """Create a sampling rule (5 % of every finalized read by default)."""
+    from qaportal.models import SamplingRule
+
+    values = {"name": "Routine 5 %", "method": "percent", "percent": 5.0, "due_days": 14,
+              "deidentify": True, **kw}
+    rule = SamplingRule(created_by_id=by.id, **values)
+    db.session.add(rule)
+    db.session.flush()
+    return rule
+
+
+def make_run(by: User | None = None, rule=None, seed: int = 1):
+    """Create a sampling run (of a new 5 % rule unless one is given)."""
+    from qaportal.models import SamplingRun
+
+    if rule is None:
+        rule = make_rule(by or make_user(["qa_manager"]))
+    run = SamplingRun(rule=rule, seed=seed, params=rule.params(), candidates=[], selected=[])
+    db.session.add(run)
+    db.session.flush()
+    return run
+
+
+def make_assignment(read, reviewer: User, *, source: str = "sample", deidentified: bool = True,
+                    grant: bool = True, due_in_days: int = 14, run=None):
+    """Assign a read to a reviewer (sampled by default), granting study access."""
+    from qaportal.models import ReviewAssignment, utcnow
+    from qaportal.studies.access import grant_access
+
+    now = utcnow()
+    if source == "sample" and run is None:
+        run = make_run()
+    assignment = ReviewAssignment(read_id=read.id, reviewer_id=reviewer.id, source=source,
+                                  run_id=run.id if run is not None else None,
+                                  deidentified=deidentified, assigned_at=now,
+                                  due_at=now + timedelta(days=due_in_days))
+    db.session.add(assignment)
+    db.session.flush()
+    if grant:
+        grant_access(read.study, reviewer, mode="deidentified" if deidentified else "full",
+                     source=("review_assignment", assignment.id), by=None)
+    return assignment
+
+
+def make_review(read, reviewer: User, score: str = "1", *, category: str | None = None,
+                comment: str = "", source: str = "sample", learning_case: bool = False,
+                run=None):
+    """Create a submitted review of a read (category/comment filled in for discrepancies)."""
+    from qaportal.models import Review, utcnow
+    from qaportal.models.review import DISCREPANCY_SCORES
+
+    assignment = make_assignment(read, reviewer, source=source, grant=False, run=run)
+    now = utcnow()
+    assignment.status, assignment.revealed_at, assignment.submitted_at = "submitted", now, now
+    if score in DISCREPANCY_SCORES:
+        category = category or "perceptual"
+        comment = comment or "Missed finding."
+    review = Review(assignment=assignment, score=score, category=category, comment=comment,
+                    unable_reason="Images incomplete." if score == "unable" else "",
+                    learning_case=learning_case, submitted_at=now)
+    db.session.add(review)
+    db.session.flush()
+    return review

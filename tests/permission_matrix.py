@@ -230,3 +230,127 @@ EXPECTED.update({
     # Every signed-in user may check a document; an empty form is answered with 400.
     "reports.verify": everyone(200),
 })
+
+
+# -- peer review and QA (qaportal/reviews, qaportal/qa) --------------------------------------
+
+def _review_assignment(users):
+    """A sampled read (by another radiologist) assigned to the matrix reviewer."""
+    from tests.factories import make_assignment, make_study, make_user
+
+    reader = make_user(["radiologist"])
+    return make_assignment(make_study(reader).read, users["reviewer"])
+
+
+def _discrepancy_case(users):
+    """A decided case on the matrix radiologist's read; the matrix reviewer sat on it."""
+    from qaportal.qa import cases
+    from tests.factories import make_review, make_study, make_user
+
+    reviewer = make_user(["reviewer"])
+    review = make_review(make_study(users["radiologist"]).read, reviewer, "3b")
+    case = cases.open_case(review, by=reviewer)
+    cases.assign_committee(case, [users["reviewer"]], users["qa_manager"])
+    cases.cast_vote(case, users["reviewer"], "3b", "Missed.")
+    cases.record_decision(case, users["qa_manager"], final_score="3b", outcome="upheld",
+                          rationale="Should be seen.")
+    return case
+
+
+def _sampling_run(users):
+    from qaportal.qa import sampling
+    from tests.factories import make_rule, make_study, make_user
+
+    reader = make_user(["radiologist"])
+    make_study(reader)
+    return sampling.commit_run(make_rule(users["qa_manager"], percent=100), 7,
+                               users["qa_manager"])
+
+
+def _conference(users):
+    """A conference the matrix radiologist is invited to."""
+    from datetime import date
+
+    from qaportal.qa import learning
+
+    conf = learning.create_conference(users["qa_manager"], title="Matrix conference",
+                                      held_on=date.today())
+    learning.invite(conf, [users["radiologist"]], users["qa_manager"])
+    return conf
+
+
+OBJECTS["review_assignment"] = _review_assignment
+OBJECTS["discrepancy_case"] = _discrepancy_case
+OBJECTS["sampling_run"] = _sampling_run
+OBJECTS["conference"] = _conference
+
+
+def _assignment(objs, users):
+    return {"assignment_id": objs["review_assignment"].id}
+
+
+def _case(objs, users):
+    return {"case_id": objs["discrepancy_case"].id}
+
+
+def _qa(status: int = 200, params=None) -> dict[str, Any]:
+    entry: dict[str, Any] = only(("qa_manager",), status=status)
+    if params is not None:
+        entry["params"] = params
+    return entry
+
+
+def _reviewer_only(status: int, method: str = "GET") -> dict[str, Any]:
+    return {**only(("reviewer",), status=status), "method": method, "params": _assignment,
+            "unrelated": "reviewer"}
+
+
+EXPECTED.update({
+    "reviews.worklist": only(("reviewer",)),
+    "reviews.worklist_json": only(("reviewer",)),
+    "reviews.review": _reviewer_only(200),
+    "reviews.download": _reviewer_only(200),
+    "reviews.reveal": _reviewer_only(302, "POST"),  # an empty impression is allowed
+    "reviews.submit": _reviewer_only(400, "POST"),  # no score: the form comes back
+    # The matrix reviewer has no access to the radiologist's study.
+    "reviews.adhoc": {**only(("reviewer",), status=404),
+                      "params": lambda objs, users: {"study_id": objs["study"].id}},
+    "reviews.committee_list": only(("radiologist", "reviewer")),
+    "reviews.committee": {
+        ANONYMOUS: LOGIN, "radiologist": 404, "reviewer": 200, "qa_manager": 403, "admin": 403,
+        "params": _case, "unrelated": "reviewer"},
+    "reviews.vote": {
+        ANONYMOUS: LOGIN, "radiologist": 404, "reviewer": 400, "qa_manager": 403, "admin": 403,
+        "method": "POST", "params": _case, "unrelated": "reviewer"},
+    "reviews.feedback_list": only(("radiologist",)),
+    "reviews.feedback": {**only(("radiologist",)), "params": _case,
+                         "unrelated": "radiologist"},
+    "reviews.respond": {**only(("radiologist",), status=400), "method": "POST",
+                        "params": _case, "unrelated": "radiologist"},
+    "reviews.conference_list": everyone(200),
+    "reviews.conference": {
+        ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 404,
+        "params": lambda objs, users: {"conference_id": objs["conference"].id},
+        "unrelated": "radiologist"},
+    "qa.dashboard": _qa(),
+    "qa.statistics": _qa(),
+    "qa.rules": _qa(),
+    "qa.rule_form": _qa(),
+    "qa.run_preview": _qa(params=lambda objs, users: {
+        "rule_id": objs["sampling_run"].rule_id}),
+    "qa.run_detail": _qa(params=lambda objs, users: {"run_id": objs["sampling_run"].id}),
+    "qa.reviews": _qa(),
+    "qa.review_detail": _qa(params=lambda objs, users: {
+        "review_id": objs["discrepancy_case"].review_id}),
+    "qa.amend": {**_qa(400, params=lambda objs, users: {
+        "review_id": objs["discrepancy_case"].review_id}), "method": "POST"},
+    "qa.cases": _qa(),
+    "qa.case_detail": _qa(params=_case),
+    "qa.case_committee": {**_qa(400, params=_case), "method": "POST"},  # already decided
+    "qa.case_decide": {**_qa(400, params=_case), "method": "POST"},
+    "qa.teaching": _qa(),
+    "qa.teaching_new": _qa(params=lambda objs, users: {
+        "review_id": objs["discrepancy_case"].review_id}),
+    "qa.conferences": _qa(),
+    "qa.conference": _qa(params=lambda objs, users: {"conference_id": objs["conference"].id}),
+})

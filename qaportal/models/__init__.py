@@ -8,6 +8,18 @@ from qaportal.models.credentials import (
     License,
     UserSubspecialty,
 )
+from qaportal.models.discrepancy import (
+    CaseEvent,
+    CommitteeMember,
+    CommitteeVote,
+    DiscrepancyCase,
+)
+from qaportal.models.learning import (
+    Conference,
+    ConferenceAttendee,
+    ConferenceCase,
+    TeachingCase,
+)
 from qaportal.models.notification import Notification
 from qaportal.models.opinion import (
     Opinion,
@@ -17,6 +29,13 @@ from qaportal.models.opinion import (
     OpinionRequest,
 )
 from qaportal.models.report import REPORT_KINDS, ReportExport
+from qaportal.models.review import (
+    Review,
+    ReviewAmendment,
+    ReviewAssignment,
+    SamplingRule,
+    SamplingRun,
+)
 from qaportal.models.study import (
     ACCESS_MODES,
     Instance,
@@ -34,4 +53,8 @@ __all__ = [
     "OpinionDecline", "OpinionMessage", "OpinionRequest", "OriginalRead", "ReportExport",
     "Series", "Study", "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty",
     "utcnow",
+    # peer review (issue 5)
+    "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",
+    "ConferenceCase", "DiscrepancyCase", "Review", "ReviewAmendment", "ReviewAssignment",
+    "SamplingRule", "SamplingRun", "TeachingCase",
 ]

@@ -17,9 +17,9 @@ NEW_PASSWORD = "violet-harbour-lantern-42"
 # Demo accounts' navigation (the demo reviewer also reads as a radiologist).
 NAV = {
     "radiologist": ["Home", "Studies", "Second opinions"],
-    "radiologist2": ["Home", "Studies", "Second opinions"],
-    "reviewer": ["Home", "Studies", "Second opinions"],
-    "qa_manager": ["Home", "Studies", "Reports", "Audit log"],
+    "radiologist2": ["Home", "Studies", "Second opinions", "Reviews"],
+    "reviewer": ["Home", "Studies", "Second opinions", "Reviews"],
+    "qa_manager": ["Home", "Studies", "Quality", "Reports", "Audit log"],
     "admin": ["Home", "Studies", "Reports", "Audit log", "Users"],
 }
 

@@ -1,0 +1,19 @@
+"""Home-page panel for QA managers: open discrepancy cases and overdue reviews."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from qaportal.extensions import db
+from qaportal.home.panels import panel
+from qaportal.models import ReviewAssignment, User, utcnow
+from qaportal.qa import stats
+
+
+@panel("Peer-review quality", "qa/panel_qa.html", ("qa_manager",), order=20)
+def _qa(user: User) -> dict:
+    now = utcnow()
+    by_age = stats.open_cases_by_age(db.session, now)
+    overdue = db.session.scalar(sa.select(sa.func.count()).where(
+        ReviewAssignment.status == "assigned", ReviewAssignment.due_at < now)) or 0
+    return {"by_age": {k: len(v) for k, v in by_age.items()}, "overdue": overdue}

@@ -1,0 +1,81 @@
+"""QA dashboard and statistics."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+from flask import render_template, request
+from markupsafe import Markup
+
+from qaportal import audit
+from qaportal.extensions import db
+from qaportal.models import DiscrepancyCase, ReviewAssignment, utcnow
+from qaportal.models.discrepancy import STATUS_LABELS
+from qaportal.models.review import RADPEER_SCORES
+from qaportal.permissions import role_required
+from qaportal.qa import bp, stats
+from qaportal.qa.forms import StatsFilter
+
+
+@bp.route("/")
+@role_required("qa_manager")
+def dashboard():
+    now = utcnow()
+    by_age = stats.open_cases_by_age(db.session, now)
+    case_ids = [cid for items in by_age.values() for cid, _ in items]
+    cases = {c.id: c for c in db.session.scalars(
+        sa.select(DiscrepancyCase).where(DiscrepancyCase.id.in_(case_ids)))} if case_ids else {}
+    counts = dict(db.session.execute(
+        sa.select(DiscrepancyCase.status, sa.func.count()).group_by(DiscrepancyCase.status)
+    ).all())
+    a = ReviewAssignment
+    open_reviews = db.session.scalar(sa.select(sa.func.count()).where(a.status == "assigned"))
+    overdue = db.session.scalar(sa.select(sa.func.count()).where(
+        a.status == "assigned", a.due_at < now))
+    period = stats.Period.last_months(12)
+    dept = stats.department_rate(db.session, period)
+    audit.record("qa.dashboard_viewed")
+    db.session.commit()
+    return render_template(
+        "qa/dashboard.html", by_age=by_age, cases=cases, counts=counts,
+        status_labels=STATUS_LABELS, open_reviews=open_reviews, overdue=overdue, dept=dept,
+        period=period, reviewers=stats.reviewer_stats(db.session, now),
+    )
+
+
+def _period_from(form: StatsFilter) -> stats.Period:
+    today = date.today()
+    end = form.end.data or today
+    start = form.start.data or (end - timedelta(days=365))
+    if start > end:
+        start, end = end, start
+    return stats.Period(start, end)
+
+
+@bp.route("/stats")
+@role_required("qa_manager")
+def statistics():
+    form = StatsFilter(request.args)
+    form.validate()
+    period = _period_from(form)
+    modality = (form.modality.data or "").strip().upper() or None
+    facts = stats.review_facts(db.session, period, modality)
+    readers = stats.reader_stats(db.session, period, modality, facts=facts)
+    dept = stats.department_rate(facts)
+    p = dept.p or 0.0
+    positions = {r.reader_id: stats.funnel_position(p, r.n, r.significant) for r in readers}
+    funnel = stats.funnel_svg([(r.reader_name, r.n, r.significant) for r in readers], p)
+    trend_points = stats.monthly_trend(facts, period)
+    trend = stats.trend_svg([(t.month, t.rate.n, t.rate.k) for t in trend_points], p)
+    audit.record("qa.stats_viewed", start=period.start.isoformat(), end=period.end.isoformat(),
+                 modality=modality)
+    db.session.commit()
+    return render_template(
+        "qa/stats.html", form=form, period=period, modality=modality, readers=readers,
+        dept=dept, positions=positions, funnel=Markup(funnel),  # noqa: S704 (our own SVG)
+        trend=Markup(trend), trend_points=trend_points,  # noqa: S704
+        modalities=stats.modality_breakdown(facts), scores=RADPEER_SCORES,
+        references=stats.REFERENCE_RATES, reviewers=stats.reviewer_stats(db.session, utcnow()),
+        dept_summary=stats.summarize(facts),
+    )

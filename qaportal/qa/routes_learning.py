@@ -1,0 +1,135 @@
+"""Peer learning for QA managers: teaching cases and conferences."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from qaportal import audit
+from qaportal.extensions import db
+from qaportal.models import Conference, Review, TeachingCase, User, UserRole
+from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
+from qaportal.permissions import role_required
+from qaportal.qa import bp, learning
+from qaportal.qa.forms import AgendaForm, ConferenceForm, InviteForm, MinutesForm, TeachingForm
+
+
+@bp.route("/teaching")
+@role_required("qa_manager")
+def teaching():
+    cases = db.session.scalars(sa.select(TeachingCase).order_by(TeachingCase.id.desc())).all()
+    return render_template("qa/teaching.html", cases=cases,
+                           candidates=learning.learning_candidates(),
+                           category_labels=CATEGORY_LABELS, score_labels=SCORE_LABELS)
+
+
+@bp.route("/teaching/new/<int:review_id>", methods=["GET", "POST"])
+@role_required("qa_manager")
+def teaching_new(review_id: int):
+    review = db.session.get(Review, review_id)
+    if review is None:
+        abort(404)
+    eff = review.effective
+    form = TeachingForm(category=eff.category or "") if request.method == "GET" \
+        else TeachingForm()
+    if form.validate_on_submit():
+        try:
+            tc = learning.create_teaching_case(
+                review.assignment.read.study, current_user, title=form.title.data,
+                teaching_point=form.teaching_point.data, category=form.category.data or None,
+                review=review)
+        except learning.LearningError as exc:
+            db.session.rollback()
+            form.teaching_point.errors = [*form.teaching_point.errors, str(exc)]
+        else:
+            db.session.commit()
+            flash(f"Teaching case {tc.id} created.", "success")
+            return redirect(url_for("qa.teaching"))
+    return render_template("qa/teaching_new.html", review=review, form=form,
+                           score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS)
+
+
+@bp.route("/conferences", methods=["GET", "POST"])
+@role_required("qa_manager")
+def conferences():
+    form = ConferenceForm()
+    if form.validate_on_submit():
+        conf = learning.create_conference(current_user, title=form.title.data,
+                                          held_on=form.held_on.data)
+        db.session.commit()
+        flash("Conference created.", "success")
+        return redirect(url_for("qa.conference", conference_id=conf.id))
+    items = db.session.scalars(sa.select(Conference).order_by(Conference.held_on.desc())).all()
+    return render_template("qa/conferences.html", conferences=items, form=form)
+
+
+def _conference_forms(conf: Conference, agenda=None, invite=None, minutes=None):
+    on_agenda = {c.teaching_case_id for c in conf.cases}
+    agenda = agenda or AgendaForm(formdata=None)
+    agenda.teaching_case_id.choices = [
+        (t.id, f"#{t.id} {t.title}") for t in db.session.scalars(
+            sa.select(TeachingCase).order_by(TeachingCase.id.desc())) if t.id not in on_agenda]
+    invite = invite or InviteForm(formdata=None)
+    invited = {a.user_id for a in conf.attendees}
+    invite.users.choices = [
+        (u.id, u.full_name) for u in db.session.scalars(
+            sa.select(User).join(UserRole)
+            .where(UserRole.role.in_(("radiologist", "reviewer")), User.active.is_(True))
+            .order_by(User.full_name).distinct()) if u.id not in invited]
+    if minutes is None:
+        minutes = MinutesForm(formdata=None, learning_points=conf.learning_points,
+                              improvement_actions=conf.improvement_actions,
+                              attended=[a.user_id for a in conf.attendees if a.attended])
+    minutes.attended.choices = [(a.user_id, a.user.full_name) for a in conf.attendees]
+    return agenda, invite, minutes
+
+
+def _conference_or_404(conference_id: int) -> Conference:
+    conf = db.session.get(Conference, conference_id)
+    if conf is None:
+        abort(404)
+    return conf
+
+
+@bp.route("/conferences/<int:conference_id>", methods=["GET", "POST"])
+@role_required("qa_manager")
+def conference(conference_id: int):
+    conf = _conference_or_404(conference_id)
+    forms = {"agenda": None, "invite": None, "minutes": None}
+    if request.method == "POST":
+        which = request.form.get("form")
+        if which not in forms:
+            abort(400)
+        form = {"agenda": AgendaForm, "invite": InviteForm, "minutes": MinutesForm}[which]()
+        forms[which] = form
+        agenda, invite, minutes = _conference_forms(conf, **forms)
+        if form.validate_on_submit():
+            try:
+                if which == "agenda":
+                    tc = db.session.get(TeachingCase, form.teaching_case_id.data)
+                    learning.add_case(conf, tc, current_user)
+                elif which == "invite":
+                    users = db.session.scalars(
+                        sa.select(User).where(User.id.in_(form.users.data or []))).all()
+                    learning.invite(conf, users, current_user)
+                else:
+                    learning.record_minutes(
+                        conf, current_user, attended_ids=form.attended.data or [],
+                        learning_points=form.learning_points.data,
+                        improvement_actions=form.improvement_actions.data)
+            except learning.LearningError as exc:
+                db.session.rollback()
+                flash(str(exc), "error")
+            else:
+                db.session.commit()
+                flash("Saved.", "success")
+            return redirect(url_for("qa.conference", conference_id=conf.id))
+        status = 400
+    else:
+        agenda, invite, minutes = _conference_forms(conf)
+        status = 200
+    audit.record("learning.conference_viewed", conf)
+    db.session.commit()
+    return render_template("qa/conference.html", conf=conf, agenda=agenda, invite=invite,
+                           minutes=minutes, category_labels=CATEGORY_LABELS), status

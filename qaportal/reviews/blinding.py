@@ -1,0 +1,71 @@
+"""Blinding: what a reviewer, committee member or reader may see of a case, and nothing more.
+
+The reviewer never learns who read the case; the reader never learns who reviewed it.
+Free text shown to either side is scrubbed of the other side's names as a second line of
+defence (reports are often signed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from qaportal.models import OriginalRead, ReviewAssignment, User
+from qaportal.studies.presenter import StudyView, present
+
+WITHHELD = "[name withheld]"
+_TITLES = {"dr", "dr.", "prof", "prof.", "md", "phd", "mr", "mrs", "ms", "the"}
+
+
+def _name_patterns(users: Iterable[User | None]) -> list[re.Pattern]:
+    patterns = []
+    for user in users:
+        if user is None:
+            continue
+        full = user.full_name.strip()
+        parts = [p.strip(".,") for p in re.split(r"\s+", full)]
+        tokens = [full] + [p for p in parts if len(p) >= 3 and p.lower() not in _TITLES]
+        for token in sorted(set(tokens), key=len, reverse=True):
+            patterns.append(re.compile(rf"(?<!\w){re.escape(token)}(?!\w)", re.IGNORECASE))
+    return patterns
+
+
+def scrub(text: str | None, users: Iterable[User | None]) -> str:
+    """Replace the given people's names (and name parts) in free text."""
+    text = text or ""
+    for pattern in _name_patterns(users):
+        text = pattern.sub(WITHHELD, text)
+    return text
+
+
+@dataclass(frozen=True)
+class BlindCase:
+    """A read as a blinded colleague sees it: images, clinical notes, report; no reader."""
+
+    study_id: int
+    view: StudyView
+    clinical_question: str
+    clinical_history: str
+    report_text: str
+    finalized_at: object
+
+
+def blind_case(read: OriginalRead, deidentified: bool,
+               hide: Iterable[User | None] = ()) -> BlindCase:
+    """Return the read without its reader (and without any other person in `hide`)."""
+    people = [read.reader, read.study.owner, *hide]
+    study = read.study
+    return BlindCase(
+        study_id=study.id,
+        view=present(study, "deidentified" if deidentified else "full"),
+        clinical_question=scrub(study.clinical_question, people),
+        clinical_history=scrub(study.clinical_history, people),
+        report_text=scrub(read.report_text, people),
+        finalized_at=read.finalized_at,
+    )
+
+
+def for_assignment(assignment: ReviewAssignment) -> BlindCase:
+    """Return what the assignment's reviewer may see."""
+    return blind_case(assignment.read, assignment.deidentified)

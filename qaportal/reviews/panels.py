@@ -1,0 +1,40 @@
+"""Home-page panels: the reviewer's open reviews and cases, the reader's feedback."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from qaportal.extensions import db
+from qaportal.home.panels import panel
+from qaportal.models import (
+    CommitteeMember,
+    DiscrepancyCase,
+    OriginalRead,
+    Review,
+    ReviewAssignment,
+    User,
+    utcnow,
+)
+
+
+@panel("Peer reviews", "reviews/panel_reviewer.html", ("reviewer",), order=20)
+def _reviewer(user: User) -> dict:
+    now = utcnow()
+    open_ = db.session.scalars(sa.select(ReviewAssignment).where(
+        ReviewAssignment.reviewer_id == user.id, ReviewAssignment.status == "assigned")).all()
+    committee = db.session.scalar(
+        sa.select(sa.func.count()).select_from(DiscrepancyCase).join(CommitteeMember)
+        .where(CommitteeMember.user_id == user.id, DiscrepancyCase.status == "committee")) or 0
+    return {"open": len(open_), "overdue": sum(a.is_overdue(now) for a in open_),
+            "committee": committee}
+
+
+@panel("Peer-review feedback", "reviews/panel_feedback.html", ("radiologist",), order=30)
+def _feedback(user: User) -> dict:
+    waiting = db.session.scalar(
+        sa.select(sa.func.count()).select_from(DiscrepancyCase)
+        .join(Review, Review.id == DiscrepancyCase.review_id)
+        .join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
+        .join(OriginalRead, OriginalRead.id == ReviewAssignment.read_id)
+        .where(OriginalRead.reader_id == user.id, DiscrepancyCase.status == "decided")) or 0
+    return {"waiting": waiting}

@@ -1,0 +1,199 @@
+"""Committee members' blinded scoring, the reader's feedback, conference pages for attendees."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from qaportal import audit
+from qaportal.extensions import db
+from qaportal.models import (
+    CommitteeMember,
+    Conference,
+    ConferenceAttendee,
+    DiscrepancyCase,
+    OriginalRead,
+    Review,
+    ReviewAssignment,
+)
+from qaportal.models.discrepancy import STATUS_LABELS
+from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
+from qaportal.permissions import (
+    can_score_case,
+    can_see_feedback,
+    can_view_conference,
+    role_required,
+    study_access_mode,
+)
+from qaportal.qa import cases as case_service
+from qaportal.reviews import bp
+from qaportal.reviews.blinding import blind_case, scrub
+from qaportal.reviews.forms import FeedbackForm, VoteForm
+from qaportal.studies.presenter import present
+
+
+def _case_or_404(case_id: int, check) -> DiscrepancyCase:
+    case = db.session.get(DiscrepancyCase, case_id)
+    if case is None or not check(current_user, case):
+        abort(404)
+    return case
+
+
+def _member_labels(case: DiscrepancyCase) -> dict[int, str]:
+    """Label committee members anonymously (Member A, B...), the viewer as "You"."""
+    labels = {}
+    for i, m in enumerate(case.members):
+        labels[m.user_id] = "You" if m.user_id == current_user.id else f"Member {chr(65 + i)}"
+    return labels
+
+
+@bp.route("/committee")
+@role_required("reviewer", "radiologist")
+def committee_list():
+    cases = db.session.scalars(
+        sa.select(DiscrepancyCase).join(CommitteeMember)
+        .where(CommitteeMember.user_id == current_user.id)
+        .order_by(DiscrepancyCase.status == "closed", DiscrepancyCase.opened_at)
+    ).all()
+    rows = [(c, case_service.own_vote(c, current_user)) for c in cases]
+    return render_template("reviews/committee_list.html", rows=rows,
+                           status_labels=STATUS_LABELS)
+
+
+def _render_committee(case: DiscrepancyCase, form=None, status: int = 200):
+    assignment = case.review.assignment
+    reader, reviewer = case_service.parties(case)
+    hide = [reviewer, *[m.user for m in case.members]]
+    blind = blind_case(assignment.read, deidentified=True, hide=hide)
+    people = [reader, assignment.read.study.owner, *hide]
+    review = case.review.effective
+    labels = _member_labels(case)
+    votes = [(labels.get(v.user_id, "Member"), v, scrub(v.comment, people))
+             for v in case_service.visible_votes(case, current_user)]
+    return render_template(
+        "reviews/committee.html", case=case, blind=blind, review=review,
+        review_comment=scrub(review.comment, people),
+        impression=scrub(assignment.impression, people),
+        dispute=scrub(case.reader_response, people) if case.disputed_at else "",
+        votes=votes, own=case_service.own_vote(case, current_user),
+        all_voted=case.all_voted(), form=form or VoteForm(formdata=None),
+        score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS,
+        status_labels=STATUS_LABELS,
+    ), status
+
+
+@bp.route("/committee/<int:case_id>")
+@role_required("reviewer", "radiologist")
+def committee(case_id: int):
+    case = _case_or_404(case_id, can_score_case)
+    audit.record("discrepancy.viewed", case, role="committee",
+                 study_id=case.review.assignment.read.study_id)
+    db.session.commit()
+    return _render_committee(case)
+
+
+@bp.route("/committee/<int:case_id>/vote", methods=["POST"])
+@role_required("reviewer", "radiologist")
+def vote(case_id: int):
+    case = _case_or_404(case_id, can_score_case)
+    form = VoteForm()
+    if not form.validate_on_submit():
+        return _render_committee(case, form=form, status=400)
+    try:
+        case_service.cast_vote(case, current_user, form.score.data, form.comment.data or "")
+    except case_service.CaseError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+    else:
+        db.session.commit()
+        flash("Your score is recorded.", "success")
+    return redirect(url_for("reviews.committee", case_id=case.id))
+
+
+@bp.route("/feedback")
+@role_required("radiologist")
+def feedback_list():
+    cases = db.session.scalars(
+        sa.select(DiscrepancyCase)
+        .join(Review, Review.id == DiscrepancyCase.review_id)
+        .join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
+        .join(OriginalRead, OriginalRead.id == ReviewAssignment.read_id)
+        .where(OriginalRead.reader_id == current_user.id,
+               DiscrepancyCase.decided_at.is_not(None))
+        .order_by(DiscrepancyCase.status != "decided", DiscrepancyCase.decided_at.desc())
+    ).all()
+    rows = [(c, present(c.review.assignment.read.study, "deidentified")) for c in cases]
+    return render_template("reviews/feedback_list.html", rows=rows, status_labels=STATUS_LABELS,
+                           score_labels=SCORE_LABELS)
+
+
+def _render_feedback(case: DiscrepancyCase, form=None, status: int = 200):
+    assignment = case.review.assignment
+    read = assignment.read
+    _, reviewer = case_service.parties(case)
+    people = [reviewer, *[m.user for m in case.members]]
+    mode = study_access_mode(current_user, read.study) or "deidentified"
+    comments = [scrub(v.comment, people) for v in case.round_votes() if v.comment]
+    return render_template(
+        "reviews/feedback.html", case=case, read=read, view=present(read.study, mode),
+        can_open_study=study_access_mode(current_user, read.study) is not None,
+        category=case.review.effective.category, comments=comments,
+        rationale=scrub(case.rationale, people), form=form or FeedbackForm(formdata=None),
+        score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS,
+        status_labels=STATUS_LABELS,
+    ), status
+
+
+@bp.route("/feedback/<int:case_id>")
+@role_required("radiologist")
+def feedback(case_id: int):
+    case = _case_or_404(case_id, can_see_feedback)
+    audit.record("discrepancy.feedback_viewed", case,
+                 study_id=case.review.assignment.read.study_id)
+    db.session.commit()
+    return _render_feedback(case)
+
+
+@bp.route("/feedback/<int:case_id>/respond", methods=["POST"])
+@role_required("radiologist")
+def respond(case_id: int):
+    case = _case_or_404(case_id, can_see_feedback)
+    form = FeedbackForm()
+    if not form.validate_on_submit() or not (form.acknowledge.data or form.dispute.data):
+        return _render_feedback(case, form=form, status=400)
+    try:
+        if form.dispute.data:
+            case_service.dispute(case, current_user, form.response.data or "")
+            message = "Your dispute was sent back to the committee."
+        else:
+            case_service.acknowledge(case, current_user, form.response.data or "")
+            message = "Feedback acknowledged. The case is closed."
+    except case_service.CaseError as exc:
+        db.session.rollback()
+        form.response.errors = [*form.response.errors, str(exc)]
+        return _render_feedback(case, form=form, status=400)
+    db.session.commit()
+    flash(message, "success")
+    return redirect(url_for("reviews.feedback", case_id=case.id))
+
+
+@bp.route("/conferences")
+def conference_list():
+    confs = db.session.scalars(
+        sa.select(Conference).join(ConferenceAttendee)
+        .where(ConferenceAttendee.user_id == current_user.id)
+        .order_by(Conference.held_on.desc())
+    ).all()
+    return render_template("reviews/conferences.html", conferences=confs)
+
+
+@bp.route("/conferences/<int:conference_id>")
+def conference(conference_id: int):
+    conf = db.session.get(Conference, conference_id)
+    if conf is None or not can_view_conference(current_user, conf):
+        abort(404)
+    audit.record("learning.conference_viewed", conf)
+    db.session.commit()
+    return render_template("reviews/conference.html", conf=conf,
+                           category_labels=CATEGORY_LABELS)
