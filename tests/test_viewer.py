@@ -165,6 +165,9 @@ def test_corrupt_stored_file_gives_placeholder_naming_integrity(client, login_as
     assert png_array(bad.data).ndim == 2
     thumb = client.get(f"/studies/{study.id}/series/{first_series(study).id}/thumbnail.png")
     assert thumb.status_code == 200 and "integrity" in thumb.headers["X-Frame-Error"]
+    download = client.get(f"/studies/{study.id}/deidentified.zip")
+    assert download.status_code == 302  # refused with a message, not a 500
+    assert "integrity" in client.get(download.headers["Location"]).get_data(as_text=True)
     path.unlink()
     gone = client.get(frame["url"] + "?wc=41&ww=400")
     assert gone.status_code == 200 and "missing" in gone.headers["X-Frame-Error"]
