@@ -47,6 +47,10 @@ class Defaults:
     UPLOAD_MAX_FILES = 20_000  # per zip
     # Rendering guard: frames larger than this many pixels are refused before decoding.
     RENDER_MAX_PIXELS = 64 * 1024**2
+    # Viewer: rendered frames kept under CACHE_ROOT/frames (oldest pruned past this size),
+    # and how long a browser may keep a frame (private cache only).
+    FRAME_CACHE_MAX_BYTES = 2 * 1024**3
+    FRAME_MAX_AGE = 3600
     AUDIT_PAGE_SIZE = 50
     # E-mail: SMTP when QAPORTAL_SMTP_HOST is set, else .eml files in instance/outbox/.
     SMTP_HOST: str | None = None
@@ -117,6 +121,9 @@ ENV_SETTINGS: dict[str, Any] = {
     "UPLOAD_MAX_TOTAL_BYTES": ("UPLOAD_MAX_TOTAL_BYTES", int),
     "UPLOAD_MAX_FILES": ("UPLOAD_MAX_FILES", int),
     "IMAGE_ROOT": ("IMAGE_ROOT", str),
+    "CACHE_ROOT": ("CACHE_ROOT", str),
+    "RENDER_MAX_PIXELS": ("RENDER_MAX_PIXELS", int),
+    "FRAME_CACHE_MAX_BYTES": ("FRAME_CACHE_MAX_BYTES", int),
     "SMTP_HOST": ("SMTP_HOST", str),
     "SMTP_PORT": ("SMTP_PORT", int),
     "SMTP_USERNAME": ("SMTP_USERNAME", str),

@@ -354,3 +354,45 @@ EXPECTED.update({
     "qa.conferences": _qa(),
     "qa.conference": _qa(params=lambda objs, users: {"conference_id": objs["conference"].id}),
 })
+
+
+# -- studies: viewer ------------------------------------------------------------------------
+def _viewer_instance(users):
+    """An instance row in a study of the matrix radiologist (its file is not stored: the
+    frame and thumbnail routes then answer with a placeholder image, status 200)."""
+    from qaportal.extensions import db
+    from qaportal.models import Instance
+    from tests.factories import make_study
+
+    study = make_study(users["radiologist"])
+    series = study.series[0]
+    inst = Instance(sop_uid=f"2.25.{series.id}999", series=series, rows=64, columns=64,
+                    frames=1, storage_key="ab" * 16, sha256="0" * 64, size_bytes=1)
+    series.instance_count = series.frame_count = 1
+    db.session.add(inst)
+    db.session.flush()
+    return inst
+
+
+OBJECTS["viewer_instance"] = _viewer_instance
+
+
+def _viewer_entry(params):
+    return {ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200,
+            "admin": 200, "unrelated": "radiologist", "params": params}
+
+
+def _series_params(objs, users):
+    inst = objs["viewer_instance"]
+    return {"study_id": inst.series.study_id, "series_id": inst.series_id}
+
+
+EXPECTED.update({
+    "studies.viewer": _viewer_entry(
+        lambda objs, users: {"study_id": objs["viewer_instance"].series.study_id}),
+    "studies.series_frames": _viewer_entry(_series_params),
+    "studies.series_thumbnail": _viewer_entry(_series_params),
+    "studies.frame_png": _viewer_entry(lambda objs, users: {
+        "study_id": objs["viewer_instance"].series.study_id,
+        "instance_id": objs["viewer_instance"].id, "n": 0}),
+})

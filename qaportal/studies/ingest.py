@@ -110,6 +110,7 @@ class Ingester:
         self._studies: dict[str, Study] = {}
         self._series: dict[str, Series] = {}
         self._seen: dict[str, str] = {}  # sop uid -> sha256, within this run
+        self._key_prefix: dict[str, str] = {}  # series uid -> shard prefix, within this run
 
     def ingest(self, items: Iterable[SourceItem]) -> IngestRun:
         """Ingest every item; refused items are reported by name, the rest stored."""
@@ -123,6 +124,9 @@ class Ingester:
                 self.run.reject(item.name, exc.reason)
                 continue
             self._ingest_one(item, header)
+        # Files are written without a fsync each; one pass makes them all durable before
+        # the caller commits rows that refer to them.
+        self.store.sync(self.run.written_keys)
         self._finish_studies()
         db.session.flush()
         return self.run
@@ -131,11 +135,14 @@ class Ingester:
         sha = file_sha256(item.path)
         known = self._seen.get(h.sop_uid)
         if known is None:
-            existing = db.session.execute(
-                sa.select(Instance.sha256, Series.study_id)
-                .join(Series, Instance.series_id == Series.id)
-                .where(Instance.sop_uid == h.sop_uid)
-            ).first()
+            # No autoflush: this run's own instances are in self._seen, and flushing the
+            # pending rows before every lookup cost more than the rest of the ingest.
+            with db.session.no_autoflush:
+                existing = db.session.execute(
+                    sa.select(Instance.sha256, Series.study_id)
+                    .join(Series, Instance.series_id == Series.id)
+                    .where(Instance.sop_uid == h.sop_uid)
+                ).first()
             if existing is not None:
                 known = existing.sha256
                 self._share_existing(existing.study_id)
@@ -149,11 +156,12 @@ class Ingester:
                 self.run.results[-1]["status"] = "conflict"
             return
         series = self._series_for(h)
-        key = new_key()
-        stored = self.store.put(key, item.path)
+        key = self._key_for(h.series_uid)
+        stored = self.store.put(key, item.path, sync=False)
         self.run.written_keys.append(key)
         if stored.sha256 != sha:  # the file changed while we read it
             self.store.delete(key)
+            self.run.written_keys.remove(key)
             self.run.reject(item.name, "file changed while it was being stored")
             return
         series.instances.append(Instance(
@@ -179,6 +187,15 @@ class Ingester:
         self.run.stored += 1
         self.run.bytes_stored += stored.size
         self.run.results.append({"file": item.name, "status": "stored"})
+
+    def _key_for(self, series_uid: str) -> str:
+        """Return a new random key sharing its shard prefix with the rest of this series.
+
+        The store shards by the key's first four hex digits; files of one series in one
+        folder are read together by the viewer, and a batch syncs one folder, not hundreds.
+        """
+        prefix = self._key_prefix.setdefault(series_uid, new_key()[:4])
+        return prefix + new_key()[4:]
 
     def _share_existing(self, study_id: int) -> None:
         """The uploader holds these images already: let them see the stored study."""

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from flask_login import current_user
 
 from qaportal import audit
-from qaportal.dicom import StoredFileMissing
+from qaportal.dicom import StoredFileCorrupt, StoredFileMissing
 from qaportal.extensions import db
 from qaportal.models import Study, User
 from qaportal.permissions import (
@@ -108,6 +117,11 @@ def download_deidentified(study_id: int):
         path, report = build_deidentified_zip(study, options)
     except StoredFileMissing:
         abort(404)
+    except StoredFileCorrupt:
+        current_app.logger.error("study %s: a stored file failed its SHA-256 check", study.id)
+        flash("A stored image failed its integrity check, so the copy cannot be built. "
+              "An administrator can run `qaportal verify-storage`.", "error")
+        return redirect(url_for("studies.detail", study_id=study.id))
     audit.record("study.downloaded", study, kind="deidentified", mode=mode,
                  options=sorted(o.name for o in options), files=report.files,
                  pixel_review=report.pixel_review)
