@@ -23,7 +23,7 @@ def _template_folder() -> str:
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the portal: configuration, extensions, blueprints, CLI and hooks."""
     from qaportal import config as config_module
-    from qaportal import hooks, navigation
+    from qaportal import hooks, navigation, templating
     from qaportal.extensions import csrf, db, login_manager, migrate
 
     app = Flask(
@@ -61,6 +61,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     hooks.init_app(app)
     navigation.init_app(app)
+    templating.init_app(app)
 
     from qaportal.cli import register_commands
 

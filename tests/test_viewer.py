@@ -284,7 +284,7 @@ def test_deidentified_grant_sees_no_patient_identifiers(client, login_as, auth, 
     full = client.get(f"/studies/{study.id}/viewer").get_data(as_text=True)
     assert client.get(f"/studies/{study.id}/viewer").status_code == 200
     full_json = frames_json(client, study)
-    assert full_json["overlay"]["patient"] == "SENTINEL^PATIENT"  # the owner sees the name
+    assert full_json["overlay"]["patient"] == "SENTINEL, PATIENT"  # the owner sees the name
     auth.logout()
     reader = login_as("radiologist")
     grant_access(study, reader, mode="deidentified", source=("test", 1), by=owner)

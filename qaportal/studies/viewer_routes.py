@@ -36,6 +36,7 @@ from qaportal.studies.frames import (
 from qaportal.studies.presenter import present
 from qaportal.studies.queries import study_for
 from qaportal.studies.storage import image_store
+from qaportal.templating import person_name
 
 
 def frame_renderer(app: Flask | None = None) -> FrameRenderer:
@@ -114,7 +115,7 @@ def series_frames(study_id: int, series_id: int):
                 "description": series.series_description},
         colour=colour, auto_window=list(auto) if auto else None,
         presets=[] if colour else presets_for(series.modality),
-        overlay={"patient": view.patient_name, "patient_id": view.patient_id,
+        overlay={"patient": person_name(view.patient_name), "patient_id": view.patient_id,
                  "deidentified": view.deidentified,
                  "study_date": view.study_date.isoformat() if view.study_date else None},
         frames=items,

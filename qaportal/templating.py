@@ -1,0 +1,33 @@
+"""Jinja filters for DICOM values and sizes."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def person_name(value: str | None) -> str:
+    """Show a DICOM person name (FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX) as "FAMILY, GIVEN MIDDLE"."""
+    if not value:
+        return ""
+    parts = [p.strip() for p in str(value).split("=")[0].split("^")]
+    family, given = parts[0], " ".join(p for p in parts[1:3] if p)
+    name = f"{family}, {given}" if family and given else family or given
+    prefix = parts[3] if len(parts) > 3 else ""
+    suffix = parts[4] if len(parts) > 4 else ""
+    return " ".join(p for p in (prefix, name, suffix) if p)
+
+
+def filesize(value: int | None) -> str:
+    """Show a byte count as B, KB, MB or GB."""
+    size = float(value or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def init_app(app: Flask) -> None:
+    """Register the filters."""
+    app.add_template_filter(person_name, "person_name")
+    app.add_template_filter(filesize, "filesize")
