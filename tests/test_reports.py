@@ -105,7 +105,9 @@ def test_page_one_of_each_report_is_rendered_for_people(app):
     for i in range(30):
         audit.record("study.viewed", ("studies", i), actor=qa, mode="full")
     db.session.commit()
-    for kind in REPORTS:
+    # The case packet needs a request with stored images: tests/test_report_case_packet.py
+    # writes its page 1 (test-artifacts/case-packet-page1.png).
+    for kind in (k for k in REPORTS if k != "case"):
         _, data = make_export(qa, kind, confidential=True)
         png = page_png(data, f"report-{kind}")
         assert png.stat().st_size > 5000

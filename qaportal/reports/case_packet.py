@@ -95,7 +95,8 @@ def allowed(user: User | None, params: dict[str, Any]) -> bool:
     """QA managers, administrators and the request's requester (the command line too)."""
     if user is None:
         return True
-    req = db.session.get(OpinionRequest, params.get("request"))
+    request_id = params.get("request")
+    req = db.session.get(OpinionRequest, request_id) if request_id else None
     return req is not None and _may_export(user, req)
 
 
