@@ -154,6 +154,11 @@ def can_export_reports(user: User) -> bool:
     return user.has_role("qa_manager", "admin")
 
 
+def can_open_report(user: User, definition) -> bool:
+    """A report's form is offered to its audience (QA staff unless the report says more)."""
+    return definition.audience(user)
+
+
 def can_download_export(user: User, export) -> bool:
     """An export's file goes to whoever made it, and to QA managers and administrators."""
     return export.created_by_id == user.id or user.has_role("qa_manager", "admin")

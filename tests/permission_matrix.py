@@ -219,7 +219,8 @@ def _export(users):
 OBJECTS["export"] = _export  # an export made by an administrator outside the matrix
 _EXPORT_ID = {"params": lambda objs, users: {"document_id": objs["export"].document_id}}
 EXPECTED.update({
-    "reports.index": only(("qa_manager", "admin")),
+    # Radiologists get the page with the case packet of their own requests only.
+    "reports.index": only(("radiologist", "qa_manager", "admin")),
     # No parameters: the page comes back with the form's errors (400).
     "reports.preview": {**only(("qa_manager", "admin"), status=400),
                         "params": lambda objs, users: {"kind": "audit"}},

@@ -105,7 +105,9 @@ def test_page_one_of_each_report_is_rendered_for_people(app):
     for i in range(30):
         audit.record("study.viewed", ("studies", i), actor=qa, mode="full")
     db.session.commit()
-    for kind in REPORTS:
+    # The case packet needs a request with stored images: tests/test_report_case_packet.py
+    # writes its page 1 (test-artifacts/case-packet-page1.png).
+    for kind in (k for k in REPORTS if k != "case"):
         _, data = make_export(qa, kind, confidential=True)
         png = page_png(data, f"report-{kind}")
         assert png.stat().st_size > 5000
@@ -143,12 +145,14 @@ def test_export_with_bad_parameters_answers_json_errors(client, login_as):
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ReportExport)) == 0
 
 
-@pytest.mark.parametrize(("roles", "status"), [
-    (("radiologist",), 403), (("reviewer",), 403), (("qa_manager",), 200), (("admin",), 200),
+@pytest.mark.parametrize(("roles", "status", "index"), [
+    # Radiologists reach the page for their own requests' case packets only.
+    (("radiologist",), 403, 200), (("reviewer",), 403, 403), (("qa_manager",), 200, 200),
+    (("admin",), 200, 200),
 ])
-def test_reports_pages_by_role(client, login_as, roles, status):
+def test_reports_pages_by_role(client, login_as, roles, status, index):
     login_as(*roles)
-    assert client.get("/reports/").status_code == status
+    assert client.get("/reports/").status_code == index
     assert client.get("/reports/credentials/preview").status_code in (status, 400)
     assert _export(client, "credentials", {"as_of": TODAY.isoformat()}).status_code in (
         status, 400)

@@ -131,3 +131,25 @@ def credentials_report(output: Path, **params: Any) -> None:
 
     params["as_of"] = params["as_of"] or date.today().isoformat()
     run_export("credentials", params, output)
+
+
+@report_group.command("case")
+@click.option("--request", "request", required=True, type=int, metavar="ID",
+              help="The second-opinion request's number.")
+@click.option("--deidentified/--identified", default=None,
+              help="Pseudonym and shifted dates, or the patient's identity (default: as the "
+                   "request was shared).")
+@confidential_option
+@output_option
+def case_report(output: Path, **params: Any) -> None:
+    """The case packet of one second-opinion request (for a coverage review)."""
+    from qaportal.extensions import db
+    from qaportal.models import OpinionRequest
+
+    req = db.session.get(OpinionRequest, params["request"])
+    if req is None:
+        click.echo(f"error: request: no second-opinion request #{params['request']}", err=True)
+        sys.exit(2)
+    if params["deidentified"] is None:
+        params["deidentified"] = req.deidentified
+    run_export("case", params, output)

@@ -40,6 +40,9 @@ class ReportForm(FlaskForm):
         description="For documents produced within the peer review or credentialing process.",
     )
 
+    def prefill(self, args: Any, user: User) -> None:
+        """Fill defaults on the reports page from its query string (nothing by default)."""
+
     def params(self) -> dict[str, Any]:
         """Return the validated parameters (every field but the CSRF token)."""
         return {k: v for k, v in self.data.items() if k != "csrf_token"}
@@ -48,6 +51,11 @@ class ReportForm(FlaskForm):
 def qa_staff(user: User | None, params: dict[str, Any]) -> bool:
     """QA managers and administrators may produce the report (the command line too)."""
     return user is None or user.has_role("qa_manager", "admin")
+
+
+def qa_audience(user: User) -> bool:
+    """QA managers and administrators see the report on the reports page."""
+    return user.has_role("qa_manager", "admin")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class ReportDefinition:
     build_context: Callable[[dict[str, Any], User | None], dict[str, Any]]
     template: str
     allowed: Callable[[User | None, dict[str, Any]], bool] = qa_staff
+    # Who is offered the report's form at all (allowed() still decides per parameters).
+    audience: Callable[[User], bool] = qa_audience
     description: str = ""
     confidential_default: bool = False
     # Who signs the printed report: one labelled signature block per entry.

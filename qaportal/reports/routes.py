@@ -20,7 +20,12 @@ from qaportal import audit
 from qaportal.extensions import db
 from qaportal.models import ReportExport
 from qaportal.pdf import PdfError
-from qaportal.permissions import can_download_export, can_export_reports, role_required
+from qaportal.permissions import (
+    can_download_export,
+    can_export_reports,
+    can_open_report,
+    role_required,
+)
 from qaportal.reports import bp, service, storage
 from qaportal.reports.forms import VerifyForm
 from qaportal.reports.registry import REPORTS, ReportDefinition, definition_or_404
@@ -33,37 +38,52 @@ def _wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
 
+# Roles that may reach the reports pages at all; each report's audience narrows it down
+# (radiologists see only the case packet of their own requests).
+REPORT_ROLES = ("radiologist", "qa_manager", "admin")
+
+
+def _offered() -> dict[str, ReportDefinition]:
+    return {k: d for k, d in REPORTS.items() if can_open_report(current_user, d)}
+
+
 def _index_page(kind: str, form, status: int = 200):
+    stmt = sa.select(ReportExport)
+    if not can_export_reports(current_user):  # others see only their own exports
+        stmt = stmt.where(ReportExport.created_by_id == current_user.id)
     recent = db.session.scalars(
-        sa.select(ReportExport).order_by(ReportExport.created_at.desc(), ReportExport.id.desc())
+        stmt.order_by(ReportExport.created_at.desc(), ReportExport.id.desc())
         .limit(RECENT_EXPORTS)
     ).all()
-    return render_template("reports/index.html", reports=REPORTS, kind=kind,
+    return render_template("reports/index.html", reports=_offered(), kind=kind,
                            definition=REPORTS[kind], form=form, recent=recent), status
 
 
 def _allowed_definition(kind: str) -> ReportDefinition:
-    if not can_export_reports(current_user):
+    definition = definition_or_404(kind)
+    if not can_open_report(current_user, definition):
         abort(403)
-    return definition_or_404(kind)
+    return definition
 
 
 @bp.route("/")
-@role_required("qa_manager", "admin")
+@role_required(*REPORT_ROLES)
 def index():
-    if not can_export_reports(current_user):
+    offered = _offered()
+    if not offered:
         abort(403)
     kind = request.args.get("kind", "")
-    if kind not in REPORTS:
-        kind = next(iter(REPORTS))
+    if kind not in offered:
+        kind = next(iter(offered))
     definition = REPORTS[kind]
     form = service.bind_form(definition)
     form.confidential.data = definition.confidential_default
+    form.prefill(request.args, current_user)
     return _index_page(kind, form)
 
 
 @bp.route("/<kind>/preview")
-@role_required("qa_manager", "admin")
+@role_required(*REPORT_ROLES)
 def preview(kind: str):
     definition = _allowed_definition(kind)
     args = MultiDict([(k, v) for k, v in request.args.items(multi=True) if k != "csrf_token"])
@@ -81,7 +101,7 @@ def preview(kind: str):
 
 
 @bp.route("/<kind>/export", methods=["POST"])
-@role_required("qa_manager", "admin")
+@role_required(*REPORT_ROLES)
 def export(kind: str):
     definition = _allowed_definition(kind)
     form = service.bind_form(definition, request.form, csrf=True)
