@@ -265,3 +265,19 @@ def test_overdue_flag(db, case):
     from datetime import timedelta
 
     assert a.is_overdue(utcnow() + timedelta(days=30))
+
+
+def test_database_refuses_raw_changes_to_a_submitted_review(app):
+    """Even SQL that bypasses the ORM cannot edit or delete a submitted review."""
+    from qaportal.extensions import db
+
+    reader = make_user(roles=("radiologist",))
+    reviewer = make_user(roles=("reviewer",))
+    review = make_review(make_study(reader).read, reviewer, "3b")
+    db.session.commit()
+    for statement in (f"UPDATE reviews SET score = '1' WHERE id = {review.id}",
+                      f"DELETE FROM reviews WHERE id = {review.id}"):
+        with pytest.raises(sa.exc.DatabaseError, match="immutable"):
+            db.session.execute(sa.text(statement))
+        db.session.rollback()
+    assert db.session.get(type(review), review.id).score == "3b"

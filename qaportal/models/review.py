@@ -249,3 +249,42 @@ def _reviews_are_immutable(session: Session, flush_context, instances) -> None:
     for obj in session.deleted:
         if isinstance(obj, Review | ReviewAmendment):
             raise ImmutableReviewError(f"{type(obj).__name__} {obj.id} cannot be deleted")
+
+
+# Submitted reviews and amendments are immutable in the database too: raw SQL cannot edit
+# or delete them (the ORM guard above gives the clear error first).
+IMMUTABLE_TRIGGERS = {
+    "sqlite": [
+        f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} rows are immutable'); END"
+        for table in ("reviews", "review_amendments") for op in ("UPDATE", "DELETE")
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION review_rows_immutable() RETURNS trigger "
+        "LANGUAGE plpgsql AS $$ BEGIN "
+        "RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' rows are immutable'; END $$",
+        *[
+            f"CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION review_rows_immutable()"
+            for table in ("reviews", "review_amendments")
+        ],
+    ],
+}
+DROP_IMMUTABLE_TRIGGERS = {
+    "sqlite": [
+        f"DROP TRIGGER IF EXISTS {table}_no_{op.lower()}"
+        for table in ("reviews", "review_amendments") for op in ("UPDATE", "DELETE")
+    ],
+    "postgresql": [
+        "DROP TRIGGER IF EXISTS reviews_immutable ON reviews",
+        "DROP TRIGGER IF EXISTS review_amendments_immutable ON review_amendments",
+        "DROP FUNCTION IF EXISTS review_rows_immutable()",
+    ],
+}
+
+
+@sa.event.listens_for(ReviewAmendment.__table__, "after_create")
+def _add_immutable_triggers(target, connection, **kw) -> None:
+    # reviews is created before review_amendments (foreign key order): both exist now.
+    for stmt in IMMUTABLE_TRIGGERS.get(connection.dialect.name, []):
+        connection.exec_driver_sql(stmt)
