@@ -275,9 +275,9 @@ def test_database_refuses_raw_changes_to_a_submitted_review(app):
     reviewer = make_user(roles=("reviewer",))
     review = make_review(make_study(reader).read, reviewer, "3b")
     db.session.commit()
-    for statement in (f"UPDATE reviews SET score = '1' WHERE id = {review.id}",
-                      f"DELETE FROM reviews WHERE id = {review.id}"):
+    for statement in ("UPDATE reviews SET score = '1' WHERE id = :id",
+                      "DELETE FROM reviews WHERE id = :id"):
         with pytest.raises(sa.exc.DatabaseError, match="immutable"):
-            db.session.execute(sa.text(statement))
+            db.session.execute(sa.text(statement), {"id": review.id})
         db.session.rollback()
     assert db.session.get(type(review), review.id).score == "3b"
