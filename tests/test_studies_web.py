@@ -208,3 +208,10 @@ def test_request_over_the_size_limit_gets_a_clear_json_error(app, client, login_
                           headers={"Accept": "application/json"})
     assert res.status_code == 413
     assert res.get_json() == {"error": "upload too large"}
+
+
+def test_home_panel_lists_my_recent_studies(client, owner_study):
+    _, study = owner_study
+    page = client.get("/").get_data(as_text=True)
+    assert "Your studies" in page and f"/studies/{study.id}" in page
+    assert "Upload a study" in page
