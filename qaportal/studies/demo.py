@@ -30,6 +30,10 @@ SAMPLES = [
     ("MR_small_RLE.dcm", None, None, None, None),  # same UIDs as MR_small: a duplicate
 ]
 GENERATED_SLICES = 60
+# Descriptions for samples whose header has none.
+DESCRIPTIONS = {"CT_small.dcm": "CT CHEST LOW DOSE", "MR_small.dcm": "MRI BRAIN W/O CONTRAST",
+                "examples_ybr_color.dcm": "US ABDOMEN LIMITED",
+                "693_J2KI.dcm": "CT HEAD W/O CONTRAST", "SC_rgb_jpeg_gdcm.dcm": "SECONDARY CAPTURE"}
 
 
 def _sample_path(name: str) -> Path | None:
@@ -69,13 +73,17 @@ def seed_studies(accounts: dict) -> str | None:
                 continue
             from qaportal.dicom import read_header
 
-            contexts[read_header(p).study_uid] = (juris, question, history, report)
+            contexts[read_header(p).study_uid] = (juris, question, history, report,
+                                                  DESCRIPTIONS.get(name, "SAMPLE STUDY"))
         for i, study_id in enumerate(batch.study_ids):
             study = db.session.get(Study, study_id)
-            juris, question, history, report = contexts.get(study.study_uid, (
+            juris, question, history, report, description = contexts.get(study.study_uid, (
                 "CA", "Staging CT: metastatic disease?", "Colorectal carcinoma, post resection.",
                 "No evidence of metastatic disease in the chest. Small bilateral effusions.",
+                "CT CHEST W/ CONTRAST",
             ))
+            if not study.study_description or study.study_description == "e+1":
+                study.study_description = description  # pydicom's samples mostly have none
             service.update_context(study, by=owner, jurisdiction=juris,
                                    clinical_question=question, clinical_history=history)
             service.set_original_read(study, by=owner, reader=owner, report_text=report,
