@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import IO
 
 from flask import Request, current_app
+from werkzeug.formparser import FormDataParser, MultiPartParser
 
 # Endpoints whose file parts are received into named temporary files.
 RECEIVING_ENDPOINTS = frozenset({"studies.batch_files", "studies.upload"})
 _BUFFER = 1024 * 1024
+# Read size of the upload endpoints' multipart parser: at werkzeug's 64 KiB, reading
+# gunicorn's input stream cost more than parsing it (a 64 MB body: 0.25 s at 64 KiB,
+# 0.08 s at 1 MiB). The parser's buffer must be allowed to hold two reads.
+PARSER_BUFFER = 1024 * 1024
 
 
 class ReceivedFile:
@@ -96,8 +101,38 @@ class ReceivedFile:
         return True
 
 
+class _FormDataParser(FormDataParser):
+    """Werkzeug's form parser with a larger read size for multipart bodies."""
+
+    def _parse_multipart(self, stream, mimetype, content_length, options):
+        limit = self.max_form_memory_size
+        parser = MultiPartParser(
+            stream_factory=self.stream_factory,
+            max_form_memory_size=None if limit is None else max(limit, 2 * PARSER_BUFFER),
+            max_form_parts=self.max_form_parts,
+            cls=self.cls,
+            buffer_size=PARSER_BUFFER,
+        )
+        boundary = options.get("boundary", "").encode("ascii")
+        if not boundary:
+            raise ValueError("Missing boundary")
+        form, files = parser.parse(stream, boundary, content_length)
+        return stream, form, files
+
+
 class UploadRequest(Request):
     """Flask's request, receiving the upload endpoints' files as `ReceivedFile`s."""
+
+    def make_form_data_parser(self) -> FormDataParser:
+        if self.endpoint not in RECEIVING_ENDPOINTS:
+            return super().make_form_data_parser()
+        return _FormDataParser(
+            stream_factory=self._get_file_stream,
+            max_form_memory_size=self.max_form_memory_size,
+            max_content_length=self.max_content_length,
+            max_form_parts=self.max_form_parts,
+            cls=self.parameter_storage_class,
+        )
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None):
