@@ -34,7 +34,12 @@ class StoredFile:
 
 @runtime_checkable
 class ImageStore(Protocol):
-    """Keep image files by key; small enough for a DICOMweb or Orthanc backend to implement."""
+    """Keep image files by key; small enough for a DICOMweb or Orthanc backend to implement.
+
+    A store may also offer adopt(key, path, sha256=None, sync=True), taking over a finished
+    local file without copying it (FilesystemStore does); `store_file` uses it when present
+    and falls back to put().
+    """
 
     def put(self, key: str, src_path: str | os.PathLike[str] | BinaryIO,
             *, sync: bool = True) -> StoredFile:
