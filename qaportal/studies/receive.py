@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import IO
 
 from flask import Request, current_app
-from werkzeug.formparser import FormDataParser, MultiPartParser
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+
+from qaportal.studies.multipart import MultipartReader
 
 # Endpoints whose file parts are received into named temporary files.
 RECEIVING_ENDPOINTS = frozenset({"studies.batch_files", "studies.upload"})
 _BUFFER = 1024 * 1024
-# Read size of the upload endpoints' multipart parser: at werkzeug's 64 KiB, reading
-# gunicorn's input stream cost more than parsing it (a 64 MB body: 0.25 s at 64 KiB,
-# 0.08 s at 1 MiB). The parser's buffer must be allowed to hold two reads.
-PARSER_BUFFER = 1024 * 1024
 
 
 class ReceivedFile:
@@ -102,22 +102,28 @@ class ReceivedFile:
 
 
 class _FormDataParser(FormDataParser):
-    """Werkzeug's form parser, reading the body in 1 MiB pieces instead of 64 KiB."""
+    """Werkzeug's form parser, with our streaming reader for multipart bodies."""
 
-    def _parse_multipart(self, stream, mimetype, content_length, options):
-        limit = self.max_form_memory_size
-        parser = MultiPartParser(
-            stream_factory=self.stream_factory,
-            max_form_memory_size=None if limit is None else max(limit, 2 * PARSER_BUFFER),
-            max_form_parts=self.max_form_parts,
-            cls=self.cls,
-            buffer_size=PARSER_BUFFER,
-        )
-        boundary = options.get("boundary", "").encode("ascii")
-        if not boundary:
-            raise ValueError("Missing boundary")
-        form, files = parser.parse(stream, boundary, content_length)
-        return stream, form, files
+    def __init__(self, *args, make_file, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._make_file = make_file
+
+    def parse(self, stream, mimetype, content_length, options=None):
+        if mimetype != "multipart/form-data":
+            return super().parse(stream, mimetype, content_length, options)
+        if self.max_content_length is not None and content_length is not None \
+                and content_length > self.max_content_length:
+            raise RequestEntityTooLarge()
+        boundary = (options or {}).get("boundary", "").encode("latin-1")
+        reader = MultipartReader(stream, boundary, make_file=self._make_file,
+                                 max_field_bytes=self.max_form_memory_size or 1024 * 1024,
+                                 max_parts=self.max_form_parts)
+        fields, files = reader.parse()
+        storages = []
+        for name, filename, container in files:
+            container.seek(0)
+            storages.append((name, FileStorage(container, filename, name)))
+        return stream, self.cls(fields), self.cls(storages)
 
 
 class UploadRequest(Request):
@@ -127,12 +133,18 @@ class UploadRequest(Request):
         if self.endpoint not in RECEIVING_ENDPOINTS:
             return super().make_form_data_parser()
         return _FormDataParser(
+            make_file=self._receive_file,
             stream_factory=self._get_file_stream,
             max_form_memory_size=self.max_form_memory_size,
             max_content_length=self.max_content_length,
             max_form_parts=self.max_form_parts,
             cls=self.parameter_storage_class,
         )
+
+    def _receive_file(self, name: str, filename: str | None) -> ReceivedFile:
+        received = ReceivedFile(current_app.config["UPLOAD_TMP"])
+        self.__dict__.setdefault("_received_files", []).append(received)
+        return received
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None):
