@@ -1,7 +1,8 @@
 """Ingest and viewer figures for a 500-slice 512² CT study.
 
-Measures: import through the CLI (`qaportal import-study`), upload over HTTP to a real
-threaded server as the browser does it (batch, chunks, finish), time to the first rendered
+Measures: import through the CLI (`qaportal import-study`), upload over HTTP to gunicorn
+with 3 worker processes (as `make run`) as the browser does it (batch, chunks of which two
+are in flight at once, finish), time to the first rendered
 frame of a new series (cold cache), and median per-frame times uncached and cached.
 Run from the repository root: `python benchmarks/ingest.py [--slices N]`.
 """
@@ -9,9 +10,14 @@ Run from the repository root: `python benchmarks/ingest.py [--slices N]`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import json
+import os
 import re
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -23,8 +29,6 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from werkzeug.serving import make_server  # noqa: E402
-
 from qaportal import create_app  # noqa: E402
 from qaportal.dicom import generate_ct_series  # noqa: E402
 from qaportal.extensions import db  # noqa: E402
@@ -33,12 +37,9 @@ PASSWORD = "bench-password-123456"
 TARGETS = {"http_instances_per_s": 300, "first_frame_ms": 300, "cached_frame_ms": 20}
 
 
-def make_instance(root: Path, name: str):
+def make_instance(root: Path, name: str, config: dict | None = None):
     """Build an app with its own instance folder and SQLite database, and one radiologist."""
-    app = create_app({
-        "INSTANCE_PATH": str(root / name), "SECRET_KEY": "bench-" + uuid.uuid4().hex,
-        "LOCAL": True, "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1,
-    })
+    app = create_app(config or instance_config(root, name))
     with app.app_context():
         db.create_all()
         from qaportal.models import User
@@ -131,33 +132,88 @@ def bench_cli(root: Path, folder: Path, files: list[Path], total_mb: float) -> N
           f"{len(files) / elapsed:.0f} instances/s, {total_mb / elapsed:.0f} MB/s")
 
 
-def serve(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server
+CONCURRENT_CHUNKS = 2  # upload.js keeps this many chunk requests in flight
+WORKERS = 3  # gunicorn workers, as `make run`
+
+
+def instance_config(root: Path, name: str) -> dict:
+    return {
+        "INSTANCE_PATH": str(root / name), "SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        "LOCAL": True, "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1,
+    }
+
+
+@contextlib.contextmanager
+def gunicorn(root: Path, config: dict, workers: int = WORKERS):
+    """Serve the app with gunicorn (sync workers, as `make run`) on a free port; yield it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (root / "bench_wsgi.py").write_text(
+        "import json\nfrom qaportal import create_app\n"
+        f"app = create_app(json.loads({json.dumps(json.dumps(config))}))\n")
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{root}", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
+         f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning", "bench_wsgi:app"],
+        cwd=root, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def bench_http(root: Path, files: list[Path], total_mb: float) -> dict:
-    app = make_instance(root, "http")
-    server = serve(app)
+    config = instance_config(root, "http")
+    app = make_instance(root, "http", config)
     figures: dict[str, float] = {}
-    try:
-        client = Client(server.server_port)
+    with gunicorn(root, config) as port:
+        client = Client(port)
         client.login()
         token = client.csrf("/studies/upload")
         parts = chunks(files, app.config["UPLOAD_CHUNK_BYTES"])
         bodies = [multipart(p) for p in parts]  # the browser has the files ready too
+        senders = [Client(port) for _ in range(CONCURRENT_CHUNKS)]
+        for sender in senders:
+            sender.cookies = dict(client.cookies)
         start = time.perf_counter()
         status, _, data = client.request("POST", "/studies/upload/batches", b"",
                                          {"X-CSRFToken": token, "Accept": "application/json"})
         assert status == 201, data[:300]
         batch_id = int(re.search(rb'"batch_id":\s*(\d+)', data).group(1))
-        for body, ctype in bodies:
-            status, _, data = client.request(
-                "POST", f"/studies/upload/batches/{batch_id}/files", body,
-                {"X-CSRFToken": token, "Accept": "application/json", "Content-Type": ctype})
-            assert status == 200, data[:300]
+        queue = list(reversed(bodies))
+        lock = threading.Lock()
+        failures: list[str] = []
+
+        def send(sender: Client) -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body, ctype = queue.pop()
+                status, _, data = sender.request(
+                    "POST", f"/studies/upload/batches/{batch_id}/files", body,
+                    {"X-CSRFToken": token, "Accept": "application/json", "Content-Type": ctype})
+                if status != 200:
+                    failures.append(f"{status} {data[:300]!r}")
+
+        threads = [threading.Thread(target=send, args=(s,)) for s in senders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, failures
         form = urlencode({"csrf_token": token, "jurisdiction": "", "reader_id": ""}).encode()
         status, _, data = client.request(
             "POST", f"/studies/upload/batches/{batch_id}/finish", form,
@@ -165,20 +221,22 @@ def bench_http(root: Path, files: list[Path], total_mb: float) -> dict:
              "Content-Type": "application/x-www-form-urlencoded"})
         elapsed = time.perf_counter() - start
         assert status == 200, data[:500]
+        with app.app_context():
+            from qaportal.models import UploadBatch
+
+            batch = db.session.get(UploadBatch, batch_id)
+            assert (batch.stored, batch.errors) == (len(files), []), (batch.stored, batch.errors)
         rate = len(files) / elapsed
         figures["http_instances_per_s"] = rate
-        print(f"HTTP upload ({len(parts)} requests): {len(files)} instances in {elapsed:.2f} s = "
+        print(f"HTTP upload ({len(parts)} requests, {CONCURRENT_CHUNKS} at a time, gunicorn "
+              f"{WORKERS} workers): {len(files)} instances in {elapsed:.2f} s = "
               f"{rate:.0f} instances/s, {total_mb / elapsed:.0f} MB/s")
         figures.update(bench_frames(app, client))
-    finally:
-        server.shutdown()
     return figures
 
 
 def bench_frames(app, client: Client) -> dict:
     """Time the viewer's requests on the study just uploaded (cold frame cache)."""
-    import json
-
     with app.app_context():
         from qaportal.models import Series
 
@@ -218,10 +276,16 @@ def bench_frames(app, client: Client) -> dict:
 def main() -> None:
     import logging
 
+    global CONCURRENT_CHUNKS
+
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENT_CHUNKS,
+                        help="chunk requests in flight at once (upload.js: 2)")
+    parser.add_argument("--skip-cli", action="store_true")
     args = parser.parse_args()
+    CONCURRENT_CHUNKS = args.concurrency
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="qaportal-bench-") as tmp:
         root = Path(tmp)
@@ -230,7 +294,8 @@ def main() -> None:
         total_mb = sum(f.stat().st_size for f in files) / 1024**2
         print(f"generated {len(files)} slices ({total_mb:.0f} MB) in "
               f"{time.perf_counter() - start:.1f} s")
-        bench_cli(root, root / "series", files, total_mb)
+        if not args.skip_cli:
+            bench_cli(root, root / "series", files, total_mb)
         figures = bench_http(root, files, total_mb)
     missed = [f"{k} {figures[k]:.1f} (target {'≥' if k.endswith('_s') else '<'} {v})"
               for k, v in TARGETS.items()

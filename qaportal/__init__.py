@@ -33,6 +33,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         instance_path=(config or {}).get("INSTANCE_PATH"),
     )
     config_module.load(app, config)
+    from qaportal.studies.receive import UploadRequest
+
+    app.request_class = UploadRequest  # uploads received into files the store can adopt
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
     db.init_app(app)

@@ -22,8 +22,8 @@ from .render import (
     render_frame,
     render_thumbnail,
 )
-from .sources import SourceItem, SourceLimits, iter_files
-from .store import FilesystemStore, ImageStore, StoredFile, new_key, served_copy
+from .sources import Received, SourceItem, SourceLimits, iter_files
+from .store import FilesystemStore, ImageStore, StoredFile, new_key, served_copy, store_file
 
 __all__ = [
     "WINDOW_PRESETS",
@@ -34,6 +34,7 @@ __all__ = [
     "FilesystemStore",
     "ImageStore",
     "InstanceHeader",
+    "Received",
     "SourceItem",
     "SourceLimits",
     "StoredFile",
@@ -51,4 +52,5 @@ __all__ = [
     "render_frame",
     "render_thumbnail",
     "served_copy",
+    "store_file",
 ]

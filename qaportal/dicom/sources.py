@@ -15,7 +15,18 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _CHUNK = 1024 * 1024
 _SKIPPED_NAMES = {"DICOMDIR", "Thumbs.db", "desktop.ini"}
 
-Input = str | os.PathLike[str] | tuple[str, str | os.PathLike[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An uploaded file already in a private temporary file: its name, path and SHA-256."""
+
+    name: str
+    path: Path
+    sha256: str | None = None
+
+
+Input = str | os.PathLike[str] | tuple[str, str | os.PathLike[str]] | Received
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +47,10 @@ class SourceItem:
     name: str
     path: Path | None = None
     error: str | None = None
+    # For a file received into a private temporary file: its SHA-256 as it was written, and
+    # owned=True: the store may take the file over (move it) instead of copying it.
+    sha256: str | None = None
+    owned: bool = False
 
     @property
     def ok(self) -> bool:
@@ -54,6 +69,9 @@ def iter_files(paths: Iterable[Input], limits: SourceLimits | None = None) -> It
     limits = limits or SourceLimits()
     with tempfile.TemporaryDirectory(prefix="qaportal-src-") as tmp:
         for entry in paths:
+            if isinstance(entry, Received):
+                yield from _iter_received(entry, limits, Path(tmp))
+                continue
             display, path = entry if isinstance(entry, tuple) else (None, entry)
             path = Path(path)
             display = display or path.name or "input"
@@ -89,6 +107,14 @@ def _iter_file(path: Path, display: str, limits: SourceLimits, tmp: Path) -> Ite
         yield from _iter_zip(path, display, limits, tmp)
     else:
         yield SourceItem(display, path=path)
+
+
+def _iter_received(entry: Received, limits: SourceLimits, tmp: Path) -> Iterator[SourceItem]:
+    """Yield a received file as owned (the store may move it), or the entries of a zip."""
+    if _looks_like_zip(entry.path):
+        yield from _iter_zip(entry.path, entry.name, limits, tmp)
+    else:
+        yield SourceItem(entry.name, path=entry.path, sha256=entry.sha256, owned=True)
 
 
 def _looks_like_zip(path: Path) -> bool:

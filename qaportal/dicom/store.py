@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -33,7 +34,12 @@ class StoredFile:
 
 @runtime_checkable
 class ImageStore(Protocol):
-    """Keep image files by key; small enough for a DICOMweb or Orthanc backend to implement."""
+    """Keep image files by key; small enough for a DICOMweb or Orthanc backend to implement.
+
+    A store may also offer adopt(key, path, sha256=None, sync=True), taking over a finished
+    local file without copying it (FilesystemStore does); `store_file` uses it when present
+    and falls back to put().
+    """
 
     def put(self, key: str, src_path: str | os.PathLike[str] | BinaryIO,
             *, sync: bool = True) -> StoredFile:
@@ -120,6 +126,38 @@ class FilesystemStore:
             _fsync_dir(dest.parent)
         return StoredFile(key=key, sha256=digest.hexdigest(), size=size)
 
+    def adopt(self, key: str, src_path: str | os.PathLike[str], *, sha256: str | None = None,
+              sync: bool = True) -> StoredFile:
+        """Move a finished file into the store under key (rename: no copy), taking it over.
+
+        src_path must be a private file nobody writes any more (e.g. an upload received into
+        a temporary file); sha256, when given, is its hash computed as it was written, else
+        the file is read once to hash it. The rename is atomic, so a reader sees the whole
+        file or none. On another filesystem the file is copied (put) and src_path removed.
+        sync=False as for put().
+        """
+        dest = self.path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if sha256 is None:
+            sha256 = _file_sha256(src_path)
+        size = os.stat(src_path).st_size
+        try:
+            os.replace(src_path, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            stored = self.put(key, src_path, sync=sync)
+            os.unlink(src_path)
+            return stored
+        if sync:
+            fd = os.open(dest, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _fsync_dir(dest.parent)
+        return StoredFile(key=key, sha256=sha256.lower(), size=size)
+
     def sync(self, keys: Iterable[str]) -> None:
         """Flush the files under keys, and their folders, to disk.
 
@@ -188,6 +226,31 @@ class FilesystemStore:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             _fsync_dir(path.parent)
+
+
+def store_file(store: ImageStore, key: str, src_path: str | os.PathLike[str], *,
+               sha256: str | None = None, move: bool = False, sync: bool = True) -> StoredFile:
+    """Store a file under key: moved in when move=True and the store can adopt files, else put.
+
+    With move=True src_path is consumed either way (a store without adopt() uploads it,
+    then it is removed); sha256 is only trusted by adopt(), put() hashes what it copies.
+    """
+    adopt = getattr(store, "adopt", None) if move else None
+    if adopt is not None:
+        return adopt(key, src_path, sha256=sha256, sync=sync)
+    stored = store.put(key, src_path, sync=sync)
+    if move:
+        os.unlink(src_path)
+    return stored
+
+
+def _file_sha256(path: str | os.PathLike[str]) -> str:
+    """Return the SHA-256 (hex) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fp:
+        while chunk := fp.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def served_copy(data: bytes) -> bytes:

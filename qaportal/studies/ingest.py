@@ -1,9 +1,15 @@
 """Ingest DICOM files: group them into studies, series and instances; store them durably.
 
-Files are written to the image store before the database commit; if the transaction fails
-the caller deletes what this run stored (`IngestRun.discard`). A hard crash between the
-two can leave unreferenced files, which `qaportal verify-storage` reports and removes; the
-database never points at a file that is not there.
+Two phases. `Ingester.prepare` parses every file's header and stores the file (moving a
+received upload into the store, or copying), hashing it once, and syncs the store: no
+database write yet, so concurrent uploads do this slow part in parallel. `Ingester.write`
+then adds all rows in one short burst (the caller commits): lock the batch row, look up
+known instances, studies and series with a few set queries, insert what is new. A lost
+race on a unique UID rolls back and `write` runs again against the files already stored.
+If the transaction fails the caller deletes what this run stored (`Ingester.discard`).
+A hard crash between the two can leave unreferenced files, which
+`qaportal verify-storage` reports and removes; the database never points at a file that
+is not there.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +32,7 @@ from qaportal.dicom import (
     date_shift_for,
     new_key,
     read_header,
+    store_file,
 )
 from qaportal.extensions import db
 from qaportal.models import Instance, Series, Study, UploadBatch, User
@@ -34,11 +41,12 @@ from qaportal.studies.access import grant_access
 # Modalities whose pixels often carry burned-in text when the header does not say otherwise.
 BURNED_IN_PRONE = {"US", "SC", "OT", "XC", "ES", "DOC"}
 CONFLICT = "conflict: another file with this SOPInstanceUID and different content is stored"
+_IN_CHUNK = 500  # values per IN (...) list
 
 
 @dataclass
 class IngestRun:
-    """What one ingest run did, and the store keys it wrote (to undo on rollback)."""
+    """What one ingest run did (rows added in this transaction) and keys it does not use."""
 
     stored: int = 0
     duplicates: int = 0
@@ -47,17 +55,24 @@ class IngestRun:
     errors: list[dict] = field(default_factory=list)
     results: list[dict] = field(default_factory=list)
     study_ids: set[int] = field(default_factory=set)
-    written_keys: list[str] = field(default_factory=list)
+    # Files stored in the prepare phase that turned out duplicates or conflicts: no row
+    # refers to them, they are deleted once the transaction has committed.
+    unused_keys: list[str] = field(default_factory=list)
 
     def reject(self, name: str, reason: str) -> None:
         self.errors.append({"file": name, "error": reason})
         self.results.append({"file": name, "status": "rejected", "error": reason})
 
-    def discard(self, store: ImageStore) -> None:
-        """Delete the files this run stored (after a rollback)."""
-        for key in self.written_keys:
-            store.delete(key)
-        self.written_keys.clear()
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A file parsed and stored, waiting for its row."""
+
+    name: str
+    header: InstanceHeader
+    key: str
+    sha256: str
+    size: int
 
 
 def file_sha256(path: Path) -> str:
@@ -100,93 +115,58 @@ def _study_from(h: InstanceHeader, owner: User) -> Study:
 
 
 class Ingester:
-    """Ingest files for one owner within the caller's transaction."""
+    """Ingest files for one owner: prepare (parse, store, sync), then write rows."""
 
     def __init__(self, owner: User, store: ImageStore, batch: UploadBatch | None = None):
         self.owner = owner
         self.store = store
         self.batch = batch
-        self.run = IngestRun()
-        self._studies: dict[str, Study] = {}
-        self._series: dict[str, Series] = {}
-        self._seen: dict[str, str] = {}  # sop uid -> sha256, within this run
+        self.entries: list[Prepared | tuple[str, str]] = []  # input order; (name, reason)
+        self.written_keys: list[str] = []
         self._key_prefix: dict[str, str] = {}  # series uid -> shard prefix, within this run
 
-    def ingest(self, items: Iterable[SourceItem]) -> IngestRun:
-        """Ingest every item; refused items are reported by name, the rest stored."""
-        for item in items:
-            if not item.ok:
-                self.run.reject(item.name, item.error or "refused")
-                continue
-            try:
-                header = read_header(item.path)
-            except DicomRejected as exc:
-                self.run.reject(item.name, exc.reason)
-                continue
-            self._ingest_one(item, header)
-        # Files are written without a fsync each; one pass makes them all durable before
-        # the caller commits rows that refer to them.
-        self.store.sync(self.run.written_keys)
-        self._finish_studies()
-        db.session.flush()
-        return self.run
+    # -- phase 1: files (no database writes) -------------------------------------------
+    def prepare(self, items: Iterable[SourceItem]) -> None:
+        """Parse and store every item, then sync; on failure delete what was stored."""
+        try:
+            for item in items:
+                if not item.ok:
+                    self.entries.append((item.name, item.error or "refused"))
+                    continue
+                try:
+                    header = read_header(item.path)
+                except DicomRejected as exc:
+                    self.entries.append((item.name, exc.reason))
+                    continue
+                self._ingest_one(item, header)
+            # Files are written without a fsync each; one pass makes them all durable
+            # before the caller commits rows that refer to them.
+            self.store.sync(self.written_keys)
+        except BaseException:
+            self.discard()
+            raise
 
     def _ingest_one(self, item: SourceItem, h: InstanceHeader) -> None:
-        sha = file_sha256(item.path)
-        known = self._seen.get(h.sop_uid)
-        if known is None:
-            # No autoflush: this run's own instances are in self._seen, and flushing the
-            # pending rows before every lookup cost more than the rest of the ingest.
-            with db.session.no_autoflush:
-                existing = db.session.execute(
-                    sa.select(Instance.sha256, Series.study_id)
-                    .join(Series, Instance.series_id == Series.id)
-                    .where(Instance.sop_uid == h.sop_uid)
-                ).first()
-            if existing is not None:
-                known = existing.sha256
-                self._share_existing(existing.study_id)
-        if known is not None:
-            if known == sha:
-                self.run.duplicates += 1
-                self.run.results.append({"file": item.name, "status": "duplicate"})
-            else:
-                self.run.conflicts += 1
-                self.run.reject(item.name, CONFLICT)
-                self.run.results[-1]["status"] = "conflict"
-            return
-        series = self._series_for(h)
+        """Store one parsed file (moved in if it is a received upload), hashing it once."""
         key = self._key_for(h.series_uid)
-        stored = self.store.put(key, item.path, sync=False)
-        self.run.written_keys.append(key)
-        if stored.sha256 != sha:  # the file changed while we read it
+        stored = store_file(self.store, key, item.path, sha256=item.sha256, move=item.owned,
+                            sync=False)
+        self.written_keys.append(key)
+        self.entries.append(Prepared(item.name, h, key, stored.sha256, stored.size))
+
+    def discard(self) -> None:
+        """Delete every file this run stored (after a failed transaction)."""
+        for key in self.written_keys:
             self.store.delete(key)
-            self.run.written_keys.remove(key)
-            self.run.reject(item.name, "file changed while it was being stored")
-            return
-        series.instances.append(Instance(
-            sop_uid=h.sop_uid, sop_class_uid=h.sop_class_uid[:64],
-            instance_number=h.instance_number, slice_position=slice_position(h),
-            rows=h.rows, columns=h.columns, frames=max(1, h.frames or 1),
-            transfer_syntax_uid=h.transfer_syntax_uid[:64],
-            photometric_interpretation=h.photometric_interpretation[:32],
-            burned_in_annotation=h.burned_in_annotation, window_center=h.window_center,
-            window_width=h.window_width, storage_key=key, sha256=stored.sha256,
-            size_bytes=stored.size,
-        ))
-        series.instance_count += 1
-        series.frame_count += max(1, h.frames or 1)
-        study = series.study
-        study.instance_count += 1
-        study.size_bytes += stored.size
-        if h.burned_in_annotation or (
-            h.burned_in_annotation is None and h.modality.upper() in BURNED_IN_PRONE
-        ):
-            study.burned_in_suspected = True
-        self._seen[h.sop_uid] = sha
-        self.run.stored += 1
-        self.run.bytes_stored += stored.size
-        self.run.results.append({"file": item.name, "status": "stored"})
+        self.written_keys.clear()
+
+    def release(self, run: IngestRun) -> None:
+        """Delete the stored files no row refers to (call after the commit)."""
+        for key in run.unused_keys:
+            self.store.delete(key)
+        unused = set(run.unused_keys)
+        self.written_keys = [k for k in self.written_keys if k not in unused]
+        run.unused_keys.clear()
 
     def _key_for(self, series_uid: str) -> str:
         """Return a new random key sharing its shard prefix with the rest of this series.
@@ -197,69 +177,222 @@ class Ingester:
         prefix = self._key_prefix.setdefault(series_uid, new_key()[:4])
         return prefix + new_key()[4:]
 
+    # -- phase 2: rows, in one short burst ---------------------------------------------
+    def write(self) -> IngestRun:
+        """Add the rows for the prepared files in the current transaction (caller commits).
+
+        Statements are ordered for concurrency: the batch row first (chunks of one batch
+        take turns; on SQLite the first write takes the database's write lock, so what
+        follows reads a settled state), then new studies, series and instances in UID
+        order (two uploads never wait on each other in opposite orders), audit last.
+        """
+        run = IngestRun()
+        self._lock_batch()
+        records = [e for e in self.entries if isinstance(e, Prepared)]
+        known = self._known_instances({r.header.sop_uid for r in records})
+        seen: dict[str, str] = {}
+        shared: set[int] = set()
+        new: list[Prepared] = []
+        for entry in self.entries:
+            if not isinstance(entry, Prepared):
+                run.reject(*entry)
+                continue
+            uid = entry.header.sop_uid
+            prior = seen.get(uid)
+            if prior is None and uid in known:
+                prior, study_id = known[uid]
+                shared.add(study_id)
+            if prior is not None:
+                run.unused_keys.append(entry.key)
+                if prior == entry.sha256:
+                    run.duplicates += 1
+                    run.results.append({"file": entry.name, "status": "duplicate"})
+                else:
+                    run.conflicts += 1
+                    run.reject(entry.name, CONFLICT)
+                    run.results[-1]["status"] = "conflict"
+                continue
+            seen[uid] = entry.sha256
+            new.append(entry)
+            run.stored += 1
+            run.bytes_stored += entry.size
+            run.results.append({"file": entry.name, "status": "stored"})
+        studies, created = self._studies_for(new)
+        series = self._series_for(new, studies)
+        self._add_instances(new, series)
+        self._finish_studies(studies.values())  # row updates before the audit chain's lock
+        for study in created:
+            audit.record("study.created", study, actor=self.owner)
+        for study in studies.values():
+            if study.owner_id != self.owner.id:
+                shared.add(study.id)
+        for study_id in sorted(shared):
+            self._share_existing(study_id)
+        run.study_ids |= shared | {s.id for s in studies.values()}
+        self._record(run)
+        db.session.flush()
+        return run
+
+    def _lock_batch(self) -> None:
+        """Take the batch row's lock with a no-op update and reload it."""
+        if self.batch is None:
+            return
+        db.session.execute(sa.update(UploadBatch).where(UploadBatch.id == self.batch.id)
+                           .values(stored=UploadBatch.stored))
+        db.session.refresh(self.batch)
+
+    def _known_instances(self, sop_uids: set[str]) -> dict[str, tuple[str, int]]:
+        """Return {sop uid: (sha256, study id)} for the given UIDs already stored."""
+        found: dict[str, tuple[str, int]] = {}
+        uids = sorted(sop_uids)
+        for i in range(0, len(uids), _IN_CHUNK):
+            rows = db.session.execute(
+                sa.select(Instance.sop_uid, Instance.sha256, Series.study_id)
+                .join(Series, Instance.series_id == Series.id)
+                .where(Instance.sop_uid.in_(uids[i : i + _IN_CHUNK]))
+            )
+            found.update({r.sop_uid: (r.sha256, r.study_id) for r in rows})
+        return found
+
+    def _studies_for(self, new: Sequence[Prepared]) -> tuple[dict[str, Study], list[Study]]:
+        """Return the studies of new files by UID, creating (and flushing) missing ones."""
+        first: dict[str, InstanceHeader] = {}
+        for r in new:
+            first.setdefault(r.header.study_uid, r.header)
+        studies = {s.study_uid: s for s in _by_uid(Study, Study.study_uid, first)}
+        created = []
+        for uid in sorted(first.keys() - studies.keys()):
+            study = _study_from(first[uid], self.owner)
+            db.session.add(study)
+            studies[uid] = study
+            created.append(study)
+        if created:
+            db.session.flush()
+        return studies, created
+
+    def _series_for(self, new: Sequence[Prepared],
+                    studies: dict[str, Study]) -> dict[str, Series]:
+        """Return the series of new files by UID, creating (and flushing) missing ones."""
+        first: dict[str, InstanceHeader] = {}
+        for r in new:
+            first.setdefault(r.header.series_uid, r.header)
+        series = {s.series_uid: s for s in _by_uid(Series, Series.series_uid, first)}
+        missing = sorted(first.keys() - series.keys())
+        added: dict[str, int] = {}
+        for uid in missing:
+            h = first[uid]
+            series[uid] = Series(
+                study_id=studies[h.study_uid].id, series_uid=uid, modality=h.modality[:16],
+                series_number=h.series_number, series_description=h.series_description[:200],
+                body_part=h.body_part[:64], instance_count=0, frame_count=0,
+            )
+            db.session.add(series[uid])
+            added[h.study_uid] = added.get(h.study_uid, 0) + 1
+        for study_uid, n in added.items():
+            _increment(studies[study_uid], "series_count", n)
+        if missing:
+            db.session.flush()
+        return series
+
+    def _add_instances(self, new: Sequence[Prepared], series: dict[str, Series]) -> None:
+        """Insert the instance rows (one bulk statement) and add them to the counters."""
+        rows = []
+        per_series: dict[str, list[int]] = {}
+        per_study: dict[int, list[int]] = {}
+        for r in sorted(new, key=lambda r: r.header.sop_uid):
+            h = r.header
+            s = series[h.series_uid]
+            frames = max(1, h.frames or 1)
+            rows.append(dict(
+                series_id=s.id, sop_uid=h.sop_uid, sop_class_uid=h.sop_class_uid[:64],
+                instance_number=h.instance_number, slice_position=slice_position(h),
+                rows=h.rows, columns=h.columns, frames=frames,
+                transfer_syntax_uid=h.transfer_syntax_uid[:64],
+                photometric_interpretation=h.photometric_interpretation[:32],
+                burned_in_annotation=h.burned_in_annotation, window_center=h.window_center,
+                window_width=h.window_width, storage_key=r.key, sha256=r.sha256,
+                size_bytes=r.size,
+            ))
+            count = per_series.setdefault(h.series_uid, [0, 0])
+            count[0] += 1
+            count[1] += frames
+            totals = per_study.setdefault(s.study_id, [0, 0])
+            totals[0] += 1
+            totals[1] += r.size
+            if h.burned_in_annotation or (
+                h.burned_in_annotation is None and h.modality.upper() in BURNED_IN_PRONE
+            ):
+                totals.append(1)
+        if rows:
+            db.session.execute(sa.insert(Instance), rows)
+        for uid, (count, frames) in per_series.items():
+            _increment(series[uid], "instance_count", count)
+            _increment(series[uid], "frame_count", frames)
+        studies = {s.study_id: s.study for s in series.values()}
+        for study_id, totals in per_study.items():
+            study = studies[study_id]
+            _increment(study, "instance_count", totals[0])
+            _increment(study, "size_bytes", totals[1])
+            if len(totals) > 2:
+                study.burned_in_suspected = True
+
     def _share_existing(self, study_id: int) -> None:
         """The uploader holds these images already: let them see the stored study."""
         study = db.session.get(Study, study_id)
-        self.run.study_ids.add(study_id)
         if study.owner_id != self.owner.id:
             source = ("upload_batch", self.batch.id if self.batch else 0)
             grant_access(study, self.owner, mode="full", source=source, by=self.owner)
 
-    def _study_for(self, h: InstanceHeader) -> Study:
-        study = self._studies.get(h.study_uid)
-        if study is None:
-            study = db.session.scalar(sa.select(Study).where(Study.study_uid == h.study_uid))
-            if study is None:
-                study = _study_from(h, self.owner)
-                db.session.add(study)
-                db.session.flush()
-                audit.record("study.created", study, actor=self.owner)
-            elif study.owner_id != self.owner.id:
-                self._share_existing(study.id)
-            self._studies[h.study_uid] = study
-        return study
-
-    def _series_for(self, h: InstanceHeader) -> Series:
-        series = self._series.get(h.series_uid)
-        if series is None:
-            series = db.session.scalar(sa.select(Series).where(Series.series_uid == h.series_uid))
-            if series is None:
-                study = self._study_for(h)
-                series = Series(
-                    series_uid=h.series_uid, modality=h.modality[:16],
-                    series_number=h.series_number,
-                    series_description=h.series_description[:200], body_part=h.body_part[:64],
-                    instance_count=0, frame_count=0,
-                )
-                study.series.append(series)
-                study.series_count += 1
-            self._series[h.series_uid] = series
-        return series
-
-    def _finish_studies(self) -> None:
-        for study in self._studies.values():
+    def _finish_studies(self, studies: Iterable[Study]) -> None:
+        """Write the counters, then each study's modalities (from all its series)."""
+        db.session.flush()
+        for study in studies:
             modalities = sorted({s.modality for s in study.series if s.modality})
             study.modalities = "/".join(modalities)[:64]
-            self.run.study_ids.add(study.id)
+        db.session.flush()
+
+    def _record(self, run: IngestRun) -> None:
+        """Add the run to its batch (locked) and audit it."""
+        batch = self.batch
+        if batch is not None:
+            batch.stored += run.stored
+            batch.duplicates += run.duplicates
+            batch.conflicts += run.conflicts
+            batch.bytes_stored += run.bytes_stored
+            batch.errors = [*batch.errors, *run.errors]
+            batch.study_ids = sorted(set(batch.study_ids) | run.study_ids)
+        audit.record("study.files_ingested", batch or None, actor=self.owner,
+                     stored=run.stored, duplicates=run.duplicates, conflicts=run.conflicts,
+                     rejected=len(run.errors) - run.conflicts, studies=sorted(run.study_ids))
+
+
+def _by_uid(model, column, uids: Iterable[str]) -> list:
+    """Load the rows of model whose column is one of uids."""
+    uids = sorted(uids)
+    found = []
+    for i in range(0, len(uids), _IN_CHUNK):
+        found += db.session.scalars(sa.select(model).where(column.in_(uids[i : i + _IN_CHUNK])))
+    return found
+
+
+def _increment(obj, attr: str, n: int) -> None:
+    """Add n to a counter column in SQL (col = col + n), so concurrent adds both count."""
+    if sa.inspect(obj).persistent:
+        setattr(obj, attr, getattr(type(obj), attr) + n)
+    else:
+        setattr(obj, attr, (getattr(obj, attr) or 0) + n)
 
 
 def ingest_items(items: Iterable[SourceItem], owner: User, store: ImageStore,
                  batch: UploadBatch | None = None) -> IngestRun:
-    """Ingest items in the current transaction; on failure the caller rolls back + discards."""
+    """Ingest items in the current transaction; on failure the files are deleted again.
+
+    The caller commits, then may delete the run's unused files (`Ingester.release`).
+    """
     ingester = Ingester(owner, store, batch)
+    ingester.prepare(items)
     try:
-        run = ingester.ingest(items)
+        return ingester.write()
     except BaseException:
-        ingester.run.discard(store)
+        ingester.discard()
         raise
-    if batch is not None:
-        batch.stored += run.stored
-        batch.duplicates += run.duplicates
-        batch.conflicts += run.conflicts
-        batch.bytes_stored += run.bytes_stored
-        batch.errors = [*batch.errors, *run.errors]
-        batch.study_ids = sorted(set(batch.study_ids) | run.study_ids)
-    audit.record("study.files_ingested", batch or None, actor=owner, stored=run.stored,
-                 duplicates=run.duplicates, conflicts=run.conflicts,
-                 rejected=len(run.errors) - run.conflicts, studies=sorted(run.study_ids))
-    return run

@@ -10,13 +10,13 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from qaportal.dicom import SourceLimits, iter_files
+from qaportal.dicom import Received, SourceLimits, iter_files
 from qaportal.extensions import db
 from qaportal.models import UploadBatch, User, utcnow
-from qaportal.studies.ingest import IngestRun, ingest_items
+from qaportal.studies.ingest import Ingester, IngestRun
 from qaportal.studies.storage import image_store
 
-Input = str | os.PathLike | tuple[str, str | os.PathLike]
+Input = str | os.PathLike | tuple[str, str | os.PathLike] | Received
 
 
 def source_limits() -> SourceLimits:
@@ -30,24 +30,32 @@ def source_limits() -> SourceLimits:
 def import_files(inputs: Sequence[Input], owner_id: int, batch_id: int) -> IngestRun:
     """Ingest files, folders and zips into a batch in one transaction, and commit.
 
-    Two uploads creating the same new study at once collide on its unique UID; the loser
-    rolls back, removes what it stored and tries once more (then the study exists).
+    The files are parsed and stored first, with no database write; the rows follow in one
+    short burst and the commit. Two uploads creating the same new study at once collide
+    on its unique UID; the loser rolls back and writes its rows once more (then the study
+    exists). If it still fails, the files this request stored are deleted.
     """
     store = image_store()
-    for attempt in (1, 2):
-        owner = db.session.get(User, owner_id)
-        batch = db.session.get(UploadBatch, batch_id)
-        with contextlib.closing(iter_files(list(inputs), source_limits())) as items:
-            run = ingest_items(items, owner, store, batch)
-        try:
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            run.discard(store)
-            if attempt == 2:
-                raise
-            continue
-        return run
+    owner = db.session.get(User, owner_id)
+    ingester = Ingester(owner, store, db.session.get(UploadBatch, batch_id))
+    with contextlib.closing(iter_files(list(inputs), source_limits())) as items:
+        ingester.prepare(items)
+    try:
+        for attempt in (1, 2):
+            try:
+                run = ingester.write()
+                db.session.commit()
+            except IntegrityError:
+                db.session.rollback()
+                if attempt == 2:
+                    raise
+                continue
+            ingester.release(run)
+            return run
+    except BaseException:
+        db.session.rollback()
+        ingester.discard()
+        raise
     raise AssertionError("unreachable")
 
 

@@ -19,11 +19,13 @@ from flask_login import current_user
 from werkzeug.utils import secure_filename
 
 from qaportal import audit
+from qaportal.dicom import Received
 from qaportal.extensions import db
 from qaportal.models import Study, UploadBatch, User, UserRole
 from qaportal.permissions import role_required
 from qaportal.studies import bp, jobs, service
 from qaportal.studies.forms import UploadForm
+from qaportal.studies.receive import ReceivedFile
 
 
 def reader_choices(me: User) -> list[tuple[int, str]]:
@@ -53,20 +55,27 @@ def _batch_or_404(batch_id: int) -> UploadBatch:
 
 
 def _receive_files(batch: UploadBatch) -> dict:
-    """Save this request's files to a private temp folder, ingest them, remove the folder."""
+    """Ingest this request's files; the request's close removes any the store did not take."""
     files = [f for f in request.files.getlist("files") if f and f.filename]
-    tmp = jobs.saved_upload_dir(Path(current_app.config["UPLOAD_TMP"]))
+    inputs: list = []
+    tmp = None
     try:
-        inputs = []
         for i, storage in enumerate(files):
             # The user's relative name (folder uploads) is for messages only; never a path.
             name = (storage.filename or f"file-{i}").replace("\\", "/")[-300:]
+            if isinstance(storage.stream, ReceivedFile):
+                storage.stream.finish()  # already in a private file, hashed on arrival
+                inputs.append(Received(name, storage.stream.path, storage.stream.sha256))
+                continue
+            if tmp is None:
+                tmp = jobs.saved_upload_dir(Path(current_app.config["UPLOAD_TMP"]))
             path = tmp / f"{i:05d}-{secure_filename(name.rsplit('/', 1)[-1]) or 'upload'}"
             storage.save(path)
             inputs.append((name, path))
         run = jobs.import_files(inputs, current_user.id, batch.id)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return {"stored": run.stored, "duplicates": run.duplicates, "conflicts": run.conflicts,
             "errors": run.errors, "results": run.results}
 

@@ -17,6 +17,8 @@
   var maxRequest = parseInt(form.dataset.maxRequest, 10) || 1073741824;
   var csrf = form.querySelector("input[name=csrf_token]").value;
   var MAX_FILES_PER_REQUEST = 200;
+  // Parts in flight at once: the server stores each part in its own worker, in parallel.
+  var PARALLEL_PARTS = 2;
   var MAX_LISTED = 2000;
   var chosen = [];  // {file, name}
 
@@ -145,22 +147,29 @@
     tooBig.forEach(function (c) { setStatus(row(c.name), "rejected", c.name + " — rejected: larger than the " + mb(maxRequest) + " limit per file"); });
     var total = items.reduce(function (s, c) { return s + c.file.size; }, 0) || 1;
     var done = 0, counts = { stored: 0, duplicate: 0, rejected: tooBig.length, conflict: 0 };
-    function show(extra) {
+    var inFlight = {};  // part number -> bytes sent so far
+    function show() {
+      var extra = Object.keys(inFlight).reduce(function (s, k) { return s + inFlight[k]; }, 0);
       var pct = Math.min(100, Math.round(100 * (done + extra) / total));
       bar.style.width = pct + "%";
       progressBox.setAttribute("aria-valuenow", String(pct));
       progressText.textContent = pct + "% — " + counts.stored + " stored, " + counts.duplicate +
         " duplicate, " + counts.conflict + " conflict, " + counts.rejected + " rejected";
     }
-    show(0);
+    show();
     postJSON(form.dataset.batchesUrl, new FormData()).then(function (batch) {
       var parts = chunks(items);
-      var p = Promise.resolve();
-      parts.forEach(function (chunk) {
-        p = p.then(function () {
-          chunk.forEach(function (it) { setStatus(rows[it.index], "uploading", it.name + " — uploading"); });
-          return sendChunk(batch.files_url, chunk, show).then(function (res) {
+      var next = 0;
+      function sendNext() {
+        if (next >= parts.length) { return Promise.resolve(); }
+        var n = next++;
+        var chunk = parts[n];
+        chunk.forEach(function (it) { setStatus(rows[it.index], "uploading", it.name + " — uploading"); });
+        inFlight[n] = 0;
+        return sendChunk(batch.files_url, chunk, function (loaded) { inFlight[n] = loaded; show(); })
+          .then(function (res) {
             var size = chunk.reduce(function (s, c) { return s + c.file.size; }, 0);
+            delete inFlight[n];
             done += size;
             if (res.failed) {
               chunk.forEach(function (it) {
@@ -185,11 +194,12 @@
                 }
               });
             }
-            show(0);
-          });
-        });
-      });
-      return p.then(function () {
+            show();
+          }).then(sendNext);
+      }
+      var lanes = [];
+      for (var i = 0; i < PARALLEL_PARTS; i++) { lanes.push(sendNext()); }
+      return Promise.all(lanes).then(function () {
         var data = new FormData(form);
         data.delete("files");
         return postJSON(batch.finish_url, data);

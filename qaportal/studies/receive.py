@@ -1,0 +1,164 @@
+"""Receive uploaded files straight into named temporary files, hashing them as they arrive.
+
+Werkzeug writes each file part of a multipart body into a container from the request's
+stream factory (an anonymous temporary file by default, which the upload view then had to
+copy out, and the store copy again). For the upload endpoints, `UploadRequest` gives it a
+`ReceivedFile` instead: a private file in UPLOAD_TMP (the instance folder, on the image
+store's filesystem), hashed with SHA-256 while it is written, so ingest gets a path and a
+hash, and the store can take the file over with a rename. Files not taken over are removed
+when the request closes, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from flask import Request, current_app
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+
+from qaportal.studies.multipart import MultipartReader
+
+# Endpoints whose file parts are received into named temporary files.
+RECEIVING_ENDPOINTS = frozenset({"studies.batch_files", "studies.upload"})
+_BUFFER = 1024 * 1024
+
+
+class ReceivedFile:
+    """A private named temporary file that hashes what is written to it, in order."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
+        self.path = Path(name)
+        self._fh: IO[bytes] = os.fdopen(fd, "w+b", buffering=_BUFFER)
+        self._digest = hashlib.sha256()
+        self._hash_valid = True
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        """Append data, hashing it; a write anywhere but the end voids the hash."""
+        if self._fh.tell() != self._written:
+            self._hash_valid = False
+        n = self._fh.write(data)
+        self._digest.update(data)
+        self._written += n
+        return n
+
+    @property
+    def sha256(self) -> str | None:
+        """Return the SHA-256 of the bytes written, or None if it cannot be trusted."""
+        return self._digest.hexdigest() if self._hash_valid else None
+
+    @property
+    def size(self) -> int:
+        return self._written
+
+    def finish(self) -> None:
+        """Flush and close the file, keeping it on disk for ingest to read or move."""
+        if not self._fh.closed:
+            self._fh.close()
+
+    def discard(self) -> None:
+        """Close and remove the file unless it was moved away (into the store)."""
+        self.finish()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    # The file-object methods werkzeug's FileStorage uses.
+    def read(self, n: int = -1) -> bytes:
+        return self._fh.read(n)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._fh.readline(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self.finish()
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+
+class _FormDataParser(FormDataParser):
+    """Werkzeug's form parser, with our streaming reader for multipart bodies."""
+
+    def __init__(self, *args, make_file, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._make_file = make_file
+
+    def parse(self, stream, mimetype, content_length, options=None):
+        if mimetype != "multipart/form-data":
+            return super().parse(stream, mimetype, content_length, options)
+        if self.max_content_length is not None and content_length is not None \
+                and content_length > self.max_content_length:
+            raise RequestEntityTooLarge()
+        boundary = (options or {}).get("boundary", "").encode("latin-1")
+        reader = MultipartReader(stream, boundary, make_file=self._make_file,
+                                 max_field_bytes=self.max_form_memory_size or 1024 * 1024,
+                                 max_parts=self.max_form_parts)
+        fields, files = reader.parse()
+        storages = []
+        for name, filename, container in files:
+            container.seek(0)
+            storages.append((name, FileStorage(container, filename, name)))
+        return stream, self.cls(fields), self.cls(storages)
+
+
+class UploadRequest(Request):
+    """Flask's request, receiving the upload endpoints' files as `ReceivedFile`s."""
+
+    def make_form_data_parser(self) -> FormDataParser:
+        if self.endpoint not in RECEIVING_ENDPOINTS:
+            return super().make_form_data_parser()
+        return _FormDataParser(
+            make_file=self._receive_file,
+            stream_factory=self._get_file_stream,
+            max_form_memory_size=self.max_form_memory_size,
+            max_content_length=self.max_content_length,
+            max_form_parts=self.max_form_parts,
+            cls=self.parameter_storage_class,
+        )
+
+    def _receive_file(self, name: str, filename: str | None) -> ReceivedFile:
+        received = ReceivedFile(current_app.config["UPLOAD_TMP"])
+        self.__dict__.setdefault("_received_files", []).append(received)
+        return received
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None):
+        if filename and self.endpoint in RECEIVING_ENDPOINTS:
+            received = ReceivedFile(current_app.config["UPLOAD_TMP"])
+            self.__dict__.setdefault("_received_files", []).append(received)
+            return received
+        return super()._get_file_stream(total_content_length, content_type, filename,
+                                        content_length)
+
+    def close(self) -> None:
+        """Close the request and remove every received file the store did not take."""
+        try:
+            super().close()
+        finally:
+            for received in self.__dict__.pop("_received_files", []):
+                received.discard()
