@@ -5,4 +5,11 @@ from flask import Blueprint
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
 # Each module registers its ReportDefinition; other features register theirs the same way.
-from qaportal.reports import audit_trail, credentials_roster, demo, routes  # noqa: E402,F401
+from qaportal.reports import (  # noqa: E402,F401
+    audit_trail,
+    credentials_roster,
+    demo,
+    department,  # peer review (issue 6)
+    practitioner,  # OPPE / FPPE (issue 6)
+    routes,
+)
