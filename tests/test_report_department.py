@@ -74,7 +74,7 @@ def test_department_summary_codes_readers_and_prints_the_stats(app, client, auth
     assert "QA committee chair" in text
     record = db.session.scalar(sa.select(ReportExport))
     assert record.kind == "department" and record.parameters["show_names"] is False
-    assert page_png(data, "report-department").stat().st_size > 5000
+    assert page_png(data, "department-summary").stat().st_size > 5000
 
 
 def test_show_names_from_the_command_line(app, tmp_path):

@@ -107,7 +107,7 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
     record = db.session.scalar(sa.select(ReportExport).where(ReportExport.document_id == doc_id))
     assert record.kind == "oppe" and record.parameters["radiologist"] == w["subject"].email
     assert record.parameters["confidential"] is True
-    assert page_png(data, "report-oppe").stat().st_size > 5000
+    assert page_png(data, "oppe-packet").stat().st_size > 5000
 
 
 def test_fppe_from_the_command_line_adds_its_section(app, tmp_path):
@@ -130,7 +130,7 @@ def test_fppe_from_the_command_line_adds_its_section(app, tmp_path):
     record = db.session.scalar(sa.select(ReportExport))
     assert record.kind == "fppe" and record.created_by_id is None
     assert record.parameters["fppe_trigger"] == "New privileges: neuro MR"
-    assert page_png(data, "report-fppe").stat().st_size > 5000
+    assert page_png(data, "fppe-packet").stat().st_size > 5000
 
 
 def test_oppe_command_line_and_unknown_radiologist(app, tmp_path):
