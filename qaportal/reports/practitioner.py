@@ -91,7 +91,7 @@ def build_packet(params: dict[str, Any], user: User | None, *, fppe: bool) -> di
     for rid, items in by_reader.items():
         s = stats.summarize(items)
         points.append((reader.full_name if rid == reader.id else PEER_LABEL, s.n, s.significant))
-    funnel = stats.funnel_svg(points, p, labels=False, highlight=reader.full_name, height=320,
+    funnel = stats.funnel_svg(points, p, labels=False, highlight=reader.full_name, height=290,
                               title="Significant-discrepancy rate: this radiologist among "
                                     "the department's readers") if points else None
     trend_points = stats.monthly_trend(mine, period)
