@@ -100,6 +100,15 @@ def make_export(user: User | None = None, kind: str = "credentials", **params):
         params = {"date_from": date.today() - timedelta(days=1), "date_to": date.today(),
                   "actor": None, "action": None, "object_type": None, "object_id": None,
                   "confidential": False, **params}
+    elif kind in ("oppe", "fppe", "department"):
+        params = {"date_from": date.today() - timedelta(days=365), "date_to": date.today(),
+                  "confidential": True, **({"show_names": False} if kind == "department" else {}),
+                  **params}
+        if kind != "department" and "radiologist" not in params:
+            params["radiologist"] = make_user(["radiologist"]).email
+        if kind == "fppe":
+            params = {"fppe_trigger": "New privileges", "fppe_criteria": "30 reviews",
+                      "fppe_conclusion": None, **params}
     export, pdf = create_export(kind, params, user, label=None if user else "test")
     return export, pdf.data
 
@@ -193,3 +202,28 @@ def make_review(read, reviewer: User, score: str = "1", *, category: str | None 
     db.session.add(review)
     db.session.flush()
     return review
+
+
+# --- Peer-review reports (issue 6) -------------------------------------------------------
+
+def make_opinion_record(study, requester: User, consultant: User | None, *,
+                        priority: str = "routine", minutes: int | None = 60,
+                        requested_at=None, status: str | None = None):
+    """Record a second-opinion request directly (signed after `minutes` unless None)."""
+    from qaportal.models import OpinionRequest, utcnow
+    from qaportal.opinions.sla import due_time
+
+    requested = requested_at or utcnow() - timedelta(days=2)
+    signed = requested + timedelta(minutes=minutes) if minutes is not None else None
+    req = OpinionRequest(
+        study_id=study.id, requester_id=requester.id, clinical_question="Second look?",
+        priority=priority, pool=None if consultant else "neuro",
+        named_consultant_id=consultant.id if consultant else None,
+        consultant_id=consultant.id if consultant else None,
+        status=status or ("signed" if signed else "open"), requested_at=requested,
+        due_at=due_time(priority, requested), accepted_at=requested if consultant else None,
+        signed_at=signed, turnaround_minutes=minutes,
+    )
+    db.session.add(req)
+    db.session.flush()
+    return req

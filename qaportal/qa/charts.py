@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from html import escape
 
 Z95 = 1.959964
@@ -35,8 +35,12 @@ def _limit(p: float, n: float, z: float) -> tuple[float, float]:
 
 def funnel_svg(points: Sequence[tuple[str, int, int]], p: float, *, width: int = 640,
                height: int = 380, title: str = "Significant-discrepancy rate by review count",
-               labels: bool = True) -> str:
-    """Draw a funnel plot: (label, n, k) points, department rate p, 95 % and 99.8 % limits."""
+               labels: bool | Collection[str] = True, highlight: str | None = None) -> str:
+    """Draw a funnel plot: (label, n, k) points, department rate p, 95 % and 99.8 % limits.
+
+    labels: True (every point), False (none) or the labels to print; highlight: the label
+    of one point drawn larger, ringed, labelled and on top of the others.
+    """
     ml, mr, mt, mb = 56, 16, 28, 44
     pw, ph = width - ml - mr, height - mt - mb
     n_max = max([n for _, n, _ in points] + [10])
@@ -80,7 +84,8 @@ def funnel_svg(points: Sequence[tuple[str, int, int]], p: float, *, width: int =
                f'stroke="#0f4c81" stroke-width="1.5" class="department"/>')
     out.append(f'<text x="{ml + pw - 4}" y="{y(p) - 4:.1f}" text-anchor="end" fill="#0f4c81">'
                f"department {_pct(p)}</text>")
-    for label, n, k in points:
+    ordered = sorted(points, key=lambda pt: pt[0] == highlight)  # the highlight on top
+    for label, n, k in ordered:
         if not n:
             continue
         r = k / n
@@ -88,10 +93,24 @@ def funnel_svg(points: Sequence[tuple[str, int, int]], p: float, *, width: int =
         lo99, hi99 = _limit(p, n, Z998)
         pos = ("high99" if r > hi99 else "high95" if r > hi95 else
                "low99" if r < lo99 else "low95" if r < lo95 else "within")
+        if highlight is not None and label == highlight:
+            out.append(f'<circle cx="{x(n):.1f}" cy="{y(r):.1f}" r="9" fill="none" '
+                       f'stroke="#111827" stroke-width="2" class="highlight-ring"/>')
+            out.append(f'<circle cx="{x(n):.1f}" cy="{y(r):.1f}" r="5.5" '
+                       f'fill="{_POINT_COLOURS[pos]}" class="point highlight {pos}">'
+                       f"<title>{escape(label)}: {k}/{n} = {_pct(r)}</title></circle>")
+            # Above the point (below it near the top), clear of the department's label.
+            anchor = "end" if x(n) > ml + pw * 0.75 else "start" if x(n) < ml + pw * 0.25 \
+                else "middle"
+            ty = y(r) - 14 if y(r) - 14 > mt + 24 else y(r) + 22
+            out.append(f'<text x="{x(n):.1f}" y="{ty:.1f}" text-anchor="{anchor}" '
+                       f'font-weight="bold" class="highlight-label">{escape(label)}</text>')
+            continue
+        fill = "#94a3b8" if highlight is not None and pos == "within" else _POINT_COLOURS[pos]
         out.append(f'<circle cx="{x(n):.1f}" cy="{y(r):.1f}" r="4.5" '
-                   f'fill="{_POINT_COLOURS[pos]}" class="point {pos}">'
+                   f'fill="{fill}" class="point {pos}">'
                    f"<title>{escape(label)}: {k}/{n} = {_pct(r)}</title></circle>")
-        if labels:
+        if labels is True or (labels and not isinstance(labels, bool) and label in labels):
             out.append(f'<text x="{x(n) + 7:.1f}" y="{y(r) + 4:.1f}">{escape(label)}</text>')
     out.append(f'<text x="{ml + 4}" y="{mt + 12}" fill="#6b7280">'
                "dashed: 95% limits · dotted: 99.8% limits</text>")

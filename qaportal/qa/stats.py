@@ -189,11 +189,17 @@ def review_facts(session: Session, period: Period, modality: str | None = None, 
         .join(OriginalRead, ReviewAssignment.read_id == OriginalRead.id)
         .join(Study, OriginalRead.study_id == Study.id)
         .outerjoin(DiscrepancyCase, DiscrepancyCase.review_id == Review.id)
-        .where(OriginalRead.finalized_at >= start, OriginalRead.finalized_at < end)
         .order_by(Review.id)
     )
     if reader_id is not None:
-        stmt = stmt.where(OriginalRead.reader_id == reader_id)
+        stmt = stmt.where(OriginalRead.reader_id == reader_id,
+                          OriginalRead.finalized_at >= start, OriginalRead.finalized_at < end)
+    else:
+        # The period's reads as a semi-join: only reviewed reads are then joined to their
+        # study (joining every read of the period first made a year's report 2-3x slower).
+        stmt = stmt.where(ReviewAssignment.read_id.in_(
+            sa.select(OriginalRead.id).where(OriginalRead.finalized_at >= start,
+                                             OriginalRead.finalized_at < end)))
     rows = session.execute(stmt).all()
     amended = dict(session.execute(
         sa.select(ReviewAmendment.review_id, ReviewAmendment.score).order_by(ReviewAmendment.id)
@@ -212,7 +218,8 @@ def review_facts(session: Session, period: Period, modality: str | None = None, 
         facts.append(ReviewFact(
             review_id=r.id, reader_id=r.reader_id, reviewer_id=r.reviewer_id,
             modality=(r.modalities or "").split("/")[0] or "?",
-            month=r.finalized_at.strftime("%Y-%m"), score=score, source=r.source,
+            month=f"{r.finalized_at.year:04d}-{r.finalized_at.month:02d}",  # not strftime:
+            score=score, source=r.source,  # it was half the time of a year's report
             confirmed=confirmed, pending=pending,
         ))
     return facts

@@ -153,3 +153,41 @@ def case_report(output: Path, **params: Any) -> None:
     if params["deidentified"] is None:
         params["deidentified"] = req.deidentified
     run_export("case", params, output)
+
+
+# --- Peer-review reports (issue 6) -------------------------------------------------------
+
+def _radiologist_option(fn):
+    return click.option("--radiologist", required=True, metavar="EMAIL",
+                        help="The radiologist's e-mail address.")(fn)
+
+
+@report_group.command("oppe")
+@_radiologist_option
+@date_range_options
+@output_option
+def oppe_report(output: Path, **params: Any) -> None:
+    """One radiologist's OPPE packet: credentials, volume, peer review, turnaround."""
+    run_export("oppe", params, output)
+
+
+@report_group.command("fppe")
+@_radiologist_option
+@date_range_options
+@click.option("--fppe-trigger", required=True, help="Why the focused evaluation was started.")
+@click.option("--fppe-criteria", required=True, help="What is evaluated and what counts.")
+@click.option("--fppe-conclusion", help="The conclusion (leave out while ongoing).")
+@output_option
+def fppe_report(output: Path, **params: Any) -> None:
+    """One radiologist's FPPE packet: the OPPE packet plus trigger, criteria, conclusion."""
+    run_export("fppe", params, output)
+
+
+@report_group.command("department")
+@date_range_options
+@click.option("--show-names", is_flag=True,
+              help="Name readers and reviewers (default: coded R01…, V01…).")
+@output_option
+def department_report(output: Path, **params: Any) -> None:
+    """The department QA summary: coded readers' rates, funnel plot, cases, turnaround."""
+    run_export("department", params, output)

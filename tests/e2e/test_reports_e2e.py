@@ -54,3 +54,55 @@ def test_preview_then_download_the_pdf(live_server, live_app, page):
 
     page.reload()
     expect(page.locator("#past-exports")).to_contain_text(download.suggested_filename[:-4])
+
+
+def _create_and_download(page) -> bytes:
+    page.click("#export-btn")
+    link = page.locator("#download-link")
+    expect(link).to_be_visible(timeout=60_000)
+    with page.expect_download() as download_info:
+        link.click()
+    with open(download_info.value.path(), "rb") as fh:
+        return fh.read()
+
+
+def test_qa_manager_downloads_the_peer_review_reports(live_server, live_app, page):
+    from tests.report_world import OTHER_READERS, REVIEWER_NAMES, build_world
+
+    with live_app.app_context():
+        w = build_world()
+        email, subject = w["qa"].email, w["subject"].email
+        start, end = w["from"].isoformat(), w["to"].isoformat()
+    page.goto(live_server.url + "/login")
+    page.fill("#email", email)
+    page.fill("#password", DEFAULT_PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.get_by_role("link", name="Reports", exact=True).click()
+
+    page.get_by_role("link", name="OPPE packet").click()
+    page.select_option("#radiologist", subject)
+    page.fill("#date_from", start)
+    page.fill("#date_to", end)
+    text = pdf_text(_create_and_download(page))
+    assert "OPPE packet" in text and "Olivia Oppenheimer" in text
+    assert not any(n in text for n in (*REVIEWER_NAMES, *OTHER_READERS))
+
+    page.get_by_role("link", name="FPPE packet").click()
+    page.select_option("#radiologist", subject)
+    page.fill("#date_from", start)
+    page.fill("#date_to", end)
+    page.fill("#fppe_trigger", "New privileges: neuro MR")
+    page.fill("#fppe_criteria", "Thirty consecutive neuro MR reads.")
+    text = pdf_text(_create_and_download(page))
+    assert "Focused professional practice evaluation" in text
+    assert "New privileges: neuro MR" in text
+
+    page.get_by_role("link", name="Department QA summary").click()
+    page.fill("#date_from", start)
+    page.fill("#date_to", end)
+    text = pdf_text(_create_and_download(page))
+    assert "Department QA summary" in text and "R01" in text
+    assert "Olivia Oppenheimer" not in text
+    page.check("#show_names")
+    text = pdf_text(_create_and_download(page))
+    assert "Olivia Oppenheimer" in text

@@ -1,0 +1,221 @@
+"""Queries and formatting shared by the OPPE/FPPE packet and the department QA summary.
+
+Rates, intervals, funnel limits and turnaround come from qaportal.qa.stats and
+qaportal.opinions.sla; this module only gathers rows for them and formats numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from qaportal.models import (
+    DiscrepancyCase,
+    OpinionRequest,
+    OriginalRead,
+    Review,
+    ReviewAmendment,
+    ReviewAssignment,
+    Study,
+)
+from qaportal.models.opinion import PRIORITIES, PRIORITY_LABELS
+from qaportal.opinions.sla import target_hours, turnaround_stats
+from qaportal.qa import stats
+
+POSITION_LABELS = {
+    "high99": "Above the 99.8 % limit", "high95": "Above the 95 % limit",
+    "within": "Within the expected range", "low95": "Below the 95 % limit",
+    "low99": "Below the 99.8 % limit",
+}
+
+
+def period_of(params: dict[str, Any]) -> stats.Period:
+    """Return the statistics period of a report's date range."""
+    return stats.Period(params["date_from"], params["date_to"])
+
+
+# --- formatting (the tests format expected values with these too) -------------------------
+
+def pct(value: float | None, digits: int = 2) -> str:
+    """Format a proportion as a percentage ("—" when undefined)."""
+    return "—" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def rate_pct(rate: stats.Rate | None) -> str:
+    """Format a rate's point estimate."""
+    return pct(rate.p) if rate is not None else "—"
+
+
+def rate_ci(rate: stats.Rate | None) -> str:
+    """Format a rate's Wilson 95 % interval as "low–high %"."""
+    if rate is None or not rate.n:
+        return "—"
+    return f"{rate.low * 100:.2f}–{rate.high * 100:.2f} %"
+
+
+def reference_text(low: float, high: float | None) -> str:
+    """Format a published reference rate or range."""
+    return pct(low) if high is None else f"{low * 100:.2f}–{high * 100:.2f} %"
+
+
+def minutes_text(minutes: float | None) -> str:
+    """Format minutes as "45 min", "3.5 h" or "2.1 d"."""
+    if minutes is None:
+        return "—"
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 1440:.1f} d"
+
+
+FORMATTERS = {"pct": pct, "rate_pct": rate_pct, "rate_ci": rate_ci,
+              "reference_text": reference_text, "minutes_text": minutes_text,
+              "position_labels": POSITION_LABELS, "references": stats.REFERENCE_RATES}
+
+
+# --- case volume --------------------------------------------------------------------------
+
+def first_modality(modalities: str | None) -> str:
+    """Return the first-listed modality, as stats.review_facts groups them."""
+    return (modalities or "").split("/")[0] or "?"
+
+
+def read_volume(session: Session, period: stats.Period,
+                reader_id: int | None = None) -> dict[int, Counter[str]]:
+    """Return finalized original reads in the period per reader and (first) modality."""
+    start, end = period.bounds()
+    n = sa.func.count(OriginalRead.id)
+    stmt = (sa.select(OriginalRead.reader_id, Study.modalities, n)
+            .join(Study, Study.id == OriginalRead.study_id)
+            .where(OriginalRead.finalized_at >= start, OriginalRead.finalized_at < end)
+            .group_by(OriginalRead.reader_id, Study.modalities))
+    if reader_id is not None:
+        stmt = stmt.where(OriginalRead.reader_id == reader_id)
+    out: dict[int, Counter[str]] = defaultdict(Counter)
+    for rid, modalities, count in session.execute(stmt):
+        out[rid][first_modality(modalities)] += count
+    return out
+
+
+# --- confirmed discrepancies --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConfirmedItem:
+    """A confirmed significant discrepancy, without any person's name or free text."""
+
+    reference: str  # "Case 12" or "Review 34" (legacy, not adjudicated)
+    read_date: datetime
+    modality: str
+    category: str | None
+    reviewer_score: str
+    final_score: str
+    outcome: str | None
+    status: str | None
+
+
+def confirmed_items(session: Session, facts: Iterable[stats.ReviewFact]) -> list[ConfirmedItem]:
+    """Return the confirmed discrepancies among facts, most recent read first."""
+    ids = [f.review_id for f in facts if f.confirmed]
+    items: list[ConfirmedItem] = []
+    for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+        amended = {rid: (score, cat) for rid, score, cat in session.execute(
+            sa.select(ReviewAmendment.review_id, ReviewAmendment.score,
+                      ReviewAmendment.category)
+            .where(ReviewAmendment.review_id.in_(chunk)).order_by(ReviewAmendment.id))}
+        rows = session.execute(
+            sa.select(Review.id, Review.score, Review.category, OriginalRead.finalized_at,
+                      Study.modalities, DiscrepancyCase.id, DiscrepancyCase.final_score,
+                      DiscrepancyCase.outcome, DiscrepancyCase.status)
+            .join(ReviewAssignment, Review.assignment_id == ReviewAssignment.id)
+            .join(OriginalRead, ReviewAssignment.read_id == OriginalRead.id)
+            .join(Study, Study.id == OriginalRead.study_id)
+            .outerjoin(DiscrepancyCase, DiscrepancyCase.review_id == Review.id)
+            .where(Review.id.in_(chunk))
+        ).all()
+        for rid, score, cat, read_at, mods, case_id, final, outcome, status in rows:
+            score, cat = amended.get(rid, (score, cat))
+            items.append(ConfirmedItem(
+                reference=f"Case {case_id}" if case_id else f"Review {rid} (imported)",
+                read_date=read_at, modality=first_modality(mods), category=cat,
+                reviewer_score=score, final_score=final or score, outcome=outcome,
+                status=status))
+    return sorted(items, key=lambda i: (i.read_date, i.reference), reverse=True)
+
+
+# --- second opinions ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TurnaroundRow:
+    """Turnaround of one priority against its target."""
+
+    priority: str
+    label: str
+    target_hours: float
+    count: int
+    median_minutes: float | None
+    p90_minutes: float | None
+    within_target: int
+    breached: int
+    requested: int = 0
+    open_overdue: int = 0
+
+    @property
+    def within_rate(self) -> float | None:
+        return self.within_target / self.count if self.count else None
+
+
+def turnaround_rows(requests: list[OpinionRequest], now: datetime) -> list[TurnaroundRow]:
+    """Summarise requests per priority with opinions.sla.turnaround_stats, plus breaches."""
+    summary = turnaround_stats(requests)
+    rows = []
+    for prio in PRIORITIES:
+        mine = [r for r in requests if r.priority == prio]
+        by = summary.by_priority[prio]
+        breached = sum(1 for r in mine if r.breached_at is not None
+                       or (r.signed_at is not None and r.signed_at > r.due_at))
+        overdue = sum(1 for r in mine if r.is_active and r.due_at < now)
+        rows.append(TurnaroundRow(
+            priority=prio, label=PRIORITY_LABELS[prio], target_hours=target_hours(prio),
+            count=int(by["count"] or 0), median_minutes=by["median_minutes"],
+            p90_minutes=by["p90_minutes"], within_target=int(by["within_target"] or 0),
+            breached=breached, requested=len(mine), open_overdue=overdue))
+    return rows
+
+
+def turnaround_total(rows: list[TurnaroundRow], requests: list[OpinionRequest]) -> dict:
+    """Return the all-priorities line of a turnaround table."""
+    summary = turnaround_stats(requests)
+    return {"count": summary.count, "median_minutes": summary.median_minutes,
+            "p90_minutes": summary.p90_minutes, "within_target": summary.within_target,
+            "within_rate": summary.within_target_rate,
+            "breached": sum(r.breached for r in rows), "requested": len(requests),
+            "open_overdue": sum(r.open_overdue for r in rows)}
+
+
+def signed_by(session: Session, consultant_id: int, period: stats.Period) -> list[OpinionRequest]:
+    """Return the requests the consultant signed in the period."""
+    start, end = period.bounds()
+    return list(session.scalars(sa.select(OpinionRequest).where(
+        OpinionRequest.consultant_id == consultant_id, OpinionRequest.status == "signed",
+        OpinionRequest.signed_at >= start, OpinionRequest.signed_at < end)))
+
+
+def requested_in(session: Session, period: stats.Period) -> list[OpinionRequest]:
+    """Return every request made in the period (all statuses)."""
+    start, end = period.bounds()
+    return list(session.scalars(sa.select(OpinionRequest).where(
+        OpinionRequest.requested_at >= start, OpinionRequest.requested_at < end)))
+
+
+def codes(ids: Iterable[int], prefix: str) -> dict[int, str]:
+    """Return stable codes (prefix + 01, 02…) for ids in ascending id order."""
+    ordered = sorted(set(ids))
+    width = max(2, len(str(len(ordered))))
+    return {uid: f"{prefix}{i:0{width}d}" for i, uid in enumerate(ordered, 1)}
