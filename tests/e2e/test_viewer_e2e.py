@@ -75,14 +75,14 @@ def test_upload_view_scroll_window_and_download(live_server, page: Page, upload_
     expect(rejected.first.locator("td").nth(1)).to_have_text("not a DICOM file")
 
     # Open the CT study and its viewer.
-    page.locator("tr", has_text="E2E^PATIENT").locator("a").first.click()
+    page.locator("tr", has_text="E2E, PATIENT").locator("a").first.click()
     expect(page.locator("#series .series-card")).to_have_count(1)
     page.click("#open-viewer")
     counter = page.locator("#slice-counter")
     expect(counter).to_have_text("1 / 20")
     image = page.locator("#viewer-image")
     expect(image).to_have_attribute("data-loaded", re.compile(r"/frames/0\.png$"))
-    expect(page.locator("#overlay-tl")).to_contain_text("E2E^PATIENT")  # full access: owner
+    expect(page.locator("#overlay-tl")).to_contain_text("E2E, PATIENT")  # full access: owner
     expect(page.locator("#frame-error")).to_be_hidden()
 
     # Scroll with the wheel and the keyboard.
