@@ -194,7 +194,6 @@ def seed(root: Path, readers: int, subject_reviews: int) -> dict:
 def measure(root: Path, kind: str) -> dict:
     """Make one report through the service in this (fresh) process; return its figures."""
     from qaportal.extensions import db
-    from qaportal.models import DiscrepancyCase
     from qaportal.reports import service
     from qaportal.reports.registry import REPORTS
 
@@ -206,8 +205,10 @@ def measure(root: Path, kind: str) -> dict:
         elif kind == "department":
             params["show_names"] = False
         elif kind == "case":
-            case_id = db.session.scalar(sa.select(sa.func.min(DiscrepancyCase.id)))
-            params = {"case_id": case_id, "confidential": True}
+            from qaportal.models import OpinionRequest
+
+            request_id = db.session.scalar(sa.select(sa.func.min(OpinionRequest.id)))
+            params = {"request": request_id, "deidentified": False, "confidential": False}
         if kind not in REPORTS:
             return {"kind": kind, "skipped": "not registered in this branch"}
         t0 = time.perf_counter()
