@@ -106,3 +106,23 @@ def test_qa_manager_downloads_the_peer_review_reports(live_server, live_app, pag
     page.check("#show_names")
     text = pdf_text(_create_and_download(page))
     assert "Olivia Oppenheimer" in text
+
+
+def test_requester_downloads_the_case_packet(live_server, live_app, page, tmp_path):
+    """The requester opens a signed coverage review and downloads its case packet."""
+    from tests.test_report_case_packet import IMPRESSION, make_case
+
+    with live_app.app_context():
+        requester, consultant, req = make_case(tmp_path)
+        email, request_id, consultant_name = requester.email, req.id, consultant.full_name
+        db.session.remove()
+    page.goto(live_server.url + "/login")
+    page.fill("#email", email)
+    page.fill("#password", DEFAULT_PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.goto(f"{live_server.url}/opinions/{request_id}")
+    page.get_by_role("link", name="Case packet (PDF)").click()
+    expect(page.locator("#request")).to_have_value(str(request_id))
+    text = pdf_text(_create_and_download(page))
+    assert "Second-opinion case packet" in text
+    assert consultant_name in text and " ".join(IMPRESSION.split()[:4]) in " ".join(text.split())
