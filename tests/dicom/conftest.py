@@ -11,12 +11,13 @@ from pydicom.data import get_testdata_file
 
 
 def _find(name: str) -> Path:
-    """Return a pydicom test file, skipping the test when it is not available offline."""
+    """Return a pydicom test file; fail loudly when it is missing (pydicom-data is a test
+    dependency, so a missing file means a broken install, not an optional feature)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = get_testdata_file(name)
     if path is None:
-        pytest.skip(f"{name} not available (install pydicom-data)")
+        pytest.fail(f"{name} not available: install the test extras (pydicom-data)")
     return Path(str(path))
 
 
