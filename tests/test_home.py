@@ -74,3 +74,9 @@ def test_admin_home_counts_accounts(client, login_as):
     login_as("admin")
     html = client.get("/").get_data(as_text=True)
     assert "1 active account of 1." in html
+
+
+def test_every_signed_in_page_links_to_the_pdf_verify_page(client, login_as):
+    login_as("reviewer")
+    page = client.get("/").get_data(as_text=True)
+    assert 'href="/reports/verify"' in page and "Verify a qaportal PDF" in page
