@@ -198,3 +198,21 @@ def test_consultant_first_view_and_turnaround_stats(client, auth, case):
     assert stats.count == 1 and stats.within_target == 1
     assert stats.by_priority["urgent"]["count"] == 1
     assert stats.by_priority["stat"]["count"] == 0
+
+
+def test_repeated_wrong_signatures_lock_the_account_and_end_the_session(client, auth, case, app):
+    _, b, req = case
+    auth.login(b)
+    threshold = app.config["LOCKOUT_THRESHOLD"]
+    for _ in range(threshold - 1):
+        resp = client.post(f"/opinions/{req.id}/sign", data={**FILLED, "secret": "wrong-one"})
+        assert resp.status_code == 400
+    resp = client.post(f"/opinions/{req.id}/sign", data={**FILLED, "secret": "wrong-one"})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
+    db.session.expire_all()
+    assert db.session.get(type(b), b.id).locked_until is not None
+    assert db.session.scalar(sa.select(AuditEvent).where(
+        AuditEvent.action == "auth.lockout", AuditEvent.object_id == str(b.id))) is not None
+    assert client.get(f"/opinions/{req.id}/opinion").status_code == 302  # signed out
+    assert auth.login(b).status_code == 401  # locked, even with the right password
+    assert db.session.scalar(sa.select(Opinion.signed_at)) is None

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask import (
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, logout_user
 
 from qaportal import audit
+from qaportal.auth import service as auth_service
 from qaportal.extensions import db
 from qaportal.opinions import bp, signing
 from qaportal.opinions.forms import AddendumForm, OpinionForm, SignForm
@@ -33,12 +44,26 @@ def _render_write(req, form: OpinionForm, sign_form: SignForm, status: int = 200
     ), status
 
 
-def _rollback_keeping_refusal(req, exc: OpinionError) -> None:
-    """Undo the action; a refused signature is still written to the audit log."""
+def _rollback_keeping_refusal(req, exc: OpinionError):
+    """Undo the action; a refused signature is audited and counts towards the lockout.
+
+    Returns a redirect to the sign-in page when the refusals locked the account (the
+    session ends, as after failed sign-ins); otherwise None.
+    """
     db.session.rollback()
-    if isinstance(exc, signing.SignatureRefused):
-        audit.record("opinion.signature_refused", req, actor=current_user._get_current_object())
-        db.session.commit()
+    if not isinstance(exc, signing.SignatureRefused):
+        return None
+    user = current_user._get_current_object()
+    audit.record("opinion.signature_refused", req, actor=user)
+    auth_service.register_failure(user, "wrong password or code when signing")
+    db.session.commit()
+    if not auth_service.is_locked(user):
+        return None
+    message = auth_service.locked_message(user)
+    logout_user()
+    session.clear()
+    flash(message + " Your last autosaved draft is kept.", "error")
+    return redirect(url_for("auth.login"))
 
 
 def _form_data(form: OpinionForm) -> dict:
@@ -99,7 +124,8 @@ def sign(request_id: int):
         signing.save_draft(req, current_user, _form_data(form))
         signing.sign(req, current_user, sign_form.secret.data)
     except OpinionError as exc:
-        _rollback_keeping_refusal(req, exc)
+        if (locked := _rollback_keeping_refusal(req, exc)) is not None:
+            return locked
         sign_form.secret.errors = [*sign_form.secret.errors, str(exc)]
         return _render_write(req, form, sign_form, 400)
     db.session.commit()
@@ -119,7 +145,8 @@ def addendum(request_id: int):
     try:
         signing.add_addendum(req, current_user, form.text.data, form.secret.data)
     except OpinionError as exc:
-        _rollback_keeping_refusal(req, exc)
+        if (locked := _rollback_keeping_refusal(req, exc)) is not None:
+            return locked
         form.secret.errors = [*form.secret.errors, str(exc)]
         return _render_detail(req, view, 400, addendum_form=form)
     db.session.commit()
