@@ -120,3 +120,22 @@ def test_deidentify_reports_bad_files(runner, tmp_path):
     result = runner.invoke(args=["deidentify", str(tmp_path / "src"), str(tmp_path / "out")])
     assert result.exit_code == 2
     assert json.loads(result.output)["errors"][0]["file"].endswith("junk.txt")
+
+
+def test_verify_storage_sweeps_stale_upload_temp_files(runner, app):
+    import os
+    import time
+    from pathlib import Path
+
+    tmp = Path(app.config["UPLOAD_TMP"])
+    tmp.mkdir(parents=True, exist_ok=True)
+    old, fresh = tmp / "recv-killed", tmp / "recv-in-flight"
+    old.write_bytes(b"partial upload")
+    fresh.write_bytes(b"a request still running")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    found = runner.invoke(args=["verify-storage"])
+    assert found.exit_code == 1 and "1 orphaned found" in found.output
+    cleaned = runner.invoke(args=["verify-storage", "--delete-orphans"])
+    assert cleaned.exit_code == 0
+    assert not old.exists() and fresh.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,7 @@ def verify_storage(delete_orphans: bool) -> None:
     from qaportal.dicom import StoredFileCorrupt, StoredFileMissing
     from qaportal.extensions import db
     from qaportal.models import Instance
-    from qaportal.studies.storage import image_store
+    from qaportal.studies.storage import image_store, stale_upload_files
 
     store = image_store()
     missing, altered, checked = [], [], 0
@@ -83,11 +84,16 @@ def verify_storage(delete_orphans: bool) -> None:
     orphans = [k for k in store.iter_keys() if k not in keys] if hasattr(store, "iter_keys") \
         else []
     stale = store.stale_temp_files() if hasattr(store, "stale_temp_files") else []
+    stale += stale_upload_files()  # left by a request killed mid-upload
     orphans += [str(p) for p in stale]
     if delete_orphans:
         for key in orphans:
             if key.startswith("/"):
-                Path(key).unlink(missing_ok=True)
+                path = Path(key)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
             else:
                 store.delete(key)
     for inst_id in missing:
