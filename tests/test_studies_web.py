@@ -132,6 +132,7 @@ def test_deidentified_zip_has_no_identifiers(client, owner_study):
         assert len(dcm) == 1
         raw = zf.read(dcm[0])
     assert b"SENTINEL" not in raw
+    assert raw[:128] == bytes(128) and raw[128:132] == b"DICM"  # served copies: no preamble
     ds = pydicom.dcmread(io.BytesIO(raw))
     assert ds.PatientIdentityRemoved == "YES" and str(ds.PatientName) == study.pseudonym
 
