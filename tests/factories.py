@@ -89,6 +89,8 @@ def make_opinion_request(study, requester: User, *, priority: str = "routine",
         pool = None
     return service.create_request(study, requester, priority=priority, question=question,
                                   pool=pool, colleague=colleague, **kw)
+
+
 def make_export(user: User | None = None, kind: str = "credentials", **params):
     """Export a real report PDF (rendered, stored, recorded); return (ReportExport, bytes)."""
     from qaportal.reports.service import create_export

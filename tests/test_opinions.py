@@ -433,3 +433,38 @@ def test_study_page_offers_the_request_action(client, auth, people):
     auth.login(a)
     page = client.get(f"/studies/{study.id}").get_data(as_text=True)
     assert f"/opinions/new/{study.id}" in page
+
+
+def test_free_text_naming_the_patient_is_redacted_for_a_deidentified_consultant(
+        client, auth, people):
+    """What the requester typed is shown to the consultant without the patient's identifiers."""
+    a, b = people["a"], people["b"]
+    study = _study(a)
+    study.clinical_history = "Zzplanted came in on 1961-07-23 with headache."
+    req = make_opinion_request(
+        study, a, deidentified=True, question="Does Mr NAMEXQ ZZPLANTED have an infarct?",
+        history="MRN PIDPLANT987, accession ACCPLANT654; no prior imaging.",
+        preliminary="Dr. reads ZZPLANTED, NAMEXQ as normal. Annual review unchanged.")
+    db.session.commit()
+    auth.login(b)
+    worklist = client.get("/opinions/").get_data(as_text=True)
+    _assert_no_identifiers(worklist)
+    assert "[removed]" in worklist
+    client.post(f"/opinions/{req.id}/claim")
+    auth.logout()
+    auth.login(a)
+    posted = client.post(f"/opinions/{req.id}/messages", data={"body": "Zzplanted's wife called."})
+    assert posted.status_code == 302, posted.get_data(as_text=True)[-3000:]
+    auth.logout()
+    auth.login(b)
+    for url in (f"/opinions/{req.id}", f"/opinions/{req.id}/opinion", f"/studies/{study.id}"):
+        page = client.get(url).get_data(as_text=True)
+        _assert_no_identifiers(page)
+        assert "[removed]" in page
+    detail = client.get(f"/opinions/{req.id}").get_data(as_text=True)
+    assert "Annual review unchanged." in detail  # whole words only: ordinary text is kept
+    assert "[removed]&#39;s wife called." in detail
+    auth.logout()
+    auth.login(a)
+    assert "Does Mr NAMEXQ ZZPLANTED have an infarct?" in client.get(
+        f"/opinions/{req.id}").get_data(as_text=True)

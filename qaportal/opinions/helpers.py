@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, url_for
+from flask import abort, current_app, g, url_for
+from flask_login import current_user
 
 from qaportal.extensions import db
 from qaportal.models import OpinionRequest, User
 from qaportal.permissions import opinion_request_view, study_access_mode
+from qaportal.studies.redact import patient_scrubber
 
 
 def request_or_404(request_id: int, user: User) -> tuple[OpinionRequest, str]:
@@ -35,3 +37,18 @@ def images_url(req: OpinionRequest) -> str:
     if "studies.viewer" in current_app.view_functions:
         return url_for("studies.viewer", study_id=req.study_id)
     return url_for("studies.detail", study_id=req.study_id)
+
+
+def shown_text(req: OpinionRequest, text: str | None) -> str:
+    """Return a request's free text as the current user may see it.
+
+    To a user who sees the study de-identified (a consultant of a de-identified request, a
+    pool member deciding whether to claim), the study's known patient identifiers are
+    replaced in what the requester typed.
+    """
+    cache = g.setdefault("opinion_text_scrubbers", {})
+    if req.id not in cache:
+        deidentified = study_mode(req, current_user) == "deidentified"
+        cache[req.id] = patient_scrubber(req.study) if deidentified else None
+    scrub = cache[req.id]
+    return scrub(text) if scrub else (text or "")

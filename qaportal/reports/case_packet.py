@@ -8,7 +8,6 @@ excerpt of the audit trail. The form stores only the request id and the choices.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -33,9 +32,9 @@ from qaportal.permissions import is_blind_access, study_access_mode
 from qaportal.reports.case_evidence import audit_excerpt, integrity, key_images
 from qaportal.reports.registry import ReportDefinition, ReportForm, register
 from qaportal.studies.presenter import present
+from qaportal.studies.redact import patient_scrubber
 
 MAX_CHOICES = 300
-REMOVED = "[removed]"
 
 
 def _may_export(user: User, req: OpinionRequest) -> bool:
@@ -106,28 +105,7 @@ def scrubber(study: Study, deidentified: bool) -> Callable[[str | None], str]:
     """Return a function that removes the study's known patient identifiers from text."""
     if not deidentified:
         return lambda text: text or ""
-    values: set[str] = set()
-    for raw in (study.patient_name, study.referring_physician):
-        raw = (raw or "").strip()
-        if not raw:
-            continue
-        values.add(raw)
-        parts = [p for p in re.split(r"[\^,\s]+", raw) if len(p) >= 3]
-        values.update(parts)
-        values.add(" ".join(reversed(parts)))
-        values.add(" ".join(parts))
-    values.update(v.strip() for v in (study.patient_id, study.accession_number,
-                                      study.institution) if v and len(v.strip()) >= 3)
-    if study.patient_birth_date:
-        d = study.patient_birth_date
-        values.update({d.isoformat(), d.strftime("%Y%m%d"), d.strftime("%m/%d/%Y"),
-                       d.strftime("%d/%m/%Y"), d.strftime("%d.%m.%Y")})
-    values.discard("")
-    if not values:
-        return lambda text: text or ""
-    pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)),
-                         re.IGNORECASE)
-    return lambda text: pattern.sub(REMOVED, text or "")
+    return patient_scrubber(study)
 
 
 # --- the timeline ---------------------------------------------------------------------------

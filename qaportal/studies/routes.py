@@ -31,6 +31,7 @@ from qaportal.studies.deid import build_deidentified_zip, deid_options
 from qaportal.studies.forms import DeidDownloadForm, StudyContextForm
 from qaportal.studies.presenter import present
 from qaportal.studies.queries import study_for, visible_studies
+from qaportal.studies.redact import patient_scrubber
 from qaportal.studies.upload_routes import reader_choices
 
 PAGE_SIZE = 50
@@ -69,6 +70,7 @@ def detail(study_id: int):
         actions=actions_for(current_user, study, mode),
         can_edit=can_edit_study(current_user, study), show_read=show_read,
         deid_form=DeidDownloadForm(formdata=None), access=access, blind=blind,
+        notes=patient_scrubber(study) if mode != "full" else (lambda text: text or ""),
     )
 
 
