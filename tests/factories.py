@@ -215,7 +215,9 @@ def make_opinion_record(study, requester: User, consultant: User | None, *,
     from qaportal.models import OpinionRequest, utcnow
     from qaportal.opinions.sla import due_time
 
-    requested = requested_at or utcnow() - timedelta(days=2)
+    # By default the request lies far enough back that its signature is in the past (a
+    # signature in the future would fall outside a period ending today after midday).
+    requested = requested_at or utcnow() - timedelta(days=2, minutes=minutes or 0)
     signed = requested + timedelta(minutes=minutes) if minutes is not None else None
     req = OpinionRequest(
         study_id=study.id, requester_id=requester.id, clinical_question="Second look?",
