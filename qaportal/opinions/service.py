@@ -20,7 +20,7 @@ from qaportal.models import (
     utcnow,
 )
 from qaportal.models.credentials import SUBSPECIALTY_LABELS
-from qaportal.models.opinion import PRIORITY_LABELS
+from qaportal.models.opinion import ACTIVE_STATUSES, PRIORITY_LABELS
 from qaportal.notify import notify
 from qaportal.opinions.eligibility import ineligibility, pool_members, request_ineligibility
 from qaportal.opinions.sla import due_time
@@ -120,6 +120,8 @@ def claim(req: OpinionRequest, user: User) -> None:
     )
     if result.rowcount != 1:
         db.session.refresh(req)
+        if req.status == "cancelled":
+            raise OpinionError("The requester cancelled this request.")
         raise ClaimLost(ClaimLost.message)
     db.session.refresh(req)
     _start_work(req, user, "opinion.claimed")
@@ -205,17 +207,34 @@ def reroute(req: OpinionRequest, user: User, *, colleague: User | None = None,
 
 
 def cancel(req: OpinionRequest, user: User, reason: str) -> None:
-    """Withdraw a request before its opinion is signed."""
+    """Withdraw a request before its opinion is signed.
+
+    The status changes by a conditional UPDATE, so a cancel racing a signature or a claim
+    sees what happened first: a signed request stays signed (the cancel is refused), and a
+    request claimed a moment ago is cancelled and its new consultant's access revoked.
+    """
     if user.id != req.requester_id:
         raise OpinionError("Only the requester can cancel a request.")
     if not req.is_active:
         raise OpinionError("This request is already closed.")
     if not reason.strip():
         raise OpinionError("Give a reason.")
+    db.session.flush()
+    result = db.session.execute(
+        sa.update(OpinionRequest)
+        .where(OpinionRequest.id == req.id, OpinionRequest.status.in_(ACTIVE_STATUSES))
+        .values(status="cancelled", cancelled_at=utcnow(), cancel_reason=reason.strip())
+        .execution_options(synchronize_session=False)
+    )
+    # Re-read the row we now hold: its consultant is whoever claimed it last, not the one
+    # on the page the requester loaded.
+    db.session.refresh(req)
+    if result.rowcount != 1:
+        if req.status == "signed":
+            raise OpinionError("The opinion was signed a moment ago; a signed request cannot "
+                               "be cancelled.")
+        raise OpinionError("This request is already closed.")
     consultant = req.consultant
-    req.status = "cancelled"
-    req.cancelled_at = utcnow()
-    req.cancel_reason = reason.strip()
     if consultant is not None:
         revoke_access(req.study, consultant, source=_source(req), by=user)
         notify(consultant, "opinion.cancelled", f"{describe(req)} was cancelled",

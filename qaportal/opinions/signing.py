@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import sqlalchemy as sa
+
 from qaportal import audit
 from qaportal.auth.service import check_totp
 from qaportal.extensions import db
@@ -123,16 +125,33 @@ def sign(req: OpinionRequest, user: User, secret: str) -> Opinion:
     method, licence = _signature(req, user, secret)
     credentials = credentials_of(user)[:300]  # loaded before any attribute changes
     now = utcnow()
+    db.session.flush()
+    # Conditional, like a claim: a cancel that got there first wins, and the signature is
+    # refused with a clear message (and rolled back by the caller).
+    result = db.session.execute(
+        sa.update(OpinionRequest)
+        .where(OpinionRequest.id == req.id, OpinionRequest.status == "accepted",
+               OpinionRequest.consultant_id == user.id)
+        .values(status="signed", signed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(req)
+    if result.rowcount != 1:
+        if req.status == "cancelled":
+            raise OpinionError("The requester cancelled this request a moment ago; the "
+                               "opinion was not signed.")
+        if req.status == "signed":
+            raise OpinionError("The opinion is already signed.")
+        raise OpinionError("This request is no longer assigned to you; the opinion was not "
+                           "signed.")
     with db.session.no_autoflush:
+        req.turnaround_minutes = turnaround_minutes(req)
         opinion.signed_at = now
         opinion.signature_method = method
         opinion.signer_name = user.full_name
         opinion.signer_credentials = credentials
         opinion.license_jurisdiction = licence.jurisdiction
         opinion.license_number = licence.number
-        req.status = "signed"
-        req.signed_at = now
-        req.turnaround_minutes = turnaround_minutes(req)
     db.session.flush()
     audit.record("opinion.signed", req, actor=user, method=method,
                  license_jurisdiction=licence.jurisdiction,
