@@ -1,13 +1,25 @@
-"""A STAT second opinion end to end: request, claim, questions, opinion, signature, addendum."""
+"""A STAT second opinion end to end: upload, request, claim, questions, viewer, opinion,
+signature, notification, addendum."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import warnings
 
+import pytest
 from playwright.sync_api import expect
+from pydicom.data import get_testdata_file
 
+from qaportal.dicom import generate_ct_series
 from qaportal.extensions import db
-from tests.factories import DEFAULT_PASSWORD, make_certification, make_study, make_user
+from tests.factories import (
+    DEFAULT_PASSWORD,
+    make_certification,
+    make_opinion_request,
+    make_study,
+    make_user,
+)
 
 
 def _login(page, base: str, email: str) -> None:
@@ -18,25 +30,52 @@ def _login(page, base: str, email: str) -> None:
     expect(page.locator(".whoami")).to_be_visible()
 
 
-def test_stat_pool_request_to_signed_opinion(live_server, browser):
+@pytest.fixture
+def exam(tmp_path):
+    """What radiologist A uploads: a small CT series (from pydicom's CT_small) and MR_small."""
+    folder = tmp_path / "exam"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = get_testdata_file("CT_small.dcm")
+        mr = get_testdata_file("MR_small.dcm")
+    generate_ct_series(folder / "ct", slices=3, base=base, patient=("OPINION^E2E", "OPN0001"),
+                       series_description="HEAD AXIAL")
+    shutil.copy(mr, folder / "MR_small.dcm")
+    return sorted(str(p) for p in folder.rglob("*.dcm"))
+
+
+def test_stat_pool_request_to_signed_opinion(live_server, browser, exam):
     app = live_server.app
     app.config["OPINION_AUTOSAVE_SECONDS"] = 2
     with app.app_context():
         a = make_user(full_name="Dr Alice Asker", subspecialties=["body"], licenses=["CA"])
         b = make_user(full_name="Dr Bob Neuro", subspecialties=["neuro"], licenses=["CA"])
         make_certification(b)
-        study = make_study(a, description="CT HEAD W/O CONTRAST",
-                           report="Possible hypodensity left insula.")
+        # Work already waiting in the neuro pool, due later than a STAT request will be.
+        routine = make_opinion_request(make_study(a), a, priority="routine")
+        urgent = make_opinion_request(make_study(a), a, priority="urgent")
         db.session.commit()
-        a_email, b_email, study_id = a.email, b.email, study.id
+        a_email, b_email = a.email, b.email
+        earlier = [urgent.id, routine.id]
     base = live_server.url
     ctx_a, ctx_b = browser.new_context(), browser.new_context()
     pa, pb = ctx_a.new_page(), ctx_b.new_page()
     pb.on("dialog", lambda dialog: dialog.accept())
 
-    # A asks the neuro pool for a STAT opinion from the study page.
+    # A uploads the exam through the upload page, with jurisdiction and report.
     _login(pa, base, a_email)
-    pa.goto(f"{base}/studies/{study_id}")
+    pa.goto(f"{base}/studies/upload")
+    pa.set_input_files("#file-input", exam)
+    expect(pa.locator("#selection")).to_contain_text("4 files chosen")
+    pa.fill("#jurisdiction", "CA")
+    pa.fill("#report_text", "Possible hypodensity left insula.")
+    pa.click("#upload-button")
+    expect(pa.locator("#upload-summary")).to_be_visible(timeout=30_000)
+    expect(pa.locator("#count-stored")).to_have_text("4")
+    pa.locator("tr", has_text="OPINION, E2E").locator("a").first.click()
+    study_id = int(re.search(r"/studies/(\d+)$", pa.url).group(1))
+
+    # A asks the neuro pool for a STAT opinion from the study page.
     pa.click("text=Ask for a second opinion")
     expect(pa.locator("#preliminary_read")).to_have_value("Possible hypodensity left insula.")
     pa.fill("#clinical_question", "Early infarct in the left insula?")
@@ -48,13 +87,23 @@ def test_stat_pool_request_to_signed_opinion(live_server, browser):
     request_url = pa.url
     request_id = int(re.search(r"/opinions/(\d+)", request_url).group(1))
 
-    # B sees it at the top of the worklist with a running countdown, and claims it.
+    # B sees it at the top of the worklist, above the earlier urgent and routine requests,
+    # with a countdown that the page's clock keeps running.
+    pb.clock.install()
     _login(pb, base, b_email)
     pb.goto(f"{base}/opinions/")
-    first = pb.locator("#my-worklist tbody tr").first
-    expect(first).to_have_attribute("data-request-id", str(request_id))
+    rows = pb.locator("#my-worklist tbody tr")
+    expect(rows).to_have_count(3)
+    ids = [int(x) for x in rows.evaluate_all("rs => rs.map(r => r.dataset.requestId)")]
+    assert ids == [request_id, *earlier]
+    first = rows.first
     expect(first.locator(".prio")).to_have_text("STAT")
-    expect(first.locator("[data-due]")).to_have_text(re.compile(r"^(59|60) min$|^1 h 00 min$"))
+    countdown = first.locator("[data-due]")
+    expect(countdown).to_have_text(re.compile(r"^(5[89]|60) min$|^1 h 00 min$"))
+    before = countdown.inner_text()
+    pb.clock.run_for("05:00")  # five minutes pass: the 15-second tick updates the text
+    expect(countdown).not_to_have_text(before)
+    expect(countdown).to_have_text(re.compile(r"^5[3-5] min$"))
     first.locator("button:has-text('Claim')").click()
     expect(pb.locator(".flash-success")).to_contain_text("claimed")
 
@@ -71,7 +120,11 @@ def test_stat_pool_request_to_signed_opinion(live_server, browser):
 
     # B opens the images, then writes (autosaved) and signs the opinion.
     pb.click("#open-images")
-    expect(pb).to_have_url(re.compile(rf"/studies/{study_id}(/viewer)?$"))
+    expect(pb).to_have_url(re.compile(rf"/studies/{study_id}/viewer(\?.*)?$"))
+    image = pb.locator("#viewer-image")
+    expect(image).to_have_attribute("data-loaded", re.compile(r"/frames/0\.png$"))
+    assert pb.evaluate("document.getElementById('viewer-image').naturalWidth") > 0
+    expect(pb.locator("#frame-error")).to_be_hidden()
     pb.goto(request_url)
     pb.click("#write-opinion")
     pb.fill("#findings", "Loss of grey-white differentiation in the left insula.")
