@@ -117,3 +117,29 @@ def test_bell_count_list_and_open_marks_read(client, auth, app):
     client.post("/notifications/read-all")
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Notification).where(
         Notification.user_id == b.id, Notification.read_at.is_(None))) == 0
+
+
+def test_approaching_deadline_warns_the_assigned_consultant_once(app):
+    a, b, c, qa, study = _setup()
+    d = make_user(subspecialties=["neuro"], licenses=["CA"])
+    claimed = make_opinion_request(study, a, priority="routine")
+    service.claim(claimed, c)
+    named = make_opinion_request(make_study(a), a, priority="urgent", colleague=d)
+    db.session.commit()
+    db.session.query(Notification).delete()
+    line = _run(app)  # nothing is due soon yet
+    assert "0 approaching" in line and _notes("opinion.deadline") == []
+    _age(claimed, 40)  # 8 of 48 hours left
+    _age(named, 3.5)  # 30 of 240 minutes left, not yet accepted by D
+    db.session.commit()
+    assert sla_state(claimed) == sla_state(named) == "approaching"
+    line = _run(app)
+    assert "2 approaching" in line and "2 notification(s)" in line
+    # Only the consultant holding each request: not the pool, not the requester.
+    assert sorted(_notes("opinion.deadline")) == sorted([c.id, d.id])
+    messages = db.session.execute(sa.select(Notification.user_id, Notification.link).where(
+        Notification.kind == "opinion.deadline")).all()
+    assert sorted(messages) == sorted([(c.id, f"/opinions/{claimed.id}"),
+                                       (d.id, f"/opinions/{named.id}")])
+    assert "0 notification(s)" in _run(app)
+    assert sorted(_notes("opinion.deadline")) == sorted([c.id, d.id])
