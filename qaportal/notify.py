@@ -28,10 +28,14 @@ def notify(user: User, kind: str, message: str, link: str = "", *,
         )
         if exists is not None:
             return None
-    note = Notification(user_id=user.id, kind=kind, message=message[:300], link=link,
-                        dedupe_key=dedupe_key)
-    db.session.add(note)
-    db.session.flush()
+        note = _insert_once(user_id=user.id, kind=kind, message=message[:300], link=link,
+                            dedupe_key=dedupe_key)
+        if note is None:
+            return None  # another run sent it a moment ago
+    else:
+        note = Notification(user_id=user.id, kind=kind, message=message[:300], link=link)
+        db.session.add(note)
+        db.session.flush()
     if email and user.active:
         # Sent only once the transaction commits: a rolled-back action mails nobody.
         pending = db.session.info.setdefault(PENDING_KEY, [])
@@ -40,6 +44,26 @@ def notify(user: User, kind: str, message: str, link: str = "", *,
 
 
 PENDING_KEY = "qaportal_pending_mail"
+
+
+def _insert_once(**values) -> Notification | None:
+    """Insert a notification unless its dedupe_key exists; None when it did.
+
+    INSERT ... ON CONFLICT DO NOTHING, so that two overlapping runs (sla-check from cron)
+    never fail on the unique key: the later one waits for the earlier one and skips.
+    """
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the portal runs on SQLite or PostgreSQL
+        raise RuntimeError(f"unsupported database: {dialect}")
+    stmt = (insert(Notification).values(**values)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(Notification.id))
+    new_id = db.session.execute(stmt).scalar_one_or_none()
+    return None if new_id is None else db.session.get(Notification, new_id)
 
 
 @sa.event.listens_for(sa.orm.Session, "after_commit")

@@ -35,6 +35,18 @@ def _send(user, kind: str, message: str, req: OpinionRequest, key: str) -> int:
     return 0 if note is None else 1
 
 
+def _mark_breached(req: OpinionRequest, now) -> bool:
+    """Stamp the breach once: False when an overlapping run stamped it first."""
+    result = db.session.execute(
+        sa.update(OpinionRequest)
+        .where(OpinionRequest.id == req.id, OpinionRequest.breached_at.is_(None))
+        .values(breached_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(req)
+    return result.rowcount == 1
+
+
 def check_deadlines() -> SlaSummary:
     """Notify consultants of approaching deadlines and escalate breaches; the caller commits."""
     now = utcnow()
@@ -60,8 +72,7 @@ def check_deadlines() -> SlaSummary:
                     f"opinion:{req.id}:approaching:{user.id}")
         elif state == "overdue":
             summary.overdue += 1
-            if req.breached_at is None:
-                req.breached_at = now
+            if req.breached_at is None and _mark_breached(req, now):
                 audit.record("opinion.sla_breached", req, actor_label="sla-check",
                              due_at=req.due_at.isoformat())
             targets = {u.id: u for u in qa_managers()}
