@@ -29,8 +29,10 @@
 
   function addFiles(list) {
     for (var i = 0; i < list.length; i++) {
+      // A dropped entry is {file, name: its path}; a picked File has a name of its own,
+      // and a folder picker's File its path in webkitRelativePath.
       var f = list[i].file || list[i];
-      var name = list[i].name || f.webkitRelativePath || f.name;
+      var name = list[i].file ? list[i].name : (f.webkitRelativePath || f.name);
       chosen.push({ file: f, name: name });
     }
     var total = chosen.reduce(function (s, c) { return s + c.file.size; }, 0);
@@ -67,16 +69,16 @@
   });
   dropzone.addEventListener("drop", function (e) {
     e.preventDefault();
-    var items = e.dataTransfer.items;
-    if (items && items.length && items[0].webkitGetAsEntry) {
-      var out = [];
-      var jobs = [];
-      for (var i = 0; i < items.length; i++) {
-        var entry = items[i].webkitGetAsEntry();
-        if (entry) { jobs.push(walk(entry, "", out)); }
-      }
-      Promise.all(jobs).then(function () { addFiles(out); });
-    } else { addFiles(e.dataTransfer.files); }
+    var items = e.dataTransfer.items || [];
+    var entries = [];
+    for (var i = 0; i < items.length; i++) {
+      var entry = items[i].webkitGetAsEntry ? items[i].webkitGetAsEntry() : null;
+      if (entry) { entries.push(entry); }
+    }
+    if (!entries.length) { addFiles(e.dataTransfer.files); return; }  // no entries API
+    var out = [];
+    Promise.all(entries.map(function (en) { return walk(en, "", out); }))
+      .then(function () { addFiles(out); });
   });
 
   function chunks(items) {
