@@ -39,6 +39,12 @@ def _load_user(token: str):
     return user
 
 
+def megabytes(n: int) -> str:
+    """Format a byte count in MB (MiB) for messages: "1024", "64", "0.5"."""
+    value = n / (1024 * 1024)
+    return str(round(value)) if value >= 10 else f"{value:.2g}"
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
@@ -118,8 +124,12 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(413)
     def too_large(e):
-        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-        return _error(413, "Upload too large", f"The limit is {limit} MB per upload.")
+        limit = megabytes(app.config["MAX_CONTENT_LENGTH"])
+        message = f"The limit is {limit} MB per upload request."
+        if _wants_json():
+            return jsonify(error=f"upload too large: the limit is {limit} MB per upload request",
+                           limit_mb=limit), 413
+        return _error(413, "Upload too large", message)
 
     @app.errorhandler(CSRFError)
     def csrf_error(e):

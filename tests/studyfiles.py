@@ -40,3 +40,54 @@ def truncated_copy(name: str, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(data[: len(data) // 2])
     return dest
+
+
+def crashing_copies(dest_dir: Path) -> list[Path]:
+    """Write damaged files that make pydicom itself raise something other than a DICOM error.
+
+    Each broke a whole batch once: an unknown VR (NotImplementedError), a group length of
+    odd size (BytesLengthException) and a deflated dataset cut short (zlib.error).
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    ct = sample("CT_small.dcm").read_bytes()
+    ts_elem = ct.find(b"\x02\x00\x10\x00UI")
+    group_length = ct.find(b"\x02\x00\x00\x00UL\x04\x00")
+    assert ts_elem > 0 and group_length > 0
+    deflated = sample("image_dfl.dcm").read_bytes()
+    files = {
+        "unknown-vr.dcm": ct[: ts_elem + 4] + b"UM" + ct[ts_elem + 6 :],
+        "odd-length.dcm": ct[: group_length + 6] + b"\x06\x00" + ct[group_length + 8 :],
+        "deflated-cut-short.dcm": deflated[: len(deflated) // 2],
+    }
+    paths = []
+    for name, data in files.items():
+        (dest_dir / name).write_bytes(data)
+        paths.append(dest_dir / name)
+    return paths
+
+
+def unknown_transfer_syntax_copy(dest: Path) -> Path:
+    """Write CT_small with a transfer syntax UID pydicom does not know (a private one)."""
+    ct = sample("CT_small.dcm").read_bytes()
+    at = ct.find(b"1.2.840.10008.1.2.1\x00")
+    assert at > 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(ct[:at] + b"1.2.840.10008.1.2.9" + ct[at + 19 :])
+    return dest
+
+
+def zip_with_corrupt_deflated_entry(dest: Path) -> Path:
+    """Write a ZIP_DEFLATED archive of MR_small (intact) and CT_small (deflate stream damaged)."""
+    import zipfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(sample("MR_small.dcm"), "study/mr.dcm")
+        zf.write(sample("CT_small.dcm"), "study/ct.dcm")
+    with zipfile.ZipFile(dest) as zf:
+        info = zf.getinfo("study/ct.dcm")
+    data = bytearray(dest.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 10
+    data[start : start + 50] = b"\xff" * 50
+    dest.write_bytes(bytes(data))
+    return dest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import pydicom
@@ -208,7 +209,42 @@ def test_request_over_the_size_limit_gets_a_clear_json_error(app, client, login_
                           content_type="multipart/form-data",
                           headers={"Accept": "application/json"})
     assert res.status_code == 413
-    assert res.get_json() == {"error": "upload too large"}
+    assert res.get_json() == {
+        "error": "upload too large: the limit is 0.019 MB per upload request", "limit_mb": "0.019"}
+    from qaportal.hooks import megabytes
+
+    assert [megabytes(n * 1024 * 1024) for n in (1024, 64, 1.5)] == ["1024", "64", "1.5"]
+
+
+def test_files_the_browser_did_not_send_are_listed_in_the_summary(app, client, login_as):
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+    login_as("radiologist")
+    urls = client.post("/studies/upload/batches").get_json()
+    with open(sample("CT_small.dcm"), "rb") as a:
+        client.post(urls["files_url"], data={"files": [(a, "exam/CT.dcm")]},
+                    content_type="multipart/form-data")
+    reported = [
+        {"file": "exam/huge.dcm", "reason": "too_large"},
+        {"file": "exam/a.dcm", "reason": "failed", "detail": "the server answered 500"},
+        {"file": "exam/b.dcm", "reason": "failed", "detail": "x" * 5000},
+        {"file": "", "reason": "failed"}, "junk", {"file": 7}, {"more": 3},
+    ]
+    done = client.post(urls["finish_url"], data={"client_rejections": json.dumps(reported)})
+    assert done.status_code == 200
+    batch = db.session.scalars(sa.select(UploadBatch)).one()
+    errors = {e["file"]: e["error"] for e in batch.errors}
+    assert batch.stored == 1 and len(errors) == 4
+    assert errors["exam/huge.dcm"] == "not sent: larger than the 64 MB limit per upload request"
+    assert "part failed (the server answered 500)" in errors["exam/a.dcm"]
+    assert len(errors["exam/b.dcm"]) < 400
+    assert errors["3 more files"]
+    summary = client.get(done.get_json()["redirect"]).get_data(as_text=True)
+    assert "exam/huge.dcm" in summary and "64 MB limit" in summary and "exam/a.dcm" in summary
+    # Finishing again (a retried request) adds nothing; garbage is ignored, never a 500.
+    again = client.post(urls["finish_url"], data={"client_rejections": "{not json"})
+    assert again.status_code == 200
+    db.session.refresh(batch)
+    assert len(batch.errors) == 4
 
 
 def test_home_panel_lists_my_recent_studies(client, owner_study):

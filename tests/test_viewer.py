@@ -83,8 +83,11 @@ def test_frames_follow_anatomical_order_not_instance_numbers(client, login_as, c
     assert frames[0]["url"] == (f"/studies/{study.id}/instances/{frames[0]['instance_id']}"
                                 "/frames/0.png")
     assert {p["name"] for p in data["presets"]} >= {"Default", "Brain", "Lung", "Bone", "Abdomen"}
-    brain = next(p for p in data["presets"] if p["name"] == "Brain")
-    assert brain["window"] == [40, 80]
+    windows = {p["name"]: p["window"] for p in data["presets"]}
+    assert windows["Brain"] == [40, 80]
+    assert windows["Lung"] == [-600, 1500]
+    assert windows["Bone"] == [400, 1800]
+    assert windows["Abdomen"] == [40, 400]
     assert data["auto_window"] is not None  # CT_small has no window of its own
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,8 @@ from typing import Any, BinaryIO, TypeVar
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from .errors import DicomRejected
 
@@ -74,9 +75,15 @@ def read_header(path: str | os.PathLike[str]) -> InstanceHeader:
         with path.open("rb") as fp:
             ds = _read_dataset(fp)
             has_pixels = _check_pixel_data(fp, ds, size)
+        return header_from_dataset(ds, has_pixel_data=has_pixels, file_size=size)
+    except DicomRejected:
+        raise
     except OSError as exc:
         raise DicomRejected(f"cannot read file: {exc.strerror or exc}") from exc
-    return header_from_dataset(ds, has_pixel_data=has_pixels, file_size=size)
+    except Exception as exc:  # noqa: BLE001 - a damaged file can break pydicom in many ways
+        # (unknown VR, odd value lengths, a corrupt deflate stream, a bogus transfer
+        # syntax UID...): whatever the failure, it is this file's, never the batch's.
+        raise DicomRejected(f"unreadable DICOM file ({type(exc).__name__})") from exc
 
 
 def header_from_dataset(
@@ -175,7 +182,8 @@ def _read_dataset(fp: BinaryIO) -> Dataset:
         raise DicomRejected("not a DICOM file") from exc
     except EOFError as exc:
         raise DicomRejected("truncated file") from exc
-    except (ValueError, KeyError, struct.error, TypeError, OverflowError) as exc:
+    except (ValueError, KeyError, struct.error, TypeError, OverflowError,
+            NotImplementedError, BytesLengthException, zlib.error) as exc:
         raise DicomRejected(f"unreadable DICOM header ({type(exc).__name__})") from exc
     if not has_preamble and not (len(ds) and _text(ds, "SOPClassUID")):
         raise DicomRejected("not a DICOM file")
@@ -250,8 +258,8 @@ def _walk_fragments(fp: BinaryIO, file_size: int) -> None:
 def expected_native_length(ds: Dataset) -> int | None:
     """Return the byte length of native (uncompressed) pixel data, or None if unknown."""
     meta = getattr(ds, "file_meta", None) or Dataset()
-    ts = meta.get("TransferSyntaxUID")
-    if ts is not None and ts.is_compressed:
+    ts = _text(meta, "TransferSyntaxUID")
+    if ts and _is_compressed(ts):
         return None
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -263,6 +271,14 @@ def expected_native_length(ds: Dataset) -> int | None:
     if _text(ds, "PhotometricInterpretation") == "YBR_FULL_422" and spp == 3:
         return rows * cols * frames * 2 * bits // 8
     return (rows * cols * frames * spp * bits + 7) // 8
+
+
+def _is_compressed(ts: str) -> bool:
+    """Tell whether a transfer syntax UID encapsulates its pixel data (unknown: assume so)."""
+    try:
+        return bool(UID(ts).is_compressed)
+    except ValueError:  # a private or damaged UID: not a transfer syntax pydicom knows
+        return True
 
 
 def _read_exact(fp: BinaryIO, n: int) -> bytes:

@@ -7,6 +7,7 @@ import stat
 import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -137,7 +138,7 @@ def _iter_zip(archive: Path, display: str, limits: SourceLimits, tmp: Path) -> I
         return
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+    except Exception:  # noqa: BLE001 - BadZipFile, OSError, ValueError, struct.error...
         yield SourceItem(display, error="not a readable zip archive")
         return
     with zf:
@@ -219,10 +220,13 @@ def _extract(
         OSError,
         EOFError,
         NotImplementedError,
+        zlib.error,  # damaged deflate stream
     ) as exc:
         return f"corrupt zip entry ({exc.__class__.__name__})", size
     except RuntimeError as exc:  # e.g. encrypted entry without password
         return f"unreadable zip entry ({exc})", size
+    except Exception as exc:  # noqa: BLE001 - any other failure is this entry's alone
+        return f"unreadable zip entry ({exc.__class__.__name__})", size
     return None, size
 
 

@@ -37,6 +37,10 @@ def study_context(study: Study, options: frozenset[DeidOption]) -> DeidContext:
                        date_shift_days=study.deid_date_shift_days)
 
 
+class DeidExportError(Exception):
+    """A stored image that cannot be de-identified; the message names it by position only."""
+
+
 @dataclass
 class DeidReport:
     """What a de-identified export holds."""
@@ -60,10 +64,15 @@ def build_deidentified_zip(study: Study, options: frozenset[DeidOption]) -> tupl
             for s_index, series in enumerate(study.series, start=1):
                 for i_index, inst in enumerate(sorted(series.instances, key=_order), start=1):
                     data = store.read_verified(inst.storage_key, inst.sha256)
-                    ds = dcmread(io.BytesIO(data))
-                    result = deidentify_dataset(ds, ctx)
-                    out = io.BytesIO()
-                    ds.save_as(out, enforce_file_format=True)
+                    try:
+                        ds = dcmread(io.BytesIO(data))
+                        result = deidentify_dataset(ds, ctx)
+                        out = io.BytesIO()
+                        ds.save_as(out, enforce_file_format=True)
+                    except Exception as exc:  # noqa: BLE001 - never ship it half done
+                        raise DeidExportError(
+                            f"image S{s_index:03d}/I{i_index:05d} could not be read for "
+                            f"de-identification ({type(exc).__name__})") from exc
                     zf.writestr(f"{study.pseudonym}/S{s_index:03d}/I{i_index:05d}.dcm",
                                 out.getvalue())
                     report.files += 1

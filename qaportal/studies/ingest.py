@@ -14,12 +14,11 @@ is not there.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import math
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -42,6 +41,7 @@ from qaportal.studies.access import grant_access
 BURNED_IN_PRONE = {"US", "SC", "OT", "XC", "ES", "DOC"}
 CONFLICT = "conflict: another file with this SOPInstanceUID and different content is stored"
 _IN_CHUNK = 500  # values per IN (...) list
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,15 +75,6 @@ class Prepared:
     size: int
 
 
-def file_sha256(path: Path) -> str:
-    """Return the SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def slice_position(h: InstanceHeader) -> float | None:
     """Return the position along the slice normal (for anatomical order), if known."""
     if h.image_position and h.image_orientation and len(h.image_orientation) == 6:
@@ -93,10 +84,6 @@ def slice_position(h: InstanceHeader) -> float | None:
         value = sum(p * n for p, n in zip(h.image_position, normal, strict=True))
         return value if math.isfinite(value) else None
     return h.slice_location
-
-
-def _new_pseudonym() -> str:
-    return "QA-" + secrets.token_hex(5).upper()
 
 
 def _study_from(h: InstanceHeader, owner: User) -> Study:
@@ -109,8 +96,8 @@ def _study_from(h: InstanceHeader, owner: User) -> Study:
         study_description=h.study_description[:200], body_part=h.body_part[:64],
         institution=h.institution[:200], referring_physician=h.referring_physician[:200],
         deid_key=key, deid_date_shift_days=date_shift_for(bytes.fromhex(key), h.study_uid),
-        pseudonym=_new_pseudonym(), series_count=0, instance_count=0, size_bytes=0,
-        burned_in_suspected=False,
+        pseudonym="QA-" + secrets.token_hex(5).upper(), series_count=0, instance_count=0,
+        size_bytes=0, burned_in_suspected=False,
     )
 
 
@@ -137,6 +124,12 @@ class Ingester:
                     header = read_header(item.path)
                 except DicomRejected as exc:
                     self.entries.append((item.name, exc.reason))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one bad file never fails the batch
+                    # The type only: messages and names may carry patient data.
+                    log.warning("ingest: unreadable file in batch %s (%s)",
+                                self.batch.id if self.batch else "-", type(exc).__name__)
+                    self.entries.append((item.name, f"unreadable file ({type(exc).__name__})"))
                     continue
                 self._ingest_one(item, header)
             # Files are written without a fsync each; one pass makes them all durable

@@ -27,7 +27,7 @@ from qaportal.permissions import (
 )
 from qaportal.studies import bp, service
 from qaportal.studies.actions import actions_for
-from qaportal.studies.deid import build_deidentified_zip, deid_options
+from qaportal.studies.deid import DeidExportError, build_deidentified_zip, deid_options
 from qaportal.studies.forms import DeidDownloadForm, StudyContextForm
 from qaportal.studies.presenter import present
 from qaportal.studies.queries import study_for, visible_studies
@@ -117,12 +117,16 @@ def download_deidentified(study_id: int):
                            retain_device_identity=form.retain_device_identity.data)
     try:
         path, report = build_deidentified_zip(study, options)
-    except StoredFileMissing:
-        abort(404)
-    except StoredFileCorrupt:
-        current_app.logger.error("study %s: a stored file failed its SHA-256 check", study.id)
-        flash("A stored image failed its integrity check, so the copy cannot be built. "
+    except (StoredFileMissing, StoredFileCorrupt) as exc:
+        what = "is missing" if isinstance(exc, StoredFileMissing) else \
+            "failed its integrity check"
+        current_app.logger.error("study %s: a stored file %s", study.id, what)
+        flash(f"A stored image {what}, so the de-identified copy cannot be built. "
               "An administrator can run `qaportal verify-storage`.", "error")
+        return redirect(url_for("studies.detail", study_id=study.id))
+    except DeidExportError as exc:
+        current_app.logger.error("study %s: %s", study.id, exc)
+        flash(f"The de-identified copy cannot be built: {exc}.", "error")
         return redirect(url_for("studies.detail", study_id=study.id))
     audit.record("study.downloaded", study, kind="deidentified", mode=mode,
                  options=sorted(o.name for o in options), files=report.files,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from werkzeug.utils import secure_filename
 from qaportal import audit
 from qaportal.dicom import Received
 from qaportal.extensions import db
+from qaportal.hooks import megabytes
 from qaportal.models import Study, UploadBatch, User, UserRole
 from qaportal.permissions import role_required
 from qaportal.studies import bp, jobs, service
@@ -143,8 +145,54 @@ def batch_finish(batch_id: int):
     form = _upload_form()
     if not form.validate():
         return jsonify(error="Some fields are not valid.", fields=form.errors), 422
+    if batch.finished_at is None:
+        rejected = client_rejections(request.form.get("client_rejections", ""))
+        if rejected:
+            batch.errors = [*batch.errors, *rejected]
     response = _finish(batch, form)
     return jsonify(redirect=response.location)
+
+
+MAX_CLIENT_REJECTIONS = 1000
+
+
+def client_rejections(raw: str) -> list[dict]:
+    """Turn the browser's list of files it did not send into batch errors, checked.
+
+    The browser reports [{"file": name, "reason": "too_large" | "failed", "detail": text}]
+    and how many more there were ({"more": n}); the messages are the server's own.
+    """
+    try:
+        data = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    if not isinstance(data, list):
+        return []
+    limit = megabytes(current_app.config["MAX_CONTENT_LENGTH"])
+    errors: list[dict] = []
+    more = 0
+    for entry in data:
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("more"), int) and entry["more"] > 0:
+            more += entry["more"]
+            continue
+        name = entry.get("file")
+        if not isinstance(name, str) or not name.strip():
+            continue
+        if len(errors) >= MAX_CLIENT_REJECTIONS:
+            more += 1
+            continue
+        if entry.get("reason") == "too_large":
+            error = f"not sent: larger than the {limit} MB limit per upload request"
+        else:
+            detail = str(entry.get("detail") or "the connection failed")[:200]
+            error = (f"not stored: the upload of its part failed ({detail}); "
+                     "upload it again (a copy already stored counts as a duplicate)")
+        errors.append({"file": name.replace("\\", "/")[-300:], "error": error})
+    if more:
+        errors.append({"file": f"{more} more files", "error": "not sent (see above)"})
+    return errors
 
 
 def _finish(batch: UploadBatch, form: UploadForm):

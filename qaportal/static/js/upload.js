@@ -20,6 +20,8 @@
   // Parts in flight at once: the server stores each part in its own worker, in parallel.
   var PARALLEL_PARTS = 2;
   var MAX_LISTED = 2000;
+  // Files the browser itself did not get stored, reported to the summary at the end.
+  var MAX_REPORTED = 1000;
   var chosen = [];  // {file, name}
 
   function label(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
@@ -27,8 +29,10 @@
 
   function addFiles(list) {
     for (var i = 0; i < list.length; i++) {
+      // A dropped entry is {file, name: its path}; a picked File has a name of its own,
+      // and a folder picker's File its path in webkitRelativePath.
       var f = list[i].file || list[i];
-      var name = list[i].name || f.webkitRelativePath || f.name;
+      var name = list[i].file ? list[i].name : (f.webkitRelativePath || f.name);
       chosen.push({ file: f, name: name });
     }
     var total = chosen.reduce(function (s, c) { return s + c.file.size; }, 0);
@@ -65,16 +69,16 @@
   });
   dropzone.addEventListener("drop", function (e) {
     e.preventDefault();
-    var items = e.dataTransfer.items;
-    if (items && items.length && items[0].webkitGetAsEntry) {
-      var out = [];
-      var jobs = [];
-      for (var i = 0; i < items.length; i++) {
-        var entry = items[i].webkitGetAsEntry();
-        if (entry) { jobs.push(walk(entry, "", out)); }
-      }
-      Promise.all(jobs).then(function () { addFiles(out); });
-    } else { addFiles(e.dataTransfer.files); }
+    var items = e.dataTransfer.items || [];
+    var entries = [];
+    for (var i = 0; i < items.length; i++) {
+      var entry = items[i].webkitGetAsEntry ? items[i].webkitGetAsEntry() : null;
+      if (entry) { entries.push(entry); }
+    }
+    if (!entries.length) { addFiles(e.dataTransfer.files); return; }  // no entries API
+    var out = [];
+    Promise.all(entries.map(function (en) { return walk(en, "", out); }))
+      .then(function () { addFiles(out); });
   });
 
   function chunks(items) {
@@ -89,17 +93,42 @@
     return result;
   }
 
+  // One row per file: its name and status, and its own progress bar.
   function row(name) {
     var li = document.createElement("li");
     li.className = "queued";
-    li.textContent = name + " — waiting";
+    var text = document.createElement("span");
+    text.className = "file-status";
+    text.textContent = name + " — waiting";
+    var meter = document.createElement("progress");
+    meter.className = "file-progress";
+    meter.max = 100;
+    meter.value = 0;
+    meter.setAttribute("aria-label", name);
+    li.appendChild(text);
+    li.appendChild(meter);
+    li.meter = meter;
+    li.text = text;
     if (fileList.children.length < MAX_LISTED) { fileList.appendChild(li); }
     return li;
   }
 
   function setStatus(li, status, text) {
     li.className = status;
-    li.textContent = text;
+    li.text.textContent = text;
+    if (status === "rejected" || status === "conflict") { li.meter.hidden = true; }
+    else if (status !== "queued" && status !== "uploading") { li.meter.value = 100; }
+  }
+
+  // Spread a part's bytes sent over its files in order (the multipart framing is small).
+  function fileProgress(chunk, rows, loaded) {
+    var offset = 0;
+    chunk.forEach(function (it) {
+      var size = it.file.size || 1;
+      var sent = Math.max(0, Math.min(size, loaded - offset));
+      rows[it.index].meter.value = Math.round(100 * sent / size);
+      offset += it.file.size;
+    });
   }
 
   function postJSON(url, body) {
@@ -144,7 +173,11 @@
     var items = chosen.filter(function (c) { return c.file.size <= maxRequest; });
     var rows = {};
     items.forEach(function (it, i) { rows[i] = row(it.name); it.index = i; });
-    tooBig.forEach(function (c) { setStatus(row(c.name), "rejected", c.name + " — rejected: larger than the " + mb(maxRequest) + " limit per file"); });
+    var notSent = [];
+    tooBig.forEach(function (c) {
+      setStatus(row(c.name), "rejected", c.name + " — rejected: larger than the " + mb(maxRequest) + " limit per upload request");
+      notSent.push({ file: c.name, reason: "too_large" });
+    });
     var total = items.reduce(function (s, c) { return s + c.file.size; }, 0) || 1;
     var done = 0, counts = { stored: 0, duplicate: 0, rejected: tooBig.length, conflict: 0 };
     var inFlight = {};  // part number -> bytes sent so far
@@ -166,7 +199,9 @@
         var chunk = parts[n];
         chunk.forEach(function (it) { setStatus(rows[it.index], "uploading", it.name + " — uploading"); });
         inFlight[n] = 0;
-        return sendChunk(batch.files_url, chunk, function (loaded) { inFlight[n] = loaded; show(); })
+        return sendChunk(batch.files_url, chunk, function (loaded) {
+          inFlight[n] = loaded; fileProgress(chunk, rows, loaded); show();
+        })
           .then(function (res) {
             var size = chunk.reduce(function (s, c) { return s + c.file.size; }, 0);
             delete inFlight[n];
@@ -175,6 +210,7 @@
               chunk.forEach(function (it) {
                 counts.rejected++;
                 setStatus(rows[it.index], "rejected", it.name + " — not stored: " + res.failed);
+                notSent.push({ file: it.name, reason: "failed", detail: res.failed });
               });
             } else {
               var byName = {};
@@ -202,6 +238,11 @@
       return Promise.all(lanes).then(function () {
         var data = new FormData(form);
         data.delete("files");
+        var reported = notSent.slice(0, MAX_REPORTED).map(function (r) {
+          return { file: r.file.slice(-300), reason: r.reason, detail: (r.detail || "").slice(0, 200) };
+        });
+        if (notSent.length > MAX_REPORTED) { reported.push({ more: notSent.length - MAX_REPORTED }); }
+        data.append("client_rejections", JSON.stringify(reported));
         return postJSON(batch.finish_url, data);
       }).then(function (res) { window.location.assign(res.redirect); });
     }).catch(function (err) {
