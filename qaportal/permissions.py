@@ -96,6 +96,12 @@ def can_see_access_list(user: User, study) -> bool:
     return user.id == study.owner_id or user.has_role("qa_manager", "admin")
 
 
+def can_see_blind_grants(user: User) -> bool:
+    """Only QA managers see who was given a study for blind review (reviewer, committee,
+    teaching attendees) beside who read it; the uploader and admins see only a count."""
+    return user.has_role("qa_manager")
+
+
 def can_view_study(user: User, study) -> bool:
     """A study is visible to its uploader, to users a workflow shared it with, and to QA."""
     return study_access_mode(user, study) is not None
