@@ -134,14 +134,18 @@ def _render_feedback(case: DiscrepancyCase, form=None, status: int = 200):
     _, reviewer = case_service.parties(case)
     people = [reviewer, *[m.user for m in case.members]]
     mode = study_access_mode(current_user, read.study) or "deidentified"
-    comments = [scrub(v.comment, people) for v in case.round_votes() if v.comment]
+    # While a dispute is re-scored the reader sees the standing decision, labelled as such,
+    # and none of the new round's comments until its decision is recorded.
+    comments = [scrub(v.comment, people) for v in case_service.decided_votes(case)
+                if v.comment]
     return render_template(
         "reviews/feedback.html", case=case, read=read, view=present(read.study, mode),
         can_open_study=study_access_mode(current_user, read.study) is not None,
         category=case.review.effective.category, comments=comments,
         rationale=scrub(case.rationale, people), form=form or FeedbackForm(formdata=None),
         score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS,
-        status_labels=STATUS_LABELS,
+        status_labels=STATUS_LABELS, rereview=case_service.under_rereview(case),
+        decided_round=case_service.decided_round(case),
     ), status
 
 
