@@ -152,8 +152,10 @@ def can_message_opinion_request(user: User, req) -> bool:
 
 
 def can_request_opinion(user: User, study) -> bool:
-    """A radiologist with full access to a study may ask for a second opinion on it."""
-    return user.has_role("radiologist") and study_access_mode(user, study) == "full"
+    """A radiologist with full access to a study may ask for a second opinion on it; not one
+    who holds it only for blind review (the request form carries the reader's notes)."""
+    return (user.has_role("radiologist") and study_access_mode(user, study) == "full"
+            and not is_blind_access(user, study))
 # Reports (PDF exports)
 def can_export_reports(user: User) -> bool:
     """QA managers and administrators open the reports page and make exports."""
