@@ -30,6 +30,10 @@ def teaching_new(review_id: int):
     review = db.session.get(Review, review_id)
     if review is None:
         abort(404)
+    refusal = learning.teaching_refusal(review)
+    if refusal is not None:
+        flash(f"Review {review.id} cannot become a teaching case. {refusal}", "error")
+        return redirect(url_for("qa.teaching"))
     eff = review.effective
     form = TeachingForm(category=eff.category or "") if request.method == "GET" \
         else TeachingForm()
