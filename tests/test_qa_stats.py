@@ -249,3 +249,29 @@ def test_funnel_svg_draws_the_stats_module_numbers(monkeypatch):
     for name in ("95%", "99.8%"):
         assert {y for c in _polyline(svg, name) for y in c.values()} == {"336.0", "182.0"}
     assert 'class="point low99"' in svg
+
+
+def test_stats_page_shows_low_outliers_as_well_as_high(client, auth, db):
+    """p = 20/60 = 1/3. High: 20/20 (above 99.8 %). Low99: 0/30, lower 99.8 % limit
+    1/3 - 3.090232 * sqrt(2/9 / 30) = 0.0674 > 0. Low95: 0/10, lower 95 % limit
+    1/3 - 1.959964 * sqrt(2/9 / 10) = 0.0411 > 0, lower 99.8 % limit below 0."""
+    owner = make_user(["radiologist"])
+    rev = make_user(["reviewer"])
+    qa = make_user(["qa_manager"])
+    readers = {}
+    for name, n, k in (("Hugo High", 20, 20), ("Lena Low", 30, 0), ("Mia Mid", 10, 0)):
+        reader = make_user(["radiologist"], full_name=name)
+        readers[name] = reader
+        for i in range(n):
+            make_review(_read(owner, reader), rev, "3b" if i < k else "1",
+                        source="legacy" if i < k else "sample")
+    db.session.commit()
+    assert stats.funnel_position(1 / 3, 30, 0) == "low99"
+    assert stats.funnel_position(1 / 3, 10, 0) == "low95"
+    auth.login(qa)
+    body = client.get("/qa/stats").get_data(as_text=True)
+    rows = {name: re.search(rf"<tr><td>{name}</td>.*?</tr>", body, re.S).group(0)
+            for name in readers}
+    assert "above 99.8 %" in rows["Hugo High"]
+    assert "below 99.8 %" in rows["Lena Low"]
+    assert "below 95 %" in rows["Mia Mid"] and "below 99.8 %" not in rows["Mia Mid"]
