@@ -164,3 +164,21 @@ def test_conference_pages_create_agenda_invite_and_minutes(client, auth, db, w):
     auth.login(w["a1"])
     body = client.get(f"/reviews/conferences/{conf.id}").get_data(as_text=True)
     assert "Apices are a blind spot." in body and "Add an apices checklist item." in body
+
+
+# --- list pages are audited ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("role", "url", "action"), [
+    ("reviewer", "/reviews/committee", "discrepancy.committee_list_viewed"),
+    ("radiologist", "/reviews/feedback", "discrepancy.feedback_list_viewed"),
+    ("radiologist", "/reviews/conferences", "learning.conference_list_viewed"),
+    ("qa_manager", "/qa/rules", "qa.rules_viewed"),
+    ("qa_manager", "/qa/teaching", "learning.teaching_list_viewed"),
+    ("qa_manager", "/qa/conferences", "learning.conference_list_viewed"),
+])
+def test_list_pages_write_an_audit_entry(client, login_as, db, role, url, action):
+    user = login_as(role)
+    assert client.get(url).status_code == 200
+    events = [e for e in _events(db, action) if e.actor_id == user.id]
+    assert len(events) == 1, (url, action)
+    assert "count" in events[0].details

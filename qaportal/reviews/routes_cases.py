@@ -57,6 +57,8 @@ def committee_list():
         .order_by(DiscrepancyCase.status == "closed", DiscrepancyCase.opened_at)
     ).all()
     rows = [(c, case_service.own_vote(c, current_user)) for c in cases]
+    audit.record("discrepancy.committee_list_viewed", count=len(rows))
+    db.session.commit()
     return render_template("reviews/committee_list.html", rows=rows,
                            status_labels=STATUS_LABELS)
 
@@ -124,6 +126,8 @@ def feedback_list():
         .order_by(DiscrepancyCase.status != "decided", DiscrepancyCase.decided_at.desc())
     ).all()
     rows = [(c, present(c.review.assignment.read.study, "deidentified")) for c in cases]
+    audit.record("discrepancy.feedback_list_viewed", count=len(rows))
+    db.session.commit()
     return render_template("reviews/feedback_list.html", rows=rows, status_labels=STATUS_LABELS,
                            score_labels=SCORE_LABELS)
 
@@ -189,6 +193,8 @@ def conference_list():
         .where(ConferenceAttendee.user_id == current_user.id)
         .order_by(Conference.held_on.desc())
     ).all()
+    audit.record("learning.conference_list_viewed", count=len(confs))
+    db.session.commit()
     return render_template("reviews/conferences.html", conferences=confs)
 
 
