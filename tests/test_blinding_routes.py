@@ -49,7 +49,8 @@ def world(app, client, auth, db, tmp_path):
     path = modified_copy("CT_small.dcm", tmp_path / "ct.dcm",
                          NameOfPhysiciansReadingStudy="Quirkfeather^Zebulon",
                          OperatorsName="Quirkfeather^Zebulon",
-                         SeriesDescription="AXIAL Quirkfeather")
+                         SeriesDescription="AXIAL Quirkfeather",
+                         StudyDescription="CT CHEST Quirkfeather protocol")
     auth.login(reader)
     with open(path, "rb") as fh:
         resp = client.post("/studies/upload", content_type="multipart/form-data",

@@ -54,6 +54,15 @@ class BlindCase:
     finalized_at: object
 
 
+def blind_view(read: OriginalRead, deidentified: bool,
+               hide: Iterable[User | None] = ()) -> StudyView:
+    """Return the study's header for a blinded colleague: its description scrubbed of the
+    reader's and uploader's names (and of anyone in `hide`)."""
+    people = [read.reader, read.study.owner, *hide]
+    view = present(read.study, "deidentified" if deidentified else "full")
+    return replace(view, study_description=scrub(view.study_description, people))
+
+
 def blind_case(read: OriginalRead, deidentified: bool,
                hide: Iterable[User | None] = ()) -> BlindCase:
     """Return the read without its reader (and without any other person in `hide`)."""
@@ -61,7 +70,7 @@ def blind_case(read: OriginalRead, deidentified: bool,
     study = read.study
     return BlindCase(
         study_id=study.id,
-        view=present(study, "deidentified" if deidentified else "full"),
+        view=blind_view(read, deidentified, hide),
         clinical_question=scrub(study.clinical_question, people),
         clinical_history=scrub(study.clinical_history, people),
         report_text=scrub(read.report_text, people),
