@@ -96,6 +96,12 @@ def can_see_access_list(user: User, study) -> bool:
     return user.id == study.owner_id or user.has_role("qa_manager", "admin")
 
 
+def can_see_blind_grants(user: User) -> bool:
+    """Only QA managers see who was given a study for blind review (reviewer, committee,
+    teaching attendees) beside who read it; the uploader and admins see only a count."""
+    return user.has_role("qa_manager")
+
+
 def can_view_study(user: User, study) -> bool:
     """A study is visible to its uploader, to users a workflow shared it with, and to QA."""
     return study_access_mode(user, study) is not None
@@ -146,8 +152,10 @@ def can_message_opinion_request(user: User, req) -> bool:
 
 
 def can_request_opinion(user: User, study) -> bool:
-    """A radiologist with full access to a study may ask for a second opinion on it."""
-    return user.has_role("radiologist") and study_access_mode(user, study) == "full"
+    """A radiologist with full access to a study may ask for a second opinion on it; not one
+    who holds it only for blind review (the request form carries the reader's notes)."""
+    return (user.has_role("radiologist") and study_access_mode(user, study) == "full"
+            and not is_blind_access(user, study))
 # Reports (PDF exports)
 def can_export_reports(user: User) -> bool:
     """QA managers and administrators open the reports page and make exports."""

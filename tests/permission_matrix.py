@@ -244,12 +244,13 @@ def _review_assignment(users):
 
 
 def _discrepancy_case(users):
-    """A decided case on the matrix radiologist's read; the matrix reviewer sat on it."""
+    """A decided case on the matrix radiologist's read (a learning case); the matrix
+    reviewer sat on it."""
     from qaportal.qa import cases
     from tests.factories import make_review, make_study, make_user
 
     reviewer = make_user(["reviewer"])
-    review = make_review(make_study(users["radiologist"]).read, reviewer, "3b")
+    review = make_review(make_study(users["radiologist"]).read, reviewer, "3b", learning_case=True)
     case = cases.open_case(review, by=reviewer)
     cases.assign_committee(case, [users["reviewer"]], users["qa_manager"])
     cases.cast_vote(case, users["reviewer"], "3b", "Missed.")

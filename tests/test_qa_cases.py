@@ -154,3 +154,33 @@ def test_qa_case_pages_assign_and_decide(client, auth, db, c):
         "final_score": "3b", "outcome": "upheld", "rationale": "Agreed."})
     assert resp.status_code == 302
     assert "Feedback with reader" in client.get(f"/qa/cases/{case.id}").get_data(as_text=True)
+
+
+def test_reader_sees_no_new_round_comments_while_a_dispute_is_rescored(client, auth, db, c):
+    case = c["case"]
+    cs.assign_committee(case, [c["m1"], c["m2"]], c["qa"])
+    cs.cast_vote(case, c["m1"], "3b", "Round one: clear miss")
+    cs.cast_vote(case, c["m2"], "3b", "Round one: agreed")
+    cs.record_decision(case, c["qa"], final_score="3b", outcome="upheld", rationale="Seen.")
+    cs.dispute(case, c["reader"], "The finding is a vessel.")
+    assert cs.under_rereview(case) and cs.decided_round(case) == 1
+    cs.cast_vote(case, c["m1"], "1", "Round two: vessel after all")
+    db.session.commit()
+    auth.login(c["reader"])
+    body = client.get(f"/reviews/feedback/{case.id}").get_data(as_text=True)
+    assert "Under re-review" in body and 'id="rereview"' in body
+    assert "Round 1 decision (under re-review)" in body
+    assert "Round 1 committee comments" in body
+    assert "Round one: clear miss" in body and "Round one: agreed" in body
+    assert "Round two" not in body
+    listing = client.get("/reviews/feedback").get_data(as_text=True)
+    assert "under re-review" in listing
+    cs.cast_vote(case, c["m2"], "1", "Round two: agreed, vessel")
+    cs.record_decision(case, c["qa"], final_score="1", outcome="overturned",
+                       rationale="Vessel on review.")
+    db.session.commit()
+    assert not cs.under_rereview(case) and cs.decided_round(case) == 2
+    body = client.get(f"/reviews/feedback/{case.id}").get_data(as_text=True)
+    assert "Round two: vessel after all" in body and "Round two: agreed, vessel" in body
+    assert "Round one" not in body and "under re-review" not in body.lower()
+    assert "Overturned" in body or "overturned" in body

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -88,6 +88,26 @@ def test_eligibility_filters_modality_reader_period_and_finalized(db, dept):
     rule.reader_id, rule.modality = None, None
     rule.period_end = date.today() - timedelta(days=5)
     assert sampling.eligible_candidates(rule) == []
+
+
+def test_period_start_excludes_earlier_reads_and_includes_its_own_day(db, dept):
+    day = date.today() - timedelta(days=30)
+    old, edge, late = dept["reads"][:3]
+    old.finalized_at = datetime.combine(day - timedelta(days=1), time(23, 59), UTC)
+    edge.finalized_at = datetime.combine(day, time(0, 0), UTC)  # first moment of the day
+    late.finalized_at = datetime.combine(day, time(12, 0), UTC)
+    db.session.commit()
+    rule = make_rule(dept["qa"])
+    rule.period_start = day
+    ids = {c.read_id for c in sampling.eligible_candidates(rule)}
+    assert old.id not in ids and {edge.id, late.id} <= ids and len(ids) == 39
+    rule.period_start = day + timedelta(days=1)
+    ids = {c.read_id for c in sampling.eligible_candidates(rule)}
+    assert not ids & {old.id, edge.id, late.id} and len(ids) == 37
+    rule.period_end = day  # a window of one day, before the start: nothing
+    assert sampling.eligible_candidates(rule) == []
+    rule.period_start = rule.period_end = day
+    assert {c.read_id for c in sampling.eligible_candidates(rule)} == {edge.id, late.id}
 
 
 def test_already_sampled_reads_are_not_eligible_again(db, dept):

@@ -212,3 +212,66 @@ def test_stats_module_does_not_use_flask():
     source = open(module.__file__).read()
     assert not re.search(r"^\s*(from|import) flask", source, re.M)
     assert CommitteeVote  # imported models are plain SQLAlchemy
+
+
+def _polyline(svg: str, name: str) -> list[dict[str, str]]:
+    import re
+
+    lines = re.findall(rf'<polyline points="([^"]+)"[^>]*class="limit limit-{re.escape(name)}"',
+                       svg)
+    return [dict(pt.split(",") for pt in line.split()) for line in lines]
+
+
+def test_funnel_svg_limit_curves_match_hand_computed_values():
+    # p = 0.1, one reader at n = 120 -> x axis to 200, y axis to 50 %; the plot area is
+    # 568 x 308 px from (56, 28). At n = 100 (x = 56 + 568 * 100/200 = 340.0):
+    # 95 %:   0.1 ± 1.959964 * sqrt(0.1 * 0.9 / 100) = 0.1 ± 0.05879892
+    #         -> 0.04120108 (y = 28 + 308 * (1 - 0.04120108 / 0.5) = 310.6)
+    #         -> 0.15879892 (y = 238.2)
+    # 99.8 %: 0.1 ± 3.090232 * 0.03 = 0.1 ± 0.09270696 -> 0.00729304 (y = 331.5),
+    #         0.19270696 (y = 217.3)
+    svg = stats.funnel_svg([("A", 120, 12)], 0.1)
+    assert sorted(c["340.0"] for c in _polyline(svg, "95%")) == ["238.2", "310.6"]
+    assert sorted(c["340.0"] for c in _polyline(svg, "99.8%")) == ["217.3", "331.5"]
+    # The department line at 10 %: y = 28 + 308 * 0.8 = 274.4.
+    assert 'y1="274.4" y2="274.4" stroke="#0f4c81"' in svg
+
+
+def test_funnel_svg_draws_the_stats_module_numbers(monkeypatch):
+    """The chart has no arithmetic of its own: limits and positions come from stats."""
+    from qaportal.qa import charts
+
+    assert not hasattr(charts, "_limit") and not hasattr(charts, "Z95")
+    monkeypatch.setattr(stats, "funnel_limits",
+                        lambda p, ns, z: [(n, 0.0, 0.25) for n in ns])
+    monkeypatch.setattr(stats, "funnel_position", lambda p, n, k: "low99")
+    svg = stats.funnel_svg([("A", 120, 12)], 0.1)
+    for name in ("95%", "99.8%"):
+        assert {y for c in _polyline(svg, name) for y in c.values()} == {"336.0", "182.0"}
+    assert 'class="point low99"' in svg
+
+
+def test_stats_page_shows_low_outliers_as_well_as_high(client, auth, db):
+    """p = 20/60 = 1/3. High: 20/20 (above 99.8 %). Low99: 0/30, lower 99.8 % limit
+    1/3 - 3.090232 * sqrt(2/9 / 30) = 0.0674 > 0. Low95: 0/10, lower 95 % limit
+    1/3 - 1.959964 * sqrt(2/9 / 10) = 0.0411 > 0, lower 99.8 % limit below 0."""
+    owner = make_user(["radiologist"])
+    rev = make_user(["reviewer"])
+    qa = make_user(["qa_manager"])
+    readers = {}
+    for name, n, k in (("Hugo High", 20, 20), ("Lena Low", 30, 0), ("Mia Mid", 10, 0)):
+        reader = make_user(["radiologist"], full_name=name)
+        readers[name] = reader
+        for i in range(n):
+            make_review(_read(owner, reader), rev, "3b" if i < k else "1",
+                        source="legacy" if i < k else "sample")
+    db.session.commit()
+    assert stats.funnel_position(1 / 3, 30, 0) == "low99"
+    assert stats.funnel_position(1 / 3, 10, 0) == "low95"
+    auth.login(qa)
+    body = client.get("/qa/stats").get_data(as_text=True)
+    rows = {name: re.search(rf"<tr><td>{name}</td>.*?</tr>", body, re.S).group(0)
+            for name in readers}
+    assert "above 99.8 %" in rows["Hugo High"]
+    assert "below 99.8 %" in rows["Lena Low"]
+    assert "below 95 %" in rows["Mia Mid"] and "below 99.8 %" not in rows["Mia Mid"]

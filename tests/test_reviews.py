@@ -281,3 +281,25 @@ def test_database_refuses_raw_changes_to_a_submitted_review(app):
             db.session.execute(sa.text(statement), {"id": review.id})
         db.session.rollback()
     assert db.session.get(type(review), review.id).score == "3b"
+
+
+def test_legacy_score_label_is_shown_on_the_qa_pages(client, auth, db):
+    reader = make_user(["radiologist"])
+    make_user(["reviewer"], email="legacy-label@example.test")
+    qa = make_user(["qa_manager"])
+    study = make_study(reader)
+    result = import_legacy_reviews(
+        "study_uid,reviewer_email,score,comment\n"
+        f"{study.study_uid},legacy-label@example.test,4,Missed fracture\n")
+    plain = make_user(["reviewer"])
+    make_review(make_study(reader).read, plain, "2a")  # not imported: no label
+    db.session.commit()
+    assert result.imported == 1
+    review = db.session.scalars(sa.select(Review).where(Review.legacy_score.is_not(None))).one()
+    auth.login(qa)
+    body = client.get(f"/qa/reviews/{review.id}").get_data(as_text=True)
+    assert "mapped from legacy 2009 score 4" in body
+    listing = client.get("/qa/reviews").get_data(as_text=True)
+    assert listing.count("legacy 4 (2009)") == 1
+    filtered = client.get("/qa/reviews?source=legacy").get_data(as_text=True)
+    assert "legacy 4 (2009)" in filtered and f"#{review.id}" in filtered

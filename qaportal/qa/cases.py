@@ -156,6 +156,24 @@ def visible_votes(case: DiscrepancyCase, user: User) -> list[CommitteeVote]:
     return [v for v in votes if v.user_id == user.id]
 
 
+def under_rereview(case: DiscrepancyCase) -> bool:
+    """Return True while a disputed decision is being re-scored by the committee."""
+    return case.status == "committee" and case.decided_at is not None
+
+
+def decided_round(case: DiscrepancyCase) -> int | None:
+    """Return the round whose decision stands (the one the reader is shown), if any."""
+    if case.decided_at is None:
+        return None
+    return case.round - 1 if under_rereview(case) else case.round
+
+
+def decided_votes(case: DiscrepancyCase) -> list[CommitteeVote]:
+    """Return the votes behind the standing decision: never a round still being scored."""
+    rnd = decided_round(case)
+    return [v for v in case.votes if v.round == rnd]
+
+
 def record_decision(case: DiscrepancyCase, by: User, *, final_score: str, outcome: str,
                     rationale: str) -> None:
     """Record the consensus score and outcome; the feedback goes to the reader."""

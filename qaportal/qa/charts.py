@@ -1,4 +1,8 @@
-"""Server-side SVG charts for the QA statistics (no JavaScript, no inline styles)."""
+"""Server-side SVG charts for the QA statistics (no JavaScript, no inline styles).
+
+Every number drawn (control limits, a point's position) comes from qaportal.qa.stats, the
+one tested module; this file only places them on the canvas.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import math
 from collections.abc import Collection, Sequence
 from html import escape
 
-Z95 = 1.959964
-Z998 = 3.090232
 _POINT_COLOURS = {"high99": "#b91c1c", "high95": "#c2410c", "within": "#1d4ed8",
                   "low95": "#047857", "low99": "#047857"}
 
@@ -28,11 +30,6 @@ def _pct(v: float) -> str:
     return f"{v * 100:.1f}%" if v < 0.1 else f"{v * 100:.0f}%"
 
 
-def _limit(p: float, n: float, z: float) -> tuple[float, float]:
-    half = z * math.sqrt(p * (1 - p) / n)
-    return max(0.0, p - half), min(1.0, p + half)
-
-
 def funnel_svg(points: Sequence[tuple[str, int, int]], p: float, *, width: int = 640,
                height: int = 380, title: str = "Significant-discrepancy rate by review count",
                labels: bool | Collection[str] = True, highlight: str | None = None) -> str:
@@ -41,12 +38,18 @@ def funnel_svg(points: Sequence[tuple[str, int, int]], p: float, *, width: int =
     labels: True (every point), False (none) or the labels to print; highlight: the label
     of one point drawn larger, ringed, labelled and on top of the others.
     """
+    from qaportal.qa import stats  # imported here: stats re-exports this module's charts
+
+    def limit(n: float, z: float) -> tuple[float, float]:
+        (_, low, high), = stats.funnel_limits(p, [n], z)
+        return low, high
+
     ml, mr, mt, mb = 56, 16, 28, 44
     pw, ph = width - ml - mr, height - mt - mb
     n_max = max([n for _, n, _ in points] + [10])
     x_max = _nice_max(n_max * 1.05)
     rates = [k / n for _, n, k in points if n]
-    y_max = _nice_max(min(1.0, max(rates + [p * 2, _limit(p, max(n_max / 10, 3), Z998)[1]])
+    y_max = _nice_max(min(1.0, max(rates + [p * 2, limit(max(n_max / 10, 3), stats.Z998)[1]])
                           * 1.1))
 
     def x(n: float) -> float:
@@ -75,9 +78,9 @@ def funnel_svg(points: Sequence[tuple[str, int, int]], p: float, *, width: int =
     out.append(f'<text x="{ml + pw / 2:.1f}" y="{height - 8}" text-anchor="middle">'
                "Reviews (n)</text>")
     steps = [max(1.0, x_max * i / 120) for i in range(1, 121)]
-    for z, dash, name in ((Z95, "6 4", "95%"), (Z998, "2 3", "99.8%")):
+    for z, dash, name in ((stats.Z95, "6 4", "95%"), (stats.Z998, "2 3", "99.8%")):
         for side in (0, 1):
-            pts = " ".join(f"{x(n):.1f},{y(_limit(p, n, z)[side]):.1f}" for n in steps)
+            pts = " ".join(f"{x(n):.1f},{y(limit(n, z)[side]):.1f}" for n in steps)
             out.append(f'<polyline points="{pts}" fill="none" stroke="#6b7280" '
                        f'stroke-dasharray="{dash}" class="limit limit-{name}"/>')
     out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{y(p):.1f}" y2="{y(p):.1f}" '
@@ -89,10 +92,7 @@ def funnel_svg(points: Sequence[tuple[str, int, int]], p: float, *, width: int =
         if not n:
             continue
         r = k / n
-        lo95, hi95 = _limit(p, n, Z95)
-        lo99, hi99 = _limit(p, n, Z998)
-        pos = ("high99" if r > hi99 else "high95" if r > hi95 else
-               "low99" if r < lo99 else "low95" if r < lo95 else "within")
+        pos = stats.funnel_position(p, n, k)
         if highlight is not None and label == highlight:
             out.append(f'<circle cx="{x(n):.1f}" cy="{y(r):.1f}" r="9" fill="none" '
                        f'stroke="#111827" stroke-width="2" class="highlight-ring"/>')

@@ -27,14 +27,28 @@ class LearningError(ValueError):
     """A peer-learning action that is not allowed; the message says why."""
 
 
+def _eligible(review: Review) -> bool:
+    return review.effective.learning_case or (review.case is not None
+                                              and review.case.status == "closed")
+
+
 def learning_candidates() -> list[Review]:
     """Return reviews flagged as learning cases (or with a closed case) not yet taught."""
     taught = sa.select(TeachingCase.review_id).where(TeachingCase.review_id.is_not(None))
     reviews = db.session.scalars(
         sa.select(Review).where(Review.id.not_in(taught)).order_by(Review.id.desc())
     ).all()
-    return [r for r in reviews if r.effective.learning_case
-            or (r.case is not None and r.case.status == "closed")]
+    return [r for r in reviews if _eligible(r)]
+
+
+def teaching_refusal(review: Review) -> str | None:
+    """Return why a review cannot become a teaching case (None: it is a learning candidate)."""
+    if db.session.scalar(sa.select(TeachingCase.id).where(TeachingCase.review_id == review.id)):
+        return "This review is already a teaching case."
+    if not _eligible(review):
+        return ("Only reviews flagged as good learning cases, or reviews whose discrepancy "
+                "case is closed, can become teaching cases.")
+    return None
 
 
 def create_teaching_case(study: Study, by: User, *, title: str, teaching_point: str,

@@ -19,8 +19,11 @@ from qaportal.qa.forms import AgendaForm, ConferenceForm, InviteForm, MinutesFor
 @role_required("qa_manager")
 def teaching():
     cases = db.session.scalars(sa.select(TeachingCase).order_by(TeachingCase.id.desc())).all()
-    return render_template("qa/teaching.html", cases=cases,
-                           candidates=learning.learning_candidates(),
+    candidates = learning.learning_candidates()
+    audit.record("learning.teaching_list_viewed", count=len(cases),
+                 candidates=len(candidates))
+    db.session.commit()
+    return render_template("qa/teaching.html", cases=cases, candidates=candidates,
                            category_labels=CATEGORY_LABELS, score_labels=SCORE_LABELS)
 
 
@@ -30,6 +33,10 @@ def teaching_new(review_id: int):
     review = db.session.get(Review, review_id)
     if review is None:
         abort(404)
+    refusal = learning.teaching_refusal(review)
+    if refusal is not None:
+        flash(f"Review {review.id} cannot become a teaching case. {refusal}", "error")
+        return redirect(url_for("qa.teaching"))
     eff = review.effective
     form = TeachingForm(category=eff.category or "") if request.method == "GET" \
         else TeachingForm()
@@ -61,6 +68,8 @@ def conferences():
         flash("Conference created.", "success")
         return redirect(url_for("qa.conference", conference_id=conf.id))
     items = db.session.scalars(sa.select(Conference).order_by(Conference.held_on.desc())).all()
+    audit.record("learning.conference_list_viewed", count=len(items), page="qa")
+    db.session.commit()
     return render_template("qa/conferences.html", conferences=items, form=form)
 
 

@@ -34,6 +34,8 @@ def _reader_choices() -> list[tuple[int, str]]:
 def rules():
     items = db.session.scalars(sa.select(SamplingRule).order_by(SamplingRule.active.desc(),
                                                                 SamplingRule.name)).all()
+    audit.record("qa.rules_viewed", count=len(items))
+    db.session.commit()
     return render_template("qa/rules.html", rules=items, method_labels=METHOD_LABELS)
 
 

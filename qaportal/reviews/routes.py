@@ -13,7 +13,13 @@ from qaportal.models import ReviewAssignment, Study, User, utcnow
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
 from qaportal.permissions import can_work_review, is_blind_access, role_required
 from qaportal.reviews import bp, service
-from qaportal.reviews.blinding import BlindCase, for_assignment
+from qaportal.reviews.blinding import (
+    BlindCase,
+    blind_view,
+    for_assignment,
+    study_text,
+    study_view,
+)
 from qaportal.reviews.forms import ImpressionForm, ScoreForm
 from qaportal.studies.actions import StudyAction, study_action
 from qaportal.studies.presenter import present
@@ -25,10 +31,6 @@ def _assignment_or_404(assignment_id: int) -> ReviewAssignment:
     if assignment is None or not can_work_review(current_user, assignment):
         abort(404)
     return assignment
-
-
-def _mode(assignment: ReviewAssignment) -> str:
-    return "deidentified" if assignment.deidentified else "full"
 
 
 def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignment]:
@@ -47,8 +49,8 @@ def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignm
 def worklist():
     open_ = _my_assignments("assigned")
     done = _my_assignments("submitted", limit=50)
-    rows_open = [(a, present(a.read.study, _mode(a))) for a in open_]
-    rows_done = [(a, present(a.read.study, _mode(a))) for a in done]
+    rows_open = [(a, blind_view(a.read, a.deidentified)) for a in open_]
+    rows_done = [(a, blind_view(a.read, a.deidentified)) for a in done]
     audit.record("review.worklist_viewed", open=len(open_), done=len(done))
     db.session.commit()
     return render_template("reviews/worklist.html", rows_open=rows_open, rows_done=rows_done,
@@ -60,7 +62,7 @@ def worklist():
 def worklist_json():
     items = []
     for a in _my_assignments("assigned") + _my_assignments("submitted", limit=50):
-        view = present(a.read.study, _mode(a))
+        view = blind_view(a.read, a.deidentified)
         items.append({
             "id": a.id, "status": a.status, "source": a.source,
             "due_at": a.due_at.isoformat() if a.due_at else None,
@@ -184,7 +186,8 @@ def adhoc(study_id: int):
         db.session.commit()
         flash("Ad-hoc review opened. It is counted apart from the random sample.", "success")
         return redirect(url_for("reviews.review", assignment_id=assignment.id))
-    return render_template("reviews/adhoc.html", study=study, view=present(study, mode),
+    view = study_view(present(study, mode), study_text(current_user, study, mode))
+    return render_template("reviews/adhoc.html", study=study, view=view,
                            problem=problem, form=form)
 
 

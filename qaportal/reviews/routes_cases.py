@@ -57,6 +57,8 @@ def committee_list():
         .order_by(DiscrepancyCase.status == "closed", DiscrepancyCase.opened_at)
     ).all()
     rows = [(c, case_service.own_vote(c, current_user)) for c in cases]
+    audit.record("discrepancy.committee_list_viewed", count=len(rows))
+    db.session.commit()
     return render_template("reviews/committee_list.html", rows=rows,
                            status_labels=STATUS_LABELS)
 
@@ -124,6 +126,8 @@ def feedback_list():
         .order_by(DiscrepancyCase.status != "decided", DiscrepancyCase.decided_at.desc())
     ).all()
     rows = [(c, present(c.review.assignment.read.study, "deidentified")) for c in cases]
+    audit.record("discrepancy.feedback_list_viewed", count=len(rows))
+    db.session.commit()
     return render_template("reviews/feedback_list.html", rows=rows, status_labels=STATUS_LABELS,
                            score_labels=SCORE_LABELS)
 
@@ -134,14 +138,18 @@ def _render_feedback(case: DiscrepancyCase, form=None, status: int = 200):
     _, reviewer = case_service.parties(case)
     people = [reviewer, *[m.user for m in case.members]]
     mode = study_access_mode(current_user, read.study) or "deidentified"
-    comments = [scrub(v.comment, people) for v in case.round_votes() if v.comment]
+    # While a dispute is re-scored the reader sees the standing decision, labelled as such,
+    # and none of the new round's comments until its decision is recorded.
+    comments = [scrub(v.comment, people) for v in case_service.decided_votes(case)
+                if v.comment]
     return render_template(
         "reviews/feedback.html", case=case, read=read, view=present(read.study, mode),
         can_open_study=study_access_mode(current_user, read.study) is not None,
         category=case.review.effective.category, comments=comments,
         rationale=scrub(case.rationale, people), form=form or FeedbackForm(formdata=None),
         score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS,
-        status_labels=STATUS_LABELS,
+        status_labels=STATUS_LABELS, rereview=case_service.under_rereview(case),
+        decided_round=case_service.decided_round(case),
     ), status
 
 
@@ -185,6 +193,8 @@ def conference_list():
         .where(ConferenceAttendee.user_id == current_user.id)
         .order_by(Conference.held_on.desc())
     ).all()
+    audit.record("learning.conference_list_viewed", count=len(confs))
+    db.session.commit()
     return render_template("reviews/conferences.html", conferences=confs)
 
 

@@ -20,18 +20,20 @@ from qaportal.dicom import StoredFileCorrupt, StoredFileMissing
 from qaportal.extensions import db
 from qaportal.models import Study, User
 from qaportal.permissions import (
+    BLIND_SOURCES,
     can_edit_study,
     can_see_access_list,
+    can_see_blind_grants,
     is_blind_access,
     role_required,
 )
+from qaportal.reviews.blinding import study_text, study_view
 from qaportal.studies import bp, service
 from qaportal.studies.actions import actions_for
 from qaportal.studies.deid import DeidExportError, build_deidentified_zip, deid_options
 from qaportal.studies.forms import DeidDownloadForm, StudyContextForm
 from qaportal.studies.presenter import present
 from qaportal.studies.queries import study_for, visible_studies
-from qaportal.studies.redact import patient_scrubber
 from qaportal.studies.upload_routes import reader_choices
 
 PAGE_SIZE = 50
@@ -46,7 +48,10 @@ def index():
     studies = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     from qaportal.permissions import study_access_mode
 
-    rows = [(s, present(s, study_access_mode(current_user, s))) for s in studies]
+    rows = []
+    for s in studies:
+        mode = study_access_mode(current_user, s)
+        rows.append((s, study_view(present(s, mode), study_text(current_user, s, mode))))
     audit.record("study.list_viewed", page=page, count=len(rows))
     db.session.commit()
     return render_template("studies/index.html", rows=rows, total=total, page=page,
@@ -56,22 +61,37 @@ def index():
 @bp.route("/<int:study_id>")
 def detail(study_id: int):
     study, mode = study_for(current_user, study_id)
-    view = present(study, mode)
+    text = study_text(current_user, study, mode)
+    view = study_view(present(study, mode), text)
     audit.record("study.viewed", study, mode=mode)
-    db.session.commit()
     blind = is_blind_access(current_user, study)
     show_read = mode == "full" and study.read is not None and not blind
-    access = None
-    if can_see_access_list(current_user, study):
-        access = sorted((g for g in study.access if g.revoked_at is None),
-                        key=lambda g: g.granted_at)
+    access, blind_grants = _access_list(study, show_read)
+    db.session.commit()
     return render_template(
         "studies/detail.html", study=study, view=view, mode=mode,
         actions=actions_for(current_user, study, mode),
         can_edit=can_edit_study(current_user, study), show_read=show_read,
         deid_form=DeidDownloadForm(formdata=None), access=access, blind=blind,
-        notes=patient_scrubber(study) if mode != "full" else (lambda text: text or ""),
+        blind_grants=blind_grants, notes=text,
     )
+
+
+def _access_list(study: Study, show_read: bool) -> tuple[list | None, int]:
+    """Return the grants the current user may see on the study page, and how many blind
+    peer-review grants were left out (only QA managers see who reviews a study; each view
+    showing a reviewer beside the reader is audited as an identity view)."""
+    if not can_see_access_list(current_user, study):
+        return None, 0
+    grants = sorted((g for g in study.access if g.revoked_at is None),
+                    key=lambda g: g.granted_at)
+    blind = [g for g in grants if g.source_type in BLIND_SOURCES]
+    if can_see_blind_grants(current_user):
+        if blind:
+            audit.record("qa.identities_viewed", study, page="study",
+                         reader_shown=show_read, grants=len(blind))
+        return grants, 0
+    return [g for g in grants if g.source_type not in BLIND_SOURCES], len(blind)
 
 
 @bp.route("/<int:study_id>/edit", methods=["GET", "POST"])

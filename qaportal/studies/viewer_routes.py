@@ -24,6 +24,7 @@ from qaportal import audit
 from qaportal.dicom import WINDOW_PRESETS
 from qaportal.extensions import db
 from qaportal.models import Instance, Series, Study
+from qaportal.reviews.blinding import study_text, study_view
 from qaportal.studies import bp
 from qaportal.studies.frames import (
     FrameCache,
@@ -73,14 +74,15 @@ def presets_for(modality: str) -> list[dict]:
 @bp.route("/<int:study_id>/viewer")
 def viewer(study_id: int):
     study, mode = study_for(current_user, study_id)
-    view = present(study, mode)
+    text = study_text(current_user, study, mode)
+    view = study_view(present(study, mode), text)
     series = [s for s in study.series if s.instance_count > 0]
     wanted = request.args.get("series", type=int)
     current = next((s for s in series if s.id == wanted), series[0] if series else None)
     audit.record("study.viewed", study, mode=mode, page="viewer")
     db.session.commit()
     return render_template("studies/viewer.html", study=study, view=view, series=series,
-                           current=current)
+                           current=current, text=text)
 
 
 @bp.route("/<int:study_id>/series/<int:series_id>/frames.json")
@@ -94,6 +96,7 @@ def series_frames(study_id: int, series_id: int):
         mid = frames[len(frames) // 2]
         auto = frame_renderer().auto_window(mid.instance, mid.frame)
     view = present(study, mode)
+    text = study_text(current_user, study, mode)
     items = []
     for f in frames:
         inst = f.instance
@@ -112,7 +115,7 @@ def series_frames(study_id: int, series_id: int):
     return jsonify(
         study_id=study.id,
         series={"id": series.id, "modality": series.modality, "number": series.series_number,
-                "description": series.series_description},
+                "description": text(series.series_description)},
         colour=colour, auto_window=list(auto) if auto else None,
         presets=[] if colour else presets_for(series.modality),
         overlay={"patient": person_name(view.patient_name), "patient_id": view.patient_id,
