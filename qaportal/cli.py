@@ -70,13 +70,23 @@ def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: b
 @click.command("demo")
 @with_appcontext
 def demo() -> None:
-    """Seed demo accounts and sample data (idempotent)."""
-    from qaportal.demo import seed
+    """Seed demo accounts and sample data (idempotent; never into an instance of real data)."""
+    from qaportal.demo import align_passwords, instance_state, seed
 
+    if instance_state() == "real":
+        click.echo("This instance holds accounts of its own and no demo accounts: "
+                   "no demo data seeded.")
+        return
     accounts, password, summaries = seed()
-    click.echo(f"Demo accounts (password for all: {password})")
+    differ = set(align_passwords(accounts, password, reset=False))
+    if not differ:
+        click.echo(f"Demo accounts (password for all: {password})")
+    else:
+        click.echo(f"Demo accounts (password: {password}; accounts marked * keep a password "
+                   "changed since, set QAPORTAL_DEMO_PASSWORD to reset them)")
     for key, user in accounts.items():
-        click.echo(f"  {key:<13} {user.email:<32} {', '.join(sorted(user.role_names))}")
+        mark = "*" if key in differ else " "
+        click.echo(f" {mark}{key:<13} {user.email:<32} {', '.join(sorted(user.role_names))}")
     for line in summaries:
         click.echo(line)
 
