@@ -116,9 +116,47 @@ def sla_check() -> None:
     click.echo(summary.line())
 
 
-def main() -> None:
-    """Entry point of the `qaportal` console script."""
-    from qaportal import create_app
+# Exit status of a command that the configuration or the database stopped (1 and 2 keep
+# the meanings each command documents).
+EXIT_UNAVAILABLE = 3
 
-    cli = FlaskGroup(create_app=lambda: create_app(), help="qaportal administration commands.")
-    cli.main(prog_name="qaportal")
+
+def _database_message(exc: Exception) -> str:
+    """One line for a database error: the driver's first line, without the SQL."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    first = lines[0].strip() if lines else type(exc).__name__
+    if "no such table" in first or ("relation" in first and "does not exist" in first):
+        first += " (run `qaportal db upgrade` first)"
+    return f"database error: {first}"
+
+
+class _Group(FlaskGroup):
+    """Flask's group, except that listing commands (--help) lets a ConfigError through:
+    Flask would print its traceback and carry on."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from flask.cli import ScriptInfo
+
+        ctx.ensure_object(ScriptInfo).load_app()  # ConfigError: main() prints one line
+        return super().list_commands(ctx)
+
+
+def main() -> None:
+    """Entry point of the `qaportal` console script: errors are one line on stderr."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qaportal import create_app
+    from qaportal.config import ConfigError
+
+    cli = _Group(create_app=lambda: create_app(), help="qaportal administration commands.")
+    try:
+        cli.main(prog_name="qaportal")
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", EXIT_UNAVAILABLE)
+    except SQLAlchemyError as exc:
+        _fail(_database_message(exc), EXIT_UNAVAILABLE)
+
+
+if __name__ == "__main__":
+    main()
