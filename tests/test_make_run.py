@@ -47,14 +47,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 20) -> None:
+def _wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 40) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert server.poll() is None, log.read_text()
         try:
-            urllib.request.urlopen(url, timeout=2).close()  # noqa: S310 (localhost)
+            urllib.request.urlopen(url, timeout=10).close()  # noqa: S310 (localhost)
             return
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # not listening yet (URLError), or a worker still starting
             time.sleep(0.2)
     pytest.fail(f"gunicorn did not answer {url} in {seconds} s")
 
