@@ -29,12 +29,20 @@ def _fail(message: str, code: int = 1):
     sys.exit(code)
 
 
+def _known_roles(ctx, param, roles: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse an unknown role in one line (exit 2, as Click's usage errors)."""
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        _fail(f"unknown role {unknown[0]!r}; the roles are {', '.join(ROLES)}", 2)
+    return roles
+
+
 @click.command("create-user")
 @with_appcontext
 @click.argument("email")
 @click.option("--name", required=True, help="Full name shown in the portal.")
-@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
-              help="A role; repeat for several.")
+@click.option("--role", "roles", multiple=True, required=True, callback=_known_roles,
+              help=f"A role ({', '.join(ROLES)}); repeat for several.")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from standard input (never from the command line).")
 def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: bool) -> None:

@@ -72,7 +72,9 @@ def test_invalid_email_is_refused(app, db):
 def test_unknown_role_is_refused(app, db):
     result = _run(app, "create-user", "r@example.org", "--name", "X", "--role", "root",
                   "--password-stdin", stdin=STRONG)
-    assert result.exit_code != 0 and "'root' is not one of" in result.output
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: unknown role 'root'; the roles are radiologist, reviewer, qa_manager, admin"]
     assert _user(db, "r@example.org") is None
 
 
