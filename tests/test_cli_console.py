@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from tests.conftest import PG_ENV
 from tests.console import console_env, qaportal
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(os.environ.get(PG_ENV)), reason="runs on its own SQLite instance; "
+                       "the SQLite pass of make test covers it"),
+]
 
 
 def _one_line_error(result, code: int = 3) -> str:
