@@ -69,6 +69,9 @@ def test_make_run_serves_a_working_demo(tmp_path):
     assert demo.returncode == 0, demo.stderr
     assert f"password for all: {PASSWORD}" in demo.stdout
     assert "rad@demo.qaportal.test" in demo.stdout
+    # QAPORTAL_INSTANCE_PATH put everything in the temp instance, none in the checkout's.
+    assert {"qaportal.sqlite", "secret_key", "demo-password"} <= {
+        f.name for f in instance.iterdir()}
 
     port = _free_port()
     gunicorn = Path(sys.executable).parent / "gunicorn"
