@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         __name__,
         instance_relative_config=True,
         template_folder=_template_folder(),
-        instance_path=(config or {}).get("INSTANCE_PATH"),
+        instance_path=_instance_path(config),
     )
     config_module.load(app, config)
     from qaportal.studies.receive import UploadRequest
@@ -70,6 +71,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     register_commands(app)
     return app
+
+
+def _instance_path(config: dict[str, Any] | None) -> str | None:
+    """INSTANCE_PATH given to create_app, else QAPORTAL_INSTANCE_PATH, else Flask's default."""
+    given = (config or {}).get("INSTANCE_PATH") or os.environ.get("QAPORTAL_INSTANCE_PATH")
+    return os.path.abspath(given) if given else None
 
 
 def _migrations_dir() -> Path:

@@ -29,12 +29,20 @@ def _fail(message: str, code: int = 1):
     sys.exit(code)
 
 
+def _known_roles(ctx, param, roles: tuple[str, ...]) -> tuple[str, ...]:
+    """Refuse an unknown role in one line (exit 2, as Click's usage errors)."""
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        _fail(f"unknown role {unknown[0]!r}; the roles are {', '.join(ROLES)}", 2)
+    return roles
+
+
 @click.command("create-user")
 @with_appcontext
 @click.argument("email")
 @click.option("--name", required=True, help="Full name shown in the portal.")
-@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
-              help="A role; repeat for several.")
+@click.option("--role", "roles", multiple=True, required=True, callback=_known_roles,
+              help=f"A role ({', '.join(ROLES)}); repeat for several.")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from standard input (never from the command line).")
 def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: bool) -> None:
@@ -70,13 +78,23 @@ def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: b
 @click.command("demo")
 @with_appcontext
 def demo() -> None:
-    """Seed demo accounts and sample data (idempotent)."""
-    from qaportal.demo import seed
+    """Seed demo accounts and sample data (idempotent; never into an instance of real data)."""
+    from qaportal.demo import align_passwords, instance_state, seed
 
+    if instance_state() == "real":
+        click.echo("This instance holds accounts of its own and no demo accounts: "
+                   "no demo data seeded.")
+        return
     accounts, password, summaries = seed()
-    click.echo(f"Demo accounts (password for all: {password})")
+    differ = set(align_passwords(accounts, password, reset=False))
+    if not differ:
+        click.echo(f"Demo accounts (password for all: {password})")
+    else:
+        click.echo(f"Demo accounts (password: {password}; accounts marked * keep a password "
+                   "changed since, set QAPORTAL_DEMO_PASSWORD to reset them)")
     for key, user in accounts.items():
-        click.echo(f"  {key:<13} {user.email:<32} {', '.join(sorted(user.role_names))}")
+        mark = "*" if key in differ else " "
+        click.echo(f" {mark}{key:<13} {user.email:<32} {', '.join(sorted(user.role_names))}")
     for line in summaries:
         click.echo(line)
 
@@ -106,9 +124,47 @@ def sla_check() -> None:
     click.echo(summary.line())
 
 
-def main() -> None:
-    """Entry point of the `qaportal` console script."""
-    from qaportal import create_app
+# Exit status of a command that the configuration or the database stopped (1 and 2 keep
+# the meanings each command documents).
+EXIT_UNAVAILABLE = 3
 
-    cli = FlaskGroup(create_app=lambda: create_app(), help="qaportal administration commands.")
-    cli.main(prog_name="qaportal")
+
+def _database_message(exc: Exception) -> str:
+    """One line for a database error: the driver's first line, without the SQL."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    first = lines[0].strip() if lines else type(exc).__name__
+    if "no such table" in first or ("relation" in first and "does not exist" in first):
+        first += " (run `qaportal db upgrade` first)"
+    return f"database error: {first}"
+
+
+class _Group(FlaskGroup):
+    """Flask's group, except that listing commands (--help) lets a ConfigError through:
+    Flask would print its traceback and carry on."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from flask.cli import ScriptInfo
+
+        ctx.ensure_object(ScriptInfo).load_app()  # ConfigError: main() prints one line
+        return super().list_commands(ctx)
+
+
+def main() -> None:
+    """Entry point of the `qaportal` console script: errors are one line on stderr."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qaportal import create_app
+    from qaportal.config import ConfigError
+
+    cli = _Group(create_app=lambda: create_app(), help="qaportal administration commands.")
+    try:
+        cli.main(prog_name="qaportal")
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", EXIT_UNAVAILABLE)
+    except SQLAlchemyError as exc:
+        _fail(_database_message(exc), EXIT_UNAVAILABLE)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,11 +5,17 @@ endpoint has no entry here, so a new route cannot escape the check. Feature bran
 append their entries (and the objects they need) at the end, under a comment naming the
 feature, to keep merges simple.
 
+Every URL rule of an endpoint is requested with every method it allows (GET and POST;
+POST is sent with empty form data, CSRF off: the CSRF check has its own test).
+
 An entry maps each of ANONYMOUS + ROLES to the status code expected when a user holding
 only that role requests the route (anonymous HTML requests are sent to sign in: LOGIN).
 Optional keys:
-  "method":    "GET" (default when the route allows it) or "POST" (sent with empty form data,
-               CSRF off; the CSRF check has its own test).
+  "method":    the method those codes are for: "GET" (default when the route allows it) or
+               "POST".
+  "POST" / "GET": {role: status} for the route's other method. A role refused (403/404)
+               and an anonymous user sent to sign in need no entry there: the refusal holds
+               for every method. The roles allowed must be declared (the test says which).
   "params":    function (objs, users) -> URL values; objs holds what OBJECTS built.
   "unrelated": a role: a user holding it but WITHOUT relation to the object must get 404.
 Every route with an <int:...> value is also requested with ids that do not exist: each
@@ -24,6 +30,7 @@ from typing import Any
 ANONYMOUS = "anonymous"
 ROLES = ("radiologist", "reviewer", "qa_manager", "admin")
 LOGIN = 302  # anonymous users are redirected to /login
+METHODS = ("GET", "POST")
 
 
 def everyone(status: int, anonymous: int = LOGIN) -> dict[str, int]:
@@ -79,17 +86,19 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "home.health": everyone(200, anonymous=200),
     "home.index": everyone(200),
     # A signed-in user is sent home; the 2FA step without a pending sign-in goes to /login.
-    "auth.login": everyone(302, anonymous=200),
-    "auth.login_totp": everyone(302, anonymous=302),
+    # POSTs with an empty form: the form comes back with its errors (200; some pages 400 or
+    # 422), or a signed-in user is sent on (302).
+    "auth.login": {**everyone(302, anonymous=200), "POST": everyone(302, anonymous=200)},
+    "auth.login_totp": {**everyone(302, anonymous=302), "POST": everyone(302)},
     "auth.logout": {**everyone(302), "method": "POST"},
     "auth.account": everyone(200),
-    "auth.change_password": everyone(200),
-    "auth.totp_enrol": everyone(200),
+    "auth.change_password": {**everyone(200), "POST": everyone(200)},
+    "auth.totp_enrol": {**everyone(200), "POST": everyone(200)},
     "auth.totp_disable": {**everyone(302), "method": "POST"},
     # -- foundation: administration --------------------------------------------------------
     "admin.users": only(("admin",)),
-    "admin.user_new": only(("admin",)),
-    "admin.user_edit": {**only(("admin",)),
+    "admin.user_new": {**only(("admin",)), "POST": {"admin": 200}},
+    "admin.user_edit": {**only(("admin",)), "POST": {"admin": 200},
                         "params": lambda objs, users: {"user_id": objs["subject"].id}},
     "admin.user_action": {
         **only(("admin",), status=302), "method": "POST",
@@ -115,7 +124,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "params": lambda objs, users: {"study_id": objs["study"].id},
         "unrelated": "radiologist",
     },
-    "studies.upload": only(("radiologist",)),
+    "studies.upload": {**only(("radiologist",)), "POST": {"radiologist": 302}},
     "studies.batch_create": {**only(("radiologist",), status=201), "method": "POST"},
     "studies.batch_files": {
         **only(("radiologist",)), "method": "POST", "unrelated": "radiologist",
@@ -132,6 +141,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     # Only the uploader (and an administrator correcting it) edits notes and the report.
     "studies.edit": {
         ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 403, "admin": 200,
+        "POST": {"radiologist": 200, "admin": 200},
         "params": lambda objs, users: {"study_id": objs["study"].id},
         "unrelated": "radiologist",
     },
@@ -181,6 +191,7 @@ EXPECTED.update({
     "opinions.worklist": only(("radiologist", "qa_manager", "admin")),
     "opinions.new": {
         ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 403, "qa_manager": 403, "admin": 403,
+        "POST": {"radiologist": 200},
         "params": lambda objs, users: {"study_id": objs["study"].id},
         "unrelated": "radiologist",
     },
@@ -229,7 +240,7 @@ EXPECTED.update({
     "reports.download": {**only(("qa_manager", "admin"), refused=404), **_EXPORT_ID,
                          "unrelated": "radiologist"},
     # Every signed-in user may check a document; an empty form is answered with 400.
-    "reports.verify": everyone(200),
+    "reports.verify": {**everyone(200), "POST": everyone(400)},
 })
 
 
@@ -295,6 +306,10 @@ def _case(objs, users):
     return {"case_id": objs["discrepancy_case"].id}
 
 
+def _rule(objs, users):
+    return {"rule_id": objs["sampling_run"].rule_id}
+
+
 def _qa(status: int = 200, params=None) -> dict[str, Any]:
     entry: dict[str, Any] = only(("qa_manager",), status=status)
     if params is not None:
@@ -337,9 +352,9 @@ EXPECTED.update({
     "qa.dashboard": _qa(),
     "qa.statistics": _qa(),
     "qa.rules": _qa(),
-    "qa.rule_form": _qa(),
-    "qa.run_preview": _qa(params=lambda objs, users: {
-        "rule_id": objs["sampling_run"].rule_id}),
+    # Two rules: /qa/rules/new and /qa/rules/<rule_id>/edit (the matrix QA manager's rule).
+    "qa.rule_form": {**_qa(params=_rule), "POST": {"qa_manager": 200}},
+    "qa.run_preview": {**_qa(params=_rule), "POST": {"qa_manager": 200}},
     "qa.run_detail": _qa(params=lambda objs, users: {"run_id": objs["sampling_run"].id}),
     "qa.reviews": _qa(),
     "qa.review_detail": _qa(params=lambda objs, users: {
@@ -351,10 +366,11 @@ EXPECTED.update({
     "qa.case_committee": {**_qa(400, params=_case), "method": "POST"},  # already decided
     "qa.case_decide": {**_qa(400, params=_case), "method": "POST"},
     "qa.teaching": _qa(),
-    "qa.teaching_new": _qa(params=lambda objs, users: {
-        "review_id": objs["discrepancy_case"].review_id}),
-    "qa.conferences": _qa(),
-    "qa.conference": _qa(params=lambda objs, users: {"conference_id": objs["conference"].id}),
+    "qa.teaching_new": {**_qa(params=lambda objs, users: {
+        "review_id": objs["discrepancy_case"].review_id}), "POST": {"qa_manager": 200}},
+    "qa.conferences": {**_qa(), "POST": {"qa_manager": 200}},
+    "qa.conference": {**_qa(params=lambda objs, users: {
+        "conference_id": objs["conference"].id}), "POST": {"qa_manager": 400}},
 })
 
 

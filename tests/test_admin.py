@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from qaportal.models import License, User
+from qaportal.models import AuditEvent, License, User
 from tests.factories import DEFAULT_PASSWORD, make_certification, make_user
 
 NEW_PASSWORD = "violet-harbour-lantern-42"
@@ -15,6 +15,15 @@ NEW_PASSWORD = "violet-harbour-lantern-42"
 
 def _user(db, email: str) -> User:
     return db.session.scalar(sa.select(User).where(User.email == email))
+
+
+def _events(db, user: User, prefix: str) -> list[AuditEvent]:
+    """The audit events about this account whose action starts with prefix, oldest first."""
+    return db.session.scalars(
+        sa.select(AuditEvent)
+        .where(AuditEvent.object_type == "users", AuditEvent.object_id == str(user.id),
+               AuditEvent.action.like(f"{prefix}%"))
+        .order_by(AuditEvent.seq)).all()
 
 
 def test_admin_creates_a_user_with_a_temporary_password(app, client, login_as, db):
@@ -59,7 +68,7 @@ def test_create_user_errors_keep_what_was_typed(client, login_as, db):
 
 
 def test_admin_edits_roles_and_deactivates_but_never_deletes(client, login_as, db):
-    login_as("admin")
+    admin = login_as("admin")
     user = make_user(roles=("radiologist",), subspecialties=("neuro",))
     db.session.commit()
     response = client.post(f"/admin/users/{user.id}", data={
@@ -78,6 +87,9 @@ def test_admin_edits_roles_and_deactivates_but_never_deletes(client, login_as, d
     client.post(f"/admin/users/{user.id}/activate")
     db.session.refresh(user)
     assert user.active is True
+    events = _events(db, user, "user.")
+    assert [e.action for e in events] == ["user.updated", "user.deactivated", "user.activated"]
+    assert {e.actor_id for e in events} == {admin.id}
     assert not any(r.rule.endswith("/delete") for r in client.application.url_map.iter_rules())
 
 
@@ -126,7 +138,7 @@ def test_user_list_filters(client, login_as, db):
 
 
 def test_licence_and_certification_are_added_and_shown_with_expiry(client, login_as, db):
-    login_as("admin")
+    admin = login_as("admin")
     user = make_user()
     db.session.commit()
     soon = date.today() + timedelta(days=10)
@@ -144,6 +156,14 @@ def test_licence_and_certification_are_added_and_shown_with_expiry(client, login
     assert f"expires {soon.isoformat()}" in html and "expired 2020-06-01" in html
     db.session.refresh(user)
     assert user.licenses[0].jurisdiction == "TX"
+    lic, cert = _events(db, user, "credential.")
+    assert lic.action == "credential.license_added" and lic.actor_id == admin.id
+    assert lic.details == {"license_id": user.licenses[0].id, "jurisdiction": "TX",
+                           "valid_to": soon.isoformat()}
+    assert cert.action == "credential.certification_added" and cert.actor_id == admin.id
+    assert cert.details == {"certification_id": user.certifications[0].id,
+                            "board": "American Board of Radiology",
+                            "specialty": "Neuroradiology"}
 
 
 def test_licence_with_bad_dates_keeps_the_typed_values(client, login_as, db):
@@ -180,7 +200,7 @@ def test_certification_expiry_before_certification_is_refused(client, login_as, 
 
 
 def test_credential_of_another_user_cannot_be_removed_through_this_one(client, login_as, db):
-    login_as("admin")
+    admin = login_as("admin")
     owner = make_user(licenses=["CA"])
     other = make_user()
     cert = make_certification(owner)
@@ -189,9 +209,16 @@ def test_credential_of_another_user_cannot_be_removed_through_this_one(client, l
     assert client.post(f"/admin/users/{other.id}/license/{lic_id}/remove").status_code == 404
     assert client.post(
         f"/admin/users/{other.id}/certification/{cert.id}/remove").status_code == 404
+    assert _events(db, other, "credential.") == []  # refused: nothing recorded
     assert client.post(f"/admin/users/{owner.id}/license/{lic_id}/remove").status_code == 302
+    assert client.post(
+        f"/admin/users/{owner.id}/certification/{cert.id}/remove").status_code == 302
     db.session.refresh(owner)
-    assert owner.licenses == []
+    assert owner.licenses == [] and owner.certifications == []
+    removed = _events(db, owner, "credential.")
+    assert [(e.action, e.details, e.actor_id) for e in removed] == [
+        ("credential.license_removed", {"credential_id": lic_id}, admin.id),
+        ("credential.certification_removed", {"credential_id": cert.id}, admin.id)]
 
 
 def test_reset_password_ends_sessions_and_forces_a_change(app, client, login_as, db):

@@ -301,6 +301,9 @@ def test_totp_enrol_then_sign_in_with_a_code(client, auth, login_as, db):
     secret = _enrol(client)
     db.session.refresh(user)
     assert user.totp_enabled and user.totp_secret == secret
+    enabled = _actions(db, "auth.totp_enabled")
+    assert len(enabled) == 1 and enabled[0].actor_id == user.id
+    assert enabled[0].object_id == str(user.id) and secret not in str(enabled[0].details)
     client.post("/logout")
     response = auth.login(user)
     assert response.headers["Location"].startswith("/login/verify")

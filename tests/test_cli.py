@@ -72,7 +72,9 @@ def test_invalid_email_is_refused(app, db):
 def test_unknown_role_is_refused(app, db):
     result = _run(app, "create-user", "r@example.org", "--name", "X", "--role", "root",
                   "--password-stdin", stdin=STRONG)
-    assert result.exit_code != 0 and "'root' is not one of" in result.output
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: unknown role 'root'; the roles are radiologist, reviewer, qa_manager, admin"]
     assert _user(db, "r@example.org") is None
 
 
@@ -110,3 +112,56 @@ def test_demo_generates_a_password_once_and_keeps_it_private(app, db, monkeypatc
     assert f"password for all: {password}" in first
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert f"password for all: {password}" in _run(app, "demo").output
+
+
+def test_demo_never_seeds_an_instance_that_holds_real_accounts(app, db, monkeypatch):
+    from tests.factories import make_user
+
+    monkeypatch.setenv("QAPORTAL_DEMO_PASSWORD", STRONG)
+    make_user(roles=("radiologist",), email="real@hospital.example")
+    db.session.commit()
+    result = _run(app, "demo")
+    assert result.exit_code == 0, result.output  # `make run` goes on serving
+    assert result.output.strip().splitlines() == [
+        "This instance holds accounts of its own and no demo accounts: no demo data seeded."]
+    db.session.expire_all()
+    assert [u.email for u in db.session.scalars(sa.select(User))] == ["real@hospital.example"]
+    # An instance the demo seeded before is still topped up, real accounts added or not.
+    db.session.delete(_user(db, "real@hospital.example"))
+    db.session.commit()
+    assert _run(app, "demo").exit_code == 0
+    make_user(roles=("admin",), email="real@hospital.example")
+    db.session.commit()
+    again = _run(app, "demo")
+    assert again.exit_code == 0 and f"password for all: {STRONG}" in again.output
+
+
+def test_demo_prints_the_password_the_accounts_really_have(app, db, monkeypatch):
+    from qaportal.auth.service import change_password
+
+    monkeypatch.delenv("QAPORTAL_DEMO_PASSWORD", raising=False)
+    generated = _run(app, "demo").output.split("password for all: ", 1)[1].split(")")[0]
+    rad = _user(db, DEMO_ACCOUNTS["radiologist"][0])
+    change_password(rad, "my-own-password-99")
+    db.session.commit()
+    # Unset: nothing is reset, and the account whose password changed is marked.
+    output = _run(app, "demo").output
+    assert f"password: {generated}; accounts marked * keep a password" in output
+    marked = [line.split()[0] for line in output.splitlines() if line.startswith(" *")]
+    assert marked == ["*radiologist"]
+    db.session.expire_all()
+    assert verify_password(_user(db, DEMO_ACCOUNTS["radiologist"][0]).password_hash,
+                           "my-own-password-99")
+    # Set on a later run: every demo account gets it (audited), and later runs print it.
+    monkeypatch.setenv("QAPORTAL_DEMO_PASSWORD", STRONG)
+    output = _run(app, "demo").output
+    assert f"password for all: {STRONG}" in output and " *" not in output
+    db.session.expire_all()
+    for email, *_ in DEMO_ACCOUNTS.values():
+        assert verify_password(_user(db, email).password_hash, STRONG), email
+    resets = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "user.password_reset")).all()
+    assert len(resets) == len(DEMO_ACCOUNTS)
+    assert {e.actor_label for e in resets} == {"cli"}
+    monkeypatch.delenv("QAPORTAL_DEMO_PASSWORD")
+    assert f"password for all: {STRONG}" in _run(app, "demo").output

@@ -9,10 +9,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask import current_app
 
+from qaportal import audit
 from qaportal.admin import service as admin_service
 from qaportal.extensions import db
 from qaportal.models import BoardCertification, License, User
-from qaportal.passwords import generate_password
+from qaportal.passwords import generate_password, hash_password, verify_password
 
 # key: (email, full name, roles, subspecialties, licence jurisdictions)
 DEMO_ACCOUNTS = {
@@ -28,18 +29,58 @@ DEMO_ACCOUNTS = {
 
 
 def demo_password() -> str:
-    """Return QAPORTAL_DEMO_PASSWORD, or the one generated for this instance (kept 0600)."""
-    given = os.environ.get("QAPORTAL_DEMO_PASSWORD")
-    if given:
-        return given
+    """Return QAPORTAL_DEMO_PASSWORD, or the password generated for this instance.
+
+    Either is kept in instance/demo-password (mode 0600), so that later runs without the
+    variable print the password the demo accounts were given.
+    """
     path = Path(current_app.instance_path) / "demo-password"
-    if path.exists():
-        return path.read_text().strip()
-    password = generate_password()
+    given = password_chosen()
+    kept = path.read_text().strip() if path.exists() else None
+    if kept and (not given or given == kept):
+        return kept
+    password = given or generate_password()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(password + "\n")
     return password
+
+
+def password_chosen() -> str | None:
+    """Return QAPORTAL_DEMO_PASSWORD when it is set (then demo accounts are reset to it)."""
+    return os.environ.get("QAPORTAL_DEMO_PASSWORD") or None
+
+
+def instance_state() -> str:
+    """Say what the database holds: "empty" (no accounts), "demo" (demo accounts seeded
+    before) or "real" (accounts, none of them a demo account)."""
+    emails = [spec[0] for spec in DEMO_ACCOUNTS.values()]
+    if db.session.scalar(sa.select(User.id).where(User.email.in_(emails)).limit(1)):
+        return "demo"
+    if db.session.scalar(sa.select(User.id).limit(1)):
+        return "real"
+    return "empty"
+
+
+def align_passwords(accounts: dict[str, User], password: str, *, reset: bool) -> list[str]:
+    """Return the keys of demo accounts whose password is not `password`.
+
+    With reset (QAPORTAL_DEMO_PASSWORD was set), first give those accounts that password
+    (audited as a reset by the command line), so the list comes back empty.
+    """
+    differ = [key for key, user in accounts.items()
+              if not verify_password(user.password_hash, password)]
+    if not reset:
+        return differ
+    for key in differ:
+        user = accounts[key]
+        user.password_hash = hash_password(password)
+        user.must_change_password = False
+        user.session_version += 1  # sessions opened with the old password end
+        audit.record("user.password_reset", user, actor_label="cli",
+                     reason="QAPORTAL_DEMO_PASSWORD")
+    db.session.flush()
+    return []
 
 
 def seed_accounts(password: str) -> dict[str, User]:

@@ -1,0 +1,110 @@
+"""`make run`'s path for real: migrate, seed the demo, serve with gunicorn, sign in."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PG_ENV
+from tests.console import ROOT, console_env, qaportal
+
+PASSWORD = "violet-harbour-lantern-42"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(os.environ.get(PG_ENV)), reason="make run uses SQLite; the SQLite "
+                       "pass of make test covers it"),
+]
+
+
+def test_the_makefile_runs_these_commands():
+    recipe = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal db upgrade" in recipe
+    assert "QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal demo" in recipe
+    assert "QAPORTAL_LOCAL=1 exec $(VENV)/bin/gunicorn" in recipe
+    assert "'qaportal:create_app()'" in recipe
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 40) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert server.poll() is None, log.read_text()
+        try:
+            urllib.request.urlopen(url, timeout=10).close()  # noqa: S310 (localhost)
+            return
+        except OSError:  # not listening yet (URLError), or a worker still starting
+            time.sleep(0.2)
+    pytest.fail(f"gunicorn did not answer {url} in {seconds} s")
+
+
+def test_make_run_serves_a_working_demo(tmp_path):
+    instance = tmp_path / "instance"
+    env = console_env(instance, QAPORTAL_LOCAL="1", QAPORTAL_DEMO_PASSWORD=PASSWORD)
+    instance.mkdir()
+    upgrade = qaportal(env, "db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    demo = qaportal(env, "demo")
+    assert demo.returncode == 0, demo.stderr
+    assert f"password for all: {PASSWORD}" in demo.stdout
+    assert "rad@demo.qaportal.test" in demo.stdout
+    # QAPORTAL_INSTANCE_PATH put everything in the temp instance, none in the checkout's.
+    assert {"qaportal.sqlite", "secret_key", "demo-password"} <= {
+        f.name for f in instance.iterdir()}
+
+    port = _free_port()
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    log = tmp_path / "gunicorn.log"
+    log_file = log.open("w")
+    server = subprocess.Popen(
+        [str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "60",
+         "qaportal:create_app()"],
+        env=env, cwd=instance, stdout=subprocess.DEVNULL, stderr=log_file)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"{base}/health", server, log)
+        with urllib.request.urlopen(f"{base}/health", timeout=5) as resp:  # noqa: S310
+            assert resp.status == 200
+            assert json.loads(resp.read()) == {"status": "ok", "database": "ok"}
+
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar),
+                                              _NoRedirect)
+        page = browser.open(f"{base}/login", timeout=10).read().decode()
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"|'
+                          r'name="csrf_token" value="([^"]+)"', page)
+        assert token, "no CSRF token on the login page"
+        form = urllib.parse.urlencode({
+            "csrf_token": token.group(1) or token.group(2),
+            "email": "rad@demo.qaportal.test", "password": PASSWORD}).encode()
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            browser.open(f"{base}/login", data=form, timeout=30)
+        assert redirect.value.code == 302, redirect.value.read()[:300]
+        assert "/login" not in redirect.value.headers["Location"]
+        home = browser.open(f"{base}/", timeout=10).read().decode()
+        assert "Dr. Ada Radley" in home
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log_file.close()
