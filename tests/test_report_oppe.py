@@ -16,7 +16,13 @@ from qaportal.reports.registry import PEER_REVIEW_STATEMENT
 from qaportal.reports.service import ReportError, create_export
 from tests.factories import make_review, make_study, make_user
 from tests.pdftools import page_png, pdf_text, xmp_text
-from tests.report_world import COMMITTEE_NAMES, OTHER_READERS, REVIEWER_NAMES, build_world
+from tests.report_world import (
+    COMMITTEE_NAMES,
+    OTHER_READERS,
+    REVIEWER_NAMES,
+    TODAY,
+    build_world,
+)
 
 STATEMENT_START = "Confidential peer review document"
 
@@ -86,9 +92,24 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
 
     assert "Olivia Oppenheimer" in text and "olivia@example.test" in text
     assert_no_one_else_named(text)
-    # Credentials with their validity; no privileges model, so say who keeps them.
+    # Credentials and hospital privileges with their validity.
     assert "✗ expired" in text and "⚠ expires" in text and "TX" in text
-    assert "Hospital privileges: maintained by the medical staff office" in text
+    soon, gone = TODAY + timedelta(days=15), TODAY - timedelta(days=40)
+    for needle in ("Diagnostic CT interpretation", "Harbourview Medical", "Proctoring",
+                   "Lakeside Clinic", "Image-guided biopsy", f"✓ to {TODAY + timedelta(365)}",
+                   f"⚠ expires {soon}", f"✗ expired {gone}"):
+        assert needle in text, needle
+    assert "4 credentials expired or expiring" in text  # TX, the certification, 2 privileges
+    # each privilege's row carries its own mark (the preview is the same HTML)
+    html = client.get("/reports/oppe/preview", query_string=_form(w)).get_data(as_text=True)
+    rows = {re.sub(r"<[^>]+>", "", r.split("</td>")[0]).strip(): _squash(re.sub(
+        r"<[^>]+>", " ", r)) for r in re.findall(r"<tr>(.*?)</tr>", html.split(
+            'class="privileges"')[1].split("</table>")[0], re.S)[1:]}
+    assert f"✓ to {TODAY + timedelta(365)}" in rows["Diagnostic CT interpretation"]
+    assert "Proctoring completed." in rows["Diagnostic CT interpretation"]
+    assert f"⚠ expires {soon}" in rows["Neuroradiology MR interpretation"]
+    assert f"✗ expired {gone}" in rows["Image-guided biopsy"]
+    assert "maintained by the medical staff office" not in text
     # Volume by modality: 24 CT and 10 MR reads (the denominator).
     assert re.search(r"CT 24 24 24 0 0 0 0 0 0 0\.00 %", text)
     assert re.search(r"MR 10 6 0 2 1 1 1 1 1 20\.00 %", text)
