@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, time, timedelta
 
@@ -9,13 +10,19 @@ import pytest
 import sqlalchemy as sa
 
 from qaportal.extensions import db
-from qaportal.models import ReportExport
+from qaportal.models import AuditEvent, ReportExport
 from qaportal.qa import stats
 from qaportal.reports import qa_data
 from qaportal.reports.registry import PEER_REVIEW_STATEMENT
 from qaportal.reports.service import ReportError, create_export
 from tests.factories import make_review, make_study, make_user
-from tests.pdftools import page_png, pdf_text, xmp_text
+from tests.pdftools import (
+    assert_charts_drawn,
+    assert_page_furniture,
+    page_png,
+    pdf_text,
+    xmp_text,
+)
 from tests.report_world import (
     COMMITTEE_NAMES,
     OTHER_READERS,
@@ -75,6 +82,16 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
     text = _squash(pdf_text(data))
     assert_confidential_numbered(data)
     assert doc_id in text and "Page 1 of" in text
+    record = db.session.scalar(sa.select(ReportExport).where(ReportExport.document_id == doc_id))
+    pages = assert_page_furniture(data, record, "OPPE packet")
+    for needle in ("Radiologist Olivia Oppenheimer", f"Period {w['from']} to {w['to']}",
+                   "Evaluation OPPE — ongoing", STATEMENT_START):
+        assert needle in pages[0], needle
+    assert_charts_drawn(client, data, "oppe", _form(w), (
+        "this radiologist among the department's readers",
+        "Monthly significant-discrepancy rate (this radiologist)"))
+    html = client.get("/reports/oppe/preview", query_string=_form(w)).get_data(as_text=True)
+    assert html.count('class="point highlight') == 1  # the radiologist, ringed
 
     period = stats.Period(w["from"], w["to"])
     own = stats.summarize(stats.review_facts(db.session, period, reader_id=w["subject"].id))
@@ -125,8 +142,13 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
     assert "Department chair" in text and "Medical staff office" in text
     xmp = xmp_text(data)
     assert 'pdfaid:part="2"' in xmp and doc_id in xmp
-    record = db.session.scalar(sa.select(ReportExport).where(ReportExport.document_id == doc_id))
     assert record.kind == "oppe" and record.parameters["radiologist"] == w["subject"].email
+    assert record.parameters["date_from"] == w["from"].isoformat()
+    assert record.parameters["date_to"] == w["to"].isoformat()
+    ev = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "report.exported"))
+    assert ev.actor_id == w["qa"].id and ev.details["document_id"] == doc_id
+    assert ev.details["parameters"] == record.parameters
+    assert ev.details["sha256"] == record.sha256 == hashlib.sha256(data).hexdigest()
     assert record.parameters["confidential"] is True
     assert page_png(data, "oppe-packet").stat().st_size > 5000
 
