@@ -107,3 +107,15 @@ def test_adding_a_privilege_needs_a_csrf_token(tmp_path, db_url):
         _db.session.remove()
         _db.drop_all()
         _db.engine.dispose()
+
+
+def test_radiologist_sees_own_privileges_on_the_account_page(client, login_as, db):
+    from tests.factories import make_privilege
+
+    user = login_as("radiologist")
+    make_privilege(user, "Diagnostic CT interpretation",
+                   valid_to=TODAY + timedelta(days=5))
+    db.session.commit()
+    html = client.get("/account").get_data(as_text=True)
+    assert "Diagnostic CT interpretation" in html
+    assert f"expires {(TODAY + timedelta(days=5)).isoformat()}" in html
