@@ -38,6 +38,21 @@ def make_user(roles=("radiologist",), *, email: str | None = None, full_name: st
     return user
 
 
+def make_privilege(user: User, description: str, *, facility: str = "Harbourview Medical Center",
+                   granted_on: date | None = None, valid_to: date | None = None,
+                   notes: str = ""):
+    """Give a user hospital privileges (granted two years ago, valid a year by default)."""
+    from qaportal.models import Privilege
+
+    today = date.today()
+    priv = Privilege(user=user, facility=facility, description=description,
+                     granted_on=granted_on or today - timedelta(days=730),
+                     valid_to=valid_to or today + timedelta(days=365), notes=notes)
+    db.session.add(priv)
+    db.session.flush()
+    return priv
+
+
 def make_certification(user: User, *, expires_on: date | None = None) -> BoardCertification:
     """Give a user a board certification."""
     cert = BoardCertification(user=user, board="American Board of Radiology",

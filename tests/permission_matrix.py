@@ -414,3 +414,9 @@ EXPECTED.update({
         "study_id": objs["viewer_instance"].series.study_id,
         "instance_id": objs["viewer_instance"].id, "n": 0}),
 })
+
+# -- reports: hospital privileges on the account page (issue 6) ------------------------------
+EXPECTED.update({
+    "admin.privilege_add": {**only(("admin",), status=422), "method": "POST",
+                            "params": lambda objs, users: {"user_id": objs["subject"].id}},
+})

@@ -14,6 +14,7 @@ from qaportal.qa import cases as cs
 from tests.factories import (
     make_certification,
     make_opinion_record,
+    make_privilege,
     make_review,
     make_study,
     make_user,
@@ -42,6 +43,10 @@ def build_world() -> dict:
         subspecialties=["neuro"],
         licenses=["CA", ("TX", TODAY - timedelta(days=800), TODAY - timedelta(days=10))])
     make_certification(subject, expires_on=TODAY + timedelta(days=20))
+    make_privilege(subject, "Diagnostic CT interpretation", notes="Proctoring completed.")
+    make_privilege(subject, "Neuroradiology MR interpretation", facility="Lakeside Clinic",
+                   valid_to=TODAY + timedelta(days=15))
+    make_privilege(subject, "Image-guided biopsy", valid_to=TODAY - timedelta(days=40))
     reviewers = [make_user(["reviewer"], full_name=n) for n in REVIEWER_NAMES]
     committee = [make_user(["reviewer"], full_name=n) for n in COMMITTEE_NAMES]
     others = [make_user(["radiologist"], full_name=n) for n in OTHER_READERS]

@@ -8,12 +8,18 @@ import pytest
 import sqlalchemy as sa
 
 from qaportal.extensions import db
-from qaportal.models import ReportExport
+from qaportal.models import AuditEvent, ReportExport
 from qaportal.qa import stats
 from qaportal.reports import qa_data
 from qaportal.reports.department import build_department
 from tests.factories import make_review, make_study, make_user
-from tests.pdftools import page_png, pdf_text, xmp_text
+from tests.pdftools import (
+    assert_charts_drawn,
+    assert_page_furniture,
+    page_png,
+    pdf_text,
+    xmp_text,
+)
 from tests.report_world import COMMITTEE_NAMES, OTHER_READERS, REVIEWER_NAMES, build_world
 
 
@@ -74,6 +80,16 @@ def test_department_summary_codes_readers_and_prints_the_stats(app, client, auth
     assert "QA committee chair" in text
     record = db.session.scalar(sa.select(ReportExport))
     assert record.kind == "department" and record.parameters["show_names"] is False
+    cover = assert_page_furniture(data, record, "Department QA summary")[0]
+    assert f"Period {w['from']} to {w['to']}" in cover and "Readers coded (R01, R02…)" in cover
+    params = {"date_from": w["from"].isoformat(), "date_to": w["to"].isoformat()}
+    assert_charts_drawn(client, data, "department", params, (
+        "Significant-discrepancy rate by review count", "Monthly significant-discrepancy rate"))
+    ev = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "report.exported"))
+    assert ev.actor_id == w["qa"].id and ev.details["parameters"] == record.parameters
+    assert record.parameters == {"date_from": w["from"].isoformat(),
+                                 "date_to": w["to"].isoformat(), "show_names": False,
+                                 "confidential": True}
     assert page_png(data, "department-summary").stat().st_size > 5000
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import UTC, datetime, time, timedelta
 
@@ -9,14 +10,26 @@ import pytest
 import sqlalchemy as sa
 
 from qaportal.extensions import db
-from qaportal.models import ReportExport
+from qaportal.models import AuditEvent, ReportExport
 from qaportal.qa import stats
 from qaportal.reports import qa_data
 from qaportal.reports.registry import PEER_REVIEW_STATEMENT
 from qaportal.reports.service import ReportError, create_export
 from tests.factories import make_review, make_study, make_user
-from tests.pdftools import page_png, pdf_text, xmp_text
-from tests.report_world import COMMITTEE_NAMES, OTHER_READERS, REVIEWER_NAMES, build_world
+from tests.pdftools import (
+    assert_charts_drawn,
+    assert_page_furniture,
+    page_png,
+    pdf_text,
+    xmp_text,
+)
+from tests.report_world import (
+    COMMITTEE_NAMES,
+    OTHER_READERS,
+    REVIEWER_NAMES,
+    TODAY,
+    build_world,
+)
 
 STATEMENT_START = "Confidential peer review document"
 
@@ -69,6 +82,16 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
     text = _squash(pdf_text(data))
     assert_confidential_numbered(data)
     assert doc_id in text and "Page 1 of" in text
+    record = db.session.scalar(sa.select(ReportExport).where(ReportExport.document_id == doc_id))
+    pages = assert_page_furniture(data, record, "OPPE packet")
+    for needle in ("Radiologist Olivia Oppenheimer", f"Period {w['from']} to {w['to']}",
+                   "Evaluation OPPE — ongoing", STATEMENT_START):
+        assert needle in pages[0], needle
+    assert_charts_drawn(client, data, "oppe", _form(w), (
+        "this radiologist among the department's readers",
+        "Monthly significant-discrepancy rate (this radiologist)"))
+    html = client.get("/reports/oppe/preview", query_string=_form(w)).get_data(as_text=True)
+    assert html.count('class="point highlight') == 1  # the radiologist, ringed
 
     period = stats.Period(w["from"], w["to"])
     own = stats.summarize(stats.review_facts(db.session, period, reader_id=w["subject"].id))
@@ -86,9 +109,24 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
 
     assert "Olivia Oppenheimer" in text and "olivia@example.test" in text
     assert_no_one_else_named(text)
-    # Credentials with their validity; no privileges model, so say who keeps them.
+    # Credentials and hospital privileges with their validity.
     assert "✗ expired" in text and "⚠ expires" in text and "TX" in text
-    assert "Hospital privileges: maintained by the medical staff office" in text
+    soon, gone = TODAY + timedelta(days=15), TODAY - timedelta(days=40)
+    for needle in ("Diagnostic CT interpretation", "Harbourview Medical", "Proctoring",
+                   "Lakeside Clinic", "Image-guided biopsy", f"✓ to {TODAY + timedelta(365)}",
+                   f"⚠ expires {soon}", f"✗ expired {gone}"):
+        assert needle in text, needle
+    assert "4 credentials expired or expiring" in text  # TX, the certification, 2 privileges
+    # each privilege's row carries its own mark (the preview is the same HTML)
+    html = client.get("/reports/oppe/preview", query_string=_form(w)).get_data(as_text=True)
+    rows = {re.sub(r"<[^>]+>", "", r.split("</td>")[0]).strip(): _squash(re.sub(
+        r"<[^>]+>", " ", r)) for r in re.findall(r"<tr>(.*?)</tr>", html.split(
+            'class="privileges"')[1].split("</table>")[0], re.S)[1:]}
+    assert f"✓ to {TODAY + timedelta(365)}" in rows["Diagnostic CT interpretation"]
+    assert "Proctoring completed." in rows["Diagnostic CT interpretation"]
+    assert f"⚠ expires {soon}" in rows["Neuroradiology MR interpretation"]
+    assert f"✗ expired {gone}" in rows["Image-guided biopsy"]
+    assert "maintained by the medical staff office" not in text
     # Volume by modality: 24 CT and 10 MR reads (the denominator).
     assert re.search(r"CT 24 24 24 0 0 0 0 0 0 0\.00 %", text)
     assert re.search(r"MR 10 6 0 2 1 1 1 1 1 20\.00 %", text)
@@ -104,8 +142,13 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
     assert "Department chair" in text and "Medical staff office" in text
     xmp = xmp_text(data)
     assert 'pdfaid:part="2"' in xmp and doc_id in xmp
-    record = db.session.scalar(sa.select(ReportExport).where(ReportExport.document_id == doc_id))
     assert record.kind == "oppe" and record.parameters["radiologist"] == w["subject"].email
+    assert record.parameters["date_from"] == w["from"].isoformat()
+    assert record.parameters["date_to"] == w["to"].isoformat()
+    ev = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "report.exported"))
+    assert ev.actor_id == w["qa"].id and ev.details["document_id"] == doc_id
+    assert ev.details["parameters"] == record.parameters
+    assert ev.details["sha256"] == record.sha256 == hashlib.sha256(data).hexdigest()
     assert record.parameters["confidential"] is True
     assert page_png(data, "oppe-packet").stat().st_size > 5000
 

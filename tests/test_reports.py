@@ -247,3 +247,42 @@ def test_document_ids_are_unique_in_the_database(app):
     with pytest.raises(sa.exc.IntegrityError):
         db.session.flush()
     db.session.rollback()
+
+
+def test_long_table_repeats_its_header_on_every_page(client, login_as):
+    qa = login_as("qa_manager")
+    for i in range(160):
+        audit.record("bulk.event", qa, actor=qa, n=i)
+    db.session.commit()
+    resp = _export(client, "audit", PERIOD)
+    assert resp.status_code == 200, resp.data
+    data = client.get(resp.get_json()["download_url"]).data
+    header = re.compile(r"#\s+TIME \(UTC\)\s+ACTOR\s+ACTION\s+OBJECT\s+FROM\s+DETAILS\s+HASH",
+                        re.I)
+    pages = [p for p in pdf_text(data).split("\f") if p.strip()]
+    with_rows = [i for i, p in enumerate(pages) if "bulk.event" in p]
+    assert len(with_rows) >= 3, len(with_rows)  # the entries run over several pages
+    for i in with_rows[1:]:  # continuation pages carry the table's header again
+        rows_at = pages[i].find("bulk.event")
+        match = header.search(pages[i])
+        assert match and match.start() < rows_at, f"page {i + 1}"
+
+
+def test_verify_page_says_when_and_by_whom_the_document_was_made(client, login_as):
+    maker = make_user(roles=("qa_manager",), full_name="Quinn Quality")
+    export, data = make_export(maker)
+    db.session.commit()
+    login_as("reviewer")
+    made = f"{export.created_at:%Y-%m-%d %H:%M:%S} UTC"
+    for page in (_verify_upload(client, data).get_data(as_text=True),
+                 client.post("/reports/verify", data={"document_id": export.document_id}
+                             ).get_data(as_text=True)):
+        result = page.split('id="verify-result"')[1]
+        assert re.search(r"<dt>Made</dt><dd><time datetime=\"[^\"]+\" data-local>"
+                         + re.escape(made) + "</time></dd>", result)
+        assert f"<dt>Made by</dt><dd>Quinn Quality &lt;{maker.email}&gt;</dd>" in result
+        assert f"<dt>Pages</dt><dd>{export.page_count}</dd>" in result
+    altered = data[:-20] + bytes([data[-20] ^ 1]) + data[-19:]
+    page = _verify_upload(client, altered).get_data(as_text=True)
+    assert re.search(r"which this portal made\s+on <time[^>]*>"  # when the original was made
+                     + re.escape(f"{export.created_at:%Y-%m-%d %H:%M} UTC"), page)

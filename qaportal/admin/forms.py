@@ -93,6 +93,25 @@ class CertificationForm(FlaskForm):
             raise ValidationError("The expiry date is before the certification date.")
 
 
+class PrivilegeForm(FlaskForm):
+    """Clinical privileges granted by a facility, with their term."""
+
+    facility = StringField("Facility", validators=[DataRequired(), Length(max=200)],
+                           description="e.g. St Mary's Medical Center")
+    description = StringField("Privilege", validators=[DataRequired(), Length(max=200)],
+                              description="e.g. Diagnostic CT interpretation")
+    granted_on = DateField("Granted on", validators=[DataRequired()])
+    valid_to = DateField("Valid to", validators=[DataRequired()],
+                         description="End of the appointment term (reappointment due).")
+    notes = StringField("Notes", validators=[Optional(), Length(max=500)],
+                        description="Optional, e.g. proctoring conditions. No patient data.")
+    submit = SubmitField("Add privilege")
+
+    def validate_valid_to(self, field):
+        if self.granted_on.data and field.data and field.data < self.granted_on.data:
+            raise ValidationError("The end date is before the grant date.")
+
+
 class FilterForm(FlaskForm):
     """Search and filter the user list (GET, no CSRF)."""
 

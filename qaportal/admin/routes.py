@@ -9,7 +9,13 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from qaportal.admin import bp, service
-from qaportal.admin.forms import CertificationForm, FilterForm, LicenseForm, UserForm
+from qaportal.admin.forms import (
+    CertificationForm,
+    FilterForm,
+    LicenseForm,
+    PrivilegeForm,
+    UserForm,
+)
 from qaportal.auth.forms import EmptyForm
 from qaportal.extensions import db
 from qaportal.models import User, UserRole
@@ -87,7 +93,8 @@ def user_edit(user_id: int):
     return _render_edit(user, form=form)
 
 
-def _render_edit(user: User, *, form=None, license_form=None, cert_form=None, status=200):
+def _render_edit(user: User, *, form=None, license_form=None, cert_form=None, priv_form=None,
+                 status=200):
     """Render the account page; a form that failed keeps what was typed."""
     if form is None:
         form = UserForm(obj=user, formdata=None)
@@ -99,8 +106,10 @@ def _render_edit(user: User, *, form=None, license_form=None, cert_form=None, st
         "admin/user_form.html", form=form, user=user, action_form=EmptyForm(),
         license_form=license_form or LicenseForm(prefix="lic", formdata=None),
         cert_form=cert_form or CertificationForm(prefix="cert", formdata=None),
+        priv_form=priv_form or PrivilegeForm(prefix="priv", formdata=None),
         licences=[(lic, validity_status(lic.valid_to, today, warn)) for lic in user.licenses],
         certs=[(c, validity_status(c.expires_on, today, warn)) for c in user.certifications],
+        privileges=[(p, validity_status(p.valid_to, today, warn)) for p in user.privileges],
     ), status
 
 
@@ -166,8 +175,25 @@ def certification_add(user_id: int):
     return redirect(url_for("admin.user_edit", user_id=user.id) + "#credentials")
 
 
-@bp.route("/users/<int:user_id>/<any(license, certification):kind>/<int:item_id>/remove",
-          methods=["POST"])
+@bp.route("/users/<int:user_id>/privileges", methods=["POST"])
+@role_required("admin")
+def privilege_add(user_id: int):
+    user = _user_or_404(user_id)
+    form = PrivilegeForm(prefix="priv")
+    if form.validate_on_submit():
+        service.add_privilege(user, by=current_user, facility=form.facility.data,
+                              description=form.description.data,
+                              granted_on=form.granted_on.data, valid_to=form.valid_to.data,
+                              notes=form.notes.data)
+        db.session.commit()
+        flash("Privilege added.", "success")
+    else:
+        return _render_edit(user, priv_form=form, status=422)
+    return redirect(url_for("admin.user_edit", user_id=user.id) + "#credentials")
+
+
+@bp.route("/users/<int:user_id>/<any(license, certification, privilege):kind>/<int:item_id>"
+          "/remove", methods=["POST"])
 @role_required("admin")
 def credential_remove(user_id: int, kind: str, item_id: int):
     user = _user_or_404(user_id)

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from qaportal import audit
 from qaportal.extensions import db
-from qaportal.models import BoardCertification, License, User, UserSubspecialty
+from qaportal.models import BoardCertification, License, Privilege, User, UserSubspecialty
 from qaportal.passwords import hash_password
 
 
@@ -116,9 +116,24 @@ def add_certification(user: User, *, by: User, **fields) -> BoardCertification:
     return cert
 
 
+def add_privilege(user: User, *, by: User, **fields) -> Privilege:
+    """Record clinical privileges granted by a facility."""
+    fields["facility"] = fields["facility"].strip()
+    fields["description"] = fields["description"].strip()
+    fields["notes"] = (fields.get("notes") or "").strip()
+    priv = Privilege(user=user, **fields)
+    db.session.add(priv)
+    db.session.flush()
+    audit.record("credential.privilege_added", user, actor=by, privilege_id=priv.id,
+                 facility=priv.facility, description=priv.description,
+                 granted_on=priv.granted_on.isoformat(), valid_to=priv.valid_to.isoformat())
+    return priv
+
+
 def remove_credential(user: User, kind: str, credential_id: int, *, by: User) -> None:
-    """Remove a licence or certification that was entered in error."""
-    model = {"license": License, "certification": BoardCertification}[kind]
+    """Remove a licence, certification or privilege that was entered in error."""
+    model = {"license": License, "certification": BoardCertification,
+             "privilege": Privilege}[kind]
     item = db.session.get(model, credential_id)
     if item is None or item.user_id != user.id:
         raise AdminError("No such credential on this account.")

@@ -121,8 +121,10 @@ def account():
     warn = current_app.config["CREDENTIAL_EXPIRY_WARNING_DAYS"]
     licences = [(lic, validity_status(lic.valid_to, today, warn)) for lic in user.licenses]
     certs = [(c, validity_status(c.expires_on, today, warn)) for c in user.certifications]
+    privileges = [(p, validity_status(p.valid_to, today, warn)) for p in user.privileges]
     return render_template(
-        "auth/account.html", licences=licences, certs=certs, disable_form=TotpDisableForm()
+        "auth/account.html", licences=licences, certs=certs, privileges=privileges,
+        disable_form=TotpDisableForm(),
     )
 
 

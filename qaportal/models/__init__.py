@@ -6,6 +6,7 @@ from qaportal.models.credentials import (
     SUBSPECIALTIES,
     BoardCertification,
     License,
+    Privilege,
     UserSubspecialty,
 )
 from qaportal.models.discrepancy import (
@@ -50,7 +51,8 @@ from qaportal.models.user import ROLES, User, UserRole
 __all__ = [
     "ACCESS_MODES", "REPORT_KINDS", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
     "BoardCertification", "Instance", "License", "Notification", "Opinion", "OpinionAddendum",
-    "OpinionDecline", "OpinionMessage", "OpinionRequest", "OriginalRead", "ReportExport",
+    "OpinionDecline", "OpinionMessage", "OpinionRequest", "OriginalRead", "Privilege",
+    "ReportExport",
     "Series", "Study", "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty",
     "utcnow",
     # peer review (issue 5)

@@ -1,4 +1,4 @@
-"""A radiologist's licences, board certifications and subspecialties."""
+"""A radiologist's licences, board certifications, hospital privileges and subspecialties."""
 
 from __future__ import annotations
 
@@ -69,6 +69,23 @@ class BoardCertification(Base):
     expires_on: Mapped[date | None]
 
     user: Mapped[User] = relationship(back_populates="certifications")
+
+
+class Privilege(Base):
+    """Clinical privileges granted by a facility, e.g. "Diagnostic CT interpretation"."""
+
+    __tablename__ = "privileges"
+    __table_args__ = (sa.CheckConstraint("valid_to >= granted_on", name="period_ordered"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    facility: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.String(200))
+    granted_on: Mapped[date]
+    valid_to: Mapped[date]
+    notes: Mapped[str] = mapped_column(sa.String(500), default="")
+
+    user: Mapped[User] = relationship(back_populates="privileges")
 
 
 class UserSubspecialty(Base):

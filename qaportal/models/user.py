@@ -11,7 +11,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from qaportal.models.base import Base, enum_check, utcnow
 
 if TYPE_CHECKING:
-    from qaportal.models.credentials import BoardCertification, License, UserSubspecialty
+    from qaportal.models.credentials import (
+        BoardCertification,
+        License,
+        Privilege,
+        UserSubspecialty,
+    )
 
 ROLES = ("radiologist", "reviewer", "qa_manager", "admin")
 ROLE_LABELS = {
@@ -53,6 +58,10 @@ class User(Base):
     )
     certifications: Mapped[list[BoardCertification]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
+    )
+    privileges: Mapped[list[Privilege]] = relationship(
+        back_populates="user", cascade="all, delete-orphan",
+        order_by="Privilege.valid_to"
     )
     subspecialties: Mapped[list[UserSubspecialty]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"

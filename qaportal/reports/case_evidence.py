@@ -12,7 +12,7 @@ from qaportal import audit
 from qaportal.dicom import render_thumbnail
 from qaportal.dicom.errors import DicomRejected, StoredFileCorrupt, StoredFileMissing
 from qaportal.extensions import db
-from qaportal.models import AuditEvent, Instance, OpinionRequest, Series, Study
+from qaportal.models import AuditEvent, Instance, OpinionRequest, Series, Study, UserRole
 from qaportal.studies.storage import image_store
 
 KEY_IMAGES = 4
@@ -165,27 +165,66 @@ def integrity(study: Study, *, scrub) -> Integrity:
 
 @dataclass
 class AuditExcerpt:
-    """The newest audit events about the request and its study, and the chain's verdict."""
+    """The newest audit events about the request and its study by the request's
+    participants, a count of other users' events (not named), and the chain's verdict."""
 
     events: list[AuditEvent]
     total: int
     chain: audit.Verification
+    others: int = 0  # events by anyone else (e.g. blinded peer reviewers): counted, not named
 
     @property
     def not_shown(self) -> int:
         return self.total - len(self.events)
 
 
+def participants(req: OpinionRequest) -> set[int]:
+    """The people the request itself names: requester, consultants, decliners, authors."""
+    ids = {req.requester_id, req.consultant_id, req.named_consultant_id}
+    ids.update(d.user_id for d in req.declines)
+    ids.update(m.author_id for m in req.messages)
+    if req.opinion is not None:
+        ids.add(req.opinion.author_id)
+        ids.update(a.author_id for a in req.opinion.addenda)
+    ids.discard(None)
+    return ids
+
+
+def _qa_staff_ids() -> set[int]:
+    return set(db.session.scalars(sa.select(UserRole.user_id).where(
+        UserRole.role.in_(("qa_manager", "admin")))))
+
+
 def audit_excerpt(req: OpinionRequest) -> AuditExcerpt:
-    """Return the last AUDIT_ROWS events about the request or its study, oldest first."""
-    about = sa.or_(
-        sa.and_(AuditEvent.object_type == OpinionRequest.__tablename__,
-                AuditEvent.object_id == str(req.id)),
-        sa.and_(AuditEvent.object_type == Study.__tablename__,
-                AuditEvent.object_id == str(req.study_id)),
-    )
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)
-                              .where(about)) or 0
-    newest = db.session.scalars(sa.select(AuditEvent).where(about)
+    """Return the last AUDIT_ROWS events about the request or its study, oldest first.
+
+    Only events by the request's participants, by QA managers or administrators acting on
+    the request, and by the system are itemised. Anyone else who opened the study (a
+    blinded peer reviewer, a committee member, a teaching-file user, another request's
+    consultant) would be named to the requester, who may be the reader under review; their
+    events are only counted.
+    """
+    on_request = sa.and_(AuditEvent.object_type == OpinionRequest.__tablename__,
+                         AuditEvent.object_id == str(req.id))
+    on_study = sa.and_(AuditEvent.object_type == Study.__tablename__,
+                       AuditEvent.object_id == str(req.study_id))
+    about = sa.or_(on_request, on_study)
+    # System events are itemised except access grants/revocations: their details name
+    # the grantee, and a grant may be a blind one.
+    actor = sa.func.coalesce(AuditEvent.actor_id, 0)  # no NULLs: NOT(named) must be exact
+    named = sa.or_(sa.and_(actor == 0,
+                           AuditEvent.action.not_in(("study.access_granted",
+                                                     "study.access_revoked"))),
+                   actor.in_(participants(req)),
+                   sa.and_(on_request, actor.in_(_qa_staff_ids())))
+    shown = sa.and_(about, named)
+
+    def count(where) -> int:
+        return db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)
+                                 .where(where)) or 0
+
+    total = count(shown)
+    newest = db.session.scalars(sa.select(AuditEvent).where(shown)
                                 .order_by(AuditEvent.seq.desc()).limit(AUDIT_ROWS)).all()
-    return AuditExcerpt(events=list(reversed(newest)), total=total, chain=audit.verify())
+    return AuditExcerpt(events=list(reversed(newest)), total=total, chain=audit.verify(),
+                        others=count(sa.and_(about, sa.not_(named))))

@@ -48,10 +48,17 @@ def _credentials(user: User, day: date) -> dict[str, Any]:
          "status": validity_status(c.expires_on, day, warn)}
         for c in sorted(user.certifications, key=lambda x: (x.board, x.specialty))
     ]
+    privileges = [
+        {"label": p.description, "detail": p.facility, "starts": p.granted_on,
+         "ends": p.valid_to, "notes": p.notes,
+         "status": "pending" if p.granted_on > day else validity_status(p.valid_to, day, warn)}
+        for p in sorted(user.privileges, key=lambda x: (x.facility, x.description, x.valid_to))
+    ]
     return {
-        "licenses": licenses, "certifications": certs, "as_of": day, "warn_days": warn,
+        "licenses": licenses, "certifications": certs, "privileges": privileges,
+        "as_of": day, "warn_days": warn,
         "subspecialties": sorted(SUBSPECIALTY_LABELS.get(s, s) for s in user.subspecialty_names),
-        "attention": sum(1 for i in licenses + certs if i["status"] != "valid"),
+        "attention": sum(1 for i in licenses + certs + privileges if i["status"] != "valid"),
     }
 
 
@@ -74,6 +81,7 @@ def build_packet(params: dict[str, Any], user: User | None, *, fppe: bool) -> di
     reader = session.scalar(
         sa.select(User).where(User.email == params["radiologist"])
         .options(selectinload(User.licenses), selectinload(User.certifications),
+                 selectinload(User.privileges),
                  selectinload(User.subspecialties), selectinload(User.roles)))
     if reader is None:  # the form validated it; a deleted account is not possible
         raise LookupError("radiologist not found")
