@@ -19,6 +19,9 @@ from qaportal import create_app
 from qaportal.extensions import db as _db
 from tests.factories import DEFAULT_PASSWORD
 
+# The `people` fixture of the second-opinion tests (a module may define its own instead).
+pytest_plugins = ["tests.opinion_world"]
+
 PG_ENV = "QAPORTAL_TEST_DATABASE_URL"
 
 # Fast Argon2 parameters for tests; a test checks the production defaults separately.
