@@ -91,3 +91,14 @@ def zip_with_corrupt_deflated_entry(dest: Path) -> Path:
     data[start : start + 50] = b"\xff" * 50
     dest.write_bytes(bytes(data))
     return dest
+
+
+def exam_folder(dest: Path, *, slices: int, patient: tuple[str, str],
+                series_description: str) -> Path:
+    """A folder as a radiologist would pick it: a CT series built from CT_small, and MR_small."""
+    from qaportal.dicom import generate_ct_series
+
+    generate_ct_series(dest / "ct", slices=slices, base=str(sample("CT_small.dcm")),
+                       patient=patient, series_description=series_description)
+    shutil.copy(sample("MR_small.dcm"), dest / "MR_small.dcm")
+    return dest

@@ -4,15 +4,12 @@ signature, notification, addendum."""
 from __future__ import annotations
 
 import re
-import shutil
-import warnings
 
 import pytest
 from playwright.sync_api import expect
-from pydicom.data import get_testdata_file
 
-from qaportal.dicom import generate_ct_series
 from qaportal.extensions import db
+from tests.e2e.browser import sign_in
 from tests.factories import (
     DEFAULT_PASSWORD,
     make_certification,
@@ -20,27 +17,14 @@ from tests.factories import (
     make_study,
     make_user,
 )
-
-
-def _login(page, base: str, email: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#email", email)
-    page.fill("#password", DEFAULT_PASSWORD)
-    page.click("button:has-text('Sign in')")
-    expect(page.locator(".whoami")).to_be_visible()
+from tests.studyfiles import exam_folder
 
 
 @pytest.fixture
 def exam(tmp_path):
     """What radiologist A uploads: a small CT series (from pydicom's CT_small) and MR_small."""
-    folder = tmp_path / "exam"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base = get_testdata_file("CT_small.dcm")
-        mr = get_testdata_file("MR_small.dcm")
-    generate_ct_series(folder / "ct", slices=3, base=base, patient=("OPINION^E2E", "OPN0001"),
-                       series_description="HEAD AXIAL")
-    shutil.copy(mr, folder / "MR_small.dcm")
+    folder = exam_folder(tmp_path / "exam", slices=3, patient=("OPINION^E2E", "OPN0001"),
+                         series_description="HEAD AXIAL")
     return sorted(str(p) for p in folder.rglob("*.dcm"))
 
 
@@ -63,7 +47,7 @@ def test_stat_pool_request_to_signed_opinion(live_server, browser, exam):
     pb.on("dialog", lambda dialog: dialog.accept())
 
     # A uploads the exam through the upload page, with jurisdiction and report.
-    _login(pa, base, a_email)
+    sign_in(pa, base, a_email)
     pa.goto(f"{base}/studies/upload")
     pa.set_input_files("#file-input", exam)
     expect(pa.locator("#selection")).to_contain_text("4 files chosen")
@@ -90,7 +74,7 @@ def test_stat_pool_request_to_signed_opinion(live_server, browser, exam):
     # B sees it at the top of the worklist, above the earlier urgent and routine requests,
     # with a countdown that the page's clock keeps running.
     pb.clock.install()
-    _login(pb, base, b_email)
+    sign_in(pb, base, b_email)
     pb.goto(f"{base}/opinions/")
     rows = pb.locator("#my-worklist tbody tr")
     expect(rows).to_have_count(3)

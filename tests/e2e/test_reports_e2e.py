@@ -8,7 +8,8 @@ from datetime import date, timedelta
 from playwright.sync_api import expect
 
 from qaportal.extensions import db
-from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.e2e.browser import sign_in
+from tests.factories import make_user
 from tests.pdftools import ARTIFACTS, pdf_text
 
 
@@ -16,10 +17,7 @@ def test_preview_then_download_the_pdf(live_server, live_app, page):
     with live_app.app_context():
         email = make_user(roles=("qa_manager",), full_name="Quinn Quality").email
         db.session.commit()
-    page.goto(live_server.url + "/login")
-    page.fill("#email", email)
-    page.fill("#password", DEFAULT_PASSWORD)
-    page.click("button:has-text('Sign in')")
+    sign_in(page, live_server.url, email)
     page.get_by_role("link", name="Reports", exact=True).click()
     page.get_by_role("link", name="Audit trail").click()
     page.fill("#date_from", (date.today() - timedelta(days=1)).isoformat())
@@ -73,10 +71,7 @@ def test_qa_manager_downloads_the_peer_review_reports(live_server, live_app, pag
         w = build_world()
         email, subject = w["qa"].email, w["subject"].email
         start, end = w["from"].isoformat(), w["to"].isoformat()
-    page.goto(live_server.url + "/login")
-    page.fill("#email", email)
-    page.fill("#password", DEFAULT_PASSWORD)
-    page.click("button:has-text('Sign in')")
+    sign_in(page, live_server.url, email)
     page.get_by_role("link", name="Reports", exact=True).click()
 
     page.get_by_role("link", name="OPPE packet").click()
@@ -116,10 +111,7 @@ def test_requester_downloads_the_case_packet(live_server, live_app, page, tmp_pa
         requester, consultant, req = make_case(tmp_path)
         email, request_id, consultant_name = requester.email, req.id, consultant.full_name
         db.session.remove()
-    page.goto(live_server.url + "/login")
-    page.fill("#email", email)
-    page.fill("#password", DEFAULT_PASSWORD)
-    page.click("button:has-text('Sign in')")
+    sign_in(page, live_server.url, email)
     page.goto(f"{live_server.url}/opinions/{request_id}")
     page.get_by_role("link", name="Case packet (PDF)").click()
     expect(page.locator("#request")).to_have_value(str(request_id))

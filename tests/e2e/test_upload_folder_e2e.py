@@ -4,19 +4,17 @@ a summary that lists every file not stored, the browser's own rejections include
 from __future__ import annotations
 
 import base64
-import re
-import shutil
 
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
-from qaportal.dicom import generate_ct_series
 from qaportal.extensions import db
 from tests.conftest import make_test_app
+from tests.e2e.browser import sign_in
 from tests.e2e.conftest import LiveServer
-from tests.factories import DEFAULT_PASSWORD, make_user
-from tests.studyfiles import sample
+from tests.factories import make_user
+from tests.studyfiles import exam_folder, sample
 
 # Keep, across the navigation to the summary, how many per-file bars reached 100.
 WATCH_FILE_BARS = """() => {
@@ -45,10 +43,8 @@ def small_limit_server(tmp_path):
 
 def test_folder_picker_upload_lists_every_file_not_stored(small_limit_server, page: Page,
                                                           tmp_path):
-    folder = tmp_path / "exam"
-    generate_ct_series(folder / "ct", slices=6, base=str(sample("CT_small.dcm")),
-                       patient=("FOLDER^PATIENT", "F0001"), series_description="FOLDER AXIAL")
-    shutil.copy(sample("MR_small.dcm"), folder / "MR_small.dcm")
+    folder = exam_folder(tmp_path / "exam", slices=6, patient=("FOLDER^PATIENT", "F0001"),
+                         series_description="FOLDER AXIAL")
     (folder / "notes.txt").write_text("not an image\n")
     (folder / "big").mkdir()
     (folder / "big" / "scan.dcm").write_bytes(b"\0" * 400_000)  # over the request limit
@@ -58,11 +54,7 @@ def test_folder_picker_upload_lists_every_file_not_stored(small_limit_server, pa
     with server.app.app_context():
         email = make_user(roles=("radiologist",), email="folder@example.test").email
         db.session.commit()
-    page.goto(f"{server.url}/login")
-    page.fill("#email", email)
-    page.fill("#password", DEFAULT_PASSWORD)
-    page.click("button[type=submit]")
-    expect(page).not_to_have_url(re.compile(r"/login"))
+    sign_in(page, server.url, email)
 
     page.goto(f"{server.url}/studies/upload")
     page.set_input_files("#folder-input", str(folder))
@@ -110,11 +102,7 @@ def test_files_dropped_on_the_dropzone_are_uploaded(small_limit_server, page: Pa
     with server.app.app_context():
         email = make_user(roles=("radiologist",), email="drop@example.test").email
         db.session.commit()
-    page.goto(f"{server.url}/login")
-    page.fill("#email", email)
-    page.fill("#password", DEFAULT_PASSWORD)
-    page.click("button[type=submit]")
-    expect(page).not_to_have_url(re.compile(r"/login"))
+    sign_in(page, server.url, email)
     page.goto(f"{server.url}/studies/upload")
     files = [["MR_small.dcm", base64.b64encode(sample("MR_small.dcm").read_bytes()).decode()],
              ["readme.txt", base64.b64encode(b"hello").decode()]]

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
-import warnings
 import zipfile
 
 import pydicom
 import pytest
 from playwright.sync_api import Page, expect
-from pydicom.data import get_testdata_file
 
-from qaportal.dicom import generate_ct_series
 from qaportal.extensions import db
-from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.e2e.browser import sign_in
+from tests.factories import make_user
+from tests.studyfiles import exam_folder
 
 # Remember how far the progress bar got, across the navigation to the summary page.
 WATCH_PROGRESS = """() => {
@@ -33,14 +31,8 @@ WATCH_PROGRESS = """() => {
 @pytest.fixture
 def upload_folder(tmp_path):
     """A folder as a user would pick it: 20 CT slices, an MR image and a stray text file."""
-    folder = tmp_path / "exam"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        base = get_testdata_file("CT_small.dcm")
-        mr = get_testdata_file("MR_small.dcm")
-    generate_ct_series(folder / "ct", slices=20, base=base, patient=("E2E^PATIENT", "E2E0001"),
-                       series_description="E2E AXIAL")
-    shutil.copy(mr, folder / "MR_small.dcm")
+    folder = exam_folder(tmp_path / "exam", slices=20, patient=("E2E^PATIENT", "E2E0001"),
+                         series_description="E2E AXIAL")
     (folder / "notes.txt").write_text("Patient was cooperative.\n")
     return folder
 
@@ -51,11 +43,7 @@ def test_upload_view_scroll_window_and_download(live_server, page: Page, upload_
         db.session.commit()
         email = user.email
     base = live_server.url
-    page.goto(f"{base}/login")
-    page.fill("#email", email)
-    page.fill("#password", DEFAULT_PASSWORD)
-    page.click("button[type=submit]")
-    expect(page).not_to_have_url(re.compile(r"/login"))
+    sign_in(page, base, email)
 
     # Upload the folder's files with progress, then read the summary.
     page.goto(f"{base}/studies/upload")
