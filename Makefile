@@ -42,7 +42,7 @@ test: $(STAMP) system-deps-test lint
 	env -u QAPORTAL_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 	@if [ -n "$${QAPORTAL_TEST_DATABASE_URL:-}" ]; then \
 		echo "== again on PostgreSQL ($${QAPORTAL_TEST_DATABASE_URL})"; \
-		$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS); \
+		$(PY) -m pytest -m "not e2e and not slow" $(PYTEST_ARGS); \
 	fi
 
 bench: $(STAMP)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.conftest import PG_ENV
 from tests.console import console_env, qaportal
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(bool(os.environ.get(PG_ENV)), reason="runs on its own SQLite instance; "
-                       "the SQLite pass of make test covers it"),
-]
+# Runs its own SQLite instance in subprocesses: the SQLite pass of `make test` runs it and the
+# PostgreSQL pass leaves it out (-m "not slow").
+pytestmark = pytest.mark.slow
 
 
 def _one_line_error(result, code: int = 3) -> str:

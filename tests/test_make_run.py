@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import os
 import re
 import socket
 import subprocess
@@ -17,15 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_ENV
 from tests.console import ROOT, console_env, qaportal
 
 PASSWORD = "violet-harbour-lantern-42"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(bool(os.environ.get(PG_ENV)), reason="make run uses SQLite; the SQLite "
-                       "pass of make test covers it"),
-]
+# Runs its own SQLite instance in subprocesses: the SQLite pass of `make test` runs it and the
+# PostgreSQL pass leaves it out (-m "not slow").
+pytestmark = pytest.mark.slow
 
 
 def test_the_makefile_runs_these_commands():
