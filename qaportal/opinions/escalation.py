@@ -12,7 +12,7 @@ from qaportal.models import OpinionRequest, utcnow
 from qaportal.models.opinion import ACTIVE_STATUSES
 from qaportal.notify import notify
 from qaportal.opinions.eligibility import pool_members
-from qaportal.opinions.service import describe, qa_managers, request_link
+from qaportal.opinions.service import describe, qa_managers, request_link, update_if
 from qaportal.opinions.sla import sla_state
 
 
@@ -37,14 +37,7 @@ def _send(user, kind: str, message: str, req: OpinionRequest, key: str) -> int:
 
 def _mark_breached(req: OpinionRequest, now) -> bool:
     """Stamp the breach once: False when an overlapping run stamped it first."""
-    result = db.session.execute(
-        sa.update(OpinionRequest)
-        .where(OpinionRequest.id == req.id, OpinionRequest.breached_at.is_(None))
-        .values(breached_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.refresh(req)
-    return result.rowcount == 1
+    return update_if(req, OpinionRequest.breached_at.is_(None), breached_at=now)
 
 
 def check_deadlines() -> SlaSummary:

@@ -101,6 +101,20 @@ def create_request(study: Study, requester: User, *, priority: str, question: st
     return req
 
 
+def update_if(req: OpinionRequest, *conditions, **values) -> bool:
+    """Change the request's row only where `conditions` still hold, so the database decides
+    between simultaneous users; reload the request; True when this call made the change."""
+    db.session.flush()
+    result = db.session.execute(
+        sa.update(OpinionRequest)
+        .where(OpinionRequest.id == req.id, *conditions)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(req)
+    return result.rowcount == 1
+
+
 def claim(req: OpinionRequest, user: User) -> None:
     """Take an open pool request; exactly one of several simultaneous claims wins."""
     if req.pool is None:
@@ -110,20 +124,11 @@ def claim(req: OpinionRequest, user: User) -> None:
         raise OpinionError(f"You cannot take this request: {'; '.join(reasons)}.")
     if any(d.user_id == user.id for d in req.declines):
         raise OpinionError("You declined this request earlier.")
-    now = utcnow()
-    result = db.session.execute(
-        sa.update(OpinionRequest)
-        .where(OpinionRequest.id == req.id, OpinionRequest.status == "open",
-               OpinionRequest.consultant_id.is_(None))
-        .values(status="accepted", consultant_id=user.id, accepted_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        db.session.refresh(req)
+    if not update_if(req, OpinionRequest.status == "open", OpinionRequest.consultant_id.is_(None),
+                     status="accepted", consultant_id=user.id, accepted_at=utcnow()):
         if req.status == "cancelled":
             raise OpinionError("The requester cancelled this request.")
         raise ClaimLost(ClaimLost.message)
-    db.session.refresh(req)
     _start_work(req, user, "opinion.claimed")
 
 
@@ -132,15 +137,8 @@ def accept(req: OpinionRequest, user: User) -> None:
     reasons = request_ineligibility(user, req)
     if reasons:
         raise OpinionError(f"You cannot take this request: {'; '.join(reasons)}.")
-    result = db.session.execute(
-        sa.update(OpinionRequest)
-        .where(OpinionRequest.id == req.id, OpinionRequest.status == "open",
-               OpinionRequest.consultant_id == user.id)
-        .values(status="accepted", accepted_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    db.session.refresh(req)
-    if result.rowcount != 1:
+    if not update_if(req, OpinionRequest.status == "open", OpinionRequest.consultant_id == user.id,
+                     status="accepted", accepted_at=utcnow()):
         raise OpinionError("This request is no longer waiting for you.")
     _start_work(req, user, "opinion.accepted")
 
@@ -219,17 +217,10 @@ def cancel(req: OpinionRequest, user: User, reason: str) -> None:
         raise OpinionError("This request is already closed.")
     if not reason.strip():
         raise OpinionError("Give a reason.")
-    db.session.flush()
-    result = db.session.execute(
-        sa.update(OpinionRequest)
-        .where(OpinionRequest.id == req.id, OpinionRequest.status.in_(ACTIVE_STATUSES))
-        .values(status="cancelled", cancelled_at=utcnow(), cancel_reason=reason.strip())
-        .execution_options(synchronize_session=False)
-    )
-    # Re-read the row we now hold: its consultant is whoever claimed it last, not the one
-    # on the page the requester loaded.
-    db.session.refresh(req)
-    if result.rowcount != 1:
+    # update_if re-reads the row: its consultant is whoever claimed it last, not the one on
+    # the page the requester loaded.
+    if not update_if(req, OpinionRequest.status.in_(ACTIVE_STATUSES), status="cancelled",
+                     cancelled_at=utcnow(), cancel_reason=reason.strip()):
         if req.status == "signed":
             raise OpinionError("The opinion was signed a moment ago; a signed request cannot "
                                "be cancelled.")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import sqlalchemy as sa
-
 from qaportal import audit
 from qaportal.auth.service import check_totp
 from qaportal.extensions import db
@@ -13,7 +11,7 @@ from qaportal.models import Opinion, OpinionAddendum, OpinionRequest, User, utcn
 from qaportal.models.opinion import AGREEMENTS, COVERAGE_ANSWERS
 from qaportal.notify import notify
 from qaportal.opinions.eligibility import active_license, request_ineligibility
-from qaportal.opinions.service import OpinionError, describe, request_link
+from qaportal.opinions.service import OpinionError, describe, request_link, update_if
 from qaportal.opinions.sla import turnaround_minutes
 from qaportal.passwords import verify_password
 
@@ -125,18 +123,10 @@ def sign(req: OpinionRequest, user: User, secret: str) -> Opinion:
     method, licence = _signature(req, user, secret)
     credentials = credentials_of(user)[:300]  # loaded before any attribute changes
     now = utcnow()
-    db.session.flush()
     # Conditional, like a claim: a cancel that got there first wins, and the signature is
     # refused with a clear message (and rolled back by the caller).
-    result = db.session.execute(
-        sa.update(OpinionRequest)
-        .where(OpinionRequest.id == req.id, OpinionRequest.status == "accepted",
-               OpinionRequest.consultant_id == user.id)
-        .values(status="signed", signed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.refresh(req)
-    if result.rowcount != 1:
+    if not update_if(req, OpinionRequest.status == "accepted",
+                     OpinionRequest.consultant_id == user.id, status="signed", signed_at=now):
         if req.status == "cancelled":
             raise OpinionError("The requester cancelled this request a moment ago; the "
                                "opinion was not signed.")
