@@ -76,7 +76,8 @@ def make_study(owner: User, *, modality: str = "CT", jurisdiction: str | None = 
     study = Study(
         study_uid=f"2.25.{uuid.uuid4().int}", owner_id=owner.id, patient_name=patient_name,
         patient_id=f"PID{n:05d}", patient_sex="F", accession_number=f"ACC{n:06d}",
-        study_date=date.today() - timedelta(days=3), study_description=description,
+        study_date=kw.pop("study_date", date.today() - timedelta(days=3)),
+        study_description=description,
         modalities=modality, jurisdiction=jurisdiction, deid_key=secrets.token_hex(32),
         deid_date_shift_days=-17, pseudonym=f"QA-{secrets.token_hex(4).upper()}",
         series_count=1, **kw,

@@ -118,7 +118,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "auditlog.index": only(("qa_manager", "admin")),
     "auditlog.export": only(("qa_manager", "admin")),
     # -- studies ------------------------------------------------------------------------------
-    "studies.index": only(("radiologist", "reviewer", "qa_manager", "admin")),
+    "studies.index": {**only(("radiologist", "reviewer", "qa_manager", "admin")),
+                      "POST": dict.fromkeys(ROLES, 200)},
     "studies.detail": {
         ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
         "params": lambda objs, users: {"study_id": objs["study"].id},

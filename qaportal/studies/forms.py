@@ -6,13 +6,14 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import MultipleFileField
 from wtforms import (
     BooleanField,
+    DateField,
     DateTimeLocalField,
     HiddenField,
     SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import Length, Optional, Regexp
+from wtforms.validators import Length, Optional, Regexp, ValidationError
 
 JURISDICTION = Regexp(r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?$",
                       message="Use a code such as CA, NY or GB.")
@@ -71,3 +72,19 @@ class DeidDownloadForm(FlaskForm):
     retain_dates = BooleanField("Keep dates, shifted consistently", default=True)
     retain_patient_characteristics = BooleanField("Keep sex, age, size and weight", default=True)
     retain_device_identity = BooleanField("Keep device identity", default=False)
+
+
+class StudySearchForm(FlaskForm):
+    """Search and filters of the study list (sent by POST: the text may be patient data)."""
+
+    q = StringField("Patient name, MRN or accession", validators=[Optional(), Length(max=100)])
+    modality = SelectField("Modality", validators=[Optional()])
+    date_from = DateField("Study date from", validators=[Optional()])
+    date_to = DateField("to", validators=[Optional()])
+    status = SelectField("Workflow", validators=[Optional()])
+    sort = SelectField("Sort by", validators=[Optional()])
+    page = HiddenField(default="1")
+
+    def validate_date_to(self, field) -> None:
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError("The end date is before the start date.")

@@ -31,20 +31,30 @@ from qaportal.reviews.blinding import study_text, study_view
 from qaportal.studies import bp, service
 from qaportal.studies.actions import actions_for
 from qaportal.studies.deid import DeidExportError, build_deidentified_zip, deid_options
-from qaportal.studies.forms import DeidDownloadForm, StudyContextForm
+from qaportal.studies.forms import DeidDownloadForm, StudyContextForm, StudySearchForm
+from qaportal.studies.listing import (
+    DEFAULT_SORT,
+    MODALITIES,
+    SORTS,
+    STATUSES,
+    StudyFilter,
+    filtered_studies,
+)
 from qaportal.studies.presenter import present
-from qaportal.studies.queries import study_for, visible_studies
+from qaportal.studies.queries import study_for
 from qaportal.studies.upload_routes import reader_choices
 
 PAGE_SIZE = 50
 
 
-@bp.route("/")
+@bp.route("/", methods=["GET", "POST"])
 @role_required("radiologist", "reviewer", "qa_manager", "admin")
 def index():
-    page = max(1, request.args.get("page", 1, type=int))
-    stmt = visible_studies(current_user).order_by(Study.created_at.desc(), Study.id.desc())
+    form, flt, page = _study_search()
+    stmt = filtered_studies(current_user, flt)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(page, pages)
     studies = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     from qaportal.permissions import study_access_mode
 
@@ -52,10 +62,48 @@ def index():
     for s in studies:
         mode = study_access_mode(current_user, s)
         rows.append((s, study_view(present(s, mode), study_text(current_user, s, mode))))
-    audit.record("study.list_viewed", page=page, count=len(rows))
+    audit.record("study.list_viewed", page=page, count=len(rows), **flt.audit_details())
     db.session.commit()
     return render_template("studies/index.html", rows=rows, total=total, page=page,
-                           pages=max(1, -(-total // PAGE_SIZE)))
+                           pages=pages, form=form, flt=flt, page_args=_page_args(flt))
+
+
+def _study_search() -> tuple[StudySearchForm, StudyFilter, int]:
+    """Read the list's search form: POST (CSRF-checked, may carry a patient name) or GET
+    (filters without patient data only: a name or MRN never travels in a URL)."""
+    if request.method == "POST":
+        form = StudySearchForm()
+    else:
+        form = StudySearchForm(formdata=request.args, meta={"csrf": False})
+        form.q.data = ""
+    form.modality.choices = [("", "Any")] + [(m, m) for m in MODALITIES]
+    form.status.choices = list(STATUSES.items())
+    form.sort.choices = [(k, label) for k, (label, _order) in SORTS.items()]
+    if request.method == "GET" and not form.sort.data:
+        form.sort.data = DEFAULT_SORT
+    if not form.validate():  # CSRF itself is checked before the view (CSRFProtect)
+        return form, StudyFilter(), 1
+    page = _int(form.page.data if request.method == "POST" else request.args.get("page"))
+    flt = StudyFilter(text=(form.q.data or "").strip(), modality=form.modality.data or "",
+                      date_from=form.date_from.data, date_to=form.date_to.data,
+                      status=form.status.data or "", sort=form.sort.data or DEFAULT_SORT)
+    return form, flt, page
+
+
+def _int(value) -> int:
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _page_args(flt: StudyFilter) -> dict:
+    """The non-identifying filters as URL values for GET pager links."""
+    args = {"modality": flt.modality, "status": flt.status,
+            "date_from": flt.date_from.isoformat() if flt.date_from else "",
+            "date_to": flt.date_to.isoformat() if flt.date_to else "",
+            "sort": flt.sort if flt.sort != DEFAULT_SORT else ""}
+    return {k: v for k, v in args.items() if v}
 
 
 @bp.route("/<int:study_id>")
