@@ -16,8 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from qaportal.models import OpinionRequest, OriginalRead, ReviewAssignment, Study, StudyAccess
-from qaportal.models import User
+from qaportal.models import OpinionRequest, OriginalRead, ReviewAssignment, Study, StudyAccess, User
 from qaportal.permissions import BLIND_SOURCES
 from qaportal.studies.queries import visible_studies
 
