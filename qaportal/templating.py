@@ -17,6 +17,12 @@ def person_name(value: str | None) -> str:
     return " ".join(p for p in (prefix, name, suffix) if p)
 
 
+def count_noun(value: int | None, noun: str, plural: str | None = None) -> str:
+    """Show a count with its noun in the right number: "1 image", "2 images", "0 images"."""
+    n = int(value or 0)
+    return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def filesize(value: int | None) -> str:
     """Show a byte count as B, KB, MB or GB."""
     size = float(value or 0)
@@ -31,3 +37,4 @@ def init_app(app: Flask) -> None:
     """Register the filters."""
     app.add_template_filter(person_name, "person_name")
     app.add_template_filter(filesize, "filesize")
+    app.add_template_filter(count_noun, "count_noun")

@@ -147,7 +147,9 @@ def test_deidentified_request_hides_identifiers_from_consultant(client, auth, pe
     # The requester still sees the patient on their own request.
     auth.logout()
     auth.login(a)
-    assert "ZZPLANTED^NAMEXQ" in client.get(f"/opinions/{req.id}").get_data(as_text=True)
+    # ...formatted as a person's name, never the raw DICOM "FAMILY^GIVEN".
+    mine = client.get(f"/opinions/{req.id}").get_data(as_text=True)
+    assert "ZZPLANTED, NAMEXQ" in mine and "ZZPLANTED^NAMEXQ" not in mine
 
 
 def test_full_share_shows_identifiers_to_consultant(client, auth, people):
@@ -156,7 +158,9 @@ def test_full_share_shows_identifiers_to_consultant(client, auth, people):
     db.session.commit()
     auth.login(b)
     client.post(f"/opinions/{req.id}/claim")
-    assert "ZZPLANTED^NAMEXQ" in client.get(f"/opinions/{req.id}").get_data(as_text=True)
+    # ...formatted as a person's name, never the raw DICOM "FAMILY^GIVEN".
+    mine = client.get(f"/opinions/{req.id}").get_data(as_text=True)
+    assert "ZZPLANTED, NAMEXQ" in mine and "ZZPLANTED^NAMEXQ" not in mine
 
 
 def test_pool_member_sees_only_what_they_need(client, auth, people):
@@ -201,7 +205,7 @@ def test_qa_manager_sees_everything_and_claimed_request_leaves_pool(client, auth
     db.session.commit()
     auth.login(qa)
     page = client.get(f"/opinions/{req.id}").get_data(as_text=True)
-    assert "ZZPLANTED^NAMEXQ" in page
+    assert "ZZPLANTED, NAMEXQ" in page
     assert f"#{req.id}" in client.get("/opinions/").get_data(as_text=True)
     auth.logout()
     auth.login(c)

@@ -36,8 +36,9 @@ def _panel(user: User) -> dict:
     }
 
 
-def countdown_text(due: datetime, now: datetime | None = None) -> str:
-    """Return the time left until due as '2 d 4 h', '3 h 05 min', '12 min' or 'overdue 7 min'."""
+def countdown_text(due: datetime, now: datetime | None = None, *, lead: bool = False) -> str:
+    """Return the time left until due as '2 d 4 h', '3 h 05 min', '12 min' or 'overdue 7 min';
+    with lead, as a phrase: 'Due in 3 h 05 min' or 'Overdue by 7 min'."""
     seconds = int((due - (now or utcnow())).total_seconds())
     late, seconds = seconds < 0, abs(seconds)
     minutes = seconds // 60
@@ -48,12 +49,14 @@ def countdown_text(due: datetime, now: datetime | None = None) -> str:
         text = f"{hours} h {mins:02d} min"
     else:
         text = f"{mins} min"
+    if lead:
+        return f"Overdue by {text}" if late else f"Due in {text}"
     return f"overdue {text}" if late else text
 
 
 @bp.app_template_filter("opinion_countdown")
-def _countdown_filter(due: datetime) -> str:
-    return countdown_text(due)
+def _countdown_filter(due: datetime, lead: bool = False) -> str:
+    return countdown_text(due, lead=lead)
 
 
 @bp.app_context_processor

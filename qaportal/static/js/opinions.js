@@ -3,10 +3,11 @@
   "use strict";
 
   // Countdown text, matching the server's opinion_countdown filter.
-  function countdownText(ms) {
+  function countdownText(ms, lead) {
     var late = ms < 0, minutes = Math.floor(Math.abs(ms) / 60000);
     var d = Math.floor(minutes / 1440), h = Math.floor((minutes % 1440) / 60), m = minutes % 60;
     var text = d ? d + " d " + h + " h" : h ? h + " h " + (m < 10 ? "0" : "") + m + " min" : m + " min";
+    if (lead) { return late ? "Overdue by " + text : "Due in " + text; }
     return late ? "overdue " + text : text;
   }
 
@@ -16,7 +17,7 @@
       var due = Date.parse(el.getAttribute("data-due"));
       if (isNaN(due)) { return; }
       var left = due - now;
-      el.textContent = countdownText(left);
+      el.textContent = countdownText(left, el.hasAttribute("data-lead"));
       if (left < 0) {
         el.classList.add("countdown-overdue");
         var row = el.closest("tr");
