@@ -84,6 +84,8 @@ class Defaults:
     AUDIT_ANCHOR_FILE: str | None = None
     AUDIT_CHECKPOINT_EVERY = 100
     AUDIT_SYSLOG = True
+    # A frame or thumbnail of a series the user viewed this recently writes no new entry.
+    AUDIT_SERIES_VIEW_MINUTES = 30
 
 
 # Variables read from the environment, with their parsers.
