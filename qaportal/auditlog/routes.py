@@ -95,7 +95,8 @@ def verify():
             audit.anchor_head(result)  # as each audit-verify run does
         except OSError:
             current_app.logger.exception("audit checkpoint not written")
-    audit.record("audit.verified", ok=result.ok, count=result.count, bad_seq=result.bad_seq)
+    failed = {} if result.ok else {"bad_seq": result.bad_seq}
+    audit.record("audit.verified", ok=result.ok, count=result.count, **failed)
     db.session.commit()
     flash(result.line(), "success" if result.ok else "error")
     return redirect(url_for("auditlog.index"))
