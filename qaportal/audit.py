@@ -139,8 +139,8 @@ class Verification:
         """Return the one-line verdict audit-verify prints (and the audit page shows)."""
         if self.ok:
             return f"audit log intact: {self.count} entries"
-        where = f"at entry {self.bad_seq}" if self.bad_seq is not None else "anchor"
-        return (f"audit log broken {where}: {self.reason} "
+        where = f" at entry {self.bad_seq}" if self.bad_seq is not None else ""
+        return (f"audit log broken{where}: {self.reason} "
                 f"({self.count} entries verified before it)")
 
 
@@ -170,7 +170,8 @@ def verify(session: Session | None = None) -> Verification:
         checkpoints = audit_anchor.read_checkpoints(cfg["AUDIT_ANCHOR_FILE"], key)
     except audit_anchor.AnchorError as exc:
         return Verification(False, 0, None, str(exc))
-    head = session.get(AuditHead, 1)
+    head = session.scalar(sa.select(AuditHead).where(AuditHead.id == 1)
+                          .execution_options(populate_existing=True))
     head_seq = head.seq if head is not None else 0
     by_seq: dict[int, list[audit_anchor.Checkpoint]] = {}
     for cp in checkpoints:

@@ -106,7 +106,10 @@ def audit_verify() -> None:
     1 naming the first bad entry; an intact run writes a checkpoint of the head."""
     from qaportal.audit import anchor_head, verify
 
-    result = verify()
+    try:
+        result = verify()
+    except OSError as exc:  # the anchor file exists but cannot be read: nothing was checked
+        _fail(f"anchor file cannot be read: {exc}", EXIT_UNAVAILABLE)
     if result.ok:
         click.echo(result.line())
         try:

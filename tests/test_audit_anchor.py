@@ -283,3 +283,12 @@ def test_a_short_audit_key_is_refused(tmp_path, key):
     with pytest.raises(ConfigError, match="AUDIT_KEY"):
         create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://", "SECRET_KEY": "x",
                     "INSTANCE_PATH": str(tmp_path), "AUDIT_KEY": key})
+
+
+def test_an_unreadable_anchor_file_is_exit_3(app, db):
+    _seed(db, 1)
+    path = app.config["AUDIT_ANCHOR_FILE"]
+    os.remove(path)
+    os.mkdir(path)  # reading it fails even for root, unlike a mode change
+    result = _verify_cli(app)
+    assert result.exit_code == 3 and "anchor file cannot be read" in result.output

@@ -89,7 +89,13 @@ def verify():
         abort(403)
     if not EmptyForm().validate_on_submit():
         abort(400)
-    result = audit.verify()
+    try:
+        result = audit.verify()
+    except OSError:
+        current_app.logger.exception("audit anchor file cannot be read")
+        flash("The chain could not be checked: the anchor file cannot be read (see the "
+              "server log).", "error")
+        return redirect(url_for("auditlog.index"))
     if result.ok:
         try:
             audit.anchor_head(result)  # as each audit-verify run does
