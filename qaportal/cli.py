@@ -102,15 +102,24 @@ def demo() -> None:
 @click.command("audit-verify")
 @with_appcontext
 def audit_verify() -> None:
-    """Check the audit log's hash chain; exit 0 when intact, 1 naming the first bad entry."""
-    from qaportal.audit import verify
+    """Check the audit log's hash chain, MACs and anchor checkpoints; exit 0 when intact,
+    1 naming the first bad entry; an intact run writes a checkpoint of the head."""
+    from qaportal.audit import anchor_head, verify
 
-    result = verify()
+    try:
+        result = verify()
+    except OSError as exc:  # the anchor file exists but cannot be read: nothing was checked
+        _fail(f"anchor file cannot be read: {exc}", EXIT_UNAVAILABLE)
     if result.ok:
-        click.echo(f"audit log intact: {result.count} entries")
+        click.echo(result.line())
+        try:
+            anchor_head(result)
+        except OSError as exc:
+            _fail(f"checkpoint not written to the anchor file: {exc}", EXIT_UNAVAILABLE)
+        click.echo(f"anchored: {result.count - result.legacy} entries MAC-checked, "
+                   f"{result.checkpoints} checkpoint(s) matched")
         return
-    _fail(f"audit log broken at entry {result.bad_seq}: {result.reason} "
-          f"({result.count} entries verified before it)")
+    _fail(result.line())
 
 
 @click.command("sla-check")

@@ -77,6 +77,15 @@ class Defaults:
     # too), and the days an ad-hoc review is due in.
     REVIEW_CASE_SCORES: tuple[str, ...] = ("2b", "3a", "3b")
     REVIEW_DUE_DAYS = 14
+    # Audit anchoring: the MAC key (instance/audit-key when unset; never in the database),
+    # the append-only checkpoint file (instance/audit-anchor.log when unset), a checkpoint
+    # every this many entries, and a copy of each checkpoint to syslog (/dev/log).
+    AUDIT_KEY: str | None = None
+    AUDIT_ANCHOR_FILE: str | None = None
+    AUDIT_CHECKPOINT_EVERY = 100
+    AUDIT_SYSLOG = True
+    # A frame or thumbnail of a series the user viewed this recently writes no new entry.
+    AUDIT_SERIES_VIEW_MINUTES = 30
 
 
 # Variables read from the environment, with their parsers.
@@ -140,6 +149,10 @@ ENV_SETTINGS: dict[str, Any] = {
     "EXPORT_ROOT": ("EXPORT_ROOT", str),
     "REVIEW_CASE_SCORES": ("REVIEW_CASE_SCORES", _roles),  # comma-separated, e.g. 2a,2b,3a,3b
     "REVIEW_DUE_DAYS": ("REVIEW_DUE_DAYS", int),
+    "AUDIT_KEY": ("AUDIT_KEY", str),
+    "AUDIT_ANCHOR_FILE": ("AUDIT_ANCHOR_FILE", str),
+    "AUDIT_CHECKPOINT_EVERY": ("AUDIT_CHECKPOINT_EVERY", int),
+    "AUDIT_SYSLOG": ("AUDIT_SYSLOG", _bool),
 }
 
 
@@ -200,6 +213,20 @@ def _finish(app) -> None:
     cfg.setdefault("OUTBOX_DIR", str(instance / "outbox"))
     cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
     _check_pdf(cfg, instance)
+    _check_audit(cfg, instance)
+
+
+def _check_audit(cfg, instance: Path) -> None:
+    """Default the audit key and anchor file; refuse a key too short to resist guessing."""
+    if not cfg.get("AUDIT_KEY"):
+        cfg["AUDIT_KEY"] = _instance_secret(instance, "audit-key")
+    if len(cfg["AUDIT_KEY"]) < 32:
+        raise ConfigError("QAPORTAL_AUDIT_KEY must be at least 32 characters (64 hex digits "
+                          "from `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+    if not cfg.get("AUDIT_ANCHOR_FILE"):
+        cfg["AUDIT_ANCHOR_FILE"] = str(instance / "audit-anchor.log")
+    if int(cfg["AUDIT_CHECKPOINT_EVERY"]) < 1:
+        raise ConfigError("QAPORTAL_AUDIT_CHECKPOINT_EVERY must be at least 1")
 
 
 def _check_pdf(cfg, instance: Path) -> None:
@@ -216,10 +243,10 @@ def _check_pdf(cfg, instance: Path) -> None:
         raise ConfigError("QAPORTAL_PDF_TIMEOUT must be between 0 and 3600 seconds")
 
 
-def _instance_secret(instance: Path) -> str:
-    """Return the key in instance/secret_key, creating it (mode 0600) on first use."""
+def _instance_secret(instance: Path, name: str = "secret_key") -> str:
+    """Return the key in instance/<name>, creating it (mode 0600) on first use."""
     instance.mkdir(parents=True, exist_ok=True)
-    path = instance / "secret_key"
+    path = instance / name
     if not path.exists():
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

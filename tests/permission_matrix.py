@@ -421,3 +421,8 @@ EXPECTED.update({
     "admin.privilege_add": {**only(("admin",), status=422), "method": "POST",
                             "params": lambda objs, users: {"user_id": objs["subject"].id}},
 })
+
+# -- audit log: verify the chain (issue 11 §6 / issue 12 §3) ---------------------------------
+EXPECTED.update({
+    "auditlog.verify": {**only(("qa_manager", "admin"), status=302), "method": "POST"},
+})

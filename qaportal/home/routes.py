@@ -8,16 +8,37 @@ import sqlalchemy as sa
 from flask import current_app, jsonify, render_template
 from flask_login import current_user
 
+from qaportal import audit
 from qaportal.extensions import db
 from qaportal.home import bp
 from qaportal.home.panels import panel, panels_for
-from qaportal.models import AuditEvent, User
+from qaportal.models import AuditEvent, Study, User
 from qaportal.models.credentials import validity_status
 
 
 @bp.route("/")
 def index():
-    return render_template("home/index.html", panels=panels_for(current_user))
+    panels = panels_for(current_user)
+    shown = _studies_shown(panels)
+    if shown:  # panels listing studies or requests show patient data: a read to audit
+        audit.record("home.viewed", studies=shown)
+        db.session.commit()
+    return render_template("home/index.html", panels=panels)
+
+
+def _studies_shown(panels: list) -> list[int]:
+    """Return the ids of the studies the panels list (as studies or as rows naming one)."""
+    ids: set[int] = set()
+    for _panel, context in panels:
+        for value in context.values():
+            if not isinstance(value, list | tuple):
+                continue
+            for item in value:
+                if isinstance(item, Study):
+                    ids.add(item.id)
+                elif isinstance(getattr(item, "study_id", None), int):
+                    ids.add(item.study_id)
+    return sorted(ids)
 
 
 @bp.route("/health")

@@ -28,6 +28,10 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     entry_hash: Mapped[str] = mapped_column(sa.String(64))
+    # HMAC-SHA256 of entry_hash under the instance's audit key (never in the database): a
+    # database administrator can recompute hashes but not these. NULL only for entries
+    # written before anchoring began (migration 0010).
+    entry_mac: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (sa.Index("ix_audit_events_object", "object_type", "object_id"),)
 

@@ -104,6 +104,8 @@ def new(study_id: int):
             flash(f"Request #{req.id} sent. It is due in "
                   f"{current_app.config['OPINION_TARGET_HOURS'][req.priority]:g} h.", "success")
             return redirect(url_for("opinions.detail", request_id=req.id))
+    audit.record("study.viewed", study, mode=mode, page="opinion_new")  # shows the read
+    db.session.commit()
     return render_template(
         "opinions/new.html", form=form, study=study, view=present(study, mode),
         not_offered=not_offered, counts=counts,

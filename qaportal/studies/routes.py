@@ -172,6 +172,8 @@ def edit(study_id: int):
             db.session.commit()
             flash("Saved.", "success")
             return redirect(url_for("studies.detail", study_id=study.id))
+    audit.record("study.viewed", study, mode=mode, page="edit")  # the form shows the report
+    db.session.commit()
     return render_template("studies/edit.html", study=study, form=form,
                            view=present(study, mode), read_final=bool(read and read.is_final))
 

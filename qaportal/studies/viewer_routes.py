@@ -6,6 +6,7 @@ Every view goes through study_for() (404 for anyone without access); URLs carry 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import (
@@ -23,7 +24,7 @@ from flask_login import current_user
 from qaportal import audit
 from qaportal.dicom import WINDOW_PRESETS
 from qaportal.extensions import db
-from qaportal.models import Instance, Series, Study
+from qaportal.models import AuditEvent, Instance, Series, Study, utcnow
 from qaportal.reviews.blinding import study_text, study_view
 from qaportal.studies import bp
 from qaportal.studies.frames import (
@@ -138,6 +139,7 @@ def frame_png(study_id: int, instance_id: int, n: int):
         window = parse_window(request.args.get("wc"), request.args.get("ww"))
     except ValueError:
         return jsonify(error="wc and ww must be numbers, with ww > 0"), 400
+    audit_series_read(study, inst.series_id, _mode, "frame")
     return _png_response(frame_renderer().frame(inst, n, window))
 
 
@@ -149,7 +151,30 @@ def series_thumbnail(study_id: int, series_id: int):
     if not frames:
         abort(404)
     mid = frames[len(frames) // 2]
+    audit_series_read(study, series.id, _mode, "thumbnail")
     return _png_response(frame_renderer().thumbnail(mid.instance, mid.frame))
+
+
+def audit_series_read(study: Study, series_id: int, mode: str, via: str) -> None:
+    """Record one `study.series_viewed` per series view, not one per frame.
+
+    A frame or thumbnail of a series the user opened (frames.json) or fetched within
+    AUDIT_SERIES_VIEW_MINUTES adds no entry; one fetched outside such a view records one.
+    """
+    since = utcnow() - timedelta(minutes=current_app.config["AUDIT_SERIES_VIEW_MINUTES"])
+    recent = db.session.scalars(
+        sa.select(AuditEvent.details)
+        .where(AuditEvent.object_type == Study.__tablename__,
+               AuditEvent.object_id == str(study.id),
+               AuditEvent.actor_id == current_user.id,
+               AuditEvent.action == "study.series_viewed",
+               AuditEvent.occurred_at >= since)
+        .order_by(AuditEvent.seq.desc()).limit(100)
+    )
+    if any((d or {}).get("series_id") == series_id for d in recent):
+        return
+    audit.record("study.series_viewed", study, series_id=series_id, mode=mode, via=via)
+    db.session.commit()
 
 
 def _png_response(result: Rendered):
