@@ -61,6 +61,7 @@ class InstanceHeader:
     transfer_syntax_uid: str = ""
     photometric_interpretation: str = ""
     burned_in_annotation: bool | None = None
+    has_overlay_data: bool = False  # Overlay Data (60xx,3000): pixels need a look too
     window_center: float | None = None
     window_width: float | None = None
     has_pixel_data: bool = False
@@ -135,6 +136,7 @@ def header_from_dataset(
         transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
         photometric_interpretation=_text(ds, "PhotometricInterpretation"),
         burned_in_annotation={"YES": True, "NO": False}.get(burned),
+        has_overlay_data=any(0x60003000 + (g << 16) in ds for g in range(0, 0x20, 2)),
         window_center=_number(ds, "WindowCenter", float),
         window_width=_number(ds, "WindowWidth", float),
         has_pixel_data=has_pixel_data,

@@ -312,7 +312,7 @@ class Ingester:
             totals = per_study.setdefault(s.study_id, [0, 0])
             totals[0] += 1
             totals[1] += r.size
-            if h.burned_in_annotation or (
+            if h.burned_in_annotation or h.has_overlay_data or (
                 h.burned_in_annotation is None and h.modality.upper() in BURNED_IN_PRONE
             ):
                 totals.append(1)
