@@ -67,7 +67,9 @@ def _planted(src: Path) -> Dataset:
     return ds
 
 
-@pytest.mark.parametrize("options", [frozenset(), ALL_OPTIONS - {DeidOption.RETAIN_DEVICE_IDENTITY}])
+@pytest.mark.parametrize("options", [
+    frozenset(), ALL_OPTIONS - {DeidOption.RETAIN_DEVICE_IDENTITY},
+])
 def test_named_survivors_are_gone_after_deidentification(ct_small: Path, options) -> None:
     ds = _planted(ct_small)
     deidentify_dataset(ds, DeidContext(SECRET, options=options))
