@@ -122,16 +122,22 @@ def _element(tag: int, vr: bytes, value_length: int) -> bytes:
 
 def overlong_element_copy(name: str, dest: Path, *, declared: int = 0xFFFFFFF0,
                           present: int = 512) -> Path:
-    """Append a private element declaring `declared` bytes to a test file that ends
-    `present` bytes after its header (explicit VR little endian files only)."""
+    """Append a private element declaring `declared` bytes to a little endian test file
+    that ends `present` bytes after the element's header (in the file's own VR encoding)."""
     import struct
 
     data = sample(name).read_bytes()
+    implicit, little = pydicom.dcmread(sample(name), force=True).original_encoding
+    assert little, "little endian files only"
     creator = b"HOSTILE "
-    elements = (struct.pack("<HH2sH", 0x7FF1, 0x0010, b"LO", len(creator)) + creator
-                + _element(0x7FF11000, b"OB", declared) + b"\x5a" * present)
+    if implicit:
+        elements = (struct.pack("<HHL", 0x7FF1, 0x0010, len(creator)) + creator
+                    + struct.pack("<HHL", 0x7FF1, 0x1000, declared))
+    else:
+        elements = (struct.pack("<HH2sH", 0x7FF1, 0x0010, b"LO", len(creator)) + creator
+                    + _element(0x7FF11000, b"OB", declared))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(data + elements)
+    dest.write_bytes(data + elements + b"\x5a" * present)
     return dest
 
 
@@ -176,4 +182,20 @@ def deflate_bomb(dest: Path, inflated_bytes: int, *, where: str = "header") -> P
         for start in range(0, pixel_bytes, len(chunk)):
             out.write(z.compress(chunk[: min(len(chunk), pixel_bytes - start)]))
         out.write(z.flush())
+    return dest
+
+
+def one_fragment_copy(dest: Path, frames: int, *, transfer_syntax: str | None = None) -> Path:
+    """Write MR_small_RLE (one RLE frame in one fragment, empty offset table) declaring
+    `frames` frames: 2 KB that once claimed 300,000 frames and was stored."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(sample("MR_small_RLE.dcm"))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame], has_bot=False)
+    ds.NumberOfFrames = frames
+    if transfer_syntax:
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dest)
     return dest
