@@ -137,3 +137,12 @@ def test_deflated_files_within_the_limit_parse_as_before(tmp_path: Path,
     cut = tmp_path / "cut.dcm"
     cut.write_bytes((tmp_path / "small.dcm").read_bytes()[:-200])
     assert _refused(cut).startswith("truncated")
+
+
+def test_frames_declared_without_pixel_data_are_refused(tmp_path: Path,
+                                                        dicom_file: Callable[[str], Path]):
+    ds = pydicom.dcmread(dicom_file("rtplan.dcm"), force=True)
+    ds.NumberOfFrames = 5
+    ds.save_as(tmp_path / "plan.dcm")
+    assert _refused(tmp_path / "plan.dcm") == "NumberOfFrames 5 but no pixel data"
+    assert read_header(dicom_file("rtplan.dcm")).frames == 1
