@@ -15,7 +15,11 @@ from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
+from pydicom.filereader import (  # _read_file_meta_info: private, what dcmread uses (3.x)
+    _read_file_meta_info,
+    read_dataset,
+    read_preamble,
+)
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .errors import DicomRejected
@@ -200,13 +204,14 @@ def _read_dataset(
     fp.seek(0)
     guard = BoundedReader(fp, size)
     try:
-        if has_preamble:
-            read_preamble(guard, False)
-            meta = _read_file_meta_info(guard)
-            if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-                stream = InflatingReader(fp, limits.max_inflated_bytes)
-                return _read_deflated(stream, meta, head[:128], fp), stream, guard
-            guard.seek(0)
+        # The meta group first: pydicom would inflate a deflated data set in one call.
+        preamble = read_preamble(guard, not has_preamble)
+        guard.overrun = False  # a short preamble-less file: judged by the parse below
+        meta = _read_file_meta_info(guard)
+        if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            stream = InflatingReader(fp, limits.max_inflated_bytes)
+            return _read_deflated(stream, meta, preamble, fp), stream, guard
+        guard.seek(0)
         # force=True only for a preamble-less stream whose first tag is plausible; the UID
         # checks in header_from_dataset then weed out anything that merely happened to parse.
         ds = dcmread(guard, stop_before_pixels=True, force=not has_preamble,
@@ -225,7 +230,7 @@ def _read_dataset(
     return ds, guard, guard
 
 
-def _read_deflated(stream: InflatingReader, meta: Dataset, preamble: bytes,
+def _read_deflated(stream: InflatingReader, meta: Dataset, preamble: bytes | None,
                    fp: BinaryIO) -> Dataset:
     """Parse a deflated data set through the bounded inflater (pydicom would inflate it all)."""
     dataset = read_dataset(stream, is_implicit_VR=False, is_little_endian=True,
