@@ -17,6 +17,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
 from .annex_e import RULES, Rule
+from .pixelcheck import has_overlay_data
 
 PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 
@@ -134,11 +135,6 @@ def deidentify_file(
     result = deidentify_dataset(ds, ctx)
     ds.save_as(Path(dest), enforce_file_format=True)
     return result
-
-
-def has_overlay_data(ds: Dataset) -> bool:
-    """Tell whether ds holds Overlay Data (60xx,3000) in any overlay group."""
-    return any((0x6000 << 16 | 0x3000) + (g << 16) in ds for g in range(0, 0x20, 2))
 
 
 def _clean(ds: Dataset, ctx: DeidContext, result: DeidResult) -> None:

@@ -23,7 +23,7 @@ from pydicom.filereader import (  # _read_file_meta_info: private, what dcmread 
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .errors import DicomRejected
-from .pixelcheck import PIXEL_TAGS, check_pixel_data
+from .pixelcheck import PIXEL_TAGS, check_pixel_data, has_overlay_data
 from .streams import BoundedReader, InflatingReader
 
 T = TypeVar("T")
@@ -160,7 +160,7 @@ def header_from_dataset(
         transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
         photometric_interpretation=_text(ds, "PhotometricInterpretation"),
         burned_in_annotation={"YES": True, "NO": False}.get(burned),
-        has_overlay_data=any(0x60003000 + (g << 16) in ds for g in range(0, 0x20, 2)),
+        has_overlay_data=has_overlay_data(ds),
         window_center=_number(ds, "WindowCenter", float),
         window_width=_number(ds, "WindowWidth", float),
         has_pixel_data=has_pixel_data,

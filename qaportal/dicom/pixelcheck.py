@@ -43,6 +43,11 @@ class Stream(Protocol):
     def skip(self, n: int) -> bool: ...
 
 
+def has_overlay_data(ds: Dataset) -> bool:
+    """Tell whether ds holds Overlay Data (60xx,3000) in any of the 16 overlay groups."""
+    return any(0x60003000 + (group << 16) in ds for group in range(0, 0x20, 2))
+
+
 def declared_frames(ds: Dataset) -> int:
     """Return NumberOfFrames as an integer (1 when absent); refuse one that is no count."""
     raw = ds.get("NumberOfFrames")
