@@ -70,6 +70,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.cli import register_commands
 
     register_commands(app)
+    from qaportal.studies.deid import remove_leftover_zips
+
+    remove_leftover_zips(app.config["UPLOAD_TMP"])  # from before downloads were unnamed
     return app
 
 

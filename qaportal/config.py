@@ -45,6 +45,10 @@ class Defaults:
     UPLOAD_MAX_FILE_BYTES = 1024**3
     UPLOAD_MAX_TOTAL_BYTES = 20 * 1024**3  # per zip, unpacked
     UPLOAD_MAX_FILES = 20_000  # per zip
+    # Ingest guards: an instance declaring more frames is refused (NumberOfFrames must also
+    # fit the pixel data present); a deflated data set inflating past this is refused.
+    MAX_FRAMES_PER_INSTANCE = 20_000
+    MAX_INFLATED_BYTES = 256 * 1024**2
     # Rendering guard: frames larger than this many pixels are refused before decoding.
     RENDER_MAX_PIXELS = 64 * 1024**2
     # Viewer: rendered frames kept under CACHE_ROOT/frames (oldest pruned past this size),
@@ -132,6 +136,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "IMAGE_ROOT": ("IMAGE_ROOT", str),
     "CACHE_ROOT": ("CACHE_ROOT", str),
     "RENDER_MAX_PIXELS": ("RENDER_MAX_PIXELS", int),
+    "MAX_FRAMES_PER_INSTANCE": ("MAX_FRAMES_PER_INSTANCE", int),
+    "MAX_INFLATED_BYTES": ("MAX_INFLATED_BYTES", int),
     "FRAME_CACHE_MAX_BYTES": ("FRAME_CACHE_MAX_BYTES", int),
     "SMTP_HOST": ("SMTP_HOST", str),
     "SMTP_PORT": ("SMTP_PORT", int),
@@ -205,6 +211,9 @@ def _finish(app) -> None:
     bad = set(cfg["REVIEW_CASE_SCORES"]) - {"2a", "2b", "3a", "3b"}
     if bad:
         raise ConfigError(f"REVIEW_CASE_SCORES may hold only 2a, 2b, 3a, 3b (not {sorted(bad)})")
+    for name in ("MAX_FRAMES_PER_INSTANCE", "MAX_INFLATED_BYTES"):
+        if int(cfg[name]) < 1:  # 0 would refuse every image, a negative one too
+            raise ConfigError(f"QAPORTAL_{name} must be a positive number")
     cfg["SESSION_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["REMEMBER_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])

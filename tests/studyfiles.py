@@ -102,3 +102,100 @@ def exam_folder(dest: Path, *, slices: int, patient: tuple[str, str],
                        patient=patient, series_description=series_description)
     shutil.copy(sample("MR_small.dcm"), dest / "MR_small.dcm")
     return dest
+
+
+def frames_declared_copy(name: str, dest: Path, frames: int) -> Path:
+    """Write a copy of a test file whose NumberOfFrames says `frames`, pixel data unchanged."""
+    ds = pydicom.dcmread(sample(name))
+    ds.NumberOfFrames = frames
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dest)
+    return dest
+
+
+def _element(tag: int, vr: bytes, value_length: int) -> bytes:
+    """Return an explicit VR little endian element header (a long-length VR)."""
+    import struct
+
+    return struct.pack("<HH2sHL", tag >> 16, tag & 0xFFFF, vr, 0, value_length)
+
+
+def overlong_element_copy(name: str, dest: Path, *, declared: int = 0xFFFFFFF0,
+                          present: int = 512) -> Path:
+    """Append a private element declaring `declared` bytes to a little endian test file
+    that ends `present` bytes after the element's header (in the file's own VR encoding)."""
+    import struct
+
+    data = sample(name).read_bytes()
+    implicit, little = pydicom.dcmread(sample(name), force=True).original_encoding
+    assert little, "little endian files only"
+    creator = b"HOSTILE "
+    if implicit:
+        elements = (struct.pack("<HHL", 0x7FF1, 0x0010, len(creator)) + creator
+                    + struct.pack("<HHL", 0x7FF1, 0x1000, declared))
+    else:
+        elements = (struct.pack("<HH2sH", 0x7FF1, 0x0010, b"LO", len(creator)) + creator
+                    + _element(0x7FF11000, b"OB", declared))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data + elements + b"\x5a" * present)
+    return dest
+
+
+def deflate_bomb(dest: Path, inflated_bytes: int, *, where: str = "header") -> Path:
+    """Write CT_small as a Deflated Explicit VR Little Endian file that inflates to about
+    `inflated_bytes`: a private element of zeros before the pixel data (where="header"), or
+    pixel data declared and present at that size (where="pixels"). Streamed, never held."""
+    import struct
+    import zlib
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    ds = pydicom.dcmread(sample("CT_small.dcm"))
+    del ds.PixelData
+    pixel_bytes = 128 * 128 * 2
+    if where == "pixels":
+        side = int((inflated_bytes // 2) ** 0.5) // 2 * 2
+        ds.Rows = ds.Columns = side
+        pixel_bytes = side * side * 2
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    write_file_meta_info(meta, ds.file_meta)
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    chunk = bytes(1024 * 1024)
+    with dest.open("wb") as out:
+        out.write(bytes(128) + b"DICM" + meta.getvalue())
+        out.write(z.compress(body.getvalue()))
+        if where == "header":
+            creator = b"HOSTILE "
+            out.write(z.compress(struct.pack("<HH2sH", 0x7FDF, 0x0010, b"LO", len(creator))
+                                 + creator + _element(0x7FDF1000, b"OB", inflated_bytes)))
+            for start in range(0, inflated_bytes, len(chunk)):
+                out.write(z.compress(chunk[: min(len(chunk), inflated_bytes - start)]))
+        out.write(z.compress(_element(0x7FE00010, b"OW", pixel_bytes)))
+        for start in range(0, pixel_bytes, len(chunk)):
+            out.write(z.compress(chunk[: min(len(chunk), pixel_bytes - start)]))
+        out.write(z.flush())
+    return dest
+
+
+def one_fragment_copy(dest: Path, frames: int, *, transfer_syntax: str | None = None) -> Path:
+    """Write MR_small_RLE (one RLE frame in one fragment, empty offset table) declaring
+    `frames` frames: 2 KB that once claimed 300,000 frames and was stored."""
+    from pydicom.encaps import encapsulate, generate_frames
+
+    ds = pydicom.dcmread(sample("MR_small_RLE.dcm"))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame], has_bot=False)
+    ds.NumberOfFrames = frames
+    if transfer_syntax:
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(dest)
+    return dest

@@ -139,3 +139,14 @@ def test_verify_storage_sweeps_stale_upload_temp_files(runner, app):
     cleaned = runner.invoke(args=["verify-storage", "--delete-orphans"])
     assert cleaned.exit_code == 0
     assert not old.exists() and fresh.exists()
+
+
+def test_deidentify_retaining_dates_keeps_an_empty_date_empty(runner, tmp_path):
+    """The demo CT's base slice has InstanceCreationDate '': "list index out of range"."""
+    result = runner.invoke(args=["deidentify", "--retain-dates", str(sample("693_UNCR.dcm")),
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["written"] == 1
+    ds = pydicom.dcmread(tmp_path / "out" / "000001.dcm")
+    assert ds.InstanceCreationDate == "" and ds.LongitudinalTemporalInformationModified == \
+        "MODIFIED"

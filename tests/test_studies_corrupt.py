@@ -154,10 +154,10 @@ def test_any_parse_failure_is_one_files_rejection_logged_without_its_name(
 
     real = ingest.read_header
 
-    def flaky(path):
+    def flaky(path, *limits):
         if path.name == "SMITH-JOHN.dcm":
             raise RuntimeError("SMITH^JOHN broke the parser")
-        return real(path)
+        return real(path, *limits)
 
     monkeypatch.setattr(ingest, "read_header", flaky)
     odd = tmp_path / "SMITH-JOHN.dcm"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
+import pydicom
 import pytest
 import sqlalchemy as sa
 
@@ -86,3 +88,63 @@ def test_download_of_an_image_pydicom_cannot_read_fully_is_a_clear_error(client,
     assert res.status_code == 302
     page = client.get(res.location).get_data(as_text=True)
     assert "could not be read for de-identification" in page and "S001/I00001" in page
+
+
+def test_overlay_data_is_flagged_for_pixel_review_like_burned_in_annotation(client, login_as):
+    login_as("radiologist")
+    study = _upload(client, sample("MR-SIEMENS-DICOM-WithOverlays.dcm"))
+    assert study.modalities == "MR" and study.burned_in_suspected
+    assert "burned-in patient text" in client.get(f"/studies/{study.id}").get_data(as_text=True)
+    res = client.get(f"/studies/{study.id}/deidentified.zip")
+    with zipfile.ZipFile(io.BytesIO(res.data)) as zf:
+        manifest = zf.read(f"{study.pseudonym}/DEIDENTIFICATION.txt").decode()
+        image = zf.read(f"{study.pseudonym}/S001/I00001.dcm")
+    assert "PIXEL REVIEW NEEDED" in manifest and "overlay data present" in manifest
+    assert b"\x00\x60\x00\x30" not in image  # Overlay Data (6000,3000) removed (Table E.1-1: X)
+
+
+def test_default_download_of_a_ct_with_empty_dates_keeps_them_empty(client, login_as,
+                                                                     tmp_path):
+    """The demo CT's base slice (693_UNCR) has InstanceCreationDate ''; retaining dates crashed."""
+    login_as("radiologist")
+    path = modified_copy("CT_small.dcm", tmp_path / "ct.dcm", InstanceCreationDate="",
+                         StudyDate="")
+    study = _upload(client, path)
+    res = client.get(f"/studies/{study.id}/deidentified.zip?retain_dates=y")
+    assert res.status_code == 200, res.location
+    with zipfile.ZipFile(io.BytesIO(res.data)) as zf:
+        ds = pydicom.dcmread(io.BytesIO(zf.read(f"{study.pseudonym}/S001/I00001.dcm")))
+    assert ds.InstanceCreationDate == "" and ds.StudyDate == ""
+    assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+
+
+def _leftovers(app) -> list[str]:
+    folder = Path(app.config["UPLOAD_TMP"])
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_a_download_leaves_no_zip_in_the_temporary_folder(app, client, login_as):
+    login_as("radiologist")
+    study = _upload(client, sample("CT_small.dcm"))
+    before = _leftovers(app)
+    for _ in range(2):
+        res = client.get(f"/studies/{study.id}/deidentified.zip")
+        assert res.status_code == 200 and zipfile.ZipFile(io.BytesIO(res.data)).namelist()
+        res.close()
+    assert _leftovers(app) == before
+    assert not [n for n in _leftovers(app) if n.startswith("deid-")]
+
+
+def test_start_up_removes_de_identified_zips_left_behind(tmp_path, db_url):
+    from tests.conftest import make_test_app
+
+    tmp = tmp_path / "instance" / "tmp"
+    tmp.mkdir(parents=True)
+    (tmp / "deid-abc123.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    (tmp / "recv-in-flight").write_bytes(b"an upload still being received")
+    app = make_test_app(tmp_path, db_url)
+    assert sorted(p.name for p in tmp.iterdir()) == ["recv-in-flight"]
+    with app.app_context():
+        if db_url.startswith("postgresql"):
+            db.drop_all()
+        db.engine.dispose()

@@ -14,7 +14,7 @@ from .deidentify import (
 )
 from .errors import DicomRejected, StoredFileCorrupt, StoredFileMissing
 from .generate import generate_ct_series
-from .parse import InstanceHeader, read_header
+from .parse import InstanceHeader, ParseLimits, read_header
 from .render import (
     WINDOW_PRESETS,
     default_window,
@@ -34,6 +34,7 @@ __all__ = [
     "FilesystemStore",
     "ImageStore",
     "InstanceHeader",
+    "ParseLimits",
     "Received",
     "SourceItem",
     "SourceLimits",

@@ -9,6 +9,9 @@ option retains the attribute:
   P  Retain Patient Characteristics       -> K
   E  Retain Device Identity (equipment)   -> K
   T  Retain Longitudinal Temporal Information with Modified Dates -> C (dates shifted)
+The rows below are the hand-chosen ones; every other row of the standard's own table
+(annex_e_standard.py, PS3.15 2024b) is added with the same choices (X where X is allowed,
+Z for Z/D). LOCAL_ROWS go beyond the table: identifying attributes it does not list.
 Attributes not listed are handled by rules in deidentify.py: private tags removed,
 unlisted person names removed, unlisted non-standard UIDs replaced, unlisted dates
 and times removed (or shifted/kept under the temporal option).
@@ -20,13 +23,15 @@ from dataclasses import dataclass
 
 from pydicom.datadict import tag_for_keyword
 
+from .annex_e_standard import load_rows
+
 _TABLE = """
 AccessionNumber Z
 AcquisitionComments X
 AcquisitionContextSequence X
 AcquisitionDate Z T
 AcquisitionDateTime X T
-AcquisitionDeviceProcessingDescription X E
+AcquisitionDeviceProcessingDescription X
 AcquisitionProtocolDescription X
 AcquisitionTime Z T
 AcquisitionUID U
@@ -58,7 +63,7 @@ ConcatenationUID U
 ConfidentialityConstraintOnPatientDataDescription X
 ConsultingPhysicianIdentificationSequence X
 ConsultingPhysicianName X
-ContainerIdentifier Z
+ContainerIdentifier D
 ContentCreatorIdentificationCodeSequence X
 ContentCreatorName Z
 ContentDate Z T
@@ -297,7 +302,7 @@ SourceImageSequence K
 SpecialNeeds X
 SpecimenUID U
 StartAcquisitionDateTime X T
-StationAETitle X E
+StationAETitle X
 StationName X E
 StorageMediaFileSetUID U
 StudyArrivalDate X T
@@ -329,7 +334,7 @@ TopicTitle X
 TransactionUID U
 UID U
 UnformattedTextValue X
-VerificationDateTime Z T
+VerificationDateTime D T
 VerifyingObserverIdentificationCodeSequence Z
 VerifyingObserverName D
 VerifyingOrganization X
@@ -354,6 +359,9 @@ KEEP_UIDS = (
 )
 
 OPTION_LETTERS = {"P": "patient", "E": "device", "T": "temporal"}
+# Not in Table E.1-1 (2024b), yet free text that names a patient's media or study in
+# practice (a CD labelled "SMITH_J_CT"): removed too.
+LOCAL_ROWS = ("StorageMediaFileSetID X",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +376,7 @@ class Rule:
 def _build() -> dict[int, Rule]:
     """Parse the table, failing loudly on a keyword pydicom does not know."""
     rules: dict[int, Rule] = {}
-    for line in _TABLE.strip().splitlines():
+    for line in [*_TABLE.strip().splitlines(), *LOCAL_ROWS]:
         keyword, action, *opt = line.split()
         tag = tag_for_keyword(keyword)
         if tag is None or action not in "DZXKCU":
@@ -379,6 +387,9 @@ def _build() -> dict[int, Rule]:
         if tag is None:
             raise ValueError(f"unknown keyword {keyword!r}")
         rules[tag] = Rule(keyword, "K")
+    for row in load_rows():
+        if row.tag not in rules:
+            rules[row.tag] = Rule(row.keyword, row.chosen_action(), row.chosen_option())
     return rules
 
 

@@ -17,6 +17,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID_dictionary
 
 from .annex_e import RULES, Rule
+from .pixelcheck import has_overlay_data
 
 PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
 
@@ -40,7 +41,7 @@ _OPTION_BY_NAME = {
 # Modalities whose pixels often carry burned-in text even when the header does not say so.
 _BURNED_IN_SUSPECT_MODALITIES = {"US", "SC", "OT", "XC", "ES", "GM", "SM", "DOC", "IVUS"}
 _SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-_OVERLAY_TEXT_ELEMENTS = {0x0022, 0x1500, 0x4000}  # description, label, comments
+_OVERLAY_REMOVED_ELEMENTS = {0x0022, 0x1500, 0x3000, 0x4000}  # description, label, data, comments
 _DUMMY = {
     "AE": "ANON",
     "AS": "000Y",
@@ -110,7 +111,13 @@ def deidentify_dataset(ds: Dataset, ctx: DeidContext) -> DeidResult:
     old_sop = str(ds.get("SOPInstanceUID", ""))
     old_study = str(ds.get("StudyInstanceUID", ""))
     burned, review, reason = _burned_in(ds)
-    result = DeidResult(old_sop, "", old_study, "", burned, review, reason)
+    overlays = has_overlay_data(ds)
+    if overlays and not review:
+        # Like BurnedInAnnotation: a device that drew an overlay may have drawn the same
+        # text into the pixels, which header work cannot remove.
+        review, reason = True, "overlay data present (removed); check the pixels for text"
+    result = DeidResult(old_sop, "", old_study, "", burned, review, reason,
+                        has_overlays=overlays)
     _clean(ds, ctx, result)
     _fix_file_meta(ds, ctx)
     _mark(ds, ctx)
@@ -144,8 +151,10 @@ def _clean(ds: Dataset, ctx: DeidContext, result: DeidResult) -> None:
             del ds[tag]
             continue
         if 0x6000 <= group <= 0x601E and group % 2 == 0:
-            result.has_overlays = True  # overlay bitmaps are pixels: kept, flagged
-            if tag.element in _OVERLAY_TEXT_ELEMENTS:
+            # Table E.1-1: Overlay Data and Overlay Comments are X (the Clean Graphics
+            # option, which would keep them, is not offered); so are their text labels.
+            # The overlay's geometry is harmless and kept.
+            if tag.element in _OVERLAY_REMOVED_ELEMENTS:
                 _count(result, "X")
                 del ds[tag]
             continue
@@ -167,6 +176,8 @@ def _action_for(elem: DataElement, rule: Rule | None, ctx: DeidContext) -> str:
                 elem.VR in ("DA", "DT") and ctx.has(DeidOption.RETAIN_MODIFIED_DATES)
             )
             return "C" if shift else "K"
+        if rule.action == "D" and elem.VR == "UI":
+            return "U"  # a dummy UID is a new one: keep references consistent
         return rule.action
     if elem.VR == "PN":
         return "X"  # any person name not in the table
@@ -203,6 +214,8 @@ def _clean_value(ds: Dataset, elem: DataElement, ctx: DeidContext) -> None:
     """Clean one value: shift dates when dates are retained; otherwise use a dummy."""
     if elem.VR in ("DA", "DT") and ctx.has(DeidOption.RETAIN_MODIFIED_DATES):
         shifted = [_shift(str(v), elem.VR, ctx.date_shift_days) for v in _values(elem)]
+        if not shifted:
+            return  # an empty date (Type 2 left blank) stays empty: nothing to shift
         if any(v is None for v in shifted):
             del ds[elem.tag]  # an unparseable date cannot be shifted safely
         else:
@@ -244,11 +257,15 @@ def _fix_file_meta(ds: Dataset, ctx: DeidContext) -> None:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     elif "MediaStorageSOPInstanceUID" in meta:
         meta.MediaStorageSOPInstanceUID = ctx.new_uid_for(str(meta.MediaStorageSOPInstanceUID))
-    # AE titles name machines and sites; private meta can hold anything.
+    # AE titles and presentation addresses (PS3.10 7.1: URLs or host:port of the sender
+    # and receiver) name machines and sites; private meta can hold anything.
     for keyword in (
         "SourceApplicationEntityTitle",
         "SendingApplicationEntityTitle",
         "ReceivingApplicationEntityTitle",
+        "SourcePresentationAddress",
+        "SendingPresentationAddress",
+        "ReceivingPresentationAddress",
         "PrivateInformationCreatorUID",
         "PrivateInformation",
     ):

@@ -12,19 +12,36 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.filereader import (  # _read_file_meta_info: private, what dcmread uses (3.x)
+    _read_file_meta_info,
+    read_dataset,
+    read_preamble,
+)
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from .errors import DicomRejected
+from .pixelcheck import PIXEL_TAGS, check_pixel_data, has_overlay_data
+from .streams import BoundedReader, InflatingReader
 
 T = TypeVar("T")
 
-PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float Pixel, Double Float Pixel Data
-_MAX_FRAGMENTS = 1_000_000
-_PIXEL_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
+# Header values longer than this are skipped, not read (a 1 GB private element costs no
+# memory); the header fields the portal reads are all far shorter.
+_DEFER_BYTES = 64 * 1024
 # First groups a preamble-less dataset may plausibly start with (meta, identifying).
 _PLAUSIBLE_FIRST_GROUPS = (0x0002, 0x0008)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """Bound what one file may make the parser do (settings MAX_FRAMES_PER_INSTANCE and
+    MAX_INFLATED_BYTES)."""
+
+    max_frames: int = 20_000
+    max_inflated_bytes: int = 256 * 1024**2
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,20 +78,28 @@ class InstanceHeader:
     transfer_syntax_uid: str = ""
     photometric_interpretation: str = ""
     burned_in_annotation: bool | None = None
+    has_overlay_data: bool = False  # Overlay Data (60xx,3000): pixels need a look too
     window_center: float | None = None
     window_width: float | None = None
     has_pixel_data: bool = False
     file_size: int = 0
 
 
-def read_header(path: str | os.PathLike[str]) -> InstanceHeader:
-    """Read an instance header, rejecting non-DICOM, truncated or UID-less files."""
+def read_header(
+    path: str | os.PathLike[str], limits: ParseLimits | None = None
+) -> InstanceHeader:
+    """Read an instance header, rejecting non-DICOM, truncated, inconsistent or UID-less files."""
     path = Path(path)
+    limits = limits or ParseLimits()
     try:
         size = path.stat().st_size
         with path.open("rb") as fp:
-            ds = _read_dataset(fp)
-            has_pixels = _check_pixel_data(fp, ds, size)
+            ds, stream, guard = _read_dataset(fp, size, limits)
+            ts = _text(getattr(ds, "file_meta", None) or Dataset(), "TransferSyntaxUID")
+            # Before anything looks at NumberOfFrames: it must fit the pixel data present.
+            has_pixels = check_pixel_data(stream, ds, ts, limits.max_frames)
+            if guard.overrun or stream.overrun:
+                raise DicomRejected("truncated file: an element runs past the end of the data")
         return header_from_dataset(ds, has_pixel_data=has_pixels, file_size=size)
     except DicomRejected:
         raise
@@ -135,6 +160,7 @@ def header_from_dataset(
         transfer_syntax_uid=_text(meta, "TransferSyntaxUID"),
         photometric_interpretation=_text(ds, "PhotometricInterpretation"),
         burned_in_annotation={"YES": True, "NO": False}.get(burned),
+        has_overlay_data=has_overlay_data(ds),
         window_center=_number(ds, "WindowCenter", float),
         window_width=_number(ds, "WindowWidth", float),
         has_pixel_data=has_pixel_data,
@@ -167,17 +193,29 @@ def parse_tm(value: str) -> dt.time | None:
         return None
 
 
-def _read_dataset(fp: BinaryIO) -> Dataset:
-    """Parse the header up to the pixel data, leaving fp at the pixel data element."""
+def _read_dataset(
+    fp: BinaryIO, size: int, limits: ParseLimits
+) -> tuple[Dataset, BoundedReader | InflatingReader, BoundedReader]:
+    """Parse the header up to the pixel data; return it, the stream left there, the guard."""
     head = fp.read(132)
     has_preamble = len(head) == 132 and head[128:132] == b"DICM"
     if not has_preamble and not _plausible_raw_dataset(head):
         raise DicomRejected("not a DICOM file")
     fp.seek(0)
+    guard = BoundedReader(fp, size)
     try:
+        # The meta group first: pydicom would inflate a deflated data set in one call.
+        preamble = read_preamble(guard, not has_preamble)
+        guard.overrun = False  # a short preamble-less file: judged by the parse below
+        meta = _read_file_meta_info(guard)
+        if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            stream = InflatingReader(fp, limits.max_inflated_bytes)
+            return _read_deflated(stream, meta, preamble, fp), stream, guard
+        guard.seek(0)
         # force=True only for a preamble-less stream whose first tag is plausible; the UID
         # checks in header_from_dataset then weed out anything that merely happened to parse.
-        ds = dcmread(fp, stop_before_pixels=True, force=not has_preamble)
+        ds = dcmread(guard, stop_before_pixels=True, force=not has_preamble,
+                     defer_size=_DEFER_BYTES)
     except InvalidDicomError as exc:
         raise DicomRejected("not a DICOM file") from exc
     except EOFError as exc:
@@ -187,7 +225,37 @@ def _read_dataset(fp: BinaryIO) -> Dataset:
         raise DicomRejected(f"unreadable DICOM header ({type(exc).__name__})") from exc
     if not has_preamble and not (len(ds) and _text(ds, "SOPClassUID")):
         raise DicomRejected("not a DICOM file")
+    if _short_value(ds):
+        raise DicomRejected("truncated file: an element runs past the end of the data")
+    return ds, guard, guard
+
+
+def _read_deflated(stream: InflatingReader, meta: Dataset, preamble: bytes | None,
+                   fp: BinaryIO) -> Dataset:
+    """Parse a deflated data set through the bounded inflater (pydicom would inflate it all)."""
+    dataset = read_dataset(stream, is_implicit_VR=False, is_little_endian=True,
+                           stop_when=lambda tag, vr, length: tag in PIXEL_TAGS,
+                           defer_size=_DEFER_BYTES)
+    ds = FileDataset(getattr(fp, "name", "") or "", dataset, preamble, meta,
+                     is_implicit_VR=False, is_little_endian=True)
+    ds.set_original_encoding(False, True, dataset.original_character_set)
+    if _short_value(ds):
+        raise DicomRejected("truncated file: an element runs past the end of the data")
     return ds
+
+
+def _short_value(ds: Dataset) -> bool:
+    """Tell whether an element got fewer bytes than it declared (the data ended first)."""
+    for tag in list(ds.keys()):
+        # keep_deferred: reading a deferred value would move the stream we parse from.
+        elem = ds.get_item(tag, keep_deferred=True)
+        if isinstance(elem, RawDataElement):
+            if (elem.length != 0xFFFFFFFF and elem.value is not None
+                    and len(elem.value) < elem.length):
+                return True
+        elif elem.VR == "SQ" and any(_short_value(item) for item in elem.value or []):
+            return True
+    return False
 
 
 def _plausible_raw_dataset(head: bytes) -> bool:
@@ -198,95 +266,6 @@ def _plausible_raw_dataset(head: bytes) -> bool:
         return False
     little, big = struct.unpack("<H", head[:2])[0], struct.unpack(">H", head[:2])[0]
     return little in _PLAUSIBLE_FIRST_GROUPS or big in _PLAUSIBLE_FIRST_GROUPS
-
-
-def _check_pixel_data(fp: BinaryIO, ds: Dataset, file_size: int) -> bool:
-    """Check that the pixel data element starting at fp is complete; return whether present.
-
-    dcmread(stop_before_pixels=True) leaves fp at the pixel data element, so the check
-    costs a few small reads and seeks: for a defined length the element must fit in the
-    file (and hold a whole native image); for encapsulated data the fragment items are
-    walked by seeking to the sequence delimiter. This catches truncation without
-    reading pixel values, which a plain header read would not notice.
-    """
-    meta = getattr(ds, "file_meta", None) or Dataset()
-    if _text(meta, "TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
-        return "Rows" in ds  # offsets refer to the inflated stream; cannot check cheaply
-    _, little = ds.original_encoding
-    endian = "<" if little in (True, None) else ">"
-    tag_bytes = fp.read(4)
-    if len(tag_bytes) < 4:
-        if "Rows" in ds:
-            raise DicomRejected("truncated file")
-        return False
-    group, elem = struct.unpack(f"{endian}HH", tag_bytes)
-    tag = group << 16 | elem
-    if tag not in PIXEL_TAGS:
-        raise DicomRejected("unreadable DICOM header (unexpected element before pixel data)")
-    # Sniff the VR rather than trust the transfer syntax: some writers put an implicit VR
-    # dataset behind an explicit VR meta header, and pydicom reads those too.
-    peek = _read_exact(fp, 4)
-    if peek[:2] in _PIXEL_VRS:
-        length = struct.unpack(f"{endian}L", _read_exact(fp, 4))[0]
-    else:
-        length = struct.unpack(f"{endian}L", peek)[0]
-    if length == 0xFFFFFFFF:
-        _walk_fragments(fp, file_size)
-        return True
-    if fp.tell() + length > file_size:
-        raise DicomRejected("truncated file")
-    expected = expected_native_length(ds)
-    if tag == 0x7FE00010 and expected is not None and length < expected:
-        raise DicomRejected("truncated pixel data")
-    return True
-
-
-def _walk_fragments(fp: BinaryIO, file_size: int) -> None:
-    """Seek through encapsulated fragment items up to the delimiter; reject on truncation."""
-    for _ in range(_MAX_FRAGMENTS):
-        tag, length = struct.unpack("<LL", _read_exact(fp, 8))
-        if tag == 0xE0DDFFFE:  # Sequence Delimitation Item (FFFE,E0DD) read as "<L" of "<HH"
-            return
-        if tag != 0xE000FFFE:
-            raise DicomRejected("corrupt encapsulated pixel data")
-        if length == 0xFFFFFFFF or fp.tell() + length > file_size:
-            raise DicomRejected("truncated file")
-        fp.seek(length, os.SEEK_CUR)
-    raise DicomRejected("corrupt encapsulated pixel data (too many fragments)")
-
-
-def expected_native_length(ds: Dataset) -> int | None:
-    """Return the byte length of native (uncompressed) pixel data, or None if unknown."""
-    meta = getattr(ds, "file_meta", None) or Dataset()
-    ts = _text(meta, "TransferSyntaxUID")
-    if ts and _is_compressed(ts):
-        return None
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        bits = int(ds.BitsAllocated)
-        spp = int(ds.get("SamplesPerPixel", 1) or 1)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
-        return None
-    if _text(ds, "PhotometricInterpretation") == "YBR_FULL_422" and spp == 3:
-        return rows * cols * frames * 2 * bits // 8
-    return (rows * cols * frames * spp * bits + 7) // 8
-
-
-def _is_compressed(ts: str) -> bool:
-    """Tell whether a transfer syntax UID encapsulates its pixel data (unknown: assume so)."""
-    try:
-        return bool(UID(ts).is_compressed)
-    except ValueError:  # a private or damaged UID: not a transfer syntax pydicom knows
-        return True
-
-
-def _read_exact(fp: BinaryIO, n: int) -> bytes:
-    """Read exactly n bytes or reject the file as truncated."""
-    data = fp.read(n)
-    if len(data) != n:
-        raise DicomRejected("truncated file")
-    return data
 
 
 def _safe(getter: Callable[[], T]) -> T | None:

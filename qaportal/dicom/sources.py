@@ -38,7 +38,9 @@ class SourceLimits:
     max_total_bytes: int = 8 * 1024**3
     max_file_bytes: int = 2 * 1024**3
     max_ratio: float = 200.0
-    ratio_min_bytes: int = 1024 * 1024  # small entries may compress well without harm
+    # Below this an entry, or a whole archive's entries together, may compress well
+    # without harm; above it the ratio applies to each entry and to their sum.
+    ratio_min_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +154,20 @@ def _iter_zip(archive: Path, display: str, limits: SourceLimits, tmp: Path) -> I
         if total > limits.max_total_bytes:
             yield SourceItem(display, error=f"archive too large when unpacked ({total} bytes)")
             return
+        problems = [_entry_problem(info, limits) for info in infos]
+        ratio = _archive_ratio(archive, [i for i, p in zip(infos, problems, strict=True)
+                                         if p is None and not _hidden_entry(i.filename)],
+                               limits.ratio_min_bytes)
+        if ratio is not None and ratio > limits.max_ratio:
+            # Many small entries that each pass stay a bomb together (451 KB -> 208 MB).
+            yield SourceItem(display, error=f"suspicious compression ratio ({ratio:.0f}:1 "
+                                            "over the whole archive)")
+            return
         written = 0
-        for n, info in enumerate(infos):
+        for n, (info, problem) in enumerate(zip(infos, problems, strict=True)):
             name = _entry_display(display, info)
             # Entry names never become paths (targets are numbered), so one hostile entry
             # is refused on its own and its siblings still come through.
-            problem = _entry_problem(info, limits)
             if problem:
                 yield SourceItem(name, error=problem)
                 continue
@@ -197,6 +207,23 @@ def _entry_problem(info: zipfile.ZipInfo, limits: SourceLimits) -> str | None:
         if ratio > limits.max_ratio:
             return f"suspicious compression ratio ({ratio:.0f}:1)"
     return None
+
+
+def _archive_ratio(archive: Path, infos: list[zipfile.ZipInfo], min_bytes: int) -> float | None:
+    """Return what the entries to extract unpack to per byte of archive, or None if small.
+
+    The denominator is their compressed sizes, never more than the archive itself: entries
+    that overlap (share compressed bytes) cannot make the archive look less dense.
+    """
+    total = sum(i.file_size for i in infos)
+    if total < min_bytes:
+        return None
+    try:
+        size = archive.stat().st_size
+    except OSError:
+        size = 0
+    packed = min(sum(i.compress_size for i in infos), size or 1)
+    return total / max(packed, 1)
 
 
 def _extract(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from flask import current_app
 from pydicom import dcmread
@@ -15,6 +17,8 @@ from pydicom import dcmread
 from qaportal.dicom import DeidContext, DeidOption, deidentify_dataset
 from qaportal.models import Study
 from qaportal.studies.storage import image_store
+
+DEID_ZIP_PREFIX = "deid-"
 
 
 def deid_options(*, retain_dates: bool, retain_patient_characteristics: bool,
@@ -49,18 +53,22 @@ class DeidReport:
     pixel_review: list[str] = field(default_factory=list)
 
 
-def build_deidentified_zip(study: Study, options: frozenset[DeidOption]) -> tuple[Path, DeidReport]:
-    """Write a zip of the de-identified study to a temporary file; return its path."""
+def build_deidentified_zip(study: Study,
+                           options: frozenset[DeidOption]) -> tuple[BinaryIO, DeidReport]:
+    """Write a zip of the de-identified study to an unnamed temporary file; return it open.
+
+    The file has no name in UPLOAD_TMP (O_TMPFILE, or unlinked at once), so nothing is
+    left behind whether the response completes, the client goes away or the worker dies:
+    the space is freed when the file object is closed (send_file closes it after the body).
+    """
     store = image_store()
     ctx = study_context(study, options)
     report = DeidReport()
     tmp_dir = Path(current_app.config["UPLOAD_TMP"])
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="deid-", suffix=".zip", dir=tmp_dir)
-    os.close(fd)
-    path = Path(name)
+    out_file = tempfile.TemporaryFile(prefix=DEID_ZIP_PREFIX, suffix=".zip", dir=tmp_dir)
     try:
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(out_file, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for s_index, series in enumerate(study.series, start=1):
                 for i_index, inst in enumerate(sorted(series.instances, key=_order), start=1):
                     data = store.read_verified(inst.storage_key, inst.sha256)
@@ -82,9 +90,23 @@ def build_deidentified_zip(study: Study, options: frozenset[DeidOption]) -> tupl
                         )
             zf.writestr(f"{study.pseudonym}/DEIDENTIFICATION.txt", _manifest(options, report))
     except BaseException:
-        path.unlink(missing_ok=True)
+        out_file.close()
         raise
-    return path, report
+    out_file.seek(0)
+    return out_file, report
+
+
+def remove_leftover_zips(tmp_dir: str | os.PathLike[str]) -> int:
+    """Delete de-identified zips that an older version or a crash left in tmp_dir."""
+    removed = 0
+    folder = Path(tmp_dir)
+    if not folder.is_dir():
+        return 0
+    for path in folder.glob(f"{DEID_ZIP_PREFIX}*.zip"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def _order(inst) -> tuple:

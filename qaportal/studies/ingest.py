@@ -36,6 +36,7 @@ from qaportal.dicom import (
 from qaportal.extensions import db
 from qaportal.models import Instance, Series, Study, UploadBatch, User
 from qaportal.studies.access import grant_access
+from qaportal.studies.limits import parse_limits
 
 # Modalities whose pixels often carry burned-in text when the header does not say otherwise.
 BURNED_IN_PRONE = {"US", "SC", "OT", "XC", "ES", "DOC"}
@@ -121,7 +122,7 @@ class Ingester:
                     self.entries.append((item.name, item.error or "refused"))
                     continue
                 try:
-                    header = read_header(item.path)
+                    header = read_header(item.path, parse_limits())
                 except DicomRejected as exc:
                     self.entries.append((item.name, exc.reason))
                     continue
@@ -312,7 +313,7 @@ class Ingester:
             totals = per_study.setdefault(s.study_id, [0, 0])
             totals[0] += 1
             totals[1] += r.size
-            if h.burned_in_annotation or (
+            if h.burned_in_annotation or h.has_overlay_data or (
                 h.burned_in_annotation is None and h.modality.upper() in BURNED_IN_PRONE
             ):
                 totals.append(1)

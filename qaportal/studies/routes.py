@@ -186,7 +186,7 @@ def download_deidentified(study_id: int):
                            retain_patient_characteristics=form.retain_patient_characteristics.data,
                            retain_device_identity=form.retain_device_identity.data)
     try:
-        path, report = build_deidentified_zip(study, options)
+        zip_file, report = build_deidentified_zip(study, options)
     except (StoredFileMissing, StoredFileCorrupt) as exc:
         what = "is missing" if isinstance(exc, StoredFileMissing) else \
             "failed its integrity check"
@@ -202,7 +202,6 @@ def download_deidentified(study_id: int):
                  options=sorted(o.name for o in options), files=report.files,
                  pixel_review=report.pixel_review)
     db.session.commit()
-    response = send_file(path, mimetype="application/zip", as_attachment=True,
-                         download_name=f"{study.pseudonym}.zip", max_age=0)
-    response.call_on_close(lambda: path.unlink(missing_ok=True))
-    return response
+    # An unnamed temporary file: closing it (after the body is sent) frees the space.
+    return send_file(zip_file, mimetype="application/zip", as_attachment=True,
+                     download_name=f"{study.pseudonym}.zip", max_age=0)

@@ -268,12 +268,14 @@ def test_burned_in_flag(ct_small: Path, dicom_file: FileLookup) -> None:
         assert ds.BurnedInAnnotation == flag
 
 
-def test_overlays_kept_and_flagged(dicom_file: FileLookup) -> None:
-    path = dicom_file("MR-SIEMENS-DICOM-WithOverlays.dcm")
-    ds = dcmread(path)
-    overlay = ds[0x60003000].value
+def test_overlay_data_is_removed_and_flagged_for_pixel_review(dicom_file: FileLookup) -> None:
+    """Table E.1-1: Overlay Data (60xx,3000) is X; like BurnedInAnnotation, pixels need a look."""
+    ds = dcmread(dicom_file("MR-SIEMENS-DICOM-WithOverlays.dcm"))
+    assert 0x60003000 in ds and "BurnedInAnnotation" not in ds
     result = deidentify_dataset(ds, DeidContext(SECRET))
-    assert result.has_overlays and ds[0x60003000].value == overlay
+    assert result.has_overlays and result.pixel_review_needed
+    assert "overlay" in (result.review_reason or "")
+    assert 0x60003000 not in ds
     buf = io.BytesIO()
     ds.save_as(buf)
     assert np.asarray(dcmread(io.BytesIO(buf.getvalue())).pixel_array).any()

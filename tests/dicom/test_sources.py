@@ -143,3 +143,24 @@ def test_dicom_with_zip_like_preamble_is_not_unzipped(tmp_path: Path, good: Path
     path = tmp_path / "polyglot.dcm"
     path.write_bytes(bytes(data))
     assert [i.path for i in iter_files([path])] == [path]
+
+
+def test_zip_ratio_applies_to_the_archive_totals(tmp_path: Path, dicom_file) -> None:
+    """Entries under 1 MiB each passed alone: 451 KB once unpacked to 200 files, 208 MB."""
+    plan = dicom_file("rtplan.dcm").read_bytes()
+    padded = plan + bytes(1_040_000 - len(plan))  # a real header, then trailing padding
+    bomb = _zip(tmp_path / "small-bombs.zip", {f"s/{n:03d}.dcm": padded for n in range(60)})
+    assert bomb.stat().st_size < 1_000_000 and all(
+        i.file_size < 1024 * 1024 for i in zipfile.ZipFile(bomb).infolist())
+    items = list(iter_files([bomb]))
+    assert [(i.name, i.ok) for i in items] == [("small-bombs.zip", False)]
+    assert items[0].error.startswith("suspicious compression ratio")
+    assert "whole archive" in items[0].error
+
+
+def test_zip_of_real_images_passes_the_archive_ratio(tmp_path: Path, dicom_file) -> None:
+    names = ("CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "693_UNCR.dcm")
+    archive = _zip(tmp_path / "study.zip",
+                   {f"x/{n}": dicom_file(n).read_bytes() for n in names})
+    items = list(iter_files([archive]))
+    assert all(i.ok for i in items) and len(items) == len(names)
