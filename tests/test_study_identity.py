@@ -228,3 +228,28 @@ def test_qa_managers_see_both_copies_as_separate_studies(app, client, auth, owne
     auth.login(qa)
     assert REPORT in client.get(f"/studies/{study.id}").get_data(as_text=True)
     assert client.get(f"/studies/{copy.id}").status_code == 200
+
+
+def test_legacy_import_finds_the_one_copy_that_was_read_and_refuses_ambiguity(app):
+    """A legacy review names a study by UID; with copies per owner it must pick the copy
+    with a finalized read, and refuse a UID that several read copies carry."""
+    from qaportal.models import Review
+    from qaportal.qa.legacy import import_legacy_reviews
+    from tests.factories import make_study
+
+    reader, second, third = (make_user(["radiologist"]) for _ in range(3))
+    make_user(["reviewer"], email="legacy@uid.test")
+    read = make_study(reader)
+    copy = make_study(second, report=None)
+    copy.study_uid = read.study_uid
+    db.session.flush()
+    line = f"study_uid,reviewer_email,score\n{read.study_uid},legacy@uid.test,2\n"
+    result = import_legacy_reviews(line)
+    assert (result.imported, result.errors) == (1, [])
+    assert db.session.scalars(sa.select(Review)).one().assignment.read.study_id == read.id
+    assert copy.read is None
+    make_study(third).study_uid = read.study_uid  # a second copy with a finalized read
+    db.session.flush()
+    result = import_legacy_reviews(line.replace(",2\n", ",3\n"))
+    assert result.imported == 0
+    assert result.errors == [(2, "several studies with a finalized read have this study_uid")]
