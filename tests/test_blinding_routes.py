@@ -182,3 +182,41 @@ def test_blind_reviewer_cannot_request_an_opinion(app, client, auth, world):
     assert "zebq@blind.test" not in resp.get_data(as_text=True).lower()
     body = client.get(f"/studies/{w['study'].id}").get_data(as_text=True)
     assert f"/opinions/new/{w['study'].id}" not in body
+
+
+def test_reviewer_who_uploads_the_reviewed_study_still_never_sees_the_reader(
+        app, client, auth, db, world, tmp_path):
+    """Knowing the study's UIDs gives nothing (issue 11): the blind reviewer uploads the
+    reader's very file and a new one carrying the study's UID, then walks every route."""
+    import pydicom
+
+    from qaportal.studies.storage import image_store
+
+    w = world
+    inst = w["study"].series[0].instances[0]
+    theirs = tmp_path / "upload" / "theirs.dcm"
+    theirs.parent.mkdir()
+    theirs.write_bytes(image_store().read_verified(inst.storage_key, inst.sha256))
+    ds = pydicom.dcmread(theirs)
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.NameOfPhysiciansReadingStudy = ds.OperatorsName = "Other^Someone"
+    ds.SeriesDescription = ds.StudyDescription = "MINE"
+    fresh = tmp_path / "upload" / "fresh.dcm"
+    ds.save_as(fresh)
+    auth.logout()
+    auth.login(w["reviewer"])
+    urls = client.post("/studies/upload/batches").get_json()
+    for path in (fresh, theirs):  # fresh first: the reviewer's own copy is described "MINE"
+        with open(path, "rb") as fh:
+            resp = client.post(urls["files_url"], content_type="multipart/form-data",
+                               data={"files": [(fh, path.name)]})
+        assert resp.status_code == 200
+    assert client.post(urls["finish_url"], data={}).status_code == 200
+    values = {**w["values"], "batch_id": [*w["values"]["batch_id"], urls["batch_id"]]}
+    seen = _walk(app, client, auth, w["reviewer"], values, _terms(READER))
+    sid = w["study"].id
+    assert seen[f"/studies/{sid}"] == 200 and seen[f"/studies/{sid}/viewer"] == 200
+    assert seen[f"/studies/upload/batches/{urls['batch_id']}"] == 200
+    copy = db.session.scalars(
+        sa.select(Study).where(Study.owner_id == w["reviewer"].id)).one()  # their own study
+    assert copy.id != sid and copy.instance_count == 2

@@ -143,13 +143,48 @@ def _unrelated_cases():
                 yield pytest.param(endpoint, index, method, id=f"{endpoint}-{rule.rule}-{method}")
 
 
+def _upload_every_study_uid(user, folder) -> dict[int, int]:
+    """Upload, as user, a file carrying each stored study's Study, Series and SOP Instance
+    UIDs (knowing a UID must give nothing); return every study's instance count before."""
+    import pydicom
+    import sqlalchemy as sa
+
+    from qaportal.models import Study
+    from qaportal.studies import jobs
+    from tests.studyfiles import modified_copy
+
+    studies = db.session.scalars(sa.select(Study).order_by(Study.id)).all()
+    counts = {s.id: s.instance_count for s in studies}
+    paths = []
+    for s in studies:
+        series = s.series[0] if s.series else None
+        sop = (series.instances[0].sop_uid if series is not None and series.instances
+               else pydicom.uid.generate_uid())
+        paths.append(modified_copy(
+            "CT_small.dcm", folder / f"{s.id}.dcm", StudyInstanceUID=s.study_uid,
+            SeriesInstanceUID=series.series_uid if series is not None else s.study_uid + ".1",
+            SOPInstanceUID=sop))
+    jobs.import_files(paths, user.id, jobs.new_batch(user, "cli").id)
+    return counts
+
+
 @pytest.mark.parametrize(("endpoint", "index", "method"), list(_unrelated_cases()))
 def test_user_without_relation_to_the_object_gets_404(app, client, auth, endpoint, index,
-                                                      method):
+                                                      method, tmp_path):
+    import sqlalchemy as sa
+
+    from qaportal.models import Study, StudyAccess
+
     entry = EXPECTED[endpoint]
     users, objs = _setup()
     stranger = make_user(roles=(entry["unrelated"],))
     db.session.commit()
+    counts = _upload_every_study_uid(stranger, tmp_path)
+    db.session.expire_all()
+    assert {s.id: s.instance_count for s in db.session.scalars(
+        sa.select(Study).where(Study.id.in_(counts)))} == counts
+    assert db.session.scalars(sa.select(StudyAccess).where(
+        StudyAccess.user_id == stranger.id)).all() == []
     assert auth.login(stranger).status_code == 302
     rule = RULES[endpoint][index]
     response = _request(client, rule, method, entry["params"](objs, users))

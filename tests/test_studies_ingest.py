@@ -155,17 +155,37 @@ def test_failed_transaction_leaves_no_files_and_no_rows(owner, app, tmp_path, mo
     assert not list(image_store().iter_keys())
 
 
-def test_uploading_a_study_someone_else_stored_grants_the_uploader_access(app, tmp_path):
+def test_uploading_a_study_someone_else_stored_makes_the_uploaders_own_copy(app, tmp_path):
     first = make_user(roles=("radiologist",))
     second = make_user(roles=("radiologist",))
     db.session.commit()
     run_import(first, [sample("CT_small.dcm")])
     batch = run_import(second, [copy_sample("CT_small.dcm", tmp_path)])
-    assert batch.duplicates == 1
-    study = db.session.scalars(sa.select(Study)).one()
-    assert study.owner_id == first.id
-    grant = db.session.scalars(sa.select(StudyAccess)).one()
-    assert (grant.user_id, grant.mode) == (second.id, "full")
+    assert (batch.stored, batch.duplicates, batch.conflicts) == (1, 0, 0)
+    mine, theirs = db.session.scalars(sa.select(Study).order_by(Study.id)).all()
+    assert mine.study_uid == theirs.study_uid
+    assert (mine.owner_id, theirs.owner_id) == (first.id, second.id)
+    assert batch.study_ids == [theirs.id]
+    assert mine.instance_count == theirs.instance_count == 1
+    assert mine.series[0].id != theirs.series[0].id
+    assert mine.deid_key != theirs.deid_key and mine.pseudonym != theirs.pseudonym
+    assert db.session.scalars(sa.select(StudyAccess)).all() == []
+    again = run_import(second, [copy_sample("CT_small.dcm", tmp_path / "again")])
+    assert (again.stored, again.duplicates) == (0, 1)  # duplicates: within one owner
+    assert again.study_ids == [theirs.id]
+
+
+def test_same_series_uid_in_two_of_my_studies_stays_in_each_study(owner, tmp_path):
+    a = modified_copy("CT_small.dcm", tmp_path / "a.dcm", StudyInstanceUID="2.25.1",
+                      SOPInstanceUID="2.25.11")
+    b = modified_copy("CT_small.dcm", tmp_path / "b.dcm", StudyInstanceUID="2.25.2",
+                      SOPInstanceUID="2.25.22")
+    run_import(owner, [a])
+    run_import(owner, [b])
+    one, two = db.session.scalars(sa.select(Study).order_by(Study.study_uid)).all()
+    assert [s.study_id for s in one.series] == [one.id]
+    assert [s.study_id for s in two.series] == [two.id]
+    assert one.instance_count == two.instance_count == 1
 
 
 def test_burned_in_prone_modality_is_flagged(owner):

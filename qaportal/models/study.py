@@ -15,12 +15,17 @@ if TYPE_CHECKING:
 
 
 class Study(Base):
-    """A DICOM study (StudyInstanceUID) with the clinical context its uploader gave."""
+    """A DICOM study (StudyInstanceUID) with the clinical context its uploader gave.
+
+    Study identity is scoped to the owner: the same StudyInstanceUID uploaded by two users
+    is two studies, each with its own series and instances (docs/studies.md).
+    """
 
     __tablename__ = "studies"
+    __table_args__ = (sa.UniqueConstraint("owner_id", "study_uid"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    study_uid: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    study_uid: Mapped[str] = mapped_column(sa.String(64))
     owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
     # DICOM header fields kept for search and display (patient data: never in URLs or logs).
     patient_name: Mapped[str] = mapped_column(sa.String(200), default="")
@@ -68,13 +73,14 @@ class Study(Base):
 
 
 class Series(Base):
-    """A DICOM series (SeriesInstanceUID) within a study."""
+    """A DICOM series (SeriesInstanceUID) within a study (unique within that study)."""
 
     __tablename__ = "series"
+    __table_args__ = (sa.UniqueConstraint("study_id", "series_uid"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(sa.ForeignKey("studies.id"), index=True)
-    series_uid: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    series_uid: Mapped[str] = mapped_column(sa.String(64))
     modality: Mapped[str] = mapped_column(sa.String(16), default="")
     series_number: Mapped[int | None]
     series_description: Mapped[str] = mapped_column(sa.String(200), default="")
@@ -89,13 +95,18 @@ class Series(Base):
 
 
 class Instance(Base):
-    """One stored DICOM file (SOPInstanceUID), keyed in the image store by an internal key."""
+    """One stored DICOM file (SOPInstanceUID), keyed in the image store by an internal key.
+
+    The SOP Instance UID is unique within a series here; ingest also keeps it unique
+    within one owner's studies (duplicates and conflicts are found in that scope only).
+    """
 
     __tablename__ = "instances"
+    __table_args__ = (sa.UniqueConstraint("series_id", "sop_uid"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     series_id: Mapped[int] = mapped_column(sa.ForeignKey("series.id"), index=True)
-    sop_uid: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    sop_uid: Mapped[str] = mapped_column(sa.String(64), index=True)
     sop_class_uid: Mapped[str] = mapped_column(sa.String(64), default="")
     instance_number: Mapped[int | None]
     # Position along the slice normal, for anatomical ordering (None when not given).

@@ -83,10 +83,16 @@ def _import_row(row: dict[str, str], result: ImportResult) -> str | None:
         mapped = map_legacy_score(legacy)
     except ValueError as exc:
         return str(exc)
-    study = db.session.scalar(sa.select(Study).where(
-        Study.study_uid == (row.get("study_uid") or "").strip()))
-    if study is None or study.read is None or study.read.finalized_at is None:
+    # Study identity is per owner: several owners may hold a study with this UID; only
+    # one of them may have a finalized read, else the row cannot say which was reviewed.
+    studies = [s for s in db.session.scalars(sa.select(Study).where(
+        Study.study_uid == (row.get("study_uid") or "").strip()).order_by(Study.id))
+        if s.read is not None and s.read.finalized_at is not None]
+    if not studies:
         return "no finalized read for this study_uid"
+    if len(studies) > 1:
+        return "several studies with a finalized read have this study_uid"
+    study = studies[0]
     reviewer = db.session.scalar(sa.select(User).where(
         User.email == (row.get("reviewer_email") or "").strip().lower()))
     if reviewer is None:

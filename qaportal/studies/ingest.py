@@ -6,6 +6,11 @@ database write yet, so concurrent uploads do this slow part in parallel. `Ingest
 then adds all rows in one short burst (the caller commits): lock the batch row, look up
 known instances, studies and series with a few set queries, insert what is new. A lost
 race on a unique UID rolls back and `write` runs again against the files already stored.
+
+Study identity is scoped to the owner: every lookup here is limited to the uploader's own
+studies, so an upload only ever adds to those. The same StudyInstanceUID uploaded by
+someone else becomes that user's own separate study; it never grants access to, adds to,
+or reveals (in counts, statuses or messages) a study of another user.
 If the transaction fails the caller deletes what this run stored (`Ingester.discard`).
 A hard crash between the two can leave unreferenced files, which
 `qaportal verify-storage` reports and removes; the database never points at a file that
@@ -35,12 +40,12 @@ from qaportal.dicom import (
 )
 from qaportal.extensions import db
 from qaportal.models import Instance, Series, Study, UploadBatch, User
-from qaportal.studies.access import grant_access
 from qaportal.studies.limits import parse_limits
 
 # Modalities whose pixels often carry burned-in text when the header does not say otherwise.
 BURNED_IN_PRONE = {"US", "SC", "OT", "XC", "ES", "DOC"}
 CONFLICT = "conflict: another file with this SOPInstanceUID and different content is stored"
+SeriesKey = tuple[str, str]  # (StudyInstanceUID, SeriesInstanceUID) within one owner
 _IN_CHUNK = 500  # values per IN (...) list
 log = logging.getLogger(__name__)
 
@@ -185,7 +190,7 @@ class Ingester:
         records = [e for e in self.entries if isinstance(e, Prepared)]
         known = self._known_instances({r.header.sop_uid for r in records})
         seen: dict[str, str] = {}
-        shared: set[int] = set()
+        touched: set[int] = set()  # the uploader's own studies that held a file already
         new: list[Prepared] = []
         for entry in self.entries:
             if not isinstance(entry, Prepared):
@@ -195,7 +200,7 @@ class Ingester:
             prior = seen.get(uid)
             if prior is None and uid in known:
                 prior, study_id = known[uid]
-                shared.add(study_id)
+                touched.add(study_id)
             if prior is not None:
                 run.unused_keys.append(entry.key)
                 if prior == entry.sha256:
@@ -217,12 +222,7 @@ class Ingester:
         self._finish_studies(studies.values())  # row updates before the audit chain's lock
         for study in created:
             audit.record("study.created", study, actor=self.owner)
-        for study in studies.values():
-            if study.owner_id != self.owner.id:
-                shared.add(study.id)
-        for study_id in sorted(shared):
-            self._share_existing(study_id)
-        run.study_ids |= shared | {s.id for s in studies.values()}
+        run.study_ids |= touched | {s.id for s in studies.values()}
         self._record(run)
         db.session.flush()
         return run
@@ -236,24 +236,29 @@ class Ingester:
         db.session.refresh(self.batch)
 
     def _known_instances(self, sop_uids: set[str]) -> dict[str, tuple[str, int]]:
-        """Return {sop uid: (sha256, study id)} for the given UIDs already stored."""
+        """Return {sop uid: (sha256, study id)} for the UIDs stored in the owner's studies."""
         found: dict[str, tuple[str, int]] = {}
         uids = sorted(sop_uids)
         for i in range(0, len(uids), _IN_CHUNK):
             rows = db.session.execute(
                 sa.select(Instance.sop_uid, Instance.sha256, Series.study_id)
                 .join(Series, Instance.series_id == Series.id)
-                .where(Instance.sop_uid.in_(uids[i : i + _IN_CHUNK]))
+                .join(Study, Series.study_id == Study.id)
+                .where(Study.owner_id == self.owner.id,
+                       Instance.sop_uid.in_(uids[i : i + _IN_CHUNK]))
+                .order_by(Instance.id)
             )
-            found.update({r.sop_uid: (r.sha256, r.study_id) for r in rows})
+            for r in rows:
+                found.setdefault(r.sop_uid, (r.sha256, r.study_id))
         return found
 
     def _studies_for(self, new: Sequence[Prepared]) -> tuple[dict[str, Study], list[Study]]:
-        """Return the studies of new files by UID, creating (and flushing) missing ones."""
+        """Return the owner's studies of new files by UID, creating (and flushing) missing ones."""
         first: dict[str, InstanceHeader] = {}
         for r in new:
             first.setdefault(r.header.study_uid, r.header)
-        studies = {s.study_uid: s for s in _by_uid(Study, Study.study_uid, first)}
+        studies = {s.study_uid: s for s in _by_uid(Study, Study.study_uid, first,
+                                                   Study.owner_id == self.owner.id)}
         created = []
         for uid in sorted(first.keys() - studies.keys()):
             study = _study_from(first[uid], self.owner)
@@ -265,22 +270,26 @@ class Ingester:
         return studies, created
 
     def _series_for(self, new: Sequence[Prepared],
-                    studies: dict[str, Study]) -> dict[str, Series]:
-        """Return the series of new files by UID, creating (and flushing) missing ones."""
-        first: dict[str, InstanceHeader] = {}
+                    studies: dict[str, Study]) -> dict[SeriesKey, Series]:
+        """Return the series of new files within their study, creating missing ones."""
+        first: dict[SeriesKey, InstanceHeader] = {}
         for r in new:
-            first.setdefault(r.header.series_uid, r.header)
-        series = {s.series_uid: s for s in _by_uid(Series, Series.series_uid, first)}
+            first.setdefault((r.header.study_uid, r.header.series_uid), r.header)
+        uid_of = {s.id: uid for uid, s in studies.items()}
+        series = {(uid_of[s.study_id], s.series_uid): s
+                  for s in _by_uid(Series, Series.series_uid, {k[1] for k in first},
+                                   Series.study_id.in_(list(uid_of)))}
         missing = sorted(first.keys() - series.keys())
         added: dict[str, int] = {}
-        for uid in missing:
-            h = first[uid]
-            series[uid] = Series(
-                study_id=studies[h.study_uid].id, series_uid=uid, modality=h.modality[:16],
-                series_number=h.series_number, series_description=h.series_description[:200],
-                body_part=h.body_part[:64], instance_count=0, frame_count=0,
+        for key in missing:
+            h = first[key]
+            series[key] = Series(
+                study_id=studies[h.study_uid].id, series_uid=h.series_uid,
+                modality=h.modality[:16], series_number=h.series_number,
+                series_description=h.series_description[:200], body_part=h.body_part[:64],
+                instance_count=0, frame_count=0,
             )
-            db.session.add(series[uid])
+            db.session.add(series[key])
             added[h.study_uid] = added.get(h.study_uid, 0) + 1
         for study_uid, n in added.items():
             _increment(studies[study_uid], "series_count", n)
@@ -288,14 +297,16 @@ class Ingester:
             db.session.flush()
         return series
 
-    def _add_instances(self, new: Sequence[Prepared], series: dict[str, Series]) -> None:
+    def _add_instances(self, new: Sequence[Prepared],
+                       series: dict[SeriesKey, Series]) -> None:
         """Insert the instance rows (one bulk statement) and add them to the counters."""
         rows = []
-        per_series: dict[str, list[int]] = {}
+        per_series: dict[SeriesKey, list[int]] = {}
         per_study: dict[int, list[int]] = {}
         for r in sorted(new, key=lambda r: r.header.sop_uid):
             h = r.header
-            s = series[h.series_uid]
+            key = (h.study_uid, h.series_uid)
+            s = series[key]
             frames = max(1, h.frames or 1)
             rows.append(dict(
                 series_id=s.id, sop_uid=h.sop_uid, sop_class_uid=h.sop_class_uid[:64],
@@ -307,7 +318,7 @@ class Ingester:
                 window_width=h.window_width, storage_key=r.key, sha256=r.sha256,
                 size_bytes=r.size,
             ))
-            count = per_series.setdefault(h.series_uid, [0, 0])
+            count = per_series.setdefault(key, [0, 0])
             count[0] += 1
             count[1] += frames
             totals = per_study.setdefault(s.study_id, [0, 0])
@@ -319,9 +330,9 @@ class Ingester:
                 totals.append(1)
         if rows:
             db.session.execute(sa.insert(Instance), rows)
-        for uid, (count, frames) in per_series.items():
-            _increment(series[uid], "instance_count", count)
-            _increment(series[uid], "frame_count", frames)
+        for key, (count, frames) in per_series.items():
+            _increment(series[key], "instance_count", count)
+            _increment(series[key], "frame_count", frames)
         studies = {s.study_id: s.study for s in series.values()}
         for study_id, totals in per_study.items():
             study = studies[study_id]
@@ -329,13 +340,6 @@ class Ingester:
             _increment(study, "size_bytes", totals[1])
             if len(totals) > 2:
                 study.burned_in_suspected = True
-
-    def _share_existing(self, study_id: int) -> None:
-        """The uploader holds these images already: let them see the stored study."""
-        study = db.session.get(Study, study_id)
-        if study.owner_id != self.owner.id:
-            source = ("upload_batch", self.batch.id if self.batch else 0)
-            grant_access(study, self.owner, mode="full", source=source, by=self.owner)
 
     def _finish_studies(self, studies: Iterable[Study]) -> None:
         """Write the counters, then each study's modalities (from all its series)."""
@@ -360,12 +364,13 @@ class Ingester:
                      rejected=len(run.errors) - run.conflicts, studies=sorted(run.study_ids))
 
 
-def _by_uid(model, column, uids: Iterable[str]) -> list:
-    """Load the rows of model whose column is one of uids."""
+def _by_uid(model, column, uids: Iterable[str], scope: sa.ColumnElement[bool]) -> list:
+    """Load the rows of model within scope (the owner's) whose column is one of uids."""
     uids = sorted(uids)
     found = []
     for i in range(0, len(uids), _IN_CHUNK):
-        found += db.session.scalars(sa.select(model).where(column.in_(uids[i : i + _IN_CHUNK])))
+        found += db.session.scalars(
+            sa.select(model).where(scope, column.in_(uids[i : i + _IN_CHUNK])))
     return found
 
 

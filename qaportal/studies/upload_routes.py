@@ -89,7 +89,7 @@ def _apply_context(batch: UploadBatch, form: UploadForm) -> list[str]:
     for study_id in batch.study_ids:
         study = db.session.get(Study, study_id)
         if study is None or study.owner_id != current_user.id:
-            continue  # a study someone else uploaded first keeps its own context
+            continue  # ingest adds only to the uploader's own studies; never touch another
         if form.jurisdiction.data or form.clinical_question.data or form.clinical_history.data:
             service.update_context(
                 study, by=current_user, jurisdiction=form.jurisdiction.data or study.jurisdiction,
