@@ -28,8 +28,6 @@ CSP = (
 
 @login_manager.user_loader
 def _load_user(token: str):
-    from qaportal.auth import sessions
-
     return sessions.load(token)
 
 
@@ -69,13 +67,16 @@ def init_app(app: Flask) -> None:
                 return jsonify(error="authentication required"), 401
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         row = sessions.current()
-        marked = request.method == "GET" and mark_opened_notifications(current_user.id)
-        if (row is not None and sessions.touch(row)) or marked:
-            db.session.commit()
+        touched = row is not None and sessions.touch(row)
         session.permanent = True
         step = _pending_step(app)
         if step and endpoint not in STEP_ENDPOINTS:
+            if touched:
+                db.session.commit()
             return redirect(url_for(step))
+        marked = request.method == "GET" and mark_opened_notifications(current_user.id)
+        if touched or marked:
+            db.session.commit()  # before the view: its own transaction starts clean
         return None
 
     @app.after_request
