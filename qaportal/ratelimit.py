@@ -109,13 +109,6 @@ class DatabaseStorage(Storage):
         with db.engine.begin() as conn:
             conn.execute(sa.delete(RateLimitCounter).where(RateLimitCounter.key == key))
 
-    def purge_expired(self) -> int:
-        """Delete lapsed counters; return how many."""
-        with db.engine.begin() as conn:
-            return conn.execute(
-                sa.delete(RateLimitCounter).where(RateLimitCounter.expires_at <= time.time())
-            ).rowcount
-
 
 def init_app(app: Flask) -> None:
     """Bind the limiter and the 429 page to the app."""

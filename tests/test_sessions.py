@@ -234,3 +234,15 @@ def test_totp_code_step_is_rate_limited_too(app, client, auth, db):
     assert client.post("/login/verify", data={"code": "000000"}).status_code == 200
     assert client.post("/login/verify", data={"code": "000001"}).status_code == 200
     assert client.post("/login/verify", data={"code": "000002"}).status_code == 429
+
+
+def test_the_code_step_expires_five_minutes_after_the_password_step(client, auth, db):
+    user = make_user(totp_enabled=True, totp_secret=pyotp.random_base32())
+    db.session.commit()
+    assert auth.login(user).headers["Location"].startswith("/login/verify")
+    with client.session_transaction() as sess:
+        sess["pending_2fa_at"] -= 301
+    code = pyotp.TOTP(user.totp_secret).now()
+    response = client.post("/login/verify", data={"code": code})
+    assert response.headers["Location"] == "/login"
+    assert client.get("/").status_code == 302
