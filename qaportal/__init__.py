@@ -24,7 +24,7 @@ def _template_folder() -> str:
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the portal: configuration, extensions, blueprints, CLI and hooks."""
     from qaportal import config as config_module
-    from qaportal import hooks, navigation, templating
+    from qaportal import hooks, navigation, ratelimit, templating
     from qaportal.extensions import csrf, db, login_manager, migrate
 
     app = Flask(
@@ -64,6 +64,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(bp)
 
     hooks.init_app(app)
+    ratelimit.init_app(app)
     navigation.init_app(app)
     templating.init_app(app)
 

@@ -52,10 +52,14 @@ def create_user(email: str, name: str, roles: tuple[str, ...], password_stdin: b
     from qaportal.admin.service import create_user as create
     from qaportal.extensions import db
     from qaportal.passwords import generate_password, policy_problems
+    from qaportal.validation import plain_text_problem
 
     problem = email_problem(email)
     if problem:
         _fail(f"{email!r} is not a valid e-mail address: {problem}")
+    problem = plain_text_problem(name)
+    if problem:
+        _fail(f"--name is not valid: {problem}")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         problems = policy_problems(password, email=email, name=name)

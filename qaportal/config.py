@@ -13,6 +13,9 @@ class ConfigError(RuntimeError):
     """The configuration cannot work; the message says what to set."""
 
 
+DEFAULT_2FA_ROLES = ("admin", "qa_manager")
+
+
 class Defaults:
     """Settings every installation starts from."""
 
@@ -28,6 +31,13 @@ class Defaults:
     SESSION_COOKIE_NAME = "qaportal_session"
     REMEMBER_COOKIE_DURATION = timedelta(seconds=0)
     IDLE_TIMEOUT_MINUTES = 30
+    # A session ends this long after sign-in however active it is (sessions are server-side).
+    SESSION_ABSOLUTE_HOURS = 12
+    # Per client address, on the sign-in and two-factor code POSTs (Flask-Limiter syntax).
+    SIGN_IN_RATE_LIMIT = "10 per minute;100 per hour"
+    # Where the rate-limit counters live: the portal's database (shared by every worker),
+    # or a `limits` URI such as redis://host:6379.
+    RATELIMIT_STORAGE_URI = "qaportal-db://"
     LOCKOUT_THRESHOLD = 5
     LOCKOUT_WINDOW_MINUTES = 15
     LOCKOUT_MINUTES = 15
@@ -36,7 +46,9 @@ class Defaults:
     ARGON2_TIME_COST = 3
     ARGON2_MEMORY_KIB = 65536
     ARGON2_PARALLELISM = 2
-    REQUIRE_2FA_ROLES: tuple[str, ...] = ()
+    # None: admin and qa_manager outside LOCAL mode, nobody in LOCAL mode; "none" in the
+    # environment turns the requirement off.
+    REQUIRE_2FA_ROLES: tuple[str, ...] | None = None
     CREDENTIAL_EXPIRY_WARNING_DAYS = 60
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session (idle timeout applies)
     # One upload request (the browser sends a large upload in several requests).
@@ -98,6 +110,8 @@ def _bool(v: str) -> bool:
 
 
 def _roles(v: str) -> tuple[str, ...]:
+    if v.strip().lower() == "none":
+        return ()
     return tuple(r.strip() for r in v.split(",") if r.strip())
 
 
@@ -124,6 +138,9 @@ ENV_SETTINGS: dict[str, Any] = {
     "LOCAL": ("LOCAL", _bool),
     "PROXY_FIX": ("PROXY_FIX", _bool),
     "IDLE_TIMEOUT_MINUTES": ("IDLE_TIMEOUT_MINUTES", int),
+    "SESSION_ABSOLUTE_HOURS": ("SESSION_ABSOLUTE_HOURS", float),
+    "SIGN_IN_RATE_LIMIT": ("SIGN_IN_RATE_LIMIT", str),
+    "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
     "LOCKOUT_THRESHOLD": ("LOCKOUT_THRESHOLD", int),
     "LOCKOUT_WINDOW_MINUTES": ("LOCKOUT_WINDOW_MINUTES", int),
     "LOCKOUT_MINUTES": ("LOCKOUT_MINUTES", int),
@@ -202,6 +219,10 @@ def _finish(app) -> None:
         cfg["SECRET_KEY"] = _instance_secret(instance)
     from qaportal.models.user import ROLES
 
+    if cfg["REQUIRE_2FA_ROLES"] is None:
+        # Accounts that can see every study or change every account need a second factor.
+        cfg["REQUIRE_2FA_ROLES"] = () if cfg["LOCAL"] else DEFAULT_2FA_ROLES
+    cfg["REQUIRE_2FA_ROLES"] = tuple(cfg["REQUIRE_2FA_ROLES"])
     unknown = set(cfg["REQUIRE_2FA_ROLES"]) - set(ROLES)
     if unknown:  # a typo would otherwise silently require two-factor sign-in of nobody
         raise ConfigError(
@@ -217,6 +238,9 @@ def _finish(app) -> None:
     cfg["SESSION_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["REMEMBER_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])
+    if not 0 < float(cfg["SESSION_ABSOLUTE_HOURS"]) <= 24 * 30:
+        raise ConfigError("QAPORTAL_SESSION_ABSOLUTE_HOURS must be between 0 and 720 hours")
+    _check_rate_limit(cfg["SIGN_IN_RATE_LIMIT"])
     cfg.setdefault("IMAGE_ROOT", str(instance / "images"))
     cfg.setdefault("CACHE_ROOT", str(instance / "cache"))
     cfg.setdefault("OUTBOX_DIR", str(instance / "outbox"))
@@ -236,6 +260,18 @@ def _check_audit(cfg, instance: Path) -> None:
         cfg["AUDIT_ANCHOR_FILE"] = str(instance / "audit-anchor.log")
     if int(cfg["AUDIT_CHECKPOINT_EVERY"]) < 1:
         raise ConfigError("QAPORTAL_AUDIT_CHECKPOINT_EVERY must be at least 1")
+
+
+def _check_rate_limit(value: str) -> None:
+    """Refuse a sign-in rate limit that Flask-Limiter cannot read."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError as exc:
+        raise ConfigError(
+            f"QAPORTAL_SIGN_IN_RATE_LIMIT={value!r} is not valid (e.g. '10 per minute')"
+        ) from exc
 
 
 def _check_pdf(cfg, instance: Path) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from flask import Flask, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from qaportal import audit
+from qaportal.auth import sessions
 from qaportal.extensions import db, login_manager
 
 # Endpoints anyone may reach; everything else needs a signed-in user.
@@ -27,16 +28,7 @@ CSP = (
 
 @login_manager.user_loader
 def _load_user(token: str):
-    from qaportal.models import User
-
-    try:
-        user_id, version = (int(p) for p in token.split("."))
-    except ValueError:
-        return None
-    user = db.session.get(User, user_id)
-    if user is None or not user.active or user.session_version != version:
-        return None
-    return user
+    return sessions.load(token)
 
 
 def megabytes(n: int) -> str:
@@ -62,21 +54,29 @@ def init_app(app: Flask) -> None:
         if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
             return None
         if not current_user.is_authenticated:
+            if sessions.expire_if_found() is not None:
+                db.session.commit()
+                logout_user()
+                session.clear()
+                flash("Your session ended (inactivity or the maximum session length). "
+                      "Please sign in again.", "info")
+                if _wants_json():
+                    return jsonify(error="session expired"), 401
+                return redirect(url_for("auth.login"))
             if _wants_json():
                 return jsonify(error="authentication required"), 401
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-        if _idle_expired(app):
-            audit.record("auth.session_expired", current_user._get_current_object())
-            db.session.commit()
-            logout_user()
-            session.clear()
-            flash("Your session ended after a period of inactivity. Please sign in again.", "info")
-            return redirect(url_for("auth.login"))
-        session["last_seen"] = datetime.now(UTC).timestamp()
+        row = sessions.current()
+        touched = row is not None and sessions.touch(row)
         session.permanent = True
         step = _pending_step(app)
         if step and endpoint not in STEP_ENDPOINTS:
+            if touched:
+                db.session.commit()
             return redirect(url_for(step))
+        marked = request.method == "GET" and mark_opened_notifications(current_user.id)
+        if touched or marked:
+            db.session.commit()  # before the view: its own transaction starts clean
         return None
 
     @app.after_request
@@ -147,12 +147,21 @@ def init_app(app: Flask) -> None:
                       f"please try again. Reference {g.error_reference}.")
 
 
-def _idle_expired(app: Flask) -> bool:
-    last = session.get("last_seen")
-    if last is None:
+def mark_opened_notifications(user_id: int) -> bool:
+    """Mark read the user's unread notifications that link to this page; True when any."""
+    from qaportal.models import Notification, utcnow
+
+    targets = {request.path, request.full_path.rstrip("?")}
+    ids = db.session.scalars(
+        sa.select(Notification.id).where(Notification.user_id == user_id,
+                                         Notification.read_at.is_(None),
+                                         Notification.link.in_(targets))
+    ).all()
+    if not ids:
         return False
-    idle = datetime.now(UTC).timestamp() - float(last)
-    return idle > app.config["IDLE_TIMEOUT_MINUTES"] * 60
+    db.session.execute(sa.update(Notification).where(Notification.id.in_(ids))
+                       .values(read_at=utcnow()))
+    return True
 
 
 def _pending_step(app: Flask) -> str | None:

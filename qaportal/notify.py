@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import smtplib
 import tempfile
+import unicodedata
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -39,11 +40,17 @@ def notify(user: User, kind: str, message: str, link: str = "", *,
     if email and user.active:
         # Sent only once the transaction commits: a rolled-back action mails nobody.
         pending = db.session.info.setdefault(PENDING_KEY, [])
-        pending.append((user.email, f"[qaportal] {message[:120]}", _body(message, link)))
+        subject = one_line(f"[qaportal] {message[:120]}")
+        pending.append((user.email, subject, _body(message, link)))
     return note
 
 
 PENDING_KEY = "qaportal_pending_mail"
+
+
+def one_line(text: str) -> str:
+    """Return text with control characters (CR/LF would break a mail header) as spaces."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf") else c for c in text).strip()
 
 
 def _insert_once(**values) -> Notification | None:
@@ -70,7 +77,12 @@ def _insert_once(**values) -> Notification | None:
 def _send_pending(session) -> None:
     pending = session.info.pop(PENDING_KEY, None)
     for to, subject, body in pending or ():
-        send_email(to, subject, body)
+        try:
+            send_email(to, subject, body)
+        except Exception as exc:  # the action is saved: a failed mail must not undo it
+            # Logged without recipient or subject (they may name a patient's case).
+            current_app.logger.error("e-mail after commit failed (%s); the saved action stands",
+                                     type(exc).__name__)
 
 
 @sa.event.listens_for(sa.orm.Session, "after_rollback")

@@ -29,7 +29,18 @@ def test_defaults_without_any_configuration(tmp_path, clean_env):
     assert cfg["SESSION_COOKIE_SECURE"] is True  # only QAPORTAL_LOCAL=1 drops it
     assert cfg["SESSION_COOKIE_HTTPONLY"] is True
     assert cfg["SESSION_COOKIE_SAMESITE"] == "Lax"
-    assert cfg["REQUIRE_2FA_ROLES"] == ()
+    # Outside local mode, accounts that see or change everything need a second factor.
+    assert cfg["REQUIRE_2FA_ROLES"] == ("admin", "qa_manager")
+    assert cfg["SESSION_ABSOLUTE_HOURS"] == 12
+    assert cfg["RATELIMIT_STORAGE_URI"] == "qaportal-db://"
+
+
+def test_local_mode_requires_no_second_factor_unless_set(tmp_path, clean_env):
+    clean_env.setenv("QAPORTAL_LOCAL", "1")
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["REQUIRE_2FA_ROLES"] == ()
+    clean_env.delenv("QAPORTAL_LOCAL")
+    clean_env.setenv("QAPORTAL_REQUIRE_2FA_ROLES", "none")
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["REQUIRE_2FA_ROLES"] == ()
 
 
 def test_secret_key_is_generated_once_with_mode_0600(tmp_path, clean_env):

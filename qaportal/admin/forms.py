@@ -16,6 +16,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.user import ROLE_LABELS, ROLES
+from qaportal.validation import PlainText
 
 
 def email_problem(address: str) -> str | None:
@@ -45,7 +46,8 @@ class UserForm(FlaskForm):
     """Name, e-mail, roles and subspecialties of an account."""
 
     email = EmailField("E-mail", validators=[DataRequired(), Length(max=254), _valid_email])
-    full_name = StringField("Full name", validators=[DataRequired(), Length(max=200)])
+    full_name = StringField("Full name", validators=[DataRequired(), Length(max=200),
+                                                     PlainText()])
     roles = CheckboxList("Roles", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
     subspecialties = CheckboxList(
         "Subspecialties", choices=[(s, SUBSPECIALTY_LABELS[s]) for s in SUBSPECIALTIES]
@@ -67,7 +69,8 @@ class LicenseForm(FlaskForm):
                                            message="Use a code such as CA, NY or GB.")],
         description="A US state code (CA) or a country code (GB).",
     )
-    number = StringField("Licence number", validators=[DataRequired(), Length(max=64)])
+    number = StringField("Licence number", validators=[DataRequired(), Length(max=64),
+                                                        PlainText()])
     valid_from = DateField("Valid from", validators=[DataRequired()])
     valid_to = DateField("Valid to", validators=[DataRequired()])
     submit = SubmitField("Add licence")
@@ -80,9 +83,9 @@ class LicenseForm(FlaskForm):
 class CertificationForm(FlaskForm):
     """A board certification."""
 
-    board = StringField("Board", validators=[DataRequired(), Length(max=120)],
+    board = StringField("Board", validators=[DataRequired(), Length(max=120), PlainText()],
                         description="e.g. American Board of Radiology")
-    specialty = StringField("Specialty", validators=[DataRequired(), Length(max=120)],
+    specialty = StringField("Specialty", validators=[DataRequired(), Length(max=120), PlainText()],
                             description="e.g. Diagnostic Radiology")
     certified_on = DateField("Certified on", validators=[Optional()])
     expires_on = DateField("Expires on", validators=[Optional()])
@@ -96,14 +99,15 @@ class CertificationForm(FlaskForm):
 class PrivilegeForm(FlaskForm):
     """Clinical privileges granted by a facility, with their term."""
 
-    facility = StringField("Facility", validators=[DataRequired(), Length(max=200)],
+    facility = StringField("Facility", validators=[DataRequired(), Length(max=200), PlainText()],
                            description="e.g. St Mary's Medical Center")
-    description = StringField("Privilege", validators=[DataRequired(), Length(max=200)],
+    description = StringField("Privilege",
+                              validators=[DataRequired(), Length(max=200), PlainText()],
                               description="e.g. Diagnostic CT interpretation")
     granted_on = DateField("Granted on", validators=[DataRequired()])
     valid_to = DateField("Valid to", validators=[DataRequired()],
                          description="End of the appointment term (reappointment due).")
-    notes = StringField("Notes", validators=[Optional(), Length(max=500)],
+    notes = StringField("Notes", validators=[Optional(), Length(max=500), PlainText()],
                         description="Optional, e.g. proctoring conditions. No patient data.")
     submit = SubmitField("Add privilege")
 

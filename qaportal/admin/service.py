@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from qaportal import audit
+from qaportal.auth import sessions
 from qaportal.extensions import db
 from qaportal.models import BoardCertification, License, Privilege, User, UserSubspecialty
 from qaportal.passwords import hash_password
@@ -58,6 +59,7 @@ def update_user(user: User, *, email: str, full_name: str, roles, subspecialties
     ]
     if user.active and not active:
         user.session_version += 1  # sign the person out everywhere
+        sessions.end_all(user, "account deactivated")
     user.active = active
     after = {"email": user.email, "full_name": user.full_name, "roles": sorted(roles),
              "subspecialties": sorted(wanted), "active": active}
@@ -76,6 +78,7 @@ def set_active(user: User, active: bool, *, by: User) -> None:
     user.active = active
     if not active:
         user.session_version += 1
+        sessions.end_all(user, "account deactivated")
     audit.record("user.activated" if active else "user.deactivated", user, actor=by)
 
 
@@ -84,6 +87,7 @@ def reset_password(user: User, password: str, *, by: User) -> None:
     user.password_hash = hash_password(password)
     user.must_change_password = True
     user.session_version += 1
+    sessions.end_all(user, "password changed")
     audit.record("user.password_reset", user, actor=by)
 
 

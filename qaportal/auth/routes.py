@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from datetime import date
 from urllib.parse import urlsplit
 
@@ -11,7 +12,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_user, logout_user
 
 from qaportal import audit
-from qaportal.auth import bp, service
+from qaportal.auth import bp, service, sessions
 from qaportal.auth.forms import (
     ChangePasswordForm,
     EmptyForm,
@@ -23,8 +24,12 @@ from qaportal.extensions import db
 from qaportal.models import User
 from qaportal.models.credentials import validity_status
 from qaportal.passwords import policy_problems, verify_password
+from qaportal.ratelimit import limiter, sign_in_limit
 
 PENDING_KEY = "pending_2fa"
+PENDING_AT_KEY = "pending_2fa_at"
+# The code step must follow the password step within this many seconds.
+PENDING_SECONDS = 300
 
 
 def safe_next(target: str | None) -> str | None:
@@ -43,15 +48,33 @@ def safe_next(target: str | None) -> str | None:
 def _finish_login(user: User, method: str):
     nxt = safe_next(request.args.get("next"))
     service.complete_login(user, method)
+    token = sessions.start(user)
     db.session.commit()
     session.clear()  # a fresh session on sign-in: no fixation
     login_user(user)
+    session["_user_id"] = token  # the cookie names the server-side session, nothing more
     session.permanent = True
-    flash(f"Welcome, {user.full_name}.", "success")
+    # No greeting here: the home page greets, and a flash would say it a second time.
     return redirect(nxt or url_for("home.index"))
 
 
+def _pending_user() -> User | None:
+    """Return the user who passed the password step and owes a code, if still in time."""
+    token, since = session.get(PENDING_KEY), session.get(PENDING_AT_KEY)
+    if not token or since is None or time.time() - float(since) > PENDING_SECONDS:
+        return None
+    try:
+        user_id, version = (int(p) for p in str(token).split("."))
+    except ValueError:
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or not user.active or user.session_version != version:
+        return None
+    return user
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(sign_in_limit, methods=["POST"])
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("home.index"))
@@ -66,20 +89,18 @@ def login():
         if user.totp_enabled:
             session.clear()
             session[PENDING_KEY] = user.get_id()
+            session[PENDING_AT_KEY] = time.time()
             return redirect(url_for("auth.login_totp", next=request.args.get("next")))
         return _finish_login(user, "password")
     return render_template("auth/login.html", form=form)
 
 
 @bp.route("/login/verify", methods=["GET", "POST"])
+@limiter.limit(sign_in_limit, methods=["POST"])
 def login_totp():
-    token = session.get(PENDING_KEY)
-    user = None
-    if token:
-        from qaportal.hooks import _load_user
-
-        user = _load_user(token)
+    user = _pending_user()
     if user is None:
+        session.pop(PENDING_KEY, None)
         flash("Please sign in first.", "info")
         return redirect(url_for("auth.login"))
     form = TotpForm()
@@ -87,15 +108,15 @@ def login_totp():
         if service.is_locked(user):
             # Wrong codes count towards the lockout like wrong passwords: no code guessing.
             session.pop(PENDING_KEY, None)
-            flash(service.locked_message(user), "error")
+            flash(service.FAILED_MESSAGE, "error")
             return redirect(url_for("auth.login"))
         if service.check_totp(user, form.code.data):
             return _finish_login(user, "password+totp")
-        outcome = service.register_failure(user, "wrong authentication code")
+        service.register_failure(user, "wrong authentication code")
         db.session.commit()
         if service.is_locked(user):
             session.pop(PENDING_KEY, None)
-            flash(outcome.message, "error")
+            flash(service.FAILED_MESSAGE, "error")
             return redirect(url_for("auth.login"))
         flash("That code is not valid. Check your authenticator app's clock and try again.",
               "error")
@@ -106,6 +127,9 @@ def login_totp():
 def logout():
     form = EmptyForm()
     if form.validate_on_submit():
+        row = sessions.current()
+        if row is not None:
+            sessions.end(row, "signed out")
         audit.record("auth.logout", current_user._get_current_object())
         db.session.commit()
         logout_user()
@@ -133,7 +157,14 @@ def change_password():
     form = ChangePasswordForm()
     user = current_user._get_current_object()
     if form.validate_on_submit():
-        if not verify_password(user.password_hash, form.current_password.data):
+        if service.is_locked(user) or not verify_password(user.password_hash,
+                                                          form.current_password.data):
+            # Counted like a wrong sign-in password: a stolen session cannot guess it.
+            if not service.is_locked(user):
+                service.register_failure(user, "wrong current password")
+            if service.is_locked(user):
+                return _sign_out_locked(user)
+            db.session.commit()
             form.current_password.errors.append("This is not your current password.")
         else:
             problems = policy_problems(
@@ -145,11 +176,24 @@ def change_password():
                 form.new_password.errors.extend(problems)
             else:
                 service.change_password(user, form.new_password.data)
+                row = sessions.current()
+                sessions.end_all(user, "password changed", keep=row)
+                if row is not None:
+                    row.session_version = user.session_version  # this session stays open
                 db.session.commit()
-                login_user(user)  # the session id carries the new version
                 flash("Your password was changed. Other sessions were signed out.", "success")
                 return redirect(url_for("auth.account"))
     return render_template("auth/change_password.html", form=form)
+
+
+def _sign_out_locked(user: User):
+    """End every session of a user whose account just locked, and say so generically."""
+    sessions.end_all(user, "account locked")
+    db.session.commit()
+    logout_user()
+    session.clear()
+    flash(service.FAILED_MESSAGE, "error")
+    return redirect(url_for("auth.login"))
 
 
 @bp.route("/account/2fa", methods=["GET", "POST"])
@@ -158,21 +202,25 @@ def totp_enrol():
     if user.totp_enabled:
         flash("Two-factor sign-in is already on.", "info")
         return redirect(url_for("auth.account"))
+    row = sessions.current()
+    if row is None:  # pragma: no cover - require_login guarantees a session row
+        return redirect(url_for("auth.login"))
     form = TotpForm()
-    secret = session.get("totp_enrol_secret")
-    if not secret or request.method == "GET":
-        secret = service.new_totp_secret()
-        session["totp_enrol_secret"] = secret
+    if not row.totp_pending_secret or request.method == "GET":
+        # Kept on the server-side session row: the signed cookie is readable by its holder.
+        row.totp_pending_secret = service.new_totp_secret()
+    secret = row.totp_pending_secret
     if form.validate_on_submit():
         user.totp_last_step = None
         if service.check_totp(user, form.code.data, secret=secret):
             service.enable_totp(user, secret)
+            row.totp_pending_secret = None
             db.session.commit()
-            session.pop("totp_enrol_secret", None)
             flash("Two-factor sign-in is on. You will be asked for a code when you sign in.",
                   "success")
             return redirect(url_for("auth.account"))
         form.code.errors.append("That code does not match. Scan the code again and retry.")
+    db.session.commit()  # the pending secret must outlive this request
     uri = service.provisioning_uri(user, secret)
     svg = segno.make(uri, error="m").svg_inline(scale=5, dark="#111827", light="#ffffff")
     qr = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()

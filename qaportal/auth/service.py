@@ -17,6 +17,12 @@ from qaportal.models import User, utcnow
 from qaportal.passwords import hash_password, needs_rehash, verify_password
 
 TOTP_ISSUER = "qaportal"
+# One answer for a wrong password, an unknown e-mail, a locked or a deactivated account:
+# the sign-in page must not tell which accounts exist or are locked.
+FAILED_MESSAGE = (
+    "Invalid e-mail or password. After repeated failed attempts an account is locked "
+    "for a while; an administrator can unlock it."
+)
 
 
 @dataclass
@@ -35,7 +41,7 @@ def find_user(email: str) -> User | None:
 
 def attempt_login(email: str, password: str) -> LoginOutcome:
     """Check a password sign-in, counting failures and locking the account when due."""
-    generic = "Invalid e-mail or password."
+    generic = FAILED_MESSAGE
     user = find_user(email)
     if user is None:
         verify_password(None, password)  # same work as for a real account
@@ -43,8 +49,9 @@ def attempt_login(email: str, password: str) -> LoginOutcome:
                      reason="unknown account")
         return LoginOutcome(None, False, generic)
     if is_locked(user):
+        verify_password(user.password_hash, password)  # same work and answer as a wrong one
         audit.record("auth.login_refused", user, actor=user, reason="account locked")
-        return LoginOutcome(user, False, locked_message(user))
+        return LoginOutcome(user, False, generic)
     if not verify_password(user.password_hash, password):
         return register_failure(user, "wrong password")
     if not user.active:
@@ -76,8 +83,7 @@ def register_failure(user: User, reason: str) -> LoginOutcome:
                    f"{cfg['LOCKOUT_WINDOW_MINUTES']} minutes",
             locked_minutes=cfg["LOCKOUT_MINUTES"],
         )
-        return LoginOutcome(user, False, _locked_message(cfg["LOCKOUT_MINUTES"]))
-    return LoginOutcome(user, False, "Invalid e-mail or password.")
+    return LoginOutcome(user, False, FAILED_MESSAGE)
 
 
 def is_locked(user: User) -> bool:
@@ -86,12 +92,9 @@ def is_locked(user: User) -> bool:
 
 
 def locked_message(user: User) -> str:
-    """Return the message shown while the account is locked, with the minutes left."""
+    """Tell a signed-in user (signing, for instance) how long their own account stays locked."""
     left = (user.locked_until - utcnow()).total_seconds() if user.locked_until else 0
-    return _locked_message(max(1, int(left // 60) + 1))
-
-
-def _locked_message(minutes: int) -> str:
+    minutes = max(1, int(left // 60) + 1)
     return (
         "This account is locked after repeated failed sign-ins. "
         f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, "

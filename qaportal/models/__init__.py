@@ -37,6 +37,7 @@ from qaportal.models.review import (
     SamplingRule,
     SamplingRun,
 )
+from qaportal.models.session import RateLimitCounter, UserSession
 from qaportal.models.study import (
     ACCESS_MODES,
     Instance,
@@ -59,4 +60,6 @@ __all__ = [
     "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",
     "ConferenceCase", "DiscrepancyCase", "Review", "ReviewAmendment", "ReviewAssignment",
     "SamplingRule", "SamplingRun", "TeachingCase",
+    # server-side sessions and rate limits (issue 11)
+    "RateLimitCounter", "UserSession",
 ]

@@ -17,6 +17,7 @@ from flask_login import current_user, logout_user
 
 from qaportal import audit
 from qaportal.auth import service as auth_service
+from qaportal.auth import sessions
 from qaportal.extensions import db
 from qaportal.opinions import bp, signing
 from qaportal.opinions.forms import AddendumForm, OpinionForm, SignForm
@@ -60,6 +61,8 @@ def _rollback_keeping_refusal(req, exc: OpinionError):
     if not auth_service.is_locked(user):
         return None
     message = auth_service.locked_message(user)
+    sessions.end_all(user, "account locked")  # a copied cookie must not outlive the lock
+    db.session.commit()
     logout_user()
     session.clear()
     flash(message + " Your last autosaved draft is kept.", "error")

@@ -27,6 +27,7 @@ from qaportal.models.review import (
     SAMPLING_METHODS,
     SCORE_LABELS,
 )
+from qaportal.validation import PlainText
 
 CATEGORY_CHOICES = [("", "—")] + [(c, CATEGORY_LABELS[c]) for c in CATEGORIES]
 
@@ -41,7 +42,7 @@ class CheckboxList(SelectMultipleField):
 class RuleForm(FlaskForm):
     """A sampling rule."""
 
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=120), PlainText()])
     modality = StringField("Modality", validators=[Optional(), Length(max=16)],
                            description="e.g. CT; empty: every modality.")
     reader_id = SelectField("Reader", coerce=int, default=0)
@@ -129,7 +130,7 @@ class DecisionForm(FlaskForm):
 class TeachingForm(FlaskForm):
     """An anonymous teaching case."""
 
-    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
+    title = StringField("Title", validators=[DataRequired(), Length(max=200), PlainText()])
     teaching_point = TextAreaField("Teaching point", validators=[DataRequired(),
                                                                  Length(max=20000)])
     category = SelectField("Category", choices=CATEGORY_CHOICES, validators=[Optional()])
@@ -139,7 +140,7 @@ class TeachingForm(FlaskForm):
 class ConferenceForm(FlaskForm):
     """A new conference."""
 
-    title = StringField("Title", validators=[DataRequired(), Length(max=200)])
+    title = StringField("Title", validators=[DataRequired(), Length(max=200), PlainText()])
     held_on = DateField("Date", validators=[DataRequired()])
     submit = SubmitField("Create conference")
 
