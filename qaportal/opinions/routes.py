@@ -12,7 +12,12 @@ from qaportal.models import OpinionRequest, User
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.opinion import PRIORITY_LABELS
 from qaportal.opinions import bp, service
-from qaportal.opinions.eligibility import colleagues, pool_members, request_ineligibility
+from qaportal.opinions.eligibility import (
+    colleagues,
+    pool_members,
+    request_ineligibility,
+    shown_reasons,
+)
 from qaportal.opinions.forms import (
     AddendumForm,
     MessageForm,
@@ -58,8 +63,10 @@ def _recipient_choices(form, study, requester: User) -> tuple[list, dict]:
     cands = colleagues(study, requester)
     form.colleague.choices = [(None, "—")] + [(c.user.id, c.user.full_name)
                                               for c in cands if c.eligible]
-    not_offered = {c.user.full_name: c.reasons for c in cands
-                   if not c.eligible and c.user.id != requester.id}
+    # Someone left out only for holding a blind role is not listed at all (who reviews
+    # the study blind is not the requester's to know).
+    not_offered = {c.user.full_name: shown_reasons(c.reasons) for c in cands
+                   if shown_reasons(c.reasons) and c.user.id != requester.id}
     counts = {p: len(pool_members(study, requester.id, p)) for p in SUBSPECIALTIES}
     form.pool.choices = [("", "—")] + [
         (p, f"{SUBSPECIALTY_LABELS[p]} ({counts[p]} eligible)") for p in SUBSPECIALTIES
