@@ -58,7 +58,7 @@ def _blind_selects() -> list[tuple[sa.Select, sa.ColumnElement, sa.ColumnElement
     read = OriginalRead
     return [
         (sa.select(StudyAccess.study_id, StudyAccess.user_id)
-         .where(StudyAccess.source_type.in_(BLIND_SOURCES)),
+         .where(StudyAccess.source_type.in_(sorted(BLIND_SOURCES))),
          StudyAccess.study_id, StudyAccess.user_id),
         (sa.select(read.study_id, ReviewAssignment.reviewer_id)
          .join(read, read.id == ReviewAssignment.read_id),
@@ -76,22 +76,25 @@ def _blind_selects() -> list[tuple[sa.Select, sa.ColumnElement, sa.ColumnElement
     ]
 
 
-def _non_blind_selects() -> list[tuple[sa.Select, sa.ColumnElement, sa.ColumnElement]]:
-    """Return (select of (study_id, user_id), study column, user column) per relation."""
+def _non_blind_selects(uploads: bool = True
+                       ) -> list[tuple[sa.Select, sa.ColumnElement, sa.ColumnElement]]:
+    """Return (select of (study_id, user_id), study column, user column) per relation;
+    uploads=False leaves out the uploader, who entered the read, and own-copy grants."""
     req = OpinionRequest
+    grants = StudyAccess.source_type.not_in(sorted(BLIND_SOURCES | (set() if uploads
+                                                                   else OWN_COPY_SOURCES)))
     return [
-        (sa.select(Study.id, Study.owner_id), Study.id, Study.owner_id),
+        *([(sa.select(Study.id, Study.owner_id), Study.id, Study.owner_id),
+           (sa.select(OriginalRead.study_id, OriginalRead.entered_by_id),
+            OriginalRead.study_id, OriginalRead.entered_by_id)] if uploads else []),
         (sa.select(OriginalRead.study_id, OriginalRead.reader_id),
          OriginalRead.study_id, OriginalRead.reader_id),
-        (sa.select(OriginalRead.study_id, OriginalRead.entered_by_id),
-         OriginalRead.study_id, OriginalRead.entered_by_id),
         (sa.select(req.study_id, req.requester_id), req.study_id, req.requester_id),
         (sa.select(req.study_id, req.consultant_id).where(req.accepted_at.is_not(None)),
          req.study_id, req.consultant_id),
         (sa.select(req.study_id, Opinion.author_id).join(req, req.id == Opinion.request_id),
          req.study_id, Opinion.author_id),
-        (sa.select(StudyAccess.study_id, StudyAccess.user_id)
-         .where(StudyAccess.source_type.not_in(BLIND_SOURCES)),
+        (sa.select(StudyAccess.study_id, StudyAccess.user_id).where(grants),
          StudyAccess.study_id, StudyAccess.user_id),
     ]
 
@@ -139,23 +142,33 @@ def has_non_blind_relation(user_id: int, study_id: int) -> bool:
 
 
 def _adhoc_by_uploader(user_id: int, study: Study, source: tuple[str, int]) -> bool:
-    """An uploader's ad-hoc review is their open look at a read they came across (counted
-    apart from the blind sample); nothing is hidden from them, so nobody is unblinded."""
+    """Return True for the uploader's own ad-hoc review: an open look at a read they came
+    across, counted apart from the blind sample; the uploader entered the read and is never
+    blinded, so nobody is unblinded. Not when they also read it, asked for or gave an
+    opinion on it, or were shared it."""
     if source[0] != "review_assignment" or user_id != study.owner_id:
         return False
     kind = db.session.scalar(sa.select(ReviewAssignment.source)
                              .where(ReviewAssignment.id == source[1]))
-    return kind == "adhoc"
+    return kind == "adhoc" and not _pairs(_non_blind_selects(uploads=False), [study.id],
+                                          user_id)
 
 
 def grant_refusal(user_id: int, study: Study, source: tuple[str, int]) -> str | None:
     """Return why a grant from this workflow source would break blinding, or None."""
     source_type = source[0]
     if source_type in INDEPENDENT_SOURCES:
-        others = non_blind_pairs([study.id], user_id)
-        if others and not _adhoc_by_uploader(user_id, study, source):
+        if (non_blind_pairs([study.id], user_id)
+                and not _adhoc_by_uploader(user_id, study, source)):
             return KNOWS_READER_REASON
-    elif source_type not in BLIND_SOURCES and source_type not in OWN_COPY_SOURCES:
+    elif source_type not in BLIND_SOURCES | OWN_COPY_SOURCES:
         if held_blind_role(user_id, study.id):
             return BLIND_HOLDER_REASON
     return None
+
+
+def adhoc_refusal(user_id: int, study: Study) -> bool:
+    """Return True when the user may not open an ad-hoc review of the study's read."""
+    if user_id == study.owner_id:
+        return bool(_pairs(_non_blind_selects(uploads=False), [study.id], user_id))
+    return has_non_blind_relation(user_id, study.id)

@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from qaportal import audit
 from qaportal.auth.forms import EmptyForm
+from qaportal.blind_roles import BLIND_HOLDER_REASON
 from qaportal.extensions import db
 from qaportal.models import OpinionRequest, User
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
@@ -157,8 +158,13 @@ def _back(req: OpinionRequest):
 
 
 def _lost_claim(request_id: int):
-    """Tell an eligible pool member who arrives late that someone else claimed it."""
+    """Tell an eligible pool member who arrives late that someone else claimed it, and one
+    left out only for holding a blind role on the study why they cannot take it."""
     req = db.session.get(OpinionRequest, request_id)
+    if (req is not None and req.status == "open" and req.pool in current_user.subspecialty_names
+            and request_ineligibility(current_user, req) == (BLIND_HOLDER_REASON,)):
+        flash(service.BLIND_HOLDER_MESSAGE, "error")
+        return redirect(url_for("opinions.worklist"))
     if (req is not None and req.pool in current_user.subspecialty_names
             and req.consultant_id not in (None, current_user.id)
             and not request_ineligibility(current_user, req)):

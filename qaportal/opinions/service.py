@@ -37,6 +37,11 @@ class OpinionError(Exception):
     """The action is not possible; the message says why, for the user."""
 
 
+BLIND_HOLDER_MESSAGE = ("You cannot take this request: you hold a blind role on its study "
+                        "(peer review, committee or teaching case), and a second opinion "
+                        "would show you who read it.")
+
+
 class ClaimLost(OpinionError):
     """Someone else claimed the request first."""
 
@@ -76,9 +81,7 @@ def _check_colleague(colleague: User, study: Study, requester_id: int) -> None:
 def _refuse_ineligible(reasons: tuple[str, ...]) -> None:
     """Tell a would-be consultant why they cannot take the request."""
     if BLIND_HOLDER_REASON in reasons:
-        raise OpinionError("You cannot take this request: you hold a blind role on this study "
-                           "(peer review, committee or teaching case), and a second opinion "
-                           "would show you who read it.")
+        raise OpinionError(BLIND_HOLDER_MESSAGE)
     if reasons:
         raise OpinionError(f"You cannot take this request: {'; '.join(reasons)}.")
 

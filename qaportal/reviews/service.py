@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from qaportal import audit
-from qaportal.blind_roles import has_non_blind_relation
+from qaportal.blind_roles import adhoc_refusal
 from qaportal.extensions import db
 from qaportal.models import OriginalRead, Review, ReviewAssignment, User, utcnow
 from qaportal.models.review import CATEGORIES, DISCREPANCY_SCORES, REVIEW_SCORES
@@ -93,10 +93,9 @@ def adhoc_problem(read: OriginalRead | None, reviewer: User) -> str | None:
         return "Only finalized reads can be peer reviewed."
     if read.reader_id == reviewer.id:
         return "You cannot review your own read."
-    # The uploader entered the read and is never blinded; anyone else who knows the reader
-    # (requester, consultant, a share) would not review it blind (qaportal/blind_roles.py).
-    if read.study.owner_id != reviewer.id and has_non_blind_relation(reviewer.id,
-                                                                     read.study_id):
+    # Whoever asked for or gave an opinion on the study, or was shared it, knows its
+    # reader: not a blind review (qaportal/blind_roles.py; the uploader's own look is kept).
+    if adhoc_refusal(reviewer.id, read.study):
         return ("You requested, read or gave an opinion on this study, or it was shared "
                 "with you: your review of it would not be blind.")
     exists = db.session.scalar(sa.select(ReviewAssignment.id).where(
