@@ -269,6 +269,10 @@ def test_committee_excludes_members_and_whoever_knows_the_reader(client, auth, d
     assert str(m2.id) in offered
     for user in (m1, knowers["requester"], knowers["consultant"], w["uploader"]):
         assert str(user.id) not in offered
+    cs.assign_committee(case, [m2, w["peer"]], w["qa"])
+    db.session.commit()
+    page = client.get(f"/qa/cases/{case.id}").get_data(as_text=True)
+    assert "Nobody else can be added" in page and 'name="members"' not in page
 
 
 # --- Committee duty is visible --------------------------------------------------------------
