@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask, current_app
@@ -15,6 +16,13 @@ class NavItem:
     label: str
     endpoint: str
     roles: tuple[str, ...]  # empty: every signed-in user
+    when: Callable | None = None  # shown only when when(user) is true (e.g. has work there)
+
+
+def _has_committee_work(user) -> bool:
+    from qaportal.reviews.committee_work import has_committee_work
+
+    return has_committee_work(user)
 
 
 # Features add their entries here; an entry whose view is not registered is not shown.
@@ -23,6 +31,8 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("Studies", "studies.index", ("radiologist", "qa_manager", "admin")),
     NavItem("Second opinions", "opinions.worklist", ("radiologist",)),
     NavItem("Reviews", "reviews.worklist", ("reviewer",)),
+    NavItem("Committee", "reviews.committee_list", ("reviewer", "radiologist"),
+            when=_has_committee_work),
     NavItem("Quality", "qa.dashboard", ("qa_manager",)),
     NavItem("Reports", "reports.index", ("qa_manager", "admin")),
     NavItem("Audit log", "auditlog.index", ("qa_manager", "admin")),
@@ -38,6 +48,7 @@ def visible_items() -> list[NavItem]:
     return [
         item for item in NAV_ITEMS
         if item.endpoint in views and (not item.roles or current_user.has_role(*item.roles))
+        and (item.when is None or item.when(current_user))
     ]
 
 

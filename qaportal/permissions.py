@@ -71,24 +71,21 @@ def study_access_mode(user: User, study) -> str | None:
     return "full" if "full" in modes else "deidentified"
 
 
-# Grants from these workflows are blind: the grantee must not learn who read the study.
+# Grants from these workflows are blind: the grantee must not learn who read the study
+# (the rule across roles is in qaportal/blind_roles.py).
 BLIND_SOURCES = frozenset({"review_assignment", "committee_review", "teaching_case"})
 
 
 def is_blind_access(user: User, study) -> bool:
-    """Return True when the user sees the study only through blind-review grants."""
-    import sqlalchemy as sa
-
-    from qaportal.extensions import db
-    from qaportal.models import StudyAccess
+    """Return True when the user holds or held a blind role on the study (reviewer,
+    committee member, teaching-case attendee), whatever other grants exist: a later grant
+    never unblinds. The uploader (who entered the read), QA managers and administrators
+    are never blinded."""
+    from qaportal.blind_roles import held_blind_role
 
     if user.id == study.owner_id or user.has_role("qa_manager", "admin"):
         return False
-    sources = set(db.session.scalars(sa.select(StudyAccess.source_type).where(
-        StudyAccess.study_id == study.id, StudyAccess.user_id == user.id,
-        StudyAccess.revoked_at.is_(None),
-    )))
-    return bool(sources) and sources <= BLIND_SOURCES
+    return held_blind_role(user.id, study.id)
 
 
 def can_see_access_list(user: User, study) -> bool:

@@ -1,6 +1,7 @@
 """Blinding on every route: walk app.url_map and request every GET route as the reviewer,
 a committee member and the reader, with URL values taken from one QA world; the names the
-user must not learn appear in no response (HTML, JSON, text, zip names and contents).
+user must not learn appear in no response (HTML, JSON, text, zip names and contents). A
+claim of a second opinion on the study and its case-packet export are walked too.
 
 Like tests/permission_matrix.py, the walk reads the routes from the app, so a new route
 cannot escape: a URL value this file does not know how to fill fails the test.
@@ -11,17 +12,20 @@ from __future__ import annotations
 import io
 import itertools
 import zipfile
+from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
 from flask import url_for
 
-from qaportal.models import Study, UploadBatch
+from qaportal.models import License, Notification, Study, UploadBatch, UserSubspecialty
+from qaportal.opinions import service as opinions
 from qaportal.qa import cases as case_service
 from qaportal.qa import learning
 from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
+from tests.pdftools import pdf_text
 from tests.studyfiles import modified_copy
 
 READER = ("Zebulon Quirkfeather", "zebq@blind.test")
@@ -220,3 +224,42 @@ def test_reviewer_who_uploads_the_reviewed_study_still_never_sees_the_reader(
     copy = db.session.scalars(
         sa.select(Study).where(Study.owner_id == w["reviewer"].id)).one()  # their own study
     assert copy.id != sid and copy.instance_count == 2
+
+
+def test_claim_and_case_packet_export_stay_blind(app, client, auth, world, db):
+    """The reviewer, also a licensed neuro radiologist, is neither notified of nor allowed to
+    claim the reader's pool request on the study; the walk with that request finds the
+    reader nowhere; the reader's case packet for it names neither reviewer nor member."""
+    w = world
+    reader, reviewer, study = w["reader"], w["reviewer"], w["study"]
+    reviewer.licenses.append(License(jurisdiction="CA", number="CA-BLIND-1",
+                                     valid_from=date.today() - timedelta(days=30),
+                                     valid_to=date.today() + timedelta(days=300)))
+    reviewer.subspecialties.append(UserSubspecialty(subspecialty="neuro"))
+    peer = make_user(["radiologist"], subspecialties=["neuro"], licenses=["CA"])
+    study.jurisdiction = "CA"
+    req = opinions.create_request(study, reader, priority="routine", pool="neuro",
+                                  question="Second look at the apex?")
+    db.session.commit()
+    notified = set(db.session.scalars(sa.select(Notification.user_id)
+                                      .where(Notification.kind == "opinion.new")))
+    assert peer.id in notified and reviewer.id not in notified
+    auth.login(reviewer)
+    resp = client.post(f"/opinions/{req.id}/claim", follow_redirects=True)
+    assert "you hold a blind role on its study" in resp.get_data(as_text=True)
+    db.session.refresh(req)
+    assert req.status == "open" and req.consultant_id is None
+    values = {**w["values"], "request_id": [req.id]}
+    seen = _walk(app, client, auth, reviewer, values, _terms(READER))
+    assert seen[f"/opinions/{req.id}"] == 404 and seen[f"/studies/{study.id}"] == 200
+    # The reader, who asked, exports the request's case packet (after the reviewer's views).
+    auth.logout()
+    auth.login(reader)
+    resp = client.post("/reports/case/export", data={"request": str(req.id),
+                                                     "deidentified": "y"},
+                       headers={"Accept": "application/json"})
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    text = pdf_text(client.get(resp.get_json()["download_url"]).data).lower()
+    assert "audit trail excerpt" in text
+    for term in _terms(REVIEWER, MEMBER):
+        assert term not in text, f"{term!r} named in the case packet"

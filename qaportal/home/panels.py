@@ -16,7 +16,7 @@ class Panel:
     title: str
     template: str
     roles: tuple[str, ...]
-    context: Callable[[User], dict[str, Any]]
+    context: Callable[[User], dict[str, Any] | None]  # None: nothing to show this user
     order: int = 50
 
 
@@ -26,7 +26,7 @@ PANELS: list[Panel] = []
 def panel(title: str, template: str, roles: tuple[str, ...], order: int = 50):
     """Register a home-page panel whose context the decorated function builds."""
 
-    def decorator(fn: Callable[[User], dict[str, Any]]):
+    def decorator(fn: Callable[[User], dict[str, Any] | None]):
         PANELS.append(Panel(title, template, roles, fn, order))
         return fn
 
@@ -34,6 +34,8 @@ def panel(title: str, template: str, roles: tuple[str, ...], order: int = 50):
 
 
 def panels_for(user: User) -> list[tuple[Panel, dict[str, Any]]]:
-    """Return the panels the user sees, with their contexts, in display order."""
+    """Return the panels the user sees, with their contexts, in display order; a panel
+    whose context is None has nothing for this user and is left out."""
     shown = [p for p in PANELS if user.has_role(*p.roles)]
-    return [(p, p.context(user)) for p in sorted(shown, key=lambda p: (p.order, p.title))]
+    contexts = [(p, p.context(user)) for p in sorted(shown, key=lambda p: (p.order, p.title))]
+    return [(p, ctx) for p, ctx in contexts if ctx is not None]

@@ -1,4 +1,5 @@
-"""Who may answer a request: licence for the jurisdiction, subspecialty, active, not self."""
+"""Who may answer a request: licence for the jurisdiction, subspecialty, active, not self,
+and nobody who holds a blind role on the study (qaportal/blind_roles.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
+from qaportal.blind_roles import BLIND_HOLDER_REASON, blind_holder_ids, held_blind_role
 from qaportal.extensions import db
 from qaportal.models import License, Study, User, UserRole
 from qaportal.models.credentials import SUBSPECIALTY_LABELS
@@ -37,11 +39,18 @@ def active_license(user: User, jurisdiction: str | None, day: date | None = None
 
 
 def ineligibility(user: User, study: Study, *, requester_id: int, pool: str | None,
-                  day: date | None = None) -> tuple[str, ...]:
-    """Return why the user may not answer a request on the study (empty: eligible)."""
+                  day: date | None = None, blind_ids: set[int] | None = None
+                  ) -> tuple[str, ...]:
+    """Return why the user may not answer a request on the study (empty: eligible).
+
+    blind_ids: the study's blind-role holders when the caller already has them (lists).
+    """
     reasons = []
     if user.id == requester_id:
         reasons.append("is the requester")
+    if (user.id in blind_ids if blind_ids is not None
+            else held_blind_role(user.id, study.id)):
+        reasons.append(BLIND_HOLDER_REASON)
     if not user.active:
         reasons.append("account is inactive")
     if not user.has_role("radiologist"):
@@ -55,6 +64,12 @@ def ineligibility(user: User, study: Study, *, requester_id: int, pool: str | No
     return tuple(reasons)
 
 
+def shown_reasons(reasons: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the reasons that may be shown to a requester: never that someone reviews the
+    study blind (the requester may be its reader)."""
+    return tuple(r for r in reasons if r != BLIND_HOLDER_REASON)
+
+
 def request_ineligibility(user: User, req, day: date | None = None) -> tuple[str, ...]:
     """Return why the user may not take or sign this request (empty: eligible)."""
     return ineligibility(user, req.study, requester_id=req.requester_id, pool=req.pool, day=day)
@@ -66,7 +81,9 @@ def colleagues(study: Study, requester: User) -> list[Candidate]:
         sa.select(User).where(User.roles.any(UserRole.role == "radiologist"))
         .order_by(User.full_name)
     ).all()
-    return [Candidate(u, ineligibility(u, study, requester_id=requester.id, pool=None))
+    blind = blind_holder_ids(study.id)
+    return [Candidate(u, ineligibility(u, study, requester_id=requester.id, pool=None,
+                                       blind_ids=blind))
             for u in users]
 
 
@@ -76,5 +93,7 @@ def pool_members(study: Study, requester_id: int, pool: str) -> list[User]:
         sa.select(User).where(User.roles.any(UserRole.role == "radiologist"),
                               User.active.is_(True))
     ).all()
+    blind = blind_holder_ids(study.id)
     return [u for u in users
-            if not ineligibility(u, study, requester_id=requester_id, pool=pool)]
+            if not ineligibility(u, study, requester_id=requester_id, pool=pool,
+                                 blind_ids=blind)]

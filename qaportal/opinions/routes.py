@@ -7,12 +7,18 @@ from flask_login import current_user
 
 from qaportal import audit
 from qaportal.auth.forms import EmptyForm
+from qaportal.blind_roles import BLIND_HOLDER_REASON
 from qaportal.extensions import db
 from qaportal.models import OpinionRequest, User
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.opinion import PRIORITY_LABELS
 from qaportal.opinions import bp, service
-from qaportal.opinions.eligibility import colleagues, pool_members, request_ineligibility
+from qaportal.opinions.eligibility import (
+    colleagues,
+    pool_members,
+    request_ineligibility,
+    shown_reasons,
+)
 from qaportal.opinions.forms import (
     AddendumForm,
     MessageForm,
@@ -58,8 +64,10 @@ def _recipient_choices(form, study, requester: User) -> tuple[list, dict]:
     cands = colleagues(study, requester)
     form.colleague.choices = [(None, "—")] + [(c.user.id, c.user.full_name)
                                               for c in cands if c.eligible]
-    not_offered = {c.user.full_name: c.reasons for c in cands
-                   if not c.eligible and c.user.id != requester.id}
+    # Someone left out only for holding a blind role is not listed at all (who reviews
+    # the study blind is not the requester's to know).
+    not_offered = {c.user.full_name: shown_reasons(c.reasons) for c in cands
+                   if shown_reasons(c.reasons) and c.user.id != requester.id}
     counts = {p: len(pool_members(study, requester.id, p)) for p in SUBSPECIALTIES}
     form.pool.choices = [("", "—")] + [
         (p, f"{SUBSPECIALTY_LABELS[p]} ({counts[p]} eligible)") for p in SUBSPECIALTIES
@@ -152,8 +160,13 @@ def _back(req: OpinionRequest):
 
 
 def _lost_claim(request_id: int):
-    """Tell an eligible pool member who arrives late that someone else claimed it."""
+    """Tell an eligible pool member who arrives late that someone else claimed it, and one
+    left out only for holding a blind role on the study why they cannot take it."""
     req = db.session.get(OpinionRequest, request_id)
+    if (req is not None and req.status == "open" and req.pool in current_user.subspecialty_names
+            and request_ineligibility(current_user, req) == (BLIND_HOLDER_REASON,)):
+        flash(service.BLIND_HOLDER_MESSAGE, "error")
+        return redirect(url_for("opinions.worklist"))
     if (req is not None and req.pool in current_user.subspecialty_names
             and req.consultant_id not in (None, current_user.id)
             and not request_ineligibility(current_user, req)):

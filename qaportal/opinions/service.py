@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from qaportal import audit
+from qaportal.blind_roles import BLIND_HOLDER_REASON, RoleConflict
 from qaportal.extensions import db
 from qaportal.models import (
     OpinionDecline,
@@ -22,13 +23,23 @@ from qaportal.models import (
 from qaportal.models.credentials import SUBSPECIALTY_LABELS
 from qaportal.models.opinion import ACTIVE_STATUSES, PRIORITY_LABELS
 from qaportal.notify import notify
-from qaportal.opinions.eligibility import ineligibility, pool_members, request_ineligibility
+from qaportal.opinions.eligibility import (
+    ineligibility,
+    pool_members,
+    request_ineligibility,
+    shown_reasons,
+)
 from qaportal.opinions.sla import due_time
 from qaportal.studies.access import grant_access, revoke_access
 
 
 class OpinionError(Exception):
     """The action is not possible; the message says why, for the user."""
+
+
+BLIND_HOLDER_MESSAGE = ("You cannot take this request: you hold a blind role on its study "
+                        "(peer review, committee or teaching case), and a second opinion "
+                        "would show you who read it.")
 
 
 class ClaimLost(OpinionError):
@@ -58,6 +69,23 @@ def _mode(req: OpinionRequest) -> str:
     return "deidentified" if req.deidentified else "full"
 
 
+def _check_colleague(colleague: User, study: Study, requester_id: int) -> None:
+    """Refuse a named colleague who may not answer; never say that they review it blind."""
+    reasons = ineligibility(colleague, study, requester_id=requester_id, pool=None)
+    if reasons:
+        shown = shown_reasons(reasons)
+        why = f": {'; '.join(shown)}" if shown else " for this study"
+        raise OpinionError(f"{colleague.full_name} cannot be asked{why}.")
+
+
+def _refuse_ineligible(reasons: tuple[str, ...]) -> None:
+    """Tell a would-be consultant why they cannot take the request."""
+    if BLIND_HOLDER_REASON in reasons:
+        raise OpinionError(BLIND_HOLDER_MESSAGE)
+    if reasons:
+        raise OpinionError(f"You cannot take this request: {'; '.join(reasons)}.")
+
+
 def create_request(study: Study, requester: User, *, priority: str, question: str,
                    history: str = "", preliminary: str = "", request_type: str = "opinion",
                    criteria: str = "", colleague: User | None = None, pool: str | None = None,
@@ -71,9 +99,7 @@ def create_request(study: Study, requester: User, *, priority: str, question: st
     if request_type == "coverage_review" and not criteria.strip():
         raise OpinionError("A coverage review needs the payer's question or criteria.")
     if colleague is not None:
-        reasons = ineligibility(colleague, study, requester_id=requester.id, pool=None)
-        if reasons:
-            raise OpinionError(f"{colleague.full_name} cannot be asked: {'; '.join(reasons)}.")
+        _check_colleague(colleague, study, requester.id)
         members = [colleague]
     else:
         members = pool_members(study, requester.id, pool)
@@ -119,9 +145,7 @@ def claim(req: OpinionRequest, user: User) -> None:
     """Take an open pool request; exactly one of several simultaneous claims wins."""
     if req.pool is None:
         raise OpinionError("This request was sent to a named colleague; it cannot be claimed.")
-    reasons = request_ineligibility(user, req)
-    if reasons:
-        raise OpinionError(f"You cannot take this request: {'; '.join(reasons)}.")
+    _refuse_ineligible(request_ineligibility(user, req))
     if any(d.user_id == user.id for d in req.declines):
         raise OpinionError("You declined this request earlier.")
     if not update_if(req, OpinionRequest.status == "open", OpinionRequest.consultant_id.is_(None),
@@ -134,9 +158,7 @@ def claim(req: OpinionRequest, user: User) -> None:
 
 def accept(req: OpinionRequest, user: User) -> None:
     """Accept a request sent to the user by name."""
-    reasons = request_ineligibility(user, req)
-    if reasons:
-        raise OpinionError(f"You cannot take this request: {'; '.join(reasons)}.")
+    _refuse_ineligible(request_ineligibility(user, req))
     if not update_if(req, OpinionRequest.status == "open", OpinionRequest.consultant_id == user.id,
                      status="accepted", accepted_at=utcnow()):
         raise OpinionError("This request is no longer waiting for you.")
@@ -144,7 +166,10 @@ def accept(req: OpinionRequest, user: User) -> None:
 
 
 def _start_work(req: OpinionRequest, user: User, action: str) -> None:
-    grant_access(req.study, user, mode=_mode(req), source=_source(req), by=user)
+    try:
+        grant_access(req.study, user, mode=_mode(req), source=_source(req), by=user)
+    except RoleConflict:  # a blind role taken since the check above: the view rolls back
+        _refuse_ineligible((BLIND_HOLDER_REASON,))
     audit.record(action, req, actor=user, mode=_mode(req))
     verb = "claimed" if action == "opinion.claimed" else "accepted"
     notify(req.requester, action, f"{user.full_name} {verb} your {describe(req)}",
@@ -184,9 +209,7 @@ def reroute(req: OpinionRequest, user: User, *, colleague: User | None = None,
     if (colleague is None) == (pool is None):
         raise OpinionError("Choose either a colleague or a subspecialty pool.")
     if colleague is not None:
-        reasons = ineligibility(colleague, req.study, requester_id=user.id, pool=None)
-        if reasons:
-            raise OpinionError(f"{colleague.full_name} cannot be asked: {'; '.join(reasons)}.")
+        _check_colleague(colleague, req.study, user.id)
         members = [colleague]
     else:
         members = pool_members(req.study, user.id, pool)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from qaportal import audit
+from qaportal.blind_roles import RoleConflict, knows_reader_ids
 from qaportal.extensions import db
 from qaportal.models import (
     CaseEvent,
@@ -68,27 +69,30 @@ def open_case(review: Review, by: User | None) -> DiscrepancyCase:
 
 
 def committee_candidates(case: DiscrepancyCase) -> list[User]:
-    """Return who may sit on the committee: active reviewers/radiologists, not the parties."""
+    """Return who may be added to the committee: active reviewers/radiologists, not yet on
+    it, not the parties, nobody who knows the reader (qaportal/blind_roles.py)."""
     reader, reviewer = parties(case)
-    owner_id = case.review.assignment.read.study.owner_id
+    study_id = case.review.assignment.read.study_id
+    excluded = {reader.id, reviewer.id, *knows_reader_ids(study_id),
+                *(m.user_id for m in case.members)}
     users = db.session.scalars(
         sa.select(User).join(UserRole)
         .where(UserRole.role.in_(("reviewer", "radiologist")), User.active.is_(True))
         .order_by(User.full_name).distinct()
     ).all()
-    return [u for u in users if u.id not in {reader.id, reviewer.id, owner_id}]
+    return [u for u in users if u.id not in excluded]
 
 
 def assign_committee(case: DiscrepancyCase, members: Iterable[User], by: User) -> None:
     """Add committee members (never the reader or the reviewer) and start their scoring."""
     if case.status not in ("open", "committee"):
         raise CaseError("The committee can be changed only before the decision.")
-    members = list(members)
+    present = {m.user_id for m in case.members}
+    members = [u for u in members if u.id not in present]
     if not members and not case.members:
         raise CaseError("Choose at least one committee member.")
     allowed = {u.id for u in committee_candidates(case)}
     reader, reviewer = parties(case)
-    present = {m.user_id for m in case.members}
     for user in members:
         if user.id in (reader.id, reviewer.id):
             raise CaseError("The reader and the reviewer cannot sit on the committee.")
@@ -96,11 +100,12 @@ def assign_committee(case: DiscrepancyCase, members: Iterable[User], by: User) -
             raise CaseError(f"{user.full_name} cannot sit on this committee.")
     study = case.review.assignment.read.study
     for user in members:
-        if user.id in present:
-            continue
         case.members.append(CommitteeMember(user_id=user.id, added_by_id=by.id))
-        grant_access(study, user, mode="deidentified", source=("committee_review", case.id),
-                     by=by)
+        try:
+            grant_access(study, user, mode="deidentified",
+                         source=("committee_review", case.id), by=by)
+        except RoleConflict as exc:  # re-checked at the grant; the view rolls back
+            raise CaseError(str(exc)) from exc
         notify(user, "discrepancy.committee",
                "You were asked to score a peer-review discrepancy case.",
                f"/reviews/committee/{case.id}")

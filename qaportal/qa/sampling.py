@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from qaportal import audit
+from qaportal.blind_roles import non_blind_pairs
 from qaportal.extensions import db
 from qaportal.models import (
     OriginalRead,
@@ -123,7 +124,8 @@ def open_load() -> dict[int, int]:
 
 
 def can_review_read(reviewer: User, read: OriginalRead) -> bool:
-    """A reviewer never gets their own read, nor a study they uploaded (it shows the reader)."""
+    """A reviewer never gets their own read, nor a study they uploaded (it shows the reader);
+    preview_run also excludes every other non-blind relation (qaportal/blind_roles.py)."""
     return reviewer.id != read.reader_id and reviewer.id != read.study.owner_id
 
 
@@ -180,6 +182,11 @@ def preview_run(rule: SamplingRule, seed: int) -> Preview:
     taken = {(r[0], r[1]) for r in db.session.execute(
         sa.select(ReviewAssignment.read_id, ReviewAssignment.reviewer_id)
         .where(ReviewAssignment.read_id.in_(selected)))} if selected else set()
+    # Whoever read, uploaded, requested or gave an opinion on a study knows its reader:
+    # never its blind reviewer (qaportal/blind_roles.py).
+    read_of = {r.study_id: r.id for r in reads}
+    taken |= {(read_of[study_id], user_id)
+              for study_id, user_id in non_blind_pairs(read_of)}
     plan = plan_reviewers(reads, eligible_reviewers(), rule.subspecialty, open_load(), taken)
     return Preview(rule, seed, candidates, selected, plan)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from qaportal import audit
+from qaportal.blind_roles import blind_holder_ids
 from qaportal.dicom import render_thumbnail
 from qaportal.dicom.errors import DicomRejected, StoredFileCorrupt, StoredFileMissing
 from qaportal.extensions import db
@@ -179,7 +180,9 @@ class AuditExcerpt:
 
 
 def participants(req: OpinionRequest) -> set[int]:
-    """The people the request itself names: requester, consultants, decliners, authors."""
+    """The people the request itself names (requester, consultants, decliners, authors),
+    less anyone who holds or held a blind role on its study: their events (e.g. views as
+    a blinded peer reviewer) are never itemised, even if they later joined the request."""
     ids = {req.requester_id, req.consultant_id, req.named_consultant_id}
     ids.update(d.user_id for d in req.declines)
     ids.update(m.author_id for m in req.messages)
@@ -187,7 +190,7 @@ def participants(req: OpinionRequest) -> set[int]:
         ids.add(req.opinion.author_id)
         ids.update(a.author_id for a in req.opinion.addenda)
     ids.discard(None)
-    return ids
+    return ids - blind_holder_ids(req.study_id)
 
 
 def _qa_staff_ids() -> set[int]:

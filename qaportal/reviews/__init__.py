@@ -13,4 +13,4 @@ def study_viewer_url(study_id: int) -> str | None:
     return None
 
 
-from qaportal.reviews import panels, routes, routes_cases  # noqa: E402,F401
+from qaportal.reviews import committee_work, panels, routes, routes_cases  # noqa: E402,F401

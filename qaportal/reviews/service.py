@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from qaportal import audit
+from qaportal.blind_roles import adhoc_refusal
 from qaportal.extensions import db
 from qaportal.models import OriginalRead, Review, ReviewAssignment, User, utcnow
 from qaportal.models.review import CATEGORIES, DISCREPANCY_SCORES, REVIEW_SCORES
@@ -92,6 +93,11 @@ def adhoc_problem(read: OriginalRead | None, reviewer: User) -> str | None:
         return "Only finalized reads can be peer reviewed."
     if read.reader_id == reviewer.id:
         return "You cannot review your own read."
+    # Whoever asked for or gave an opinion on the study, or was shared it, knows its
+    # reader: not a blind review (qaportal/blind_roles.py; the uploader's own look is kept).
+    if adhoc_refusal(reviewer.id, read.study):
+        return ("You requested, read or gave an opinion on this study, or it was shared "
+                "with you: your review of it would not be blind.")
     exists = db.session.scalar(sa.select(ReviewAssignment.id).where(
         ReviewAssignment.read_id == read.id, ReviewAssignment.reviewer_id == reviewer.id))
     if exists is not None:

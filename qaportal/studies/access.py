@@ -5,21 +5,31 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from qaportal import audit
+from qaportal.blind_roles import RoleConflict, grant_refusal
 from qaportal.extensions import db
 from qaportal.models import Study, StudyAccess, User, utcnow
 
 
 def grant_access(study: Study, user: User, *, mode: str, source: tuple[str, int],
                  by: User | None) -> StudyAccess:
-    """Give user access to study for a workflow object (idempotent); audit it."""
+    """Give user access to study for a workflow object (idempotent); audit it.
+
+    Every grant re-checks blinding across roles (qaportal.blind_roles): a grant that
+    would give a blind reviewer a non-blind role, or a blind role to someone who knows
+    the reader, raises RoleConflict, whatever the caller checked before.
+    """
     source_type, source_id = source
     existing = db.session.scalar(sa.select(StudyAccess).where(
         StudyAccess.study_id == study.id, StudyAccess.user_id == user.id,
         StudyAccess.source_type == source_type, StudyAccess.source_id == source_id,
     ))
+    if existing is not None and existing.revoked_at is None and existing.mode == mode:
+        return existing
+    db.session.flush()  # the check reads the caller's new assignment/membership rows
+    refusal = grant_refusal(user.id, study, source)
+    if refusal:
+        raise RoleConflict(f"{user.full_name} {refusal}.")
     if existing is not None:
-        if existing.revoked_at is None and existing.mode == mode:
-            return existing
         existing.revoked_at = None
         existing.mode = mode
         grant = existing
