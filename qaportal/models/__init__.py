@@ -29,6 +29,7 @@ from qaportal.models.opinion import (
     OpinionMessage,
     OpinionRequest,
 )
+from qaportal.models.read_version import OriginalReadVersion
 from qaportal.models.report import REPORT_KINDS, ReportExport
 from qaportal.models.review import (
     Review,
@@ -59,4 +60,6 @@ __all__ = [
     "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",
     "ConferenceCase", "DiscrepancyCase", "Review", "ReviewAmendment", "ReviewAssignment",
     "SamplingRule", "SamplingRun", "TeachingCase",
+    # read corrections (issue 12)
+    "OriginalReadVersion",
 ]

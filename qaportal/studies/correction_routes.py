@@ -1,0 +1,52 @@
+"""QA correction of a study's final original read (the old version is kept and shown)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from qaportal.extensions import db
+from qaportal.models import User
+from qaportal.permissions import can_correct_read, role_required
+from qaportal.studies import bp
+from qaportal.studies.corrections import correct_original_read
+from qaportal.studies.forms import ReadCorrectionForm
+from qaportal.studies.presenter import present
+from qaportal.studies.queries import study_for
+from qaportal.studies.service import StudyError
+from qaportal.studies.upload_routes import reader_choices
+
+
+@bp.route("/<int:study_id>/read/correct", methods=["GET", "POST"])
+@role_required("qa_manager", "admin")
+def correct_read(study_id: int):
+    study, mode = study_for(current_user, study_id)
+    if not can_correct_read(current_user, study):
+        abort(403)
+    read = study.read
+    if read is None or not read.is_final:
+        abort(404)  # nothing final to correct: the uploader edits a preliminary read
+    form = ReadCorrectionForm()
+    choices = reader_choices(study.owner)
+    if all(value != read.reader_id for value, _ in choices):
+        choices.insert(0, (read.reader_id, read.reader.full_name))
+    form.reader_id.choices = choices
+    if request.method == "GET":
+        form.reader_id.data = read.reader_id
+        form.report_text.data = read.report_text
+    if form.validate_on_submit():
+        reader = db.session.get(User, form.reader_id.data)
+        try:
+            version = correct_original_read(
+                study, by=current_user, reader=reader, report_text=form.report_text.data,
+                reason=form.reason.data, keep_final=form.keep_final.data)
+        except StudyError as exc:
+            db.session.rollback()
+            form.reason.errors = [*form.reason.errors, str(exc)]
+        else:
+            db.session.commit()
+            flash(f"Report corrected; version {version.version} is kept in the history."
+                  " Reviews scored on it are flagged for QA.", "success")
+            return redirect(url_for("studies.detail", study_id=study.id) + "#read-history")
+    return render_template("studies/correct_read.html", study=study, read=read, form=form,
+                           view=present(study, mode))
