@@ -157,3 +157,21 @@ def test_summary_messages_name_their_study(client, login_as, tmp_path):
     messages = [line for line in page.splitlines() if "flash-error" in line]
     assert len(messages) == 1
     assert "CT HEAD" in messages[0] and "final and can no longer be changed" in messages[0]
+
+
+def test_a_study_someone_else_stored_first_still_counts(client, auth, login_as, tmp_path):
+    colleague = login_as("radiologist")
+    _upload(client, sample("MR_small.dcm"))
+    auth.logout()
+    me = make_user(roles=("radiologist",))
+    db.session.commit()
+    auth.login(me)
+    res = _upload(client, sample("CT_small.dcm"), sample("MR_small.dcm"),
+                  report_text="Meant for the MR.", finalize_now="y")
+    db.session.expire_all()
+    mine = db.session.scalars(sa.select(Study).where(Study.owner_id == me.id)).one()
+    assert mine.read is None
+    page = client.get(res.location).get_data(as_text=True)
+    assert f'id="study-context-{mine.id}"' in page
+    theirs = db.session.scalars(sa.select(Study).where(Study.owner_id == colleague.id)).one()
+    assert f'id="study-context-{theirs.id}"' not in page

@@ -1,7 +1,7 @@
 """Clinical context of an upload's studies: one form per study when it held several.
 
-A context typed once on the upload page is applied only when the upload held one study of
-the uploader's. With several, it is applied to none: it is kept on the batch to prefill
+A context typed once on the upload page is applied only when the upload held one study (the
+uploader's). With several, it is applied to none: it is kept on the batch to prefill
 each study's own form on the summary, and saving text typed once for the whole upload
 needs that study's own confirmation.
 """
@@ -56,7 +56,9 @@ def apply_upload_context(batch: UploadBatch, form: StudyContextForm) -> tuple[st
     studies = own_studies(batch, current_user)
     if typed is None or not studies:
         return "none", []
-    if len(studies) > 1:
+    # Counted over every study of the upload: with two, the text may be meant for the one
+    # someone else stored first, even though only this user's study could take it.
+    if len(batch.study_ids) > 1:
         batch.pending_context = typed
         return "held", []
     study = studies[0]
@@ -109,11 +111,14 @@ def context_form(study: Study, batch: UploadBatch, *, from_request: bool = False
 
 def render_summary(batch: UploadBatch, failed: tuple[int, BatchStudyContextForm] | None = None,
                    status: int = 200):
-    """Render the upload summary; several own studies get a context form each."""
+    """Render the upload summary; with several studies, each of the user's gets a form."""
     studies = batch_studies(batch)
     own = [s for s in studies if s.owner_id == current_user.id]
+    if failed is not None:  # the summary is shown again (with patient names): audit it
+        audit.record("study.upload_summary_viewed", batch, form_error=True)
+        db.session.commit()
     forms = {}
-    if len(own) > 1:
+    if len(studies) > 1:
         forms = {s.id: context_form(s, batch) for s in own}
         if failed is not None:
             forms[failed[0]] = failed[1]

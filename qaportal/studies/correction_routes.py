@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from qaportal import audit
 from qaportal.extensions import db
 from qaportal.models import User
 from qaportal.permissions import can_correct_read, role_required
@@ -48,5 +49,7 @@ def correct_read(study_id: int):
             flash(f"Report corrected; version {version.version} is kept in the history."
                   " Reviews scored on it are flagged for QA.", "success")
             return redirect(url_for("studies.detail", study_id=study.id) + "#read-history")
+    audit.record("study.read_correction_viewed", study, read_id=read.id)
+    db.session.commit()
     return render_template("studies/correct_read.html", study=study, read=read, form=form,
                            view=present(study, mode))
