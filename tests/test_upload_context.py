@@ -175,3 +175,13 @@ def test_a_study_someone_else_stored_first_still_counts(client, auth, login_as, 
     assert f'id="study-context-{mine.id}"' in page
     theirs = db.session.scalars(sa.select(Study).where(Study.owner_id == colleague.id)).one()
     assert f'id="study-context-{theirs.id}"' not in page
+
+
+def test_a_typed_finalization_time_is_offered_to_each_study(client, login_as, tmp_path):
+    login_as("radiologist")
+    mr = modified_copy("MR_small.dcm", tmp_path / "mr.dcm", StudyDescription="MR ABDOMEN")
+    res = _upload(client, sample("CT_small.dcm"), mr, report_text="Typed once.",
+                  finalized_at="2026-11-02T08:30", tz_offset="0")
+    page = client.get(res.location).get_data(as_text=True)
+    assert page.count('value="2026-11-02T08:30"') == 2
+    assert db.session.scalars(sa.select(OriginalRead)).all() == []

@@ -8,6 +8,8 @@ needs that study's own confirmation.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
@@ -43,10 +45,10 @@ def typed_context(form: StudyContextForm) -> dict | None:
               for name in ("jurisdiction", *NOTE_FIELDS)}
     if not any(values.values()):
         return None
-    final = form.finalized_utc()
+    typed_time = form.finalized_at.data  # in the browser's zone, as each form reads it
     return {**values, "reader_id": form.reader_id.data or None,
             "finalize_now": bool(form.finalize_now.data),
-            "finalized_at": final.isoformat() if final and not form.finalize_now.data else None}
+            "finalized_at": typed_time.isoformat() if typed_time else None}
 
 
 def apply_upload_context(batch: UploadBatch, form: StudyContextForm) -> tuple[str, list[str]]:
@@ -84,15 +86,17 @@ def _prefill(study: Study, pending: dict | None) -> dict:
     """Return a study form's values: the study's own, else the text typed for the upload."""
     pending = pending or {}
     read = study.read
-    data = {
+    typed_time = pending.get("finalized_at")
+    return {
         "jurisdiction": study.jurisdiction or pending.get("jurisdiction") or "",
         "clinical_question": study.clinical_question or pending.get("clinical_question", ""),
         "clinical_history": study.clinical_history or pending.get("clinical_history", ""),
         "report_text": read.report_text if read else pending.get("report_text", ""),
         "reader_id": read.reader_id if read else (pending.get("reader_id") or current_user.id),
         "finalize_now": False if read else bool(pending.get("finalize_now")),
+        "finalized_at": (datetime.fromisoformat(typed_time)
+                         if typed_time and not read else None),
     }
-    return data
 
 
 def context_form(study: Study, batch: UploadBatch, *, from_request: bool = False):
