@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from qaportal import audit
 from qaportal.extensions import db
-from qaportal.models import User
+from qaportal.models import User, UserRole
 from qaportal.permissions import can_correct_read, role_required
 from qaportal.studies import bp
 from qaportal.studies.corrections import correct_original_read
@@ -15,7 +16,19 @@ from qaportal.studies.forms import ReadCorrectionForm
 from qaportal.studies.presenter import present
 from qaportal.studies.queries import study_for
 from qaportal.studies.service import StudyError
-from qaportal.studies.upload_routes import reader_choices
+
+
+def _reader_choices(current: User) -> list[tuple[int, str]]:
+    """Return the active radiologists by name, and the read's reader even if no longer so."""
+    people = db.session.scalars(
+        sa.select(User).where(User.active.is_(True),
+                              User.roles.any(UserRole.role == "radiologist"))
+        .order_by(User.full_name)
+    ).all()
+    choices = [(u.id, u.full_name) for u in people]
+    if all(value != current.id for value, _ in choices):
+        choices.insert(0, (current.id, current.full_name))
+    return choices
 
 
 @bp.route("/<int:study_id>/read/correct", methods=["GET", "POST"])
@@ -28,10 +41,7 @@ def correct_read(study_id: int):
     if read is None or not read.is_final:
         abort(404)  # nothing final to correct: the uploader edits a preliminary read
     form = ReadCorrectionForm()
-    choices = reader_choices(study.owner)
-    if all(value != read.reader_id for value, _ in choices):
-        choices.insert(0, (read.reader_id, read.reader.full_name))
-    form.reader_id.choices = choices
+    form.reader_id.choices = _reader_choices(read.reader)
     if request.method == "GET":
         form.reader_id.data = read.reader_id
         form.report_text.data = read.report_text
