@@ -100,7 +100,7 @@ def test_reviews_scored_on_the_superseded_read_are_flagged(client, login_as, wro
     db.session.commit()
     login_as("qa_manager")
     flag = "scored on a corrected read"
-    assert flag not in client.get("/qa/reviews").get_data(as_text=True).lower()
+    assert "corrected-read-flag" not in client.get("/qa/reviews").get_data(as_text=True)
     assert _correct(client, study, uploader).status_code == 302
     later = make_review(db.session.get(Study, study.id).read,
                         make_user(roles=("reviewer",)), "1")
@@ -110,6 +110,9 @@ def test_reviews_scored_on_the_superseded_read_are_flagged(client, login_as, wro
     flagged = [r for r in rows if flag in r]
     assert len(flagged) == 1 and f"/qa/reviews/{review.id}\"" in flagged[0]
     assert f"/qa/reviews/{later.id}\"" in "".join(rows)
+    only_flagged = client.get("/qa/reviews?flag=corrected").get_data(as_text=True)
+    assert f"/qa/reviews/{review.id}\"" in only_flagged
+    assert f"/qa/reviews/{later.id}\"" not in only_flagged
     assert "Scored on a corrected read" in client.get(
         f"/qa/reviews/{review.id}").get_data(as_text=True)
     assert "Scored on a corrected read" not in client.get(

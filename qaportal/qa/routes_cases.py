@@ -25,7 +25,7 @@ from qaportal.qa import cases as case_service
 from qaportal.qa.forms import AmendForm, CommitteeForm, DecisionForm
 from qaportal.qa.service import amend_review
 from qaportal.reviews.service import ReviewError
-from qaportal.studies.corrections import reviews_on_corrected_reads
+from qaportal.studies.corrections import corrected_review_ids, reviews_on_corrected_reads
 from qaportal.studies.presenter import present
 
 PAGE_SIZE = 100
@@ -43,6 +43,9 @@ def reviews():
         stmt = stmt.where(Review.score == score)
     if source in ("sample", "adhoc", "legacy"):
         stmt = stmt.where(ReviewAssignment.source == source)
+    flag = request.args.get("flag", "")
+    if flag == "corrected":  # scored on a read corrected since
+        stmt = stmt.where(Review.id.in_(corrected_review_ids()))
     total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
     items = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     audit.record("qa.identities_viewed", page="reviews", count=len(items))
@@ -50,6 +53,7 @@ def reviews():
     return render_template("qa/reviews.html", reviews=items, total=total, page=page,
                            corrected=reviews_on_corrected_reads(r.id for r in items),
                            pages=max(1, -(-total // PAGE_SIZE)), score=score, source=source,
+                           flag=flag,
                            score_labels=SCORE_LABELS, scores=REVIEW_SCORES)
 
 

@@ -58,16 +58,19 @@ def correct_original_read(study: Study, *, by: User, reader: User, report_text: 
     return version
 
 
+def corrected_review_ids() -> sa.Select:
+    """Return a query of the reviews submitted before their read was corrected."""
+    return (
+        sa.select(Review.id)
+        .join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
+        .join(OriginalReadVersion, OriginalReadVersion.read_id == ReviewAssignment.read_id)
+        .where(Review.submitted_at <= OriginalReadVersion.superseded_at)
+    )
+
+
 def reviews_on_corrected_reads(review_ids: Iterable[int]) -> set[int]:
     """Return which of these reviews were submitted before their read was corrected."""
     ids = list(review_ids)
     if not ids:
         return set()
-    stmt = (
-        sa.select(Review.id)
-        .join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
-        .join(OriginalReadVersion, OriginalReadVersion.read_id == ReviewAssignment.read_id)
-        .where(Review.id.in_(ids), Review.submitted_at <= OriginalReadVersion.superseded_at)
-        .distinct()
-    )
-    return set(db.session.scalars(stmt))
+    return set(db.session.scalars(corrected_review_ids().where(Review.id.in_(ids))))
