@@ -109,6 +109,11 @@ def can_edit_study(user: User, study) -> bool:
     return user.id == study.owner_id or user.has_role("admin")
 
 
+def can_correct_read(user: User, study) -> bool:
+    """QA managers (and administrators, who may correct a study) correct a final read."""
+    return user.has_role("qa_manager", "admin")
+
+
 # --- Second opinions (qaportal/opinions) -----------------------------------------------------
 
 def opinion_request_view(user: User, req) -> str | None:

@@ -426,3 +426,32 @@ EXPECTED.update({
 EXPECTED.update({
     "auditlog.verify": {**only(("qa_manager", "admin"), status=302), "method": "POST"},
 })
+
+# -- context: per-study context of a multi-study upload, QA read correction (issue 12) -------
+def _batch_with_study(users):
+    from qaportal.extensions import db
+    from qaportal.models import UploadBatch
+    from tests.factories import make_study
+
+    study = make_study(users["radiologist"], report=None)
+    batch = UploadBatch(user_id=users["radiologist"].id, source="browser",
+                        study_ids=[study.id])
+    db.session.add(batch)
+    db.session.flush()
+    return batch
+
+
+OBJECTS["batch_with_study"] = _batch_with_study  # an upload by the matrix radiologist
+
+EXPECTED.update({
+    "studies.batch_study_context": {
+        **only(("radiologist",), status=302), "method": "POST", "unrelated": "radiologist",
+        "params": lambda objs, users: {"batch_id": objs["batch_with_study"].id,
+                                       "study_id": objs["batch_with_study"].study_ids[0]},
+    },
+    # QA managers correct a final read; administrators too (they may correct a study).
+    "studies.correct_read": {
+        **only(("qa_manager", "admin")), "POST": {"qa_manager": 200, "admin": 200},
+        "params": lambda objs, users: {"study_id": objs["study"].id},
+    },
+})

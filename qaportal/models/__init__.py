@@ -29,6 +29,7 @@ from qaportal.models.opinion import (
     OpinionMessage,
     OpinionRequest,
 )
+from qaportal.models.read_version import OriginalReadVersion
 from qaportal.models.report import REPORT_KINDS, ReportExport
 from qaportal.models.review import (
     Review,
@@ -62,4 +63,6 @@ __all__ = [
     "SamplingRule", "SamplingRun", "TeachingCase",
     # server-side sessions and rate limits (issue 11)
     "RateLimitCounter", "UserSession",
+    # read corrections (issue 12)
+    "OriginalReadVersion",
 ]

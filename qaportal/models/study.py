@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from qaportal.models.base import Base, enum_check, utcnow
 
 if TYPE_CHECKING:
+    from qaportal.models.read_version import OriginalReadVersion
     from qaportal.models.user import User
 
 
@@ -144,6 +145,10 @@ class OriginalRead(Base):
     study: Mapped[Study] = relationship(back_populates="read")
     reader: Mapped[User] = relationship(foreign_keys=[reader_id])
     entered_by: Mapped[User] = relationship(foreign_keys=[entered_by_id])
+    # Versions a correction superseded, oldest first (the current one is this row).
+    versions: Mapped[list[OriginalReadVersion]] = relationship(
+        back_populates="read", order_by="OriginalReadVersion.version"
+    )
 
     @property
     def is_final(self) -> bool:
@@ -192,5 +197,8 @@ class UploadBatch(Base):
     # [{"file": name, "error": reason}]; file names as the user gave them, never server paths.
     errors: Mapped[list] = mapped_column(sa.JSON, default=list)
     study_ids: Mapped[list] = mapped_column(sa.JSON, default=list)
+    # The context typed once on the upload page when the upload held several studies: kept
+    # (applied to none) to prefill each study's own form on the summary.
+    pending_context: Mapped[dict | None] = mapped_column(sa.JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

@@ -25,6 +25,7 @@ from qaportal.qa import cases as case_service
 from qaportal.qa.forms import AmendForm, CommitteeForm, DecisionForm
 from qaportal.qa.service import amend_review
 from qaportal.reviews.service import ReviewError
+from qaportal.studies.corrections import corrected_review_ids, reviews_on_corrected_reads
 from qaportal.studies.presenter import present
 
 PAGE_SIZE = 100
@@ -42,12 +43,17 @@ def reviews():
         stmt = stmt.where(Review.score == score)
     if source in ("sample", "adhoc", "legacy"):
         stmt = stmt.where(ReviewAssignment.source == source)
+    flag = request.args.get("flag", "")
+    if flag == "corrected":  # scored on a read corrected since
+        stmt = stmt.where(Review.id.in_(corrected_review_ids()))
     total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
     items = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
     audit.record("qa.identities_viewed", page="reviews", count=len(items))
     db.session.commit()
     return render_template("qa/reviews.html", reviews=items, total=total, page=page,
+                           corrected=reviews_on_corrected_reads(r.id for r in items),
                            pages=max(1, -(-total // PAGE_SIZE)), score=score, source=source,
+                           flag=flag,
                            score_labels=SCORE_LABELS, scores=REVIEW_SCORES)
 
 
@@ -66,6 +72,7 @@ def _render_review(review: Review, form=None, status: int = 200):
     read = review.assignment.read
     return render_template("qa/review_detail.html", review=review, read=read,
                            view=present(read.study, "full"), form=form,
+                           corrected=bool(reviews_on_corrected_reads([review.id])),
                            score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS), status
 
 
@@ -137,6 +144,7 @@ def _render_case(case: DiscrepancyCase, committee_form=None, decision_form=None,
         view=present(read.study, "full"), committee_form=committee_form,
         decision_form=decision_form or DecisionForm(formdata=None),
         votes=case_service.visible_votes(case, current_user), users=users,
+        corrected=bool(reviews_on_corrected_reads([case.review.id])),
         status_labels=STATUS_LABELS, score_labels=SCORE_LABELS,
         category_labels=CATEGORY_LABELS,
     ), status

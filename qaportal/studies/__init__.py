@@ -4,4 +4,12 @@ from flask import Blueprint
 
 bp = Blueprint("studies", __name__, url_prefix="/studies")
 
-from qaportal.studies import demo, panels, routes, upload_routes, viewer_routes  # noqa: E402,F401
+from qaportal.studies import (  # noqa: E402,F401
+    batch_context,
+    correction_routes,
+    demo,
+    panels,
+    routes,
+    upload_routes,
+    viewer_routes,
+)

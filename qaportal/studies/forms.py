@@ -13,7 +13,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 JURISDICTION = Regexp(r"^[A-Za-z]{2}(-[A-Za-z0-9]{1,3})?$",
                       message="Use a code such as CA, NY or GB.")
@@ -61,6 +61,28 @@ class UploadForm(StudyContextForm):
     """Files, folders or zips, with the context applied to the studies they contain."""
 
     files = MultipleFileField("DICOM files, folders or .zip archives")
+
+
+class BatchStudyContextForm(StudyContextForm):
+    """One study's context on the summary of an upload that held several studies."""
+
+    confirm_study = BooleanField("This context and report belong to this study")
+
+
+class ReadCorrectionForm(FlaskForm):
+    """A QA correction of a final original read; the reason is kept with the old version."""
+
+    report_text = TextAreaField("Corrected report", validators=[
+        DataRequired(message="Enter the corrected report."), Length(max=100000)])
+    reader_id = SelectField("Read by", coerce=int, validators=[
+        DataRequired(message="Choose the radiologist who read it.")])
+    keep_final = BooleanField(
+        "The corrected report is final (keeps the finalization time)", default=True,
+        description="Untick when the report did not belong to this study: the read becomes "
+                    "preliminary, leaves peer-review sampling and the uploader enters the "
+                    "right one.")
+    reason = TextAreaField("Reason for the correction", validators=[
+        DataRequired(message="Give the reason for the correction."), Length(max=5000)])
 
 
 class DeidDownloadForm(FlaskForm):

@@ -21,6 +21,7 @@ from qaportal.extensions import db
 from qaportal.models import Study, User
 from qaportal.permissions import (
     BLIND_SOURCES,
+    can_correct_read,
     can_edit_study,
     can_see_access_list,
     can_see_blind_grants,
@@ -120,6 +121,7 @@ def detail(study_id: int):
         "studies/detail.html", study=study, view=view, mode=mode,
         actions=actions_for(current_user, study, mode),
         can_edit=can_edit_study(current_user, study), show_read=show_read,
+        can_correct=show_read and can_correct_read(current_user, study),
         deid_form=DeidDownloadForm(formdata=None), access=access, blind=blind,
         blind_grants=blind_grants, notes=text,
     )

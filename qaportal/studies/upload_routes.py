@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import (
     abort,
     current_app,
+    flash,
     jsonify,
     redirect,
     render_template,
@@ -23,9 +24,10 @@ from qaportal import audit
 from qaportal.dicom import Received
 from qaportal.extensions import db
 from qaportal.hooks import megabytes
-from qaportal.models import Study, UploadBatch, User, UserRole
+from qaportal.models import UploadBatch, User, UserRole
 from qaportal.permissions import role_required
-from qaportal.studies import bp, jobs, service
+from qaportal.studies import bp, jobs
+from qaportal.studies.batch_context import apply_upload_context, render_summary
 from qaportal.studies.forms import UploadForm
 from qaportal.studies.receive import ReceivedFile
 
@@ -80,30 +82,6 @@ def _receive_files(batch: UploadBatch) -> dict:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"stored": run.stored, "duplicates": run.duplicates, "conflicts": run.conflicts,
             "errors": run.errors, "results": run.results}
-
-
-def _apply_context(batch: UploadBatch, form: UploadForm) -> list[str]:
-    """Apply the upload form's notes and report to the batch's own studies; return problems."""
-    problems = []
-    reader = db.session.get(User, form.reader_id.data or current_user.id) or current_user
-    for study_id in batch.study_ids:
-        study = db.session.get(Study, study_id)
-        if study is None or study.owner_id != current_user.id:
-            continue  # ingest adds only to the uploader's own studies; never touch another
-        if form.jurisdiction.data or form.clinical_question.data or form.clinical_history.data:
-            service.update_context(
-                study, by=current_user, jurisdiction=form.jurisdiction.data or study.jurisdiction,
-                clinical_question=form.clinical_question.data or study.clinical_question,
-                clinical_history=form.clinical_history.data or study.clinical_history,
-            )
-        if form.report_text.data:
-            try:
-                service.set_original_read(study, by=current_user, reader=reader,
-                                          report_text=form.report_text.data,
-                                          finalized_at=form.finalized_utc())
-            except service.StudyError as exc:
-                problems.append(str(exc))
-    return problems
 
 
 @bp.route("/upload", methods=["GET", "POST"])
@@ -196,17 +174,17 @@ def client_rejections(raw: str) -> list[dict]:
 
 
 def _finish(batch: UploadBatch, form: UploadForm):
-    problems = _apply_context(batch, form)
+    context, problems = apply_upload_context(batch, form)
     jobs.finish_batch(batch)
     audit.record("study.upload_finished", batch, stored=batch.stored,
                  duplicates=batch.duplicates, conflicts=batch.conflicts,
-                 rejected=len(batch.errors) - batch.conflicts)
+                 rejected=len(batch.errors) - batch.conflicts, context=context)
     db.session.commit()
-    if problems:
-        from flask import flash
-
-        for p in problems:
-            flash(p, "error")
+    for p in problems:
+        flash(p, "error")
+    if context == "held":
+        flash("This upload holds several studies, so the clinical context you typed was "
+              "applied to none of them. Enter each study's own context below.", "warning")
     return redirect(url_for("studies.batch_summary", batch_id=batch.id))
 
 
@@ -214,7 +192,6 @@ def _finish(batch: UploadBatch, form: UploadForm):
 @role_required("radiologist")
 def batch_summary(batch_id: int):
     batch = _batch_or_404(batch_id)
-    studies = [s for s in (db.session.get(Study, i) for i in batch.study_ids) if s is not None]
     audit.record("study.upload_summary_viewed", batch)
     db.session.commit()
-    return render_template("studies/upload_summary.html", batch=batch, studies=studies)
+    return render_summary(batch)

@@ -56,6 +56,11 @@ def test_stat_pool_request_to_signed_opinion(live_server, browser, exam):
     pa.click("#upload-button")
     expect(pa.locator("#upload-summary")).to_be_visible(timeout=30_000)
     expect(pa.locator("#count-stored")).to_have_text("4")
+    # The folder holds two studies: what was typed once goes to the CT on its confirmation.
+    ct_form = pa.locator("form.study-context", has_text="· CT ·")
+    ct_form.locator("input[name$=confirm_study]").check()
+    ct_form.locator("button[type=submit]").click()
+    expect(pa.locator(".flash-success")).to_be_visible()
     pa.locator("tr", has_text="OPINION, E2E").locator("a").first.click()
     study_id = int(re.search(r"/studies/(\d+)$", pa.url).group(1))
 

@@ -19,6 +19,6 @@
   });
 })();
 // Forms that take a local date-time carry the browser's offset from UTC (minutes west).
-document.querySelectorAll("input[name=tz_offset]").forEach(function (el) {
+document.querySelectorAll("input[name$=tz_offset]").forEach(function (el) {
   el.value = String(new Date().getTimezoneOffset());
 });
