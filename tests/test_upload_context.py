@@ -159,7 +159,11 @@ def test_summary_messages_name_their_study(client, login_as, tmp_path):
     assert "CT HEAD" in messages[0] and "final and can no longer be changed" in messages[0]
 
 
-def test_a_study_someone_else_stored_first_still_counts(client, auth, login_as, tmp_path):
+def test_a_study_someone_else_stored_first_is_a_study_of_ones_own(client, auth, login_as,
+                                                                    tmp_path):
+    """The same UID another user stored first becomes the uploader's own study (study
+    identity per owner): two studies of one's own, so the typed report goes to neither, and
+    the colleague's study is neither offered a form nor changed."""
     colleague = login_as("radiologist")
     _upload(client, sample("MR_small.dcm"))
     auth.logout()
@@ -169,12 +173,13 @@ def test_a_study_someone_else_stored_first_still_counts(client, auth, login_as, 
     res = _upload(client, sample("CT_small.dcm"), sample("MR_small.dcm"),
                   report_text="Meant for the MR.", finalize_now="y")
     db.session.expire_all()
-    mine = db.session.scalars(sa.select(Study).where(Study.owner_id == me.id)).one()
-    assert mine.read is None
+    mine = db.session.scalars(sa.select(Study).where(Study.owner_id == me.id)).all()
+    assert len(mine) == 2 and all(s.read is None for s in mine)
     page = client.get(res.location).get_data(as_text=True)
-    assert f'id="study-context-{mine.id}"' in page
+    assert all(f'id="study-context-{s.id}"' in page for s in mine)
     theirs = db.session.scalars(sa.select(Study).where(Study.owner_id == colleague.id)).one()
     assert f'id="study-context-{theirs.id}"' not in page
+    assert theirs.read is None and theirs.instance_count == 1
 
 
 def test_a_typed_finalization_time_is_offered_to_each_study(client, login_as, tmp_path):
