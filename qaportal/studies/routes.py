@@ -24,15 +24,13 @@ from qaportal.permissions import (
     can_edit_study,
     can_see_access_list,
     can_see_blind_grants,
-    is_blind_access,
     role_required,
 )
-from qaportal.reviews.blinding import study_text, study_view
 from qaportal.studies import bp, service
 from qaportal.studies.actions import actions_for
 from qaportal.studies.deid import DeidExportError, build_deidentified_zip, deid_options
 from qaportal.studies.forms import DeidDownloadForm, StudyContextForm
-from qaportal.studies.presenter import present
+from qaportal.studies.presenter import present, present_for
 from qaportal.studies.queries import study_for, visible_studies
 from qaportal.studies.upload_routes import reader_choices
 
@@ -46,12 +44,7 @@ def index():
     stmt = visible_studies(current_user).order_by(Study.created_at.desc(), Study.id.desc())
     total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
     studies = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    from qaportal.permissions import study_access_mode
-
-    rows = []
-    for s in studies:
-        mode = study_access_mode(current_user, s)
-        rows.append((s, study_view(present(s, mode), study_text(current_user, s, mode))))
+    rows = [(s, present_for(current_user, s).view) for s in studies]
     audit.record("study.list_viewed", page=page, count=len(rows))
     db.session.commit()
     return render_template("studies/index.html", rows=rows, total=total, page=page,
@@ -61,10 +54,9 @@ def index():
 @bp.route("/<int:study_id>")
 def detail(study_id: int):
     study, mode = study_for(current_user, study_id)
-    text = study_text(current_user, study, mode)
-    view = study_view(present(study, mode), text)
+    shown = present_for(current_user, study, deidentified=mode != "full")
+    text, view, blind = shown.text, shown.view, shown.blind
     audit.record("study.viewed", study, mode=mode)
-    blind = is_blind_access(current_user, study)
     show_read = mode == "full" and study.read is not None and not blind
     access, blind_grants = _access_list(study, show_read)
     db.session.commit()
