@@ -89,20 +89,21 @@ def name_patterns(raw: str | None) -> list[str]:
     if family and given:
         fam = r"[\s\-]+".join(re.escape(w) for w in family)
         giv = r"[\s.]+".join(re.escape(w) for w in given)
+        giv = f"(?:{giv}\\.?|{re.escape(given[0])})" if len(given) > 1 else giv
         patterns += [rf"{_WORD_START}{giv}\s+{fam}{_POSSESSIVE}{_WORD_END}",
                      rf"{_WORD_START}{fam}\s*[,^]\s*{giv}{_WORD_END}",
                      rf"{_WORD_START}{fam}\s+{giv}{_WORD_END}"]
-    split = [p for w in family + given for p in re.split(r"[-'\u2019]", w) if p != w]
-    tokens = [f for f in family if len(f) >= 2] + [g for g in given if len(g) >= 3]
-    tokens += [p for p in split if len(p) >= 3]
-    for token in sorted(set(tokens), key=len, reverse=True):
-        patterns.append(rf"{_WORD_START}{re.escape(token)}{_POSSESSIVE}{_WORD_END}")
     initials = [g[0] for g in given if g[0].isalpha()]
     surname = next((f for f in family if len(f) >= 2), "")
     if initials and surname:
         letters = "".join(sorted(set(initials + [i.lower() for i in initials])))
         patterns.append(rf"{_WORD_START}(?:[{re.escape(letters)}]\.?\s?){{1,3}}"
                         rf"{re.escape(surname)}{_POSSESSIVE}{_WORD_END}")
+    split = [p for w in family + given for p in re.split(r"[-'\u2019]", w) if p != w]
+    tokens = [f for f in family if len(f) >= 2] + [g for g in given if len(g) >= 3]
+    tokens += [p for p in split if len(p) >= 3]
+    for token in sorted(set(tokens), key=len, reverse=True):
+        patterns.append(rf"{_WORD_START}{re.escape(token)}{_POSSESSIVE}{_WORD_END}")
     if initials and surname and surname[0].isalpha():
         run = "".join(initials[:2]) + surname[0]
         short = initials[0] + surname[0]
@@ -124,7 +125,7 @@ def identifier_patterns(value: str | None) -> list[str]:
     digits = re.search(r"\d+$", chars)
     core = digits.group(0).lstrip("0") if digits else ""
     if len(core) >= 4 and core != chars:
-        patterns.append(_ALNUM_START + "0*" + _SEP.join(re.escape(c) for c in core)
+        patterns.append(_ALNUM_START + rf"(?:0{_SEP})*" + _SEP.join(re.escape(c) for c in core)
                         + _ALNUM_END)
     return patterns
 
@@ -171,8 +172,12 @@ def email_patterns(email: str | None) -> list[str]:
 
 
 def compile_scrubber(patterns: Iterable[str], replacement: str) -> Scrub:
-    """Return a function replacing every match of any pattern (longest first) by replacement."""
-    unique = sorted(set(patterns), key=len, reverse=True)
+    """Return a function replacing every match of any pattern by replacement.
+
+    Alternatives are tried in the order given (each *_patterns lists the longest forms of a
+    value first: the whole name before its parts), duplicates dropped.
+    """
+    unique = list(dict.fromkeys(patterns))
     if not unique:
         return lambda text: text or ""
     regex = re.compile("|".join(f"(?:{p})" for p in unique), re.IGNORECASE)
