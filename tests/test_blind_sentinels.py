@@ -103,7 +103,8 @@ REACHED = {
                       "/studies/{sid}/deidentified.zip"],
     "member": ["/reviews/committee/{case}", "/reviews/committee", "/studies/{sid}",
                "/studies/{sid}/series/{series}/frames.json"],
-    "attendee": ["/reviews/conferences/{conf}", "/studies/{sid}", "/studies/{sid}/viewer",
+    "attendee": ["/reviews/conferences/{conf}", "/reviews/conferences", "/studies/{sid}",
+                 "/studies/{sid}/viewer",
                  "/notifications/"],
     "consultant": ["/opinions/{req}", "/opinions/", "/studies/{sid}",
                    "/studies/{sid}/series/{series}/frames.json", "/notifications/"],
@@ -159,7 +160,7 @@ def world(app, client, auth, db, tmp_path):
         study, qa, title="Quixpatfam's apical nodule, MRN QXMRN7319046",
         teaching_point=f"Check the apices. {PATIENT_TYPED} {SITE_TYPED}.",
         category="perceptual", review=review)
-    conf = learning.create_conference(qa, title="Peer learning",
+    conf = learning.create_conference(qa, title="Peer learning: Quixpatfam (QXMRN7319046)",
                                       held_on=a_deid.assigned_at.date())
     learning.add_case(conf, tc, qa)
     learning.invite(conf, [users["attendee"]], qa)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
@@ -196,9 +198,10 @@ def conference_list():
         .where(ConferenceAttendee.user_id == current_user.id)
         .order_by(Conference.held_on.desc())
     ).all()
+    rows = [(c, _agenda(c)[1](c.title)) for c in confs]
     audit.record("learning.conference_list_viewed", count=len(confs))
     db.session.commit()
-    return render_template("reviews/conferences.html", conferences=confs)
+    return render_template("reviews/conferences.html", rows=rows)
 
 
 @bp.route("/conferences/<int:conference_id>")
@@ -206,6 +209,20 @@ def conference(conference_id: int):
     conf = db.session.get(Conference, conference_id)
     if conf is None or not can_view_conference(current_user, conf):
         abort(404)
+    items, conf_text = _agenda(conf)
+    audit.record("learning.conference_viewed", conf)
+    db.session.commit()
+    return render_template("reviews/conference.html", conf=conf, items=items,
+                           title=conf_text(conf.title),
+                           learning_points=conf_text(conf.learning_points),
+                           improvement_actions=conf_text(conf.improvement_actions),
+                           category_labels=CATEGORY_LABELS)
+
+
+def _agenda(conf: Conference) -> tuple[list, Callable[[str | None], str]]:
+    """Return the agenda as an attendee sees it, each teaching case through the study
+    presenter (de-identified, blind), and the scrubber of the conference's own text (title,
+    learning points, actions), which may speak of any case on it."""
     items, texts = [], []
     for item in conf.cases:
         tc = item.teaching_case
@@ -213,14 +230,7 @@ def conference(conference_id: int):
                            hide=_teaching_people(tc)).text
         texts.append(text)
         items.append((tc, text(tc.title), text(tc.teaching_point)))
-    # Learning points and actions speak of the whole agenda: scrubbed for every case on it.
-    conf_text = scrubber.chain(*texts)
-    audit.record("learning.conference_viewed", conf)
-    db.session.commit()
-    return render_template("reviews/conference.html", conf=conf, items=items,
-                           learning_points=conf_text(conf.learning_points),
-                           improvement_actions=conf_text(conf.improvement_actions),
-                           category_labels=CATEGORY_LABELS)
+    return items, scrubber.chain(*texts)
 
 
 def _teaching_people(tc) -> list:
