@@ -57,8 +57,8 @@ def _study(**kw) -> Study:
 ])
 def test_patient_identifiers_are_removed_in_any_common_format(typed):
     out = patient_scrubber(_study())(f"Note: {typed}.")
-    # A title stays in front of the removed name ("Dr [removed]"); nothing else does.
-    assert out in ("Note: [removed].", "Note: Ms [removed].", "Note: Dr [removed]."), out
+    # A title stays in front of the removed name ("Dr [removed]"), a possessive "'s" after it.
+    assert out in ("Note: [removed].", "Note: Ms [removed]'s.", "Note: Dr [removed]."), out
 
 
 def test_generic_words_of_the_institution_stay():

@@ -48,7 +48,9 @@ _WORD_START = r"(?<![^\W_])"  # not preceded by a letter or digit
 _WORD_END = r"(?![^\W_])"
 _ALNUM_START = r"(?<![A-Za-z0-9])"
 _ALNUM_END = r"(?![A-Za-z0-9])"
-_POSSESSIVE = r"(?:['\u2019]s|s['\u2019]?|['\u2019])?"
+# A plural or apostrophe-less possessive ("Radleys", "Radleys'") is part of the name; the
+# "'s" of "Radley's" is left after the replacement ("[name withheld]'s"), which reads well.
+_POSSESSIVE = r"(?:s['\u2019]?)?"
 _SEP = r"[\s\-./_:]*"
 
 
