@@ -231,6 +231,15 @@ def test_no_sentinel_reaches_a_blind_or_deidentified_viewer(app, client, auth, w
         seen[url] = resp.status_code
         if endpoint not in DIRECTORY:
             _assert_clean(_texts(resp), forbidden, f"{url} ({endpoint})")
+    # The de-identified copy with every option a viewer may tick.
+    url = (f"/studies/{world['ids']['sid']}/deidentified.zip?retain_dates=y"
+           "&retain_patient_characteristics=y&retain_device_identity=y")
+    resp = client.get(url)
+    assert resp.status_code == 200 and resp.mimetype == "application/zip"
+    # Keeping the device identity is an Annex E option for de-identified sharing; refused
+    # only to blind viewers, since a station name often names the site.
+    kept = {"quixstation"} if who == "consultant" else set()
+    _assert_clean(_texts(resp), [t for t in forbidden if t not in kept], url)
     for url in REACHED[who]:
         url = url.format(**world["ids"])
         assert seen.get(url) == 200, (url, seen.get(url))

@@ -83,6 +83,12 @@ class Presented:
     view: StudyView
     text: Callable[[str | None], str]
 
+    @property
+    def may_keep_device_identity(self) -> bool:
+        """A de-identified copy may keep station names and serials (Annex E option) only for
+        viewers who are not blind: a station name often names the site."""
+        return not self.blind
+
 
 def present_for(user: User, study: Study, *, deidentified: bool = False, blind: bool = False,
                 hide: Iterable[User | None] = ()) -> Presented:

@@ -65,6 +65,7 @@ def detail(study_id: int):
         actions=actions_for(current_user, study, mode),
         can_edit=can_edit_study(current_user, study), show_read=show_read,
         deid_form=DeidDownloadForm(formdata=None), access=access, blind=blind,
+        keep_device=shown.may_keep_device_identity,
         blind_grants=blind_grants, notes=text,
     )
 
@@ -123,10 +124,12 @@ def edit(study_id: int):
 @bp.route("/<int:study_id>/deidentified.zip")
 def download_deidentified(study_id: int):
     study, mode = study_for(current_user, study_id)
+    shown = present_for(current_user, study, deidentified=mode != "full")
     form = DeidDownloadForm(request.args)
     options = deid_options(retain_dates=form.retain_dates.data,
                            retain_patient_characteristics=form.retain_patient_characteristics.data,
-                           retain_device_identity=form.retain_device_identity.data)
+                           retain_device_identity=(form.retain_device_identity.data
+                                                   and shown.may_keep_device_identity))
     try:
         path, report = build_deidentified_zip(study, options)
     except (StoredFileMissing, StoredFileCorrupt) as exc:
