@@ -33,7 +33,7 @@ from qaportal.reviews import bp
 from qaportal.reviews.blinding import blind_case, scrub
 from qaportal.reviews.forms import FeedbackForm, VoteForm
 from qaportal.studies import scrubber
-from qaportal.studies.presenter import present, present_for
+from qaportal.studies.presenter import present_for
 
 
 def _case_or_404(case_id: int, check) -> DiscrepancyCase:
@@ -130,7 +130,8 @@ def feedback_list():
                DiscrepancyCase.decided_at.is_not(None))
         .order_by(DiscrepancyCase.status != "decided", DiscrepancyCase.decided_at.desc())
     ).all()
-    rows = [(c, present(c.review.assignment.read.study, "deidentified")) for c in cases]
+    rows = [(c, present_for(current_user, c.review.assignment.read.study,
+                            deidentified=True).view) for c in cases]
     audit.record("discrepancy.feedback_list_viewed", count=len(rows))
     db.session.commit()
     return render_template("reviews/feedback_list.html", rows=rows, status_labels=STATUS_LABELS,
@@ -148,7 +149,8 @@ def _render_feedback(case: DiscrepancyCase, form=None, status: int = 200):
     comments = [scrub(v.comment, people) for v in case_service.decided_votes(case)
                 if v.comment]
     return render_template(
-        "reviews/feedback.html", case=case, read=read, view=present(read.study, mode),
+        "reviews/feedback.html", case=case, read=read,
+        view=present_for(current_user, read.study, deidentified=mode != "full").view,
         can_open_study=study_access_mode(current_user, read.study) is not None,
         category=case.review.effective.category, comments=comments,
         rationale=scrub(case.rationale, people), form=form or FeedbackForm(formdata=None),
