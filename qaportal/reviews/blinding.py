@@ -8,14 +8,14 @@ defence (reports are often signed).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qaportal.models import OriginalRead, ReviewAssignment, User
 from qaportal.studies.presenter import StudyView, present_for
 from qaportal.studies.scrubber import WITHHELD, compile_scrubber, people_patterns
 
 __all__ = ["WITHHELD", "BlindCase", "blind_case", "blind_view", "for_assignment", "scrub",
-           "study_text"]
+           "study_text", "study_view"]
 
 
 def scrub(text: str | None, users: Iterable[User | None]) -> str:
@@ -69,3 +69,9 @@ def study_text(user: User, study, mode: str) -> Callable[[str | None], str]:
     """Return how free text about a study is shown to the user (the presenter's scrubber)."""
     return present_for(user, study, deidentified=mode != "full").text
 
+
+def study_view(view: StudyView, text: Callable[[str | None], str]) -> StudyView:
+    """Return the study's header with its description passed through `text` (older call
+    sites; new code takes `present_for(user, study).view`, which also hides what blind
+    viewers may not see)."""
+    return replace(view, study_description=text(view.study_description))
