@@ -61,6 +61,11 @@ def test_patient_identifiers_are_removed_in_any_common_format(typed):
     assert out in ("Note: [removed].", "Note: Ms [removed]'s.", "Note: Dr [removed]."), out
 
 
+def test_a_short_name_is_not_read_into_a_longer_word():
+    out = patient_scrubber(_study())("Does Doe's scan show it?")
+    assert out == "Does [removed]'s scan show it?"
+
+
 def test_generic_words_of_the_institution_stay():
     out = patient_scrubber(_study())("Seen at another medical center; CT 12 mm.")
     assert out == "Seen at another medical center; CT 12 mm."

@@ -51,6 +51,13 @@ _ALNUM_END = r"(?![A-Za-z0-9])"
 # A plural or apostrophe-less possessive ("Radleys", "Radleys'") is part of the name; the
 # "'s" of "Radley's" is left after the replacement ("[name withheld]'s"), which reads well.
 _POSSESSIVE = r"(?:s['\u2019]?)?"
+
+
+def _plural(word: str) -> str:
+    """The possessive "s" after a name part; not after short ones ("Doe" is not "Does")."""
+    return _POSSESSIVE if len(word) >= 4 else ""
+
+
 _SEP = r"[\s\-./_:]*"
 
 
@@ -105,7 +112,7 @@ def name_patterns(raw: str | None) -> list[str]:
     tokens = [f for f in family if len(f) >= 2] + [g for g in given if len(g) >= 3]
     tokens += [p for p in split if len(p) >= 3]
     for token in sorted(set(tokens), key=len, reverse=True):
-        patterns.append(rf"{_WORD_START}{re.escape(token)}{_POSSESSIVE}{_WORD_END}")
+        patterns.append(rf"{_WORD_START}{re.escape(token)}{_plural(token)}{_WORD_END}")
     if initials and surname and surname[0].isalpha():
         run = "".join(initials[:2]) + surname[0]
         short = initials[0] + surname[0]
@@ -163,7 +170,7 @@ def phrase_patterns(value: str | None) -> list[str]:
     patterns = [_WORD_START + r"[\s,.\-]+".join(re.escape(w) for w in words) + _WORD_END]
     for word in words:
         if len(word) >= 4 and word.lower().strip("'s") not in GENERIC:
-            patterns.append(rf"{_WORD_START}{re.escape(word)}{_POSSESSIVE}{_WORD_END}")
+            patterns.append(rf"{_WORD_START}{re.escape(word)}{_plural(word)}{_WORD_END}")
     return patterns
 
 
