@@ -8,7 +8,7 @@ from flask_login import current_user
 from qaportal.extensions import db
 from qaportal.models import OpinionRequest, User
 from qaportal.permissions import opinion_request_view, study_access_mode
-from qaportal.studies.redact import patient_scrubber
+from qaportal.studies.presenter import present_for
 
 
 def request_or_404(request_id: int, user: User) -> tuple[OpinionRequest, str]:
@@ -44,11 +44,10 @@ def shown_text(req: OpinionRequest, text: str | None) -> str:
 
     To a user who sees the study de-identified (a consultant of a de-identified request, a
     pool member deciding whether to claim), the study's known patient identifiers are
-    replaced in what the requester typed.
+    replaced in what the requester typed (the study presenter's scrubber).
     """
     cache = g.setdefault("opinion_text_scrubbers", {})
     if req.id not in cache:
         deidentified = study_mode(req, current_user) == "deidentified"
-        cache[req.id] = patient_scrubber(req.study) if deidentified else None
-    scrub = cache[req.id]
-    return scrub(text) if scrub else (text or "")
+        cache[req.id] = present_for(current_user, req.study, deidentified=deidentified).text
+    return cache[req.id](text)

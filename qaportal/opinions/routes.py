@@ -38,7 +38,7 @@ from qaportal.permissions import (
     opinion_request_view,
     role_required,
 )
-from qaportal.studies.presenter import present
+from qaportal.studies.presenter import present, present_for
 from qaportal.studies.queries import study_for
 
 
@@ -123,7 +123,8 @@ def new(study_id: int):
 
 def _render_detail(req: OpinionRequest, view: str, status: int = 200, **forms):
     user = current_user
-    study_view = present(req.study, study_mode(req, user)) if view == "full" else None
+    study_view = present_for(user, req.study, deidentified=study_mode(req, user) != "full"
+                             ).view if view == "full" else None
     context = {
         "req": req, "view": view, "study_view": study_view, "state": sla_state(req),
         "images_url": images_url(req) if view == "full" else None,

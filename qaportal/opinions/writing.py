@@ -26,7 +26,7 @@ from qaportal.opinions.routes import _render_detail
 from qaportal.opinions.service import OpinionError, record_view
 from qaportal.opinions.sla import sla_state
 from qaportal.permissions import can_write_opinion
-from qaportal.studies.presenter import present
+from qaportal.studies.presenter import present_for
 
 
 def _writable(request_id: int):
@@ -40,7 +40,8 @@ def _render_write(req, form: OpinionForm, sign_form: SignForm, status: int = 200
     return render_template(
         "opinions/write.html", req=req, form=form, sign_form=sign_form,
         opinion=req.opinion, state=sla_state(req), images_url=images_url(req),
-        study_view=present(req.study, study_mode(req, current_user)),
+        study_view=present_for(current_user, req.study,
+                               deidentified=study_mode(req, current_user) != "full").view,
         autosave_seconds=current_app.config["OPINION_AUTOSAVE_SECONDS"],
     ), status
 

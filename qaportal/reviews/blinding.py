@@ -7,39 +7,20 @@ defence (reports are often signed).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from qaportal.models import OriginalRead, ReviewAssignment, User
-from qaportal.studies.presenter import StudyView, present
+from qaportal.studies.presenter import StudyView, present_for
+from qaportal.studies.scrubber import WITHHELD, compile_scrubber, people_patterns
 
-WITHHELD = "[name withheld]"
-_TITLES = {"dr", "dr.", "prof", "prof.", "md", "phd", "mr", "mrs", "ms", "the"}
-
-
-def _name_patterns(users: Iterable[User | None]) -> list[re.Pattern]:
-    patterns = []
-    for user in users:
-        if user is None:
-            continue
-        if user.email:
-            patterns.append(re.compile(rf"(?<![\w.+-]){re.escape(user.email)}(?![\w-])",
-                                       re.IGNORECASE))
-        full = user.full_name.strip()
-        parts = [p.strip(".,") for p in re.split(r"\s+", full)]
-        tokens = [full] + [p for p in parts if len(p) >= 3 and p.lower() not in _TITLES]
-        for token in sorted(set(tokens), key=len, reverse=True):
-            patterns.append(re.compile(rf"(?<!\w){re.escape(token)}(?!\w)", re.IGNORECASE))
-    return patterns
+__all__ = ["WITHHELD", "BlindCase", "blind_case", "blind_view", "for_assignment", "scrub",
+           "study_text", "study_view"]
 
 
 def scrub(text: str | None, users: Iterable[User | None]) -> str:
-    """Replace the given people's e-mail addresses, names and name parts in free text."""
-    text = text or ""
-    for pattern in _name_patterns(users):
-        text = pattern.sub(WITHHELD, text)
-    return text
+    """Replace the given people's e-mail addresses, names, initials and name parts in text."""
+    return compile_scrubber(people_patterns(users), WITHHELD)(text)
 
 
 @dataclass(frozen=True)
@@ -52,63 +33,45 @@ class BlindCase:
     clinical_history: str
     report_text: str
     finalized_at: object
+    text: Callable[[str | None], str] = lambda text: text or ""
 
 
-def blind_view(read: OriginalRead, deidentified: bool,
+def blind_view(user: User, read: OriginalRead, deidentified: bool,
                hide: Iterable[User | None] = ()) -> StudyView:
-    """Return the study's header for a blinded colleague: its description scrubbed of the
-    reader's and uploader's names (and of anyone in `hide`)."""
-    people = [read.reader, read.study.owner, *hide]
-    view = present(read.study, "deidentified" if deidentified else "full")
-    return replace(view, study_description=scrub(view.study_description, people))
+    """Return the study's header for a blinded colleague (the presenter's, blind)."""
+    return present_for(user, read.study, deidentified=deidentified, blind=True,
+                       hide=hide).view
 
 
-def blind_case(read: OriginalRead, deidentified: bool,
+def blind_case(user: User, read: OriginalRead, deidentified: bool,
                hide: Iterable[User | None] = ()) -> BlindCase:
-    """Return the read without its reader (and without any other person in `hide`)."""
-    people = [read.reader, read.study.owner, *hide]
+    """Return the read without its reader (and without any other person in `hide`), every
+    field through the presenter: de-identified when asked, scrubbed of names always."""
+    shown = present_for(user, read.study, deidentified=deidentified, blind=True, hide=hide)
     study = read.study
     return BlindCase(
         study_id=study.id,
-        view=blind_view(read, deidentified, hide),
-        clinical_question=scrub(study.clinical_question, people),
-        clinical_history=scrub(study.clinical_history, people),
-        report_text=scrub(read.report_text, people),
+        view=shown.view,
+        clinical_question=shown.text(study.clinical_question),
+        clinical_history=shown.text(study.clinical_history),
+        report_text=shown.text(read.report_text),
         finalized_at=read.finalized_at,
+        text=shown.text,
     )
 
 
 def for_assignment(assignment: ReviewAssignment) -> BlindCase:
     """Return what the assignment's reviewer may see."""
-    return blind_case(assignment.read, assignment.deidentified)
+    return blind_case(assignment.reviewer, assignment.read, assignment.deidentified)
 
 
 def study_text(user: User, study, mode: str) -> Callable[[str | None], str]:
-    """Return how free text about a study (notes, descriptions) is shown to the user.
-
-    De-identified viewers get the study's patient identifiers removed; viewers whose access
-    is blind (review, committee, teaching) also get the reader's and uploader's names
-    removed, whether they see the images in full or de-identified.
-    """
-    from qaportal.permissions import is_blind_access
-    from qaportal.studies.redact import patient_scrubber
-
-    steps: list[Callable[[str | None], str]] = []
-    if mode != "full":
-        steps.append(patient_scrubber(study))
-    if is_blind_access(user, study):
-        people = [study.owner, study.read.reader if study.read else None]
-        steps.append(lambda text: scrub(text, people))
-
-    def shown(text: str | None) -> str:
-        text = text or ""
-        for step in steps:
-            text = step(text)
-        return text
-
-    return shown
+    """Return how free text about a study is shown to the user (the presenter's scrubber)."""
+    return present_for(user, study, deidentified=mode != "full").text
 
 
 def study_view(view: StudyView, text: Callable[[str | None], str]) -> StudyView:
-    """Return the study's header with its free-text description passed through `text`."""
+    """Return the study's header with its description passed through `text` (older call
+    sites; new code takes `present_for(user, study).view`, which also hides what blind
+    viewers may not see)."""
     return replace(view, study_description=text(view.study_description))

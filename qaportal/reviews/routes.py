@@ -13,16 +13,10 @@ from qaportal.models import ReviewAssignment, Study, User, utcnow
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
 from qaportal.permissions import can_work_review, is_blind_access, role_required
 from qaportal.reviews import bp, service
-from qaportal.reviews.blinding import (
-    BlindCase,
-    blind_view,
-    for_assignment,
-    study_text,
-    study_view,
-)
+from qaportal.reviews.blinding import BlindCase, blind_view, for_assignment
 from qaportal.reviews.forms import ImpressionForm, ScoreForm
 from qaportal.studies.actions import StudyAction, study_action
-from qaportal.studies.presenter import present
+from qaportal.studies.presenter import present_for
 from qaportal.studies.queries import study_for
 
 
@@ -49,8 +43,8 @@ def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignm
 def worklist():
     open_ = _my_assignments("assigned")
     done = _my_assignments("submitted", limit=50)
-    rows_open = [(a, blind_view(a.read, a.deidentified)) for a in open_]
-    rows_done = [(a, blind_view(a.read, a.deidentified)) for a in done]
+    rows_open = [(a, blind_view(current_user, a.read, a.deidentified)) for a in open_]
+    rows_done = [(a, blind_view(current_user, a.read, a.deidentified)) for a in done]
     audit.record("review.worklist_viewed", open=len(open_), done=len(done))
     db.session.commit()
     return render_template("reviews/worklist.html", rows_open=rows_open, rows_done=rows_done,
@@ -62,7 +56,7 @@ def worklist():
 def worklist_json():
     items = []
     for a in _my_assignments("assigned") + _my_assignments("submitted", limit=50):
-        view = blind_view(a.read, a.deidentified)
+        view = blind_view(current_user, a.read, a.deidentified)
         items.append({
             "id": a.id, "status": a.status, "source": a.source,
             "due_at": a.due_at.isoformat() if a.due_at else None,
@@ -150,7 +144,7 @@ def _record_text(a: ReviewAssignment, case: BlindCase) -> str:
         f"Clinical history: {case.clinical_history or '-'}",
         "",
         "Reviewer's impression:",
-        a.impression or "-",
+        case.text(a.impression) or "-",
     ]
     if a.revealed_at:
         lines += ["", "Original report:", case.report_text]
@@ -158,7 +152,7 @@ def _record_text(a: ReviewAssignment, case: BlindCase) -> str:
         r = a.review
         lines += ["", f"Score: {SCORE_LABELS[r.score]}",
                   f"Category: {CATEGORY_LABELS.get(r.category or '', '-')}",
-                  f"Comment: {r.comment or '-'}",
+                  f"Comment: {case.text(r.comment) or '-'}",
                   f"Good learning case: {'yes' if r.learning_case else 'no'}",
                   f"Submitted: {r.submitted_at.isoformat()}"]
     return "\n".join(lines) + "\n"
@@ -186,7 +180,7 @@ def adhoc(study_id: int):
         db.session.commit()
         flash("Ad-hoc review opened. It is counted apart from the random sample.", "success")
         return redirect(url_for("reviews.review", assignment_id=assignment.id))
-    view = study_view(present(study, mode), study_text(current_user, study, mode))
+    view = present_for(current_user, study, deidentified=mode != "full").view
     return render_template("reviews/adhoc.html", study=study, view=view,
                            problem=problem, form=form)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
@@ -30,7 +32,8 @@ from qaportal.qa import cases as case_service
 from qaportal.reviews import bp
 from qaportal.reviews.blinding import blind_case, scrub
 from qaportal.reviews.forms import FeedbackForm, VoteForm
-from qaportal.studies.presenter import present
+from qaportal.studies import scrubber
+from qaportal.studies.presenter import present_for
 
 
 def _case_or_404(case_id: int, check) -> DiscrepancyCase:
@@ -67,17 +70,19 @@ def _render_committee(case: DiscrepancyCase, form=None, status: int = 200):
     assignment = case.review.assignment
     reader, reviewer = case_service.parties(case)
     hide = [reviewer, *[m.user for m in case.members]]
-    blind = blind_case(assignment.read, deidentified=True, hide=hide)
-    people = [reader, assignment.read.study.owner, *hide]
+    # The committee always sees the case de-identified: every typed field goes through the
+    # same presenter as the study header (patient identifiers and the people's names).
+    blind = blind_case(current_user, assignment.read, deidentified=True, hide=[reader, *hide])
+    text = blind.text
     review = case.review.effective
     labels = _member_labels(case)
-    votes = [(labels.get(v.user_id, "Member"), v, scrub(v.comment, people))
+    votes = [(labels.get(v.user_id, "Member"), v, text(v.comment))
              for v in case_service.visible_votes(case, current_user)]
     return render_template(
         "reviews/committee.html", case=case, blind=blind, review=review,
-        review_comment=scrub(review.comment, people),
-        impression=scrub(assignment.impression, people),
-        dispute=scrub(case.reader_response, people) if case.disputed_at else "",
+        review_comment=text(review.comment),
+        impression=text(assignment.impression),
+        dispute=text(case.reader_response) if case.disputed_at else "",
         votes=votes, own=case_service.own_vote(case, current_user),
         all_voted=case.all_voted(), form=form or VoteForm(formdata=None),
         score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS,
@@ -125,7 +130,8 @@ def feedback_list():
                DiscrepancyCase.decided_at.is_not(None))
         .order_by(DiscrepancyCase.status != "decided", DiscrepancyCase.decided_at.desc())
     ).all()
-    rows = [(c, present(c.review.assignment.read.study, "deidentified")) for c in cases]
+    rows = [(c, present_for(current_user, c.review.assignment.read.study,
+                            deidentified=True).view) for c in cases]
     audit.record("discrepancy.feedback_list_viewed", count=len(rows))
     db.session.commit()
     return render_template("reviews/feedback_list.html", rows=rows, status_labels=STATUS_LABELS,
@@ -143,7 +149,8 @@ def _render_feedback(case: DiscrepancyCase, form=None, status: int = 200):
     comments = [scrub(v.comment, people) for v in case_service.decided_votes(case)
                 if v.comment]
     return render_template(
-        "reviews/feedback.html", case=case, read=read, view=present(read.study, mode),
+        "reviews/feedback.html", case=case, read=read,
+        view=present_for(current_user, read.study, deidentified=mode != "full").view,
         can_open_study=study_access_mode(current_user, read.study) is not None,
         category=case.review.effective.category, comments=comments,
         rationale=scrub(case.rationale, people), form=form or FeedbackForm(formdata=None),
@@ -193,9 +200,10 @@ def conference_list():
         .where(ConferenceAttendee.user_id == current_user.id)
         .order_by(Conference.held_on.desc())
     ).all()
+    rows = [(c, _agenda(c)[1](c.title)) for c in confs]
     audit.record("learning.conference_list_viewed", count=len(confs))
     db.session.commit()
-    return render_template("reviews/conferences.html", conferences=confs)
+    return render_template("reviews/conferences.html", rows=rows)
 
 
 @bp.route("/conferences/<int:conference_id>")
@@ -203,7 +211,36 @@ def conference(conference_id: int):
     conf = db.session.get(Conference, conference_id)
     if conf is None or not can_view_conference(current_user, conf):
         abort(404)
+    items, conf_text = _agenda(conf)
     audit.record("learning.conference_viewed", conf)
     db.session.commit()
-    return render_template("reviews/conference.html", conf=conf,
+    return render_template("reviews/conference.html", conf=conf, items=items,
+                           title=conf_text(conf.title),
+                           learning_points=conf_text(conf.learning_points),
+                           improvement_actions=conf_text(conf.improvement_actions),
                            category_labels=CATEGORY_LABELS)
+
+
+def _agenda(conf: Conference) -> tuple[list, Callable[[str | None], str]]:
+    """Return the agenda as an attendee sees it, each teaching case through the study
+    presenter (de-identified, blind), and the scrubber of the conference's own text (title,
+    learning points, actions), which may speak of any case on it."""
+    items, texts = [], []
+    for item in conf.cases:
+        tc = item.teaching_case
+        text = present_for(current_user, tc.study, deidentified=True, blind=True,
+                           hide=_teaching_people(tc)).text
+        texts.append(text)
+        items.append((tc, text(tc.title), text(tc.teaching_point)))
+    return items, scrubber.chain(*texts)
+
+
+def _teaching_people(tc) -> list:
+    """Return the people a teaching case must not name: reader, reviewer, committee."""
+    review = db.session.get(Review, tc.review_id) if tc.review_id else None
+    if review is None:
+        return []
+    people = [review.assignment.read.reader, review.assignment.reviewer]
+    if review.case is not None:
+        people += [m.user for m in review.case.members]
+    return people

@@ -1,11 +1,19 @@
-"""What a page may show of a study: everything, or a de-identified view of it."""
+"""What a page may show of a study: everything, or a de-identified view of it.
+
+`present(study, mode)` is the header alone. `present_for(user, study)` is what every page,
+JSON answer, download and document shown to a user goes through: the header as their access
+allows, and the function that typed text about the study (notes, reports, comments, titles)
+must pass through before it is shown to them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
-from qaportal.models import Study
+from qaportal.models import Study, User
+from qaportal.studies import scrubber
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class StudyView:
     instance_count: int
     size_bytes: int
     burned_in_suspected: bool
+    blind: bool = False
 
     @property
     def label(self) -> str:
@@ -63,3 +72,53 @@ def present(study: Study, mode: str) -> StudyView:
         size_bytes=study.size_bytes,
         burned_in_suspected=study.burned_in_suspected,
     )
+
+
+@dataclass(frozen=True)
+class Presented:
+    """A study as one user may see it: its header and how typed text about it is shown."""
+
+    mode: str
+    blind: bool
+    view: StudyView
+    text: Callable[[str | None], str]
+
+    @property
+    def may_keep_device_identity(self) -> bool:
+        """A de-identified copy may keep station names and serials (Annex E option) only for
+        viewers who are not blind: a station name often names the site."""
+        return not self.blind
+
+
+def present_for(user: User, study: Study, *, deidentified: bool = False, blind: bool = False,
+                hide: Iterable[User | None] = ()) -> Presented:
+    """Return the study as `user` may see it on any page, JSON answer or download.
+
+    De-identified (the user's access is, or the surface asks for it): the pseudonym, no
+    birth date, accession, institution or referring physician, shifted dates, and typed
+    text scrubbed of every identifier the header holds. Blind (the user holds the study for
+    review, committee or teaching, or the surface is blind): even with full access, no
+    institution or referring physician, and typed text scrubbed of them and of the names of
+    the reader, the uploader and anyone in `hide`.
+    """
+    from qaportal.permissions import is_blind_access, study_access_mode
+
+    mode = "deidentified" if deidentified else (study_access_mode(user, study) or
+                                                "deidentified")
+    blind = blind or is_blind_access(user, study)
+    steps = []
+    if mode != "full":
+        steps.append(scrubber.compile_scrubber(scrubber.patient_patterns(study),
+                                               scrubber.REMOVED))
+    elif blind:
+        steps.append(scrubber.compile_scrubber(scrubber.site_patterns(study),
+                                               scrubber.REMOVED))
+    if blind:
+        people = [study.owner, study.read.reader if study.read else None, *hide]
+        steps.append(scrubber.compile_scrubber(scrubber.people_patterns(people),
+                                               scrubber.WITHHELD))
+    text = scrubber.chain(*steps)
+    view = present(study, mode)
+    view = replace(view, study_description=text(view.study_description), blind=blind,
+                   **({"institution": "", "referring_physician": ""} if blind else {}))
+    return Presented(mode=mode, blind=blind, view=view, text=text)

@@ -25,10 +25,8 @@ from qaportal.permissions import (
     can_edit_study,
     can_see_access_list,
     can_see_blind_grants,
-    is_blind_access,
     role_required,
 )
-from qaportal.reviews.blinding import study_text, study_view
 from qaportal.studies import bp, service
 from qaportal.studies.actions import actions_for
 from qaportal.studies.deid import DeidExportError, build_deidentified_zip, deid_options
@@ -41,7 +39,7 @@ from qaportal.studies.listing import (
     StudyFilter,
     filtered_studies,
 )
-from qaportal.studies.presenter import present
+from qaportal.studies.presenter import present, present_for
 from qaportal.studies.queries import study_for
 from qaportal.studies.upload_routes import reader_choices
 
@@ -57,12 +55,7 @@ def index():
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(page, pages)
     studies = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    from qaportal.permissions import study_access_mode
-
-    rows = []
-    for s in studies:
-        mode = study_access_mode(current_user, s)
-        rows.append((s, study_view(present(s, mode), study_text(current_user, s, mode))))
+    rows = [(s, present_for(current_user, s).view) for s in studies]
     audit.record("study.list_viewed", page=page, count=len(rows), **flt.audit_details())
     db.session.commit()
     return render_template("studies/index.html", rows=rows, total=total, page=page,
@@ -110,10 +103,9 @@ def _page_args(flt: StudyFilter) -> dict:
 @bp.route("/<int:study_id>")
 def detail(study_id: int):
     study, mode = study_for(current_user, study_id)
-    text = study_text(current_user, study, mode)
-    view = study_view(present(study, mode), text)
+    shown = present_for(current_user, study, deidentified=mode != "full")
+    text, view, blind = shown.text, shown.view, shown.blind
     audit.record("study.viewed", study, mode=mode)
-    blind = is_blind_access(current_user, study)
     show_read = mode == "full" and study.read is not None and not blind
     access, blind_grants = _access_list(study, show_read)
     db.session.commit()
@@ -123,6 +115,7 @@ def detail(study_id: int):
         can_edit=can_edit_study(current_user, study), show_read=show_read,
         can_correct=show_read and can_correct_read(current_user, study),
         deid_form=DeidDownloadForm(formdata=None), access=access, blind=blind,
+        keep_device=shown.may_keep_device_identity,
         blind_grants=blind_grants, notes=text,
     )
 
@@ -183,10 +176,12 @@ def edit(study_id: int):
 @bp.route("/<int:study_id>/deidentified.zip")
 def download_deidentified(study_id: int):
     study, mode = study_for(current_user, study_id)
+    shown = present_for(current_user, study, deidentified=mode != "full")
     form = DeidDownloadForm(request.args)
     options = deid_options(retain_dates=form.retain_dates.data,
                            retain_patient_characteristics=form.retain_patient_characteristics.data,
-                           retain_device_identity=form.retain_device_identity.data)
+                           retain_device_identity=(form.retain_device_identity.data
+                                                   and shown.may_keep_device_identity))
     try:
         zip_file, report = build_deidentified_zip(study, options)
     except (StoredFileMissing, StoredFileCorrupt) as exc:

@@ -25,7 +25,6 @@ from qaportal import audit
 from qaportal.dicom import WINDOW_PRESETS
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, Instance, Series, Study, utcnow
-from qaportal.reviews.blinding import study_text, study_view
 from qaportal.studies import bp
 from qaportal.studies.frames import (
     FrameCache,
@@ -35,7 +34,7 @@ from qaportal.studies.frames import (
     ordered_frames,
     parse_window,
 )
-from qaportal.studies.presenter import present
+from qaportal.studies.presenter import present_for
 from qaportal.studies.queries import study_for
 from qaportal.studies.storage import image_store
 from qaportal.templating import person_name
@@ -75,8 +74,8 @@ def presets_for(modality: str) -> list[dict]:
 @bp.route("/<int:study_id>/viewer")
 def viewer(study_id: int):
     study, mode = study_for(current_user, study_id)
-    text = study_text(current_user, study, mode)
-    view = study_view(present(study, mode), text)
+    shown = present_for(current_user, study, deidentified=mode != "full")
+    text, view = shown.text, shown.view
     series = [s for s in study.series if s.instance_count > 0]
     wanted = request.args.get("series", type=int)
     current = next((s for s in series if s.id == wanted), series[0] if series else None)
@@ -96,8 +95,8 @@ def series_frames(study_id: int, series_id: int):
     if frames and not colour and any(f.instance.window_width is None for f in frames):
         mid = frames[len(frames) // 2]
         auto = frame_renderer().auto_window(mid.instance, mid.frame)
-    view = present(study, mode)
-    text = study_text(current_user, study, mode)
+    shown = present_for(current_user, study, deidentified=mode != "full")
+    text, view = shown.text, shown.view
     items = []
     for f in frames:
         inst = f.instance
