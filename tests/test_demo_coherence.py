@@ -87,14 +87,14 @@ def test_seeded_data_agrees_with_its_images_and_pools(app):
     for req in requests:
         exam = BY_DESCRIPTION[req.study.study_description]
         assert req.study.study_description != TEST_PATTERN
-        assert req.study.clinical_question == req.question
+        assert req.study.clinical_question == req.clinical_question
         if req.pool:
-            assert req.pool == exam.subspecialty, (req.question, req.pool)
+            assert req.pool == exam.subspecialty, (req.clinical_question, req.pool)
         else:
             named = req.named_consultant.subspecialty_names
             assert exam.subspecialty in named or "general" in named
     for wrong in ("lumbar", "meniscus", "nodule"):  # questions with no image to answer them
-        assert not any(wrong in r.question.lower() for r in requests
+        assert not any(wrong in r.clinical_question.lower() for r in requests
                        if r.study.body_part not in ("CHEST",))
     pattern = db.session.scalar(sa.select(Study).where(Study.study_description == TEST_PATTERN))
     assert pattern is not None and pattern.read is None and not pattern.clinical_question
