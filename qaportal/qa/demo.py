@@ -153,7 +153,7 @@ def _case(review: Review, state: str, rng: random.Random, qa: User, members: lis
 
 @demo_step(30)
 def seed_reviews(accounts: dict) -> str:
-    """Seed a QA history: ~550 sampled reads with images, cases in every state, a conference."""
+    """Seed a QA history: ~350 sampled reads with images, cases in every state, a conference."""
     from qaportal.qa.sampling import assign_sampled, replay_run
     from qaportal.studies.access import grant_access
     from qaportal.studies.storage import image_store
@@ -177,7 +177,7 @@ def seed_reviews(accounts: dict) -> str:
     db.session.add_all([rule, run])
     plan = []
     for i, (reader, rate) in enumerate(zip(readers, rates, strict=True)):
-        volume = 40 if reader is accounts["radiologist"] else 60 + 10 * i
+        volume = 30 if reader is accounts["radiologist"] else 35 + 7 * i
         for _ in range(volume):
             days_ago = rng.randrange(1, 360)
             when = now - timedelta(days=days_ago, hours=rng.randrange(24))
