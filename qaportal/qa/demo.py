@@ -236,13 +236,14 @@ def seed_reviews(accounts: dict) -> str:
         raise RuntimeError("demo sampling run does not replay")
     db.session.flush()
     cycle, cases = 0, []
-    for review, days_ago in sig_reviews:
+    # Most recent first, so that the cases in every state are the recent ones.
+    for review, days_ago in sorted(sig_reviews, key=lambda item: item[1]):
         reader_id = review.assignment.read.reader_id
         members = [u for u in reviewers + readers[:3]
                    if u.id not in (reader_id, review.assignment.reviewer_id)][:2]
         if reader_id == accounts["radiologist"].id and days_ago < 200:
             state = "decided"  # feedback waiting for the demo radiologist
-        elif days_ago > 120:
+        elif days_ago > 120 and cycle >= len(states):
             state = "closed"
         else:
             state, cycle = states[cycle % 4], cycle + 1
