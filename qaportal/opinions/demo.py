@@ -42,6 +42,9 @@ REQUESTS = {
     "pool_for_rad": (("xr_chest", "ct_chest"), "radiologist2"),
     "stat_for_rad": (("ct_chest",), "radiologist2"),
 }
+# A request whose question is not the exam kind's usual one (a STAT needs an acute question).
+OVERRIDES = {"stat_for_rad": ("Haemoptysis overnight: apical mass or cavity?",
+                              "Smoker, coughing blood since last night; on no anticoagulant.")}
 
 
 def _demo_study(owner: User, index: int, kinds: tuple[str, ...], store,
@@ -94,6 +97,8 @@ def seed_opinions(accounts: dict) -> str:
     store, keys = image_store(), []
     studies = {name: _demo_study(accounts[owner], i, kinds, store, keys)
                for i, (name, (kinds, owner)) in enumerate(REQUESTS.items())}
+    for name, (question, history) in OVERRIDES.items():
+        studies[name].clinical_question, studies[name].clinical_history = question, history
     store.sync(keys)
 
     def ask(name, requester, priority, hours_ago, **kw):
