@@ -162,6 +162,18 @@ def load(app, overrides: dict[str, Any] | None) -> None:
     if overrides:
         app.config.update(overrides)
     _finish(app)
+    _check_links(app.config)
+
+
+def _check_links(cfg) -> None:
+    """Refuse a link base that is not an absolute URL; warn when links cannot have one."""
+    for key in ("BASE_URL", "SERVED_URL"):
+        if cfg.get(key) and not str(cfg[key]).startswith(("http://", "https://")):
+            raise ConfigError(f"QAPORTAL_{key} must be an absolute http(s):// URL")
+    if not cfg["LOCAL"] and not cfg.get("BASE_URL"):
+        # Not fatal (commands and tests run without it), but e-mails then carry bare paths.
+        logging.getLogger("qaportal").warning(
+            "QAPORTAL_BASE_URL is not set: e-mail links will carry no host name")
 
 
 def _finish(app) -> None:
@@ -197,13 +209,6 @@ def _finish(app) -> None:
     bad = set(cfg["REVIEW_CASE_SCORES"]) - {"2a", "2b", "3a", "3b"}
     if bad:
         raise ConfigError(f"REVIEW_CASE_SCORES may hold only 2a, 2b, 3a, 3b (not {sorted(bad)})")
-    for key in ("BASE_URL", "SERVED_URL"):
-        if cfg.get(key) and not str(cfg[key]).startswith(("http://", "https://")):
-            raise ConfigError(f"QAPORTAL_{key} must be an absolute http(s):// URL")
-    if not cfg["LOCAL"] and not cfg.get("BASE_URL"):
-        # Not fatal (commands and tests run without it), but e-mails then carry bare paths.
-        logging.getLogger("qaportal").warning(
-            "QAPORTAL_BASE_URL is not set: e-mail links will carry no host name")
     cfg["SESSION_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["REMEMBER_COOKIE_SECURE"] = not cfg["LOCAL"]
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=cfg["IDLE_TIMEOUT_MINUTES"])
