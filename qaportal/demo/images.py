@@ -101,11 +101,14 @@ def available(key: str) -> bool:
 
 
 def _source(key: str) -> Path | None:
+    """Return the first installed sample file of the exam kind."""
     return next((p for name in EXAMS[key].files if (p := sample_path(name))), None)
 
 
 @dataclass(frozen=True)
 class _Template:
+    """An exam's sample as bytes with placeholders, and the instance fields it yields."""
+
     data: bytes
     sop_class_uid: str
     rows: int | None
