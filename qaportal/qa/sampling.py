@@ -210,15 +210,7 @@ def commit_run(rule: SamplingRule, seed: int, by: User,
     for read, reviewer in preview.plan:
         if reviewer is None:
             continue
-        assignment = ReviewAssignment(
-            read_id=read.id, reviewer_id=reviewer.id, source="sample", run_id=run.id,
-            deidentified=rule.deidentify, due_at=now + timedelta(days=rule.due_days),
-            assigned_by_id=by.id, assigned_at=now,
-        )
-        db.session.add(assignment)
-        db.session.flush()
-        grant_access(read.study, reviewer, mode="deidentified" if rule.deidentify else "full",
-                     source=("review_assignment", assignment.id), by=by)
+        assign_sampled(read, reviewer, run, by, now)
         user, count = per_reviewer.get(reviewer.id, (reviewer, 0))
         per_reviewer[reviewer.id] = (user, count + 1)
     for user, count in per_reviewer.values():
@@ -228,6 +220,22 @@ def commit_run(rule: SamplingRule, seed: int, by: User,
                  candidates=len(preview.candidates), selected=preview.selected,
                  unassigned=preview.unassigned)
     return run
+
+
+def assign_sampled(read: OriginalRead, reviewer: User, run: SamplingRun, by: User,
+                   at: datetime) -> ReviewAssignment:
+    """Assign a sampled read to a reviewer and grant access as the run's rule says."""
+    rule = run.rule
+    assignment = ReviewAssignment(
+        read_id=read.id, reviewer_id=reviewer.id, source="sample", run_id=run.id,
+        deidentified=rule.deidentify, due_at=at + timedelta(days=rule.due_days),
+        assigned_by_id=by.id, assigned_at=at,
+    )
+    db.session.add(assignment)
+    db.session.flush()
+    grant_access(read.study, reviewer, mode="deidentified" if rule.deidentify else "full",
+                 source=("review_assignment", assignment.id), by=by)
+    return assignment
 
 
 def replay_run(run: SamplingRun) -> list[int]:

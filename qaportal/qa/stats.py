@@ -58,6 +58,21 @@ class Period:
                 datetime.combine(self.end + timedelta(days=1), time(), UTC))
 
     @classmethod
+    def default(cls, today: date | None = None) -> Period:
+        """Return the period every QA page starts from: the 12 months ending today."""
+        today = today or date.today()
+        try:
+            year_ago = today.replace(year=today.year - 1)
+        except ValueError:  # 29 February
+            year_ago = today.replace(year=today.year - 1, day=28)
+        return cls(year_ago + timedelta(days=1), today)
+
+    @property
+    def label(self) -> str:
+        """Return the period as people write it, e.g. "4 Dec 2025 – 3 Dec 2026"."""
+        return f"{self.start.day} {self.start:%b %Y} – {self.end.day} {self.end:%b %Y}"
+
+    @classmethod
     def last_months(cls, months: int, today: date | None = None) -> Period:
         """Return the period covering the last N whole-or-current months up to today."""
         today = today or date.today()

@@ -13,37 +13,51 @@ from qaportal.demo import demo_step
 from qaportal.extensions import db
 from qaportal.models import Study, utcnow
 
-# (pydicom test file, jurisdiction, clinical question, history, original report)
+# (pydicom test file, jurisdiction, clinical question, history, original report,
+#  description, body part): what each image really shows, read as a radiologist would.
+TEST_PATTERN = "TEST PATTERN (NOT A PATIENT)"
 SAMPLES = [
     ("CT_small.dcm", "CA", "Pulmonary nodule follow-up?",
      "62-year-old former smoker; 6 mm nodule on prior CT.",
-     "Stable 6 mm solid nodule in the right upper lobe. No new nodules. No adenopathy."),
+     "Stable 6 mm solid nodule in the right upper lobe. No new nodules. No adenopathy.",
+     "CT CHEST LOW DOSE", "CHEST"),
     ("MR_small.dcm", "CA", "Demyelination?", "34-year-old with intermittent paraesthesia.",
-     "No white matter lesions. Normal appearance of the brain parenchyma."),
-    ("examples_ybr_color.dcm", "NY", "Gallbladder wall thickening?",
-     "RUQ pain after meals for two weeks.",
-     "Gallbladder distended without stones. Wall 2 mm. No pericholecystic fluid."),
-    ("693_J2KI.dcm", "TX", "Acute intracranial haemorrhage?", "Fall from standing, on warfarin.",
-     "No acute intracranial haemorrhage. Chronic small-vessel ischaemic change."),
-    ("SC_rgb_jpeg_gdcm.dcm", "CA", "Colour test pattern", "Secondary capture for QA.",
-     "Secondary capture; no diagnostic content."),
-    ("MR_small_RLE.dcm", None, None, None, None),  # same UIDs as MR_small: a duplicate
+     "No white matter lesions. Normal appearance of the brain parenchyma.",
+     "MRI BRAIN W/O CONTRAST", "HEAD"),
+    # An apical four-chamber echocardiogram (cine), not an abdominal ultrasound.
+    ("examples_ybr_color.dcm", "NY", "Left ventricular function? Pericardial effusion?",
+     "Breathlessness on exertion for a month.",
+     "Normal left ventricular size and systolic function. No pericardial effusion.",
+     "US ECHOCARDIOGRAM TRANSTHORACIC", "HEART"),
+    # 693: a head CT with a large left subdural haematoma (the same slice as the generated
+    # series below): this is its follow-up.
+    ("693_J2KI.dcm", "TX", "Known left subdural haematoma: interval change?",
+     "Fall on warfarin last week; managed conservatively.",
+     "Left subdural haematoma of mixed density with mass effect and midline shift to the "
+     "right; no new haemorrhage elsewhere.", "CT HEAD W/O CONTRAST", "HEAD"),
+    # Colour bars: a test object for checking the viewer, never a clinical case.
+    ("SC_rgb_jpeg_gdcm.dcm", None, "", "", "", TEST_PATTERN, ""),
+    ("MR_small_RLE.dcm", None, None, None, None, None, None),  # MR_small's UIDs: a duplicate
 ]
 GENERATED_SLICES = 60
-# Descriptions for samples whose header has none.
-DESCRIPTIONS = {"CT_small.dcm": "CT CHEST LOW DOSE", "MR_small.dcm": "MRI BRAIN W/O CONTRAST",
-                "examples_ybr_color.dcm": "US ABDOMEN LIMITED",
-                "693_J2KI.dcm": "CT HEAD W/O CONTRAST", "SC_rgb_jpeg_gdcm.dcm": "SECONDARY CAPTURE"}
+# The generated series: a head CT from 693_UNCR (pydicom-data), else a chest CT from CT_small.
+GENERATED = {
+    "693_UNCR.dcm": ("CA", "Found confused after a fall, on warfarin: acute intracranial "
+                     "haemorrhage?", "78-year-old on warfarin for atrial fibrillation.",
+                     "Acute-on-chronic left subdural haematoma with mass effect and midline "
+                     "shift to the right. Urgent neurosurgical opinion advised.",
+                     "CT HEAD W/O CONTRAST", "HEAD", "HEAD AXIAL"),
+    "CT_small.dcm": ("CA", "Staging CT: metastatic disease?",
+                     "Colorectal carcinoma, post resection.",
+                     "No evidence of metastatic disease in the imaged chest.",
+                     "CT CHEST W/ CONTRAST", "CHEST", "CHEST AXIAL"),
+}
 
 
 def _sample_path(name: str) -> Path | None:
-    from pydicom.data import get_testdata_file
+    from qaportal.demo.images import sample_path
 
-    try:
-        found = get_testdata_file(name)
-    except (ValueError, OSError):
-        return None
-    return Path(found) if found else None
+    return sample_path(name)  # never downloads: a missing pydicom-data file is skipped
 
 
 @demo_step(10)
@@ -58,32 +72,32 @@ def seed_studies(accounts: dict) -> str | None:
         return None
     tmp = Path(tempfile.mkdtemp(prefix="qaportal-demo-"))
     try:
+        from qaportal.dicom import read_header
+        from qaportal.dicom.generate import base_slice_path
+
         inputs = [(name, p) for name, *_ in SAMPLES if (p := _sample_path(name))]
-        ct_dir = tmp / "chest-ct"
-        generate_ct_series(ct_dir, slices=GENERATED_SLICES, patient=("DEMO^CHEST", "DEMO0042"),
-                           series_description="CHEST AXIAL 1.0")
-        inputs.append(("chest-ct", ct_dir))
+        base = base_slice_path()
+        generated = GENERATED.get(base.name, GENERATED["CT_small.dcm"])
+        ct_dir = tmp / "generated-ct"
+        paths = generate_ct_series(ct_dir, slices=GENERATED_SLICES, base=base,
+                                   patient=("DEMO^SERIES", "DEMO0042"),
+                                   series_description=generated[-1])
+        inputs.append(("generated-ct", ct_dir))
         batch = jobs.new_batch(owner, "demo")
         jobs.import_files(inputs, owner.id, batch.id)
         jobs.finish_batch(batch)
-        contexts = {}
-        for name, juris, question, history, report in SAMPLES:
+        contexts = {read_header(paths[0]).study_uid: generated[:-1]}
+        for name, *context in SAMPLES:
             p = _sample_path(name)
-            if p is None or juris is None:
-                continue
-            from qaportal.dicom import read_header
-
-            contexts[read_header(p).study_uid] = (juris, question, history, report,
-                                                  DESCRIPTIONS.get(name, "SAMPLE STUDY"))
+            if p is not None and context[-1] is not None:
+                contexts[read_header(p).study_uid] = tuple(context)
         for i, study_id in enumerate(batch.study_ids):
             study = db.session.get(Study, study_id)
-            juris, question, history, report, description = contexts.get(study.study_uid, (
-                "CA", "Staging CT: metastatic disease?", "Colorectal carcinoma, post resection.",
-                "No evidence of metastatic disease in the chest. Small bilateral effusions.",
-                "CT CHEST W/ CONTRAST",
-            ))
-            if not study.study_description or study.study_description == "e+1":
-                study.study_description = description  # pydicom's samples mostly have none
+            juris, question, history, report, description, body = contexts[study.study_uid]
+            study.study_description = description  # pydicom's samples mostly have none
+            study.body_part = body
+            if description == TEST_PATTERN:
+                continue  # a test object: no clinical context, no read, never a request
             service.update_context(study, by=owner, jurisdiction=juris,
                                    clinical_question=question, clinical_history=history)
             service.set_original_read(study, by=owner, reader=owner, report_text=report,
