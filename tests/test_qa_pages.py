@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import sqlalchemy as sa
 
@@ -36,16 +34,13 @@ def test_anonymous_is_sent_to_login(client):
 def demo(app, db):
     from qaportal.demo import seed
 
-    started = time.perf_counter()
     accounts, _, summaries = seed()
-    elapsed = time.perf_counter() - started
-    return {"accounts": accounts, "summaries": summaries, "elapsed": elapsed}
+    return {"accounts": accounts, "summaries": summaries}
 
 
-def test_demo_history_is_realistic_fast_and_idempotent(db, demo):
-    # Every seeded study stores its image and every review its audited access grant (a few
-    # seconds on an idle machine); the bound leaves room for a loaded test machine.
-    assert demo["elapsed"] < 30
+def test_demo_history_is_realistic_and_idempotent(db, demo):
+    # Its speed is measured by benchmarks/demo_seed.py, not asserted here (a loaded test
+    # machine would make a time bound flaky).
     reviews = db.session.scalar(sa.select(sa.func.count()).select_from(Review))
     assert reviews >= 300
     states = set(db.session.scalars(sa.select(DiscrepancyCase.status)))
