@@ -199,3 +199,14 @@ def one_fragment_copy(dest: Path, frames: int, *, transfer_syntax: str | None = 
     dest.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(dest)
     return dest
+
+
+def post_upload(client, *paths: Path, **fields):
+    """Upload files through the browser's one-request form, with the context fields given."""
+    files = [(open(p, "rb"), p.name) for p in paths]  # closed below
+    try:
+        return client.post("/studies/upload", data={"files": files, **fields},
+                           content_type="multipart/form-data")
+    finally:
+        for fh, _ in files:
+            fh.close()

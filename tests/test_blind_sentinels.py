@@ -13,12 +13,10 @@ consultant of a de-identified second opinion, and no sentinel may appear in any 
 from __future__ import annotations
 
 import email
-import itertools
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from flask import url_for
 
 from qaportal.models import Study, UploadBatch
 from qaportal.opinions import service as opinions
@@ -27,6 +25,7 @@ from qaportal.qa import learning
 from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
+from tests.route_walk import get_urls
 from tests.studyfiles import modified_copy
 from tests.test_blinding_routes import DIRECTORY, _texts
 
@@ -192,18 +191,6 @@ def world(app, client, auth, db, tmp_path):
     return {"users": users, "values": values, "ids": ids}
 
 
-def _urls(app, values):
-    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if "GET" not in rule.methods or rule.endpoint == "static":
-            continue
-        args = sorted(rule.arguments)
-        missing = [a for a in args if a not in values]
-        assert not missing, f"{rule.endpoint}: teach this test to fill {missing}"
-        for combo in itertools.product(*(values[a] for a in args)):
-            with app.test_request_context():
-                yield rule.endpoint, url_for(rule.endpoint, **dict(zip(args, combo, strict=True)))
-
-
 def _assert_clean(texts: list[str], forbidden: list[str], where: str) -> None:
     for text in texts:
         low = text.lower()
@@ -226,7 +213,7 @@ def test_no_sentinel_reaches_a_blind_or_deidentified_viewer(app, client, auth, w
     forbidden = FORBIDDEN[who]
     assert auth.login(user).status_code == 302
     seen = {}
-    for endpoint, url in _urls(app, world["values"]):
+    for endpoint, url in get_urls(app, world["values"]):
         resp = client.get(url)
         seen[url] = resp.status_code
         if endpoint not in DIRECTORY:

@@ -10,13 +10,11 @@ cannot escape: a URL value this file does not know how to fill fails the test.
 from __future__ import annotations
 
 import io
-import itertools
 import zipfile
 from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
-from flask import url_for
 
 from qaportal.models import License, Notification, Study, UploadBatch, UserSubspecialty
 from qaportal.opinions import service as opinions
@@ -26,6 +24,7 @@ from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
 from tests.pdftools import pdf_text
+from tests.route_walk import get_urls
 from tests.studyfiles import modified_copy
 
 READER = ("Zebulon Quirkfeather", "zebq@blind.test")
@@ -102,18 +101,6 @@ def world(app, client, auth, db, tmp_path):
             "assignment": a, "case": case, "conf": conf, "study": study}
 
 
-def _urls(app, values):
-    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if "GET" not in rule.methods or rule.endpoint == "static":
-            continue
-        args = sorted(rule.arguments)
-        missing = [a for a in args if a not in values]
-        assert not missing, f"{rule.endpoint}: teach this test to fill {missing}"
-        for combo in itertools.product(*(values[a] for a in args)):
-            with app.test_request_context():
-                yield rule.endpoint, url_for(rule.endpoint, **dict(zip(args, combo, strict=True)))
-
-
 def _texts(resp) -> list[str]:
     """Return the response's text, and for a zip its member names and contents."""
     data = resp.get_data()
@@ -138,7 +125,7 @@ def _walk(app, client, auth, user, values, hidden: list[str],
     auth.logout()
     assert auth.login(user).status_code == 302
     seen = {}
-    for endpoint, url in _urls(app, values):
+    for endpoint, url in get_urls(app, values):
         resp = client.get(url)
         seen[url] = resp.status_code
         if endpoint in directory:

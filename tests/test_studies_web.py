@@ -15,18 +15,9 @@ from qaportal.models import AuditEvent, Study, UploadBatch
 from qaportal.studies.access import grant_access
 from tests.factories import make_user
 from tests.studyfiles import modified_copy, sample
+from tests.studyfiles import post_upload as _upload
 
 SENTINEL = "SENTINEL^PATIENTNAME"
-
-
-def _upload(client, *paths, **fields):
-    files = [(open(p, "rb"), p.name) for p in paths]
-    try:
-        return client.post("/studies/upload", data={"files": files, **fields},
-                           content_type="multipart/form-data")
-    finally:
-        for fh, _ in files:
-            fh.close()
 
 
 @pytest.fixture

@@ -10,19 +10,10 @@ from qaportal.extensions import db
 from qaportal.models import AuditEvent, OriginalRead, Study, UploadBatch
 from tests.factories import make_user
 from tests.studyfiles import modified_copy, sample
+from tests.studyfiles import post_upload as _upload
 
 SHARED_REPORT = "IMPRESSION: No acute intracranial abnormality."
 SHARED_QUESTION = "Headache, rule out bleed."
-
-
-def _upload(client, *paths, **fields):
-    files = [(open(p, "rb"), p.name) for p in paths]
-    try:
-        return client.post("/studies/upload", data={"files": files, **fields},
-                           content_type="multipart/form-data")
-    finally:
-        for fh, _ in files:
-            fh.close()
 
 
 def _third_study(tmp_path):

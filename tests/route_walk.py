@@ -1,0 +1,22 @@
+"""Every GET URL of the app, filled from a table of values: the walks of the blinding and
+sentinel tests request each one as each user."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+from flask import url_for
+
+
+def get_urls(app, values: dict[str, list]) -> Iterator[tuple[str, str]]:
+    """Yield (endpoint, url) for every GET rule, once per combination of its values."""
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if "GET" not in rule.methods or rule.endpoint == "static":
+            continue
+        args = sorted(rule.arguments)
+        missing = [a for a in args if a not in values]
+        assert not missing, f"{rule.endpoint}: teach this test to fill {missing}"
+        for combo in itertools.product(*(values[a] for a in args)):
+            with app.test_request_context():
+                yield rule.endpoint, url_for(rule.endpoint, **dict(zip(args, combo, strict=True)))
