@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 from datetime import timedelta
@@ -202,14 +201,11 @@ def load(app, overrides: dict[str, Any] | None) -> None:
 
 
 def _check_links(cfg) -> None:
-    """Refuse a link base that is not an absolute URL; warn when links cannot have one."""
+    """Refuse a link base that is not an absolute URL (a missing one is said when an e-mail
+    is written: commands that send none must not print a warning)."""
     for key in ("BASE_URL", "SERVED_URL"):
         if cfg.get(key) and not str(cfg[key]).startswith(("http://", "https://")):
             raise ConfigError(f"QAPORTAL_{key} must be an absolute http(s):// URL")
-    if not cfg["LOCAL"] and not cfg.get("BASE_URL"):
-        # Not fatal (commands and tests run without it), but e-mails then carry bare paths.
-        logging.getLogger("qaportal").warning(
-            "QAPORTAL_BASE_URL is not set: e-mail links will carry no host name")
 
 
 def _finish(app) -> None:

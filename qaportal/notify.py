@@ -109,7 +109,12 @@ def link_base() -> str:
 
 
 def _body(message: str, link: str) -> str:
-    url = f"{link_base()}{link}" if link.startswith("/") else link
+    base = link_base() if link.startswith("/") else ""
+    if link.startswith("/") and not base and not current_app.extensions.get("qaportal.no_base"):
+        current_app.extensions["qaportal.no_base"] = True  # said once per process
+        current_app.logger.warning(
+            "QAPORTAL_BASE_URL is not set: e-mail links carry no host name")
+    url = f"{base}{link}"
     return (
         f"{message}\n\nOpen it in qaportal: {url}\n\n"
         "This message contains no patient information; sign in to see the case.\n"
