@@ -5,21 +5,20 @@ modality and the questions asked of it agree with what a radiologist sees. A dem
 gets its own stored copy of the exam's image, rewritten with the study's UIDs and demo
 patient identity: every Instance row has its own file and SHA-256 (verify-storage holds),
 and the file's header agrees with the study it belongs to (downloads, de-identification).
-The rewrite swaps fixed-length placeholder values in the bytes, so no file is parsed twice.
+The rewrite swaps fixed-length placeholder values in the bytes (qaportal/dicom/template.py),
+so no file is parsed twice.
 """
 
 from __future__ import annotations
 
 import io
-import uuid
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.data import get_testdata_file
-from pydicom.multival import MultiValue
 
+from qaportal.dicom.template import SampleTemplate, fill, fixed_length_uid, sample_template
 from qaportal.extensions import db
 from qaportal.models import Instance, Series, Study
 
@@ -70,20 +69,9 @@ EXAMS: dict[str, Exam] = {e.key: e for e in (
          "No scintigraphic evidence of osseous metastases."),
 )}
 
-# Placeholders: each as long as the value that replaces it (UIDs are "2.25." + 39 digits).
-_P_STUDY = "2.25." + "1" * 39
-_P_SERIES = "2.25." + "2" * 39
-_P_SOP = "2.25." + "3" * 39
-_P_FRAME = "2.25." + "4" * 39
-_P_NAME = "ZZDEMO^ZZPLACEHOLD"
-_P_PID = "ZZPID00000"
-_P_ACC = "ZZACC00000"
-_P_DATE = "19000101"
-
-
 def demo_uid() -> str:
-    """Return a UUID-derived UID of fixed length (44 characters)."""
-    return f"2.25.{uuid.uuid4().int | 1 << 127}"  # top bit set: always 39 digits
+    """Return a UID as long as the template's placeholders."""
+    return fixed_length_uid()
 
 
 def sample_path(name: str) -> Path | None:
@@ -105,70 +93,16 @@ def _source(key: str) -> Path | None:
     return next((p for name in EXAMS[key].files if (p := sample_path(name))), None)
 
 
-@dataclass(frozen=True)
-class _Template:
-    """An exam's sample as bytes with placeholders, and the instance fields it yields."""
-
-    data: bytes
-    sop_class_uid: str
-    rows: int | None
-    columns: int | None
-    frames: int
-    transfer_syntax_uid: str
-    photometric: str
-    window_center: float | None
-    window_width: float | None
-
-
 @cache
-def _template(key: str) -> _Template:
+def _template(key: str) -> SampleTemplate:
     """Read the exam's sample once; return its bytes with placeholders where identity goes."""
     exam = EXAMS[key]
     path = _source(key)
     if path is None:
         raise LookupError(f"no sample image installed for {key}")
-    ds = dcmread(path)
-    for tag in [t for t in ds.keys() if t.is_private]:
-        del ds[tag]
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = _P_STUDY, _P_SERIES
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _P_SOP
-    ds.FrameOfReferenceUID = _P_FRAME
-    ds.PatientName, ds.PatientID, ds.AccessionNumber = _P_NAME, _P_PID, _P_ACC
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = _P_DATE
-    ds.PatientBirthDate = ds.PatientSex = ""  # the study row holds the demo sex
-    for keyword in ("StudyTime", "SeriesTime", "AcquisitionDate", "AcquisitionTime",
-                    "AcquisitionDateTime", "InstitutionName", "InstitutionAddress",
-                    "ReferringPhysicianName", "OperatorsName", "PerformingPhysicianName",
-                    "StationName", "OtherPatientIDs", "StudyID", "RequestAttributesSequence",
-                    "ReferencedStudySequence", "ReferencedPatientSequence",
-                    "ReferencedImageSequence", "SourceImageSequence"):
-        if keyword in ds:
-            delattr(ds, keyword)
-    ds.Modality, ds.BodyPartExamined = exam.modality, exam.body_part
-    ds.StudyDescription, ds.SeriesDescription = exam.description, exam.series_description
-    ds.SeriesNumber, ds.InstanceNumber = 1, 1
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-
-    def first(name: str) -> float | None:
-        value = ds.get(name)
-        if value is None or value == "":
-            return None
-        return float(value[0] if isinstance(value, MultiValue) else value)
-
-    return _Template(
-        data=out.getvalue(), sop_class_uid=str(ds.SOPClassUID), rows=ds.get("Rows"),
-        columns=ds.get("Columns"), frames=int(ds.get("NumberOfFrames") or 1),
-        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
-        photometric=str(ds.get("PhotometricInterpretation", "")),
-        window_center=first("WindowCenter"), window_width=first("WindowWidth"))
-
-
-def _fixed(value: str, placeholder: str) -> bytes:
-    """Return value as bytes of the placeholder's length (DICOM pads with a space)."""
-    if len(value) > len(placeholder):
-        raise ValueError("demo identity longer than its placeholder")
-    return value.ljust(len(placeholder)).encode()
+    return sample_template(path, modality=exam.modality, body_part=exam.body_part,
+                           description=exam.description,
+                           series_description=exam.series_description)
 
 
 def new_study(owner_id: int, key: str, *, patient: tuple[str, str], accession: str,
@@ -191,15 +125,10 @@ def attach_image(study: Study, key: str, store) -> str:
 
     exam, t = EXAMS[key], _template(key)
     series_uid, sop_uid = demo_uid(), demo_uid()
-    date = study.study_date.strftime("%Y%m%d") if study.study_date else _P_DATE
-    data = (t.data.replace(_P_STUDY.encode(), study.study_uid.encode())
-            .replace(_P_SERIES.encode(), series_uid.encode())
-            .replace(_P_SOP.encode(), sop_uid.encode())
-            .replace(_P_FRAME.encode(), demo_uid().encode())
-            .replace(_P_NAME.encode(), _fixed(study.patient_name, _P_NAME))
-            .replace(_P_PID.encode(), _fixed(study.patient_id, _P_PID))
-            .replace(_P_ACC.encode(), _fixed(study.accession_number, _P_ACC))
-            .replace(_P_DATE.encode(), date.encode()))
+    data = fill(t, study_uid=study.study_uid, series_uid=series_uid, sop_uid=sop_uid,
+                frame_uid=demo_uid(), patient_name=study.patient_name,
+                patient_id=study.patient_id, accession=study.accession_number,
+                date=study.study_date.strftime("%Y%m%d") if study.study_date else None)
     storage_key = new_key()
     stored = store.put(storage_key, io.BytesIO(data), sync=False)
     series = Series(series_uid=series_uid, modality=exam.modality, series_number=1,

@@ -61,8 +61,8 @@ __all__ = [
     "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",
     "ConferenceCase", "DiscrepancyCase", "Review", "ReviewAmendment", "ReviewAssignment",
     "SamplingRule", "SamplingRun", "TeachingCase",
-    # server-side sessions and rate limits (issue 11)
+    # server-side sessions and rate limits
     "RateLimitCounter", "UserSession",
-    # read corrections (issue 12)
+    # read corrections
     "OriginalReadVersion",
 ]
