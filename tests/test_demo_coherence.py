@@ -113,6 +113,10 @@ def test_demo_first_screens_show_real_images(app, client, auth):
     assignment_id = int(re.search(r'href="/reviews/(\d+)"', worklist).group(1))
     page = client.get(f"/reviews/{assignment_id}").get_data(as_text=True)
     viewer = re.search(r'id="open-viewer" href="([^"]+)"', page).group(1)
+    # The clinical notes read as a referrer wrote them: nothing in them is an identifier.
+    kind = BY_DESCRIPTION[db.session.get(ReviewAssignment, assignment_id).read.study
+                          .study_description].key
+    assert images.HISTORIES[kind] in page and "[removed]" not in page
     assert client.get(viewer).status_code == 200
     a = db.session.get(ReviewAssignment, assignment_id)
     study = a.read.study
@@ -127,7 +131,9 @@ def test_demo_first_screens_show_real_images(app, client, auth):
         dicoms = [n for n in zf.namelist() if n.lower().endswith(".dcm")]
         assert dicoms
         ds = dcmread(io.BytesIO(zf.read(dicoms[0])))
-    assert ds.pixel_array.size and "DEMO" not in str(ds.get("PatientName", ""))
+    assert ds.pixel_array.size and str(ds.get("PatientName", "")) != study.patient_name
+    family = study.patient_name.split("^")[0]
+    assert family and family not in str(ds.get("PatientName", ""))
     auth.logout()
     # The radiologist's own study opens in the viewer with its frames.
     auth.login(accounts["radiologist"], password)

@@ -69,6 +69,31 @@ EXAMS: dict[str, Exam] = {e.key: e for e in (
          "No scintigraphic evidence of osseous metastases."),
 )}
 
+# A relevant history for each exam kind (the clinical notes a referrer sends with it).
+HISTORIES = {
+    "ct_head": "Fall at home on warfarin; drowsy since.",
+    "ct_chest": "Former smoker, cough for eight weeks.",
+    "mr_brain": "Daily headaches for three months; normal neurological examination.",
+    "xr_chest": "Fever for four days, productive cough.",
+    "xr_tibia": "Inversion injury playing football; tender over the distal tibia.",
+    "mr_shoulder": "Painful arc for four months despite physiotherapy.",
+    "mr_liver": "Weight loss; indeterminate liver lesion on ultrasound.",
+    "nm_bone": "Newly diagnosed prostate cancer, PSA 24.",
+}
+# Made-up demo patients; "FAMILY^GIVEN" stays within the template's 18-character placeholder.
+_FAMILY = ("ABBOTT", "BRENNAN", "CASTILLO", "DUBOIS", "ERIKSEN", "FAROUK", "GALLAGHER",
+           "HOLLOWAY", "IVANOVA", "JENSEN", "KOWALSKI", "LINDQVIST", "MORETTI", "NAKAMURA",
+           "OKONKWO", "PATEL", "QUINTERO", "ROSSITER", "SANTOS", "THORNE", "UCHIDA", "VARGA",
+           "WALLACE", "YILMAZ")
+_GIVEN = ("ADA", "BEN", "CLARA", "DAVID", "ELENA", "FELIX", "GRACE", "HUGO", "IRIS", "JONAH",
+          "KEIKO", "LIAM", "MAYA", "NOAH", "OLIVE", "PAUL", "RUTH", "SAMIR", "TESSA", "VIKRAM")
+
+
+def patient_name(rng) -> str:
+    """Return a made-up demo patient's DICOM name ("FAMILY^GIVEN") drawn with rng."""
+    return f"{rng.choice(_FAMILY)}^{rng.choice(_GIVEN)}"
+
+
 def demo_uid() -> str:
     """Return a UID as long as the template's placeholders."""
     return fixed_length_uid()

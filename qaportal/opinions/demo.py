@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 from datetime import date, timedelta
 
@@ -53,8 +54,9 @@ def _demo_study(owner: User, index: int, kinds: tuple[str, ...], store,
     from qaportal.demo import images
 
     key = next(k for k in kinds if images.available(k))
+    names = random.Random(index)  # noqa: S311 (made-up demo names, not a secret)
     study, storage_key = images.add_study(
-        owner.id, key, store, patient=(f"DEMO^PATIENT{index + 1}", f"DEMO{index + 1:04d}"),
+        owner.id, key, store, patient=(images.patient_name(names), f"DEMO{index + 1:04d}"),
         accession=f"DO{index + 1:08d}", sex="F" if index % 2 else "M",
         when=date.today() - timedelta(days=2 + index), jurisdiction="CA",
         deid_key=secrets.token_hex(32), deid_date_shift_days=-(10 + index),

@@ -83,12 +83,12 @@ def _study(owner: User, rng: random.Random, when, key: str, store) -> tuple[Stud
     """Return a study of the exam kind with its own copy of the kind's real image."""
     n = rng.randrange(10**6)
     return images.add_study(
-        owner.id, key, store, patient=(f"DEMO^PATIENT{n:06d}", f"DEMO{n:06d}"),
+        owner.id, key, store, patient=(images.patient_name(rng), f"DEMO{n:06d}"),
         accession=f"DQ{n:08d}", sex=rng.choice("FM"), when=when.date(),
         jurisdiction="CA", deid_key=secrets.token_hex(32),
         deid_date_shift_days=-rng.randrange(10, 60),
         pseudonym=f"QA-{secrets.token_hex(4).upper()}",
-        clinical_history="Demo history.", clinical_question=images.EXAMS[key].question)
+        clinical_history=images.HISTORIES[key], clinical_question=images.EXAMS[key].question)
 
 
 def _reviewer_for(key: str, reader: User, reviewers: list[User],
