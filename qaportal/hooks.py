@@ -38,7 +38,8 @@ def megabytes(n: int) -> str:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+    return (request.path.startswith(("/api/", "/dicomweb/"))
+            or request.accept_mimetypes.best == "application/json")
 
 
 def init_app(app: Flask) -> None:

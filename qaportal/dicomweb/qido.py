@@ -1,0 +1,1 @@
+"""DICOMweb qido (placeholder until its routes land)."""

@@ -1,0 +1,1 @@
+"""DICOMweb stow (placeholder until its routes land)."""

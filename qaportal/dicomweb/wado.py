@@ -1,0 +1,1 @@
+"""DICOMweb wado (placeholder until its routes land)."""
