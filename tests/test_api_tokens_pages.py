@@ -3,6 +3,8 @@ administrators' list of every token."""
 
 from __future__ import annotations
 
+import secrets
+
 import sqlalchemy as sa
 
 from qaportal.auth import tokens
@@ -11,6 +13,11 @@ from tests.factories import DEFAULT_PASSWORD, make_user
 
 FORM = {"label": "PACS at Harbourview", "scopes": ["read", "write"], "expires": "90",
         "password": DEFAULT_PASSWORD}
+
+
+def form(**changes) -> dict:
+    """The token form as the account page sends it: a fresh nonce each time it is shown."""
+    return {**FORM, "nonce": secrets.token_urlsafe(16), **changes}
 
 
 def _tokens(db, user) -> list[ApiToken]:
@@ -23,7 +30,7 @@ def _events(db, action: str) -> list[AuditEvent]:
 
 def test_a_new_token_is_shown_once_and_never_kept(client, db, login_as):
     user = login_as("radiologist")
-    resp = client.post("/account/tokens", data=FORM)
+    resp = client.post("/account/tokens", data=form())
     assert resp.status_code == 200
     assert resp.headers["Cache-Control"] == "no-store"
     page = resp.get_data(as_text=True)
@@ -45,20 +52,37 @@ def test_a_new_token_is_shown_once_and_never_kept(client, db, login_as):
     assert ev.actor_id == user.id and secret not in str(ev.details)
 
 
+def test_the_same_form_sent_again_creates_no_second_token(client, db, login_as):
+    user = login_as("radiologist")
+    page = client.get("/account").get_data(as_text=True)
+    nonce = page.split('name="nonce" type="hidden" value="')[1].split('"')[0]
+    sent = form(nonce=nonce)
+    assert client.post("/account/tokens", data=sent).status_code == 200
+    again = client.post("/account/tokens", data=sent)  # the browser's reload of that page
+    assert again.status_code == 302 and again.headers["Location"].endswith("#api-tokens")
+    assert "qap_" not in again.get_data(as_text=True)
+    assert len(_tokens(db, user)) == 1
+    assert "was sent already" in client.get("/account").get_data(as_text=True)
+    fresh = client.get("/account").get_data(as_text=True)
+    assert nonce not in fresh  # each form shown carries a new one
+    assert client.post("/account/tokens", data=form()).status_code == 200
+    assert len(_tokens(db, user)) == 2
+
+
 def test_expiry_choices(client, db, login_as):
     user = login_as("radiologist")
     for expires in ("30", "365", "never"):
-        assert client.post("/account/tokens", data={**FORM, "expires": expires}).status_code \
+        assert client.post("/account/tokens", data=form(expires=expires)).status_code \
             == 200
     days = sorted((t.expires_at - t.created_at).days if t.expires_at else 0
                   for t in _tokens(db, user))
     assert days == [0, 30, 365]
-    assert client.post("/account/tokens", data={**FORM, "expires": "7"}).status_code == 422
+    assert client.post("/account/tokens", data=form(expires="7")).status_code == 422
 
 
 def test_a_wrong_password_counts_towards_the_lockout(app, client, db, login_as):
     user = login_as("radiologist")
-    resp = client.post("/account/tokens", data={**FORM, "password": "not-my-password"})
+    resp = client.post("/account/tokens", data=form(password="not-my-password"))
     assert resp.status_code == 422
     assert "This is not your current password." in resp.get_data(as_text=True)
     assert _tokens(db, user) == []
@@ -67,7 +91,7 @@ def test_a_wrong_password_counts_towards_the_lockout(app, client, db, login_as):
     (ev,) = _events(db, "auth.login_failed")
     assert ev.details["reason"] == "wrong password for a new API token"
     for _ in range(app.config["LOCKOUT_THRESHOLD"] - 1):
-        resp = client.post("/account/tokens", data={**FORM, "password": "still-wrong"})
+        resp = client.post("/account/tokens", data=form(password="still-wrong"))
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
     db.session.refresh(user)
     assert user.locked_until is not None
@@ -81,15 +105,15 @@ def test_a_wrong_password_counts_towards_the_lockout(app, client, db, login_as):
 def test_the_form_refuses_no_scope_a_bad_label_and_too_many_tokens(app, client, db,
                                                                    login_as):
     user = login_as("radiologist")
-    resp = client.post("/account/tokens", data={**FORM, "scopes": []})
+    resp = client.post("/account/tokens", data=form(scopes=[]))
     assert resp.status_code == 422 and "Choose at least one scope." in resp.get_data(True)
-    resp = client.post("/account/tokens", data={**FORM, "label": "line\r\nbreak"})
+    resp = client.post("/account/tokens", data=form(label="line\r\nbreak"))
     assert resp.status_code == 422 and "no line breaks" in resp.get_data(True)
-    resp = client.post("/account/tokens", data={**FORM, "scopes": ["read", "admin"]})
+    resp = client.post("/account/tokens", data=form(scopes=["read", "admin"]))
     assert resp.status_code == 422
     app.config["API_TOKENS_PER_USER"] = 1
-    assert client.post("/account/tokens", data=FORM).status_code == 200
-    resp = client.post("/account/tokens", data=FORM)
+    assert client.post("/account/tokens", data=form()).status_code == 200
+    resp = client.post("/account/tokens", data=form())
     assert resp.status_code == 422 and "at most 1 active API tokens" in resp.get_data(True)
     assert len(_tokens(db, user)) == 1
     db.session.refresh(user)
@@ -101,7 +125,7 @@ def test_revoke_own_token_only(client, db, login_as):
     theirs = tokens.create(other, label="theirs", scopes=("read",), expires_days=30, by=other)
     db.session.commit()
     user = login_as("radiologist")
-    client.post("/account/tokens", data=FORM)
+    client.post("/account/tokens", data=form())
     (mine,) = _tokens(db, user)
     assert client.post(f"/account/tokens/{theirs.token.id}/revoke").status_code == 404
     resp = client.post(f"/account/tokens/{mine.id}/revoke")

@@ -1,8 +1,11 @@
 """Forms for signing in and managing one's own account."""
 
+import secrets
+
 from flask_wtf import FlaskForm
 from wtforms import (
     EmailField,
+    HiddenField,
     PasswordField,
     SelectField,
     SelectMultipleField,
@@ -87,6 +90,9 @@ class ApiTokenForm(FlaskForm):
     expires = SelectField("Expires", choices=EXPIRY_CHOICES, default="90")
     password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})
+    # One per form shown: the same form sent twice (a reload) creates no second token.
+    nonce = HiddenField(validators=[DataRequired(), Length(max=64)],
+                        default=lambda: secrets.token_urlsafe(16))
     submit = SubmitField("Create token")
 
     def validate_scopes(self, field):

@@ -10,6 +10,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_login import current_user
@@ -20,6 +21,10 @@ from qaportal.auth.routes import render_account, sign_out_locked
 from qaportal.extensions import db
 from qaportal.models import ApiToken
 from qaportal.passwords import verify_password
+
+# The nonces of the last token forms that created a token (the cookie holds no secret).
+SENT_KEY = "api_token_forms_sent"
+KEEP_SENT = 5
 
 
 def _api_base() -> str:
@@ -35,6 +40,10 @@ def token_create():
     form = ApiTokenForm()
     if not form.validate_on_submit():
         return render_account(token_form=form, status=422)
+    if form.nonce.data in session.get(SENT_KEY, []):
+        flash("That form was sent already; the token it created was shown once. "
+              "Create another one if you need it.", "info")
+        return redirect(url_for("auth.account") + "#api-tokens")
     if service.is_locked(user) or not verify_password(user.password_hash, form.password.data):
         # A token is a long-lived credential: a stolen session must not mint one by guessing.
         if not service.is_locked(user):
@@ -52,6 +61,7 @@ def token_create():
         form.label.errors.append(str(exc))
         return render_account(token_form=form, status=422)
     db.session.commit()
+    session[SENT_KEY] = [*session.get(SENT_KEY, [])[-(KEEP_SENT - 1):], form.nonce.data]
     # Shown in this response only: never flashed (the cookie), never stored, never cached.
     response = make_response(render_template(
         "auth/token_created.html", token=new.token, secret=new.secret, api_base=_api_base()))
