@@ -311,3 +311,17 @@ def test_a_session_post_needs_the_csrf_header_a_bearer_post_does_not(tmp_path, d
         if db_url.startswith("postgresql"):
             _db.drop_all()
         _db.engine.dispose()
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("API_PATH_PREFIXES", ("/",), "API_PATH_PREFIXES must be paths"),
+    ("API_PATH_PREFIXES", ("/dicomweb",), "API_PATH_PREFIXES must be paths"),
+    ("API_TOKEN_FAILURE_RATE_LIMIT", "lots", "QAPORTAL_API_TOKEN_FAILURE_RATE_LIMIT='lots'"),
+    ("API_TOKENS_PER_USER", 0, "QAPORTAL_API_TOKENS_PER_USER must be at least 1"),
+])
+def test_token_settings_that_cannot_work_are_refused(tmp_path, setting, value, message):
+    from qaportal import create_app
+    from qaportal.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        create_app({"INSTANCE_PATH": str(tmp_path), setting: value})
