@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from limits import parse_many
 from sqlalchemy.orm import selectinload
 
@@ -267,8 +268,22 @@ def authenticate_bearer():
     return None
 
 
+class TokenAwareSessionInterface(SecureCookieSessionInterface):
+    """The signed-cookie session, never saved on a request authenticated by a token.
+
+    Flask re-sends a permanent session's cookie on every request; a client sending both a
+    cookie and a token would get it back refreshed. A token's request sets no cookie.
+    """
+
+    def save_session(self, app, session, response) -> None:
+        if g.get("api_token") is not None:
+            return
+        super().save_session(app, session, response)
+
+
 def init_app(app: Flask) -> None:
     """Install Bearer authentication as the app's first before-request hook."""
     # First: before the CSRF check (a token is no cookie, no forgery) and before
     # require_login (which would touch a session and send mandatory-step redirects).
     app.before_request_funcs.setdefault(None, []).insert(0, authenticate_bearer)
+    app.session_interface = TokenAwareSessionInterface()
