@@ -31,6 +31,7 @@ from qaportal import audit
 from qaportal.extensions import db
 from qaportal.models import ApiToken, User, utcnow
 from qaportal.models.api_token import scopes_value
+from qaportal.ratelimit import client_address, limiter
 from qaportal.validation import plain_text_problem
 
 TOKEN_PREFIX = "qap_"  # noqa: S105 - the format marker of a token, not a secret
@@ -209,8 +210,6 @@ def _failure_limits():
 
 def _throttled_for() -> int | None:
     """Seconds this client must wait after too many refused tokens, else None."""
-    from qaportal.ratelimit import client_address, limiter
-
     for item in _failure_limits():
         if not limiter.limiter.test(item, RATE_KEY, client_address()):
             reset = limiter.limiter.get_window_stats(item, RATE_KEY, client_address())[0]
@@ -219,8 +218,6 @@ def _throttled_for() -> int | None:
 
 
 def _count_failure() -> None:
-    from qaportal.ratelimit import client_address, limiter
-
     for item in _failure_limits():
         limiter.limiter.hit(item, RATE_KEY, client_address())
 
@@ -235,14 +232,11 @@ def authenticate_bearer():
         return _json(401, "API tokens are accepted only by the API (" +
                      ", ".join(current_app.config["API_PATH_PREFIXES"]) + ")",
                      **{"WWW-Authenticate": 'Bearer error="invalid_request"'})
-    from qaportal.ratelimit import client_address
-
     wait = _throttled_for()
     if wait is not None:
         current_app.logger.warning("API token refused: too many refused tokens from %s",
                                    client_address())
-        response = _json(429, "too many requests", **{"Retry-After": str(wait)})
-        return response
+        return _json(429, "too many requests", **{"Retry-After": str(wait)})
     verdict = verify(secret)
     if verdict.refused is not None:
         _count_failure()
