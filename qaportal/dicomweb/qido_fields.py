@@ -1,0 +1,161 @@
+"""The attributes QIDO-RS matches on and answers with, and their served values.
+
+Values come from database rows (never from the files). For a study served de-identified
+they are the values of the de-identified copy WADO-RS serves (the Annex E profile with
+shifted dates and kept patient characteristics): the pseudonym as name and ID, no birth
+date, accession, institution, referring physician, study ID or descriptions, dates shifted
+by the study's shift, every UID remapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
+
+from qaportal.dicomweb.dicomjson import element, tag
+
+LEVELS = ("study", "series", "instance")
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute QIDO-RS knows: where it lives and how it matches."""
+
+    keyword: str
+    vr: str
+    level: str  # "study", "series" or "instance"
+    kind: str | None  # pn, text, uid, date, time, int; None: returned, never matched
+    default: bool = True  # returned without includefield at its level
+
+    @property
+    def tag(self) -> int:
+        return tag_for_keyword(self.keyword)
+
+
+ATTRS = [
+    Attr("StudyDate", "DA", "study", "date"),
+    Attr("StudyTime", "TM", "study", "time"),
+    Attr("AccessionNumber", "SH", "study", "text"),
+    Attr("ModalitiesInStudy", "CS", "study", "text"),
+    Attr("ReferringPhysicianName", "PN", "study", "pn"),
+    Attr("PatientName", "PN", "study", "pn"),
+    Attr("PatientID", "LO", "study", "text"),
+    Attr("PatientBirthDate", "DA", "study", "date"),
+    Attr("PatientSex", "CS", "study", "text"),
+    Attr("StudyInstanceUID", "UI", "study", "uid"),
+    Attr("StudyID", "SH", "study", "text"),
+    Attr("NumberOfStudyRelatedSeries", "IS", "study", None),
+    Attr("NumberOfStudyRelatedInstances", "IS", "study", None),
+    Attr("StudyDescription", "LO", "study", "text"),
+    Attr("InstitutionName", "LO", "study", "text", default=False),
+    Attr("InstanceAvailability", "CS", "study", None, default=False),
+    Attr("Modality", "CS", "series", "text"),
+    Attr("SeriesDescription", "LO", "series", "text"),
+    Attr("SeriesNumber", "IS", "series", "int"),
+    Attr("SeriesInstanceUID", "UI", "series", "uid"),
+    Attr("NumberOfSeriesRelatedInstances", "IS", "series", None),
+    Attr("BodyPartExamined", "CS", "series", "text", default=False),
+    Attr("SOPClassUID", "UI", "instance", "uid"),
+    Attr("SOPInstanceUID", "UI", "instance", "uid"),
+    Attr("InstanceNumber", "IS", "instance", "int"),
+    Attr("Rows", "US", "instance", "int"),
+    Attr("Columns", "US", "instance", "int"),
+    Attr("NumberOfFrames", "IS", "instance", "int"),
+]
+BY_KEYWORD = {a.keyword: a for a in ATTRS}
+RETRIEVE_URL = Attr("RetrieveURL", "UR", "study", None)  # at the level of the search
+
+
+def resolve(name: str) -> str | None:
+    """Return the keyword of an attribute named by keyword or by tag (8 hex digits), or None."""
+    name = name.strip()
+    if len(name) == 8 and all(c in "0123456789abcdefABCDEF" for c in name):
+        return keyword_for_tag(int(name, 16)) or None
+    return name if tag_for_keyword(name) is not None else None
+
+
+def levels_up_to(level: str) -> tuple[str, ...]:
+    return LEVELS[: LEVELS.index(level) + 1]
+
+
+def default_fields(level: str, scoped: bool) -> list[Attr]:
+    """The attributes a search answers with: its level's, and the levels above it when the
+    search is not inside one study (PS3.18 10.6.3.3), with the parents' UIDs always."""
+    above = levels_up_to(level)[:-1]
+    wanted = [a for a in ATTRS if a.default and
+              (a.level == level or (not scoped and a.level in above))]
+    for a in ATTRS:
+        if a.level in above and a.kind == "uid" and a.keyword != "SOPClassUID" \
+                and a not in wanted:
+            wanted.append(a)
+    return wanted
+
+
+def study_values(s: Any, deid: bool, uid: Callable[[str], str]) -> dict[str, Any]:
+    """The served study-level values of a study (a Study or a row with its columns)."""
+    shift = timedelta(days=s.deid_date_shift_days if deid else 0)
+    return {
+        "StudyDate": s.study_date + shift if s.study_date else None,
+        "StudyTime": s.study_time,
+        "AccessionNumber": "" if deid else s.accession_number,
+        "ModalitiesInStudy": [m for m in (s.modalities or "").split("/") if m],
+        "ReferringPhysicianName": "" if deid else s.referring_physician,
+        "PatientName": s.pseudonym if deid else s.patient_name,
+        "PatientID": s.pseudonym if deid else s.patient_id,
+        "PatientBirthDate": None if deid else s.patient_birth_date,
+        "PatientSex": s.patient_sex,
+        "StudyInstanceUID": uid(s.study_uid),
+        "StudyID": "",
+        "NumberOfStudyRelatedSeries": s.series_count,
+        "NumberOfStudyRelatedInstances": s.instance_count,
+        "StudyDescription": "" if deid else s.study_description,
+        "InstitutionName": "" if deid else s.institution,
+        "InstanceAvailability": "ONLINE",
+    }
+
+
+def series_values(se: Any, deid: bool, uid: Callable[[str], str]) -> dict[str, Any]:
+    """The served series-level values of a series."""
+    return {
+        "Modality": se.modality,
+        "SeriesDescription": "" if deid else se.series_description,
+        "SeriesNumber": se.series_number,
+        "SeriesInstanceUID": uid(se.series_uid),
+        "NumberOfSeriesRelatedInstances": se.instance_count,
+        "BodyPartExamined": se.body_part,
+    }
+
+
+def instance_values(inst: Any, uid: Callable[[str], str]) -> dict[str, Any]:
+    """The served instance-level values of an instance (the SOP class is a standard UID)."""
+    return {
+        "SOPClassUID": inst.sop_class_uid,
+        "SOPInstanceUID": uid(inst.sop_uid),
+        "InstanceNumber": inst.instance_number,
+        "Rows": inst.rows,
+        "Columns": inst.columns,
+        "NumberOfFrames": inst.frames,
+    }
+
+
+def retrieve_url(base: str, values: dict[str, Any], level: str) -> str:
+    """This server's WADO-RS URL of a result, under the UIDs the caller sees."""
+    url = f"{base}/studies/{values['StudyInstanceUID']}"
+    if level in ("series", "instance"):
+        url += f"/series/{values['SeriesInstanceUID']}"
+    if level == "instance":
+        url += f"/instances/{values['SOPInstanceUID']}"
+    return url
+
+
+def to_json(values: dict[str, Any], fields: list[Attr]) -> dict[str, Any]:
+    """One result in the DICOM JSON model, attributes in tag order."""
+    out = {}
+    for a in sorted(fields, key=lambda a: a.tag):
+        value = values.get(a.keyword)
+        out[tag(a.tag)] = element(a.vr, *(value if isinstance(value, list) else [value]))
+    return out
