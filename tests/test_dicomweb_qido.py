@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, time, timedelta
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 import sqlalchemy as sa
+from dicomweb_client import DICOMwebClient
+from pydicom import Dataset
+from requests.structures import CaseInsensitiveDict
 
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, Instance, Series
@@ -385,3 +390,49 @@ def test_every_search_is_audited_without_query_values(client, auth, w):
 def test_anonymous_gets_401(client, w):
     r = _get(client, "studies")
     assert r.status_code == 401 and r.is_json
+
+
+class _FlaskAdapter:
+    """A requests transport that hands each request to the Flask test client (signed in),
+    so dicomweb-client, the reference client, talks to the real views without a socket."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def send(self, request, **kwargs):
+        url = urlsplit(request.url)
+        got = self.client.open(url.path, method=request.method, query_string=url.query,
+                               headers={k: v for k, v in request.headers.items()
+                                        if k.lower() not in ("cookie", "host")},
+                               data=request.body)
+        response = requests.Response()
+        response.status_code, response.url, response.request = \
+            got.status_code, request.url, request
+        response.headers = CaseInsensitiveDict(got.headers)
+        response._content = got.get_data()
+        return response
+
+    def close(self):
+        pass
+
+
+def test_dicomweb_client_searches(client, auth, w):
+    auth.login(w["owner"])
+    session = requests.Session()
+    session.mount("http://portal.test/", _FlaskAdapter(client))
+    dw = DICOMwebClient("http://portal.test/dicomweb", session=session)
+    found = [Dataset.from_json(d) for d in dw.search_for_studies(
+        search_filters={"PatientName": "sm*", "StudyDate": "20200101-"},
+        fields=["InstitutionName"])]
+    assert [str(d.PatientName) for d in found] == ["SMITH^JOHN", "SMYTHE^ANNA"]
+    assert found[0].InstitutionName == "Harbour General"
+    pages = dw.search_for_studies(limit=1, get_remaining=True)
+    assert [d[UID]["Value"][0] for d in pages] == [w[k].study_uid for k in "abc"]
+    a = w["a"]
+    series = dw.search_for_series(a.study_uid)
+    assert [d["0020000E"]["Value"][0] for d in series] == [a.series[0].series_uid]
+    instances = dw.search_for_instances(a.study_uid, a.series[0].series_uid,
+                                        search_filters={"InstanceNumber": 2})
+    assert [Dataset.from_json(d).SOPInstanceUID for d in instances] == \
+        [f"{a.series[0].series_uid}.2"]
+    assert dw.search_for_studies(search_filters={"PatientID": "NOBODY"}) == []
