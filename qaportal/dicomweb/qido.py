@@ -24,9 +24,9 @@ from qaportal.dicomweb.qido_fields import (
     BY_KEYWORD,
     RETRIEVE_URL,
     default_fields,
+    encoder,
     levels_up_to,
     resolve,
-    to_json,
 )
 from qaportal.dicomweb.qido_search import Page, Search, page_of, python_hits, search_all
 from qaportal.extensions import db
@@ -86,8 +86,8 @@ def _answer(level: str, study_uid: str | None, series_uid: str | None = None):
 
 
 def _response(page: Page, search: Search, offer: Offer):
-    fields = [*search.fields, RETRIEVE_URL]
-    out = dicomjson.response(to_json(v, fields) for v in page.results)
+    encode = encoder([*search.fields, RETRIEVE_URL])
+    out = dicomjson.response(encode(v) for v in page.results)
     out.mimetype = offer.type
     warnings = list(search.warnings)
     if page.more:

@@ -152,10 +152,39 @@ def retrieve_url(base: str, values: dict[str, Any], level: str) -> str:
     return url
 
 
-def to_json(values: dict[str, Any], fields: list[Attr]) -> dict[str, Any]:
-    """One result in the DICOM JSON model, attributes in tag order."""
-    out = {}
-    for a in sorted(fields, key=lambda a: a.tag):
-        value = values.get(a.keyword)
-        out[tag(a.tag)] = element(a.vr, *(value if isinstance(value, list) else [value]))
-    return out
+def encoder(fields: list[Attr]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Return a function writing one result in the DICOM JSON model, attributes in tag order.
+
+    Built once per answer: a thousand results are encoded without a dictionary lookup per
+    attribute (QIDO at 1,000 studies is measured against Orthanc)."""
+    plan = [(tag(a.tag), a.vr, a.keyword, _FORMAT.get(a.vr))
+            for a in sorted(fields, key=lambda a: a.tag)]
+
+    def encode(values: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, vr, keyword, fmt in plan:
+            value = values.get(keyword)
+            if value is None or value == "" or value == []:
+                out[key] = {"vr": vr}
+            elif isinstance(value, list):
+                out[key] = element(vr, *value)
+            else:
+                out[key] = {"vr": vr, "Value": [fmt(value) if fmt else value]}
+        return out
+
+    return encode
+
+
+def _da(value: Any) -> str:
+    return f"{value.year:04d}{value.month:02d}{value.day:02d}" if hasattr(value, "year") \
+        else str(value)
+
+
+def _tm(value: Any) -> str:
+    return f"{value.hour:02d}{value.minute:02d}{value.second:02d}" \
+        if hasattr(value, "hour") else str(value)
+
+
+_FORMAT: dict[str, Callable[[Any], Any]] = {
+    "DA": _da, "TM": _tm, "PN": lambda v: {"Alphabetic": str(v)},
+}

@@ -188,30 +188,59 @@ def _sql_condition(key: Key, dialect: str) -> sa.ColumnElement[bool]:
     return key.condition(column, dialect)
 
 
+_STUDY_COLUMNS = [Study.id, Study.study_uid, Study.study_date, Study.study_time,
+                  Study.accession_number, Study.modalities, Study.referring_physician,
+                  Study.patient_name, Study.patient_id, Study.patient_birth_date,
+                  Study.patient_sex, Study.series_count, Study.instance_count,
+                  Study.study_description, Study.institution, Study.deid_date_shift_days,
+                  Study.pseudonym]
+_SERIES_COLUMNS = [c.label("se_" + c.key) for c in (
+    Series.id, Series.modality, Series.series_description, Series.series_number,
+    Series.series_uid, Series.instance_count, Series.body_part)]
+_INSTANCE_COLUMNS = [c.label("in_" + c.key) for c in (
+    Instance.id, Instance.sop_class_uid, Instance.sop_uid, Instance.instance_number,
+    Instance.rows, Instance.columns, Instance.frames)]
+
+
+class _Part:
+    """The series or instance columns of a joined row, under their own names."""
+
+    __slots__ = ("row", "prefix")
+
+    def __init__(self, row: Any, prefix: str):
+        self.row, self.prefix = row, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.row, self.prefix + name)
+
+
 def _sql_hits(cond: sa.ColumnElement[bool], user: User, search: Search, base: str,
               skip: int, take: int) -> list[tuple[tuple, dict[str, Any]]]:
+    """Rows as columns, not ORM objects: a thousand results build several times faster."""
     level = search.level
-    entities: list[Any] = [Study]
+    columns = list(_STUDY_COLUMNS)
     order = [Study.study_date.desc().nulls_last(), Study.id]
-    stmt = sa.select(Study)
     if level in ("series", "instance"):
-        entities.append(Series)
-        stmt = sa.select(*entities).join(Series, Series.study_id == Study.id)
+        columns += _SERIES_COLUMNS
         order += [Series.series_number.asc().nulls_last(), Series.id]
     if level == "instance":
-        entities.append(Instance)
-        stmt = sa.select(*entities).join(Series, Series.study_id == Study.id).join(
-            Instance, Instance.series_id == Series.id)
+        columns += _INSTANCE_COLUMNS
         order += [Instance.instance_number.asc().nulls_last(), Instance.id]
+    stmt = sa.select(*columns)
+    if level in ("series", "instance"):
+        stmt = stmt.join(Series, Series.study_id == Study.id)
+    if level == "instance":
+        stmt = stmt.join(Instance, Instance.series_id == Series.id)
     dialect = db.session.get_bind().dialect.name
     stmt = stmt.where(Study.id.in_(_picked(cond, user.id)),
                       *[_sql_condition(k, dialect) for k in search.keys])
     stmt = stmt.order_by(*order).offset(skip).limit(take)
     hits = []
     for row in db.session.execute(stmt):
-        study, se, inst = (tuple(row) + (None, None))[:3]
-        values = _build(False, _same, study, se, inst, level, base)
-        ids = tuple(o.id for o in (study, se, inst) if o is not None)
+        se = _Part(row, "se_") if level != "study" else None
+        inst = _Part(row, "in_") if level == "instance" else None
+        values = _build(False, _same, row, se, inst, level, base)
+        ids = (row.id, *((row.se_id,) if se else ()), *((row.in_id,) if inst else ()))
         hits.append((_sort_key(values, ids), values))
     return hits
 
