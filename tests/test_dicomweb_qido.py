@@ -173,8 +173,11 @@ def test_series_and_instances_across_studies_and_inside_one(client, auth, w):
                  "00080018") == [f"{se.series_uid}.2"]
     assert _uids(_get(client, "instances", InstanceNumber="3"), "00080018") == \
         [f"{se.series_uid}.3"]
-    assert _uids(_get(client, f"studies/{a.study_uid}/instances", SeriesNumber="1"),
-                 "00080018") == [f"{se.series_uid}.{i}" for i in (1, 2, 3)]
+    r = _get(client, f"studies/{a.study_uid}/instances", SeriesNumber="1")
+    assert _uids(r, "00080018") == [f"{se.series_uid}.{i}" for i in (1, 2, 3)]
+    assert _value(r.json[0], "00080060") == "CT" and NAME not in r.json[0]  # series fields
+    r = _get(client, f"studies/{a.study_uid}/series/{se.series_uid}/instances")
+    assert "00080060" not in r.json[0] and _value(r.json[0], "0020000E") == se.series_uid
     assert _get(client, f"studies/{w['hidden'].study_uid}/series").status_code == 404
     assert _get(client, f"studies/{a.study_uid}/series/1.2.3/instances").status_code == 404
 

@@ -69,7 +69,8 @@ def search_series_instances(study: str, series: str):
 
 def _answer(level: str, study_uid: str | None, series_uid: str | None = None):
     offer = choose_or_406(request.headers.get("Accept"), OFFERS)
-    search = parse_search(level, scoped=study_uid is not None)
+    fixed = ("study",) * (study_uid is not None) + ("series",) * (series_uid is not None)
+    search = parse_search(level, fixed)
     user = current_user._get_current_object()
     base = request.url_root.rstrip("/") + bp.url_prefix
     target: Target | None = None
@@ -97,7 +98,7 @@ def _response(page: Page, search: Search, offer: Offer):
     return out
 
 
-def parse_search(level: str, scoped: bool) -> Search:
+def parse_search(level: str, fixed: tuple[str, ...]) -> Search:
     """Parse the query string of a search at a level (400 with a reason when invalid)."""
     allowed = levels_up_to(level)
     keys, ignored, warnings = [], set(), []
@@ -117,7 +118,7 @@ def parse_search(level: str, scoped: bool) -> Search:
                         "ignored: " + ", ".join(sorted(ignored)))
     if request.args.get("fuzzymatching", "").strip().lower() == "true":
         warnings.append("fuzzymatching is not supported: only literal matching was performed")
-    fields = _fields(level, scoped, warnings)
+    fields = _fields(level, fixed, warnings)
     maximum = current_app.config["QIDO_MAX_RESULTS"]
     limit = _count("limit", maximum, minimum=1)
     if limit > maximum:
@@ -135,9 +136,9 @@ def _keyword(name: str, where: str) -> str | None:
     return keywords[0] if len(parts) == 1 else None
 
 
-def _fields(level: str, scoped: bool, warnings: list[str]) -> list:
+def _fields(level: str, fixed: tuple[str, ...], warnings: list[str]) -> list:
     allowed = levels_up_to(level)
-    fields = default_fields(level, scoped)
+    fields = default_fields(level, fixed)
     missing = set()
     for raw in request.args.getlist("includefield"):
         for part in (p.strip() for p in raw.split(",")):

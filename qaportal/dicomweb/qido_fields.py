@@ -82,12 +82,13 @@ def levels_up_to(level: str) -> tuple[str, ...]:
     return LEVELS[: LEVELS.index(level) + 1]
 
 
-def default_fields(level: str, scoped: bool) -> list[Attr]:
-    """The attributes a search answers with: its level's, and the levels above it when the
-    search is not inside one study (PS3.18 10.6.3.3), with the parents' UIDs always."""
+def default_fields(level: str, fixed: tuple[str, ...]) -> list[Attr]:
+    """The attributes a search answers with (PS3.18 10.6.3.3): its level's, and those of the
+    levels above it that its path does not fix (`fixed`: "study" for /studies/{uid}/...),
+    with the parents' UIDs always."""
     above = levels_up_to(level)[:-1]
     wanted = [a for a in ATTRS if a.default and
-              (a.level == level or (not scoped and a.level in above))]
+              (a.level == level or (a.level in above and a.level not in fixed))]
     for a in ATTRS:
         if a.level in above and a.kind == "uid" and a.keyword != "SOPClassUID" \
                 and a not in wanted:
