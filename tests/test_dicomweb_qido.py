@@ -133,6 +133,9 @@ def test_patient_name_matches_whole_name_or_components_ignoring_case(client, aut
     ({"ModalitiesInStudy": "MR\\PT"}, "bc"), ({"ModalitiesInStudy": "CT"}, "ac"),
     ({"PatientName": "S*", "ModalitiesInStudy": "CT", "StudyDate": "20230101-"}, "a"),
     ({"StudyID": "1"}, ""),
+    # SQL wildcard characters are literal in DICOM values.
+    ({"PatientID": "PID_?"}, ""), ({"PatientID": "%"}, ""), ({"PatientID": "PID%*"}, ""),
+    ({"StudyDescription": "[CM]*"}, ""),
 ])
 def test_matching_keys(client, auth, w, params, expected):
     auth.login(w["owner"])
@@ -344,6 +347,7 @@ def test_blind_reviewer_series_and_instances_are_remapped(client, auth, w):
     auth.login(reviewer)
     served_uid = _uids(_get(client, "studies"))[0]
     assert _get(client, f"studies/{a.study_uid}/series").status_code == 404
+    assert _get(client, f"studies/{served_uid}/series", PatientID="PID-A").json == []
     r = _get(client, f"studies/{served_uid}/series")
     served_series = _uids(r, "0020000E")[0]
     assert served_series != se.series_uid and served_series.startswith("2.25.")
