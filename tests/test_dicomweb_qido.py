@@ -18,6 +18,7 @@ from dicomweb_client import DICOMwebClient
 from pydicom import Dataset
 from requests.structures import CaseInsensitiveDict
 
+from qaportal.auth import tokens
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, Instance, Series
 from tests.factories import make_assignment, make_study, make_user
@@ -443,3 +444,18 @@ def test_dicomweb_client_searches(client, auth, w):
     assert [Dataset.from_json(d).SOPInstanceUID for d in instances] == \
         [f"{a.series[0].series_uid}.2"]
     assert dw.search_for_studies(search_filters={"PatientID": "NOBODY"}) == []
+
+
+def test_bearer_token_searches_as_its_user_and_is_audited(client, w):
+    secret = tokens.create(w["reviewer"], label="viewer", scopes=("read",), expires_days=30,
+                           by=w["reviewer"]).secret
+    db.session.commit()
+    r = client.get("/dicomweb/studies", headers={"Authorization": f"Bearer {secret}",
+                                                 "Accept": JSON})
+    assert r.status_code == 200 and len(r.json) == 1
+    assert _value(r.json[0], NAME) == {"Alphabetic": w["a"].pseudonym}
+    event = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "dicomweb.searched")).one()
+    assert event.actor_id == w["reviewer"].id and event.details["via"] == "token"
+    assert client.get("/dicomweb/studies", headers={"Authorization": "Bearer nope"}
+                      ).status_code == 401
