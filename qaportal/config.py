@@ -73,6 +73,8 @@ class Defaults:
     FRAME_CACHE_MAX_BYTES = 2 * 1024**3
     FRAME_MAX_AGE = 3600
     AUDIT_PAGE_SIZE = 50
+    # QIDO-RS: at most this many results per answer (a Warning header says when more exist).
+    QIDO_MAX_RESULTS = 1000
     # E-mail: SMTP when QAPORTAL_SMTP_HOST is set, else .eml files in instance/outbox/.
     SMTP_HOST: str | None = None
     SMTP_PORT = 587

@@ -482,3 +482,28 @@ EXPECTED.update({
         "params": lambda objs, users: {"token_id": objs["api_token"].id},
     },
 })
+
+
+# -- DICOMweb QIDO-RS: search (anonymous: JSON 401; a study one may not see: 404) -----------
+def _qido_study():
+    return {ANONYMOUS: 401, "radiologist": 200, "reviewer": 404,
+            "qa_manager": 200, "admin": 200}
+
+
+def _qido_study_params(objs, users):
+    return {"study": objs["study"].study_uid}
+
+
+def _qido_series_params(objs, users):
+    study = objs["study"]
+    return {"study": study.study_uid, "series": study.series[0].series_uid}
+
+
+EXPECTED.update({
+    "dicomweb.search_studies": everyone(200, anonymous=401),
+    "dicomweb.search_series": everyone(200, anonymous=401),
+    "dicomweb.search_instances": everyone(200, anonymous=401),
+    "dicomweb.search_study_series": {**_qido_study(), "params": _qido_study_params},
+    "dicomweb.search_study_instances": {**_qido_study(), "params": _qido_study_params},
+    "dicomweb.search_series_instances": {**_qido_study(), "params": _qido_series_params},
+})

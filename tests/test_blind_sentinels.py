@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from qaportal.dicomweb.access import deid_context
 from qaportal.models import Study, UploadBatch
 from qaportal.opinions import service as opinions
 from qaportal.qa import cases as case_service
@@ -109,6 +110,12 @@ REACHED = {
                    "/studies/{sid}/series/{series}/frames.json", "/notifications/"],
 }
 
+# Every viewer above is served the study de-identified through DICOMweb: found under its
+# remapped UIDs (the original ones answer 404, checked by the walk's UID sentinels).
+DICOMWEB_REACHED = ["/dicomweb/studies", "/dicomweb/series", "/dicomweb/instances",
+                    "/dicomweb/studies/{suid}/series",
+                    "/dicomweb/studies/{suid}/series/{seuid}/instances"]
+
 
 def _user(roles, person, **kw):
     return make_user(roles, full_name=person[0], email=person[1], **kw)
@@ -175,7 +182,12 @@ def world(app, client, auth, db, tmp_path):
     db.session.commit()
 
     series = study.series[0]
+    served = deid_context(study)  # every viewer here is served the study de-identified
+    originals = [study.study_uid, series.series_uid, *(i.sop_uid for i in series.instances)]
     values = {
+        # DICOMweb: the original UIDs (404 to these viewers) and the served ones.
+        "study": [study.study_uid, served.new_uid_for(study.study_uid)],
+        "series": [series.series_uid, served.new_uid_for(series.series_uid)],
         "study_id": [study.id], "series_id": [series.id],
         "instance_id": [i.id for i in series.instances], "n": [0],
         "assignment_id": [a_deid.id, a_full.id], "case_id": [case.id],
@@ -187,8 +199,10 @@ def world(app, client, auth, db, tmp_path):
         "filename": ["css/app.css"],
     }
     ids = {"sid": study.id, "series": series.id, "a_deid": a_deid.id, "a_full": a_full.id,
-           "case": case.id, "conf": conf.id, "req": req.id}
-    return {"users": users, "values": values, "ids": ids}
+           "case": case.id, "conf": conf.id, "req": req.id,
+           "suid": values["study"][1], "seuid": values["series"][1]}
+    return {"users": users, "values": values, "ids": ids,
+            "original_uids": [u.lower() for u in originals]}
 
 
 def _assert_clean(texts: list[str], forbidden: list[str], where: str) -> None:
@@ -218,6 +232,8 @@ def test_no_sentinel_reaches_a_blind_or_deidentified_viewer(app, client, auth, w
         seen[url] = resp.status_code
         if endpoint not in DIRECTORY:
             _assert_clean(_texts(resp), forbidden, f"{url} ({endpoint})")
+        if endpoint.startswith("dicomweb."):  # the API speaks remapped UIDs only
+            _assert_clean(_texts(resp), world["original_uids"], f"{url} ({endpoint})")
     # The de-identified copy with every option a viewer may tick.
     url = (f"/studies/{world['ids']['sid']}/deidentified.zip?retain_dates=y"
            "&retain_patient_characteristics=y&retain_device_identity=y")
@@ -227,9 +243,11 @@ def test_no_sentinel_reaches_a_blind_or_deidentified_viewer(app, client, auth, w
     # only to blind viewers, since a station name often names the site.
     kept = {"quixstation"} if who == "consultant" else set()
     _assert_clean(_texts(resp), [t for t in forbidden if t not in kept], url)
-    for url in REACHED[who]:
+    for url in REACHED[who] + DICOMWEB_REACHED:
         url = url.format(**world["ids"])
         assert seen.get(url) == 200, (url, seen.get(url))
+    found = client.get("/dicomweb/studies").json
+    assert [r["0020000D"]["Value"][0] for r in found] == [world["ids"]["suid"]]
     mails = _mails_to(app, user.email)
     if who in ("member", "attendee", "consultant"):
         assert mails, "the viewer was notified by e-mail"

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 
+from qaportal.dicomweb.access import deid_context
 from qaportal.models import License, Notification, Study, UploadBatch, UserSubspecialty
 from qaportal.opinions import service as opinions
 from qaportal.qa import cases as case_service
@@ -84,7 +85,10 @@ def world(app, client, auth, db, tmp_path):
     learning.invite(conf, [reader, reviewer, member], qa)
     db.session.commit()
     series = study.series[0]
+    served = deid_context(study)
     values = {
+        "study": [study.study_uid, served.new_uid_for(study.study_uid)],
+        "series": [series.series_uid, served.new_uid_for(series.series_uid)],
         "study_id": [study.id], "series_id": [series.id],
         "instance_id": [i.id for i in series.instances], "n": [0],
         "assignment_id": [a.id], "case_id": [case.id], "review_id": [review.id],
