@@ -140,9 +140,12 @@ def find_instance(target: Target, series: Series, sop_uid: str) -> Instance:
         if inst is None:
             abort(404)
         return inst
-    for inst in db.session.scalars(sa.select(Instance).where(Instance.series_id == series.id)):
-        if target.uid(inst.sop_uid) == sop_uid:
-            return inst
+    # The remapped UID cannot be inverted: hash each of the series' UIDs, reading only the
+    # (id, UID) pairs, then load the one instance that matches.
+    for inst_id, original in db.session.execute(
+            sa.select(Instance.id, Instance.sop_uid).where(Instance.series_id == series.id)):
+        if target.uid(original) == sop_uid:
+            return db.session.get(Instance, inst_id)
     abort(404)
 
 
