@@ -25,7 +25,7 @@ from qaportal.qa import learning
 from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
-from tests.route_walk import get_urls
+from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
 from tests.test_blinding_routes import DIRECTORY, _texts
 
@@ -90,12 +90,17 @@ FORBIDDEN = {
                                          MEMBER),
     "consultant": PATIENT + SITE,
 }
+# A de-identified caller's DICOMweb instance URL (remapped UIDs).
+DICOMWEB_INSTANCE = ("/dicomweb/studies/{study_uid}/series/{series_uid}/instances/"
+                     "{instance_uid}")
 # The pages that must have been reached (and checked) for each viewer.
 REACHED = {
     "deid_reviewer": ["/reviews/{a_deid}", "/reviews/{a_deid}/record.txt",
                       "/reviews/assignments.json", "/studies/{sid}", "/studies/{sid}/viewer",
                       "/studies/{sid}/series/{series}/frames.json",
-                      "/studies/{sid}/deidentified.zip", "/studies/", "/reviews/"],
+                      "/studies/{sid}/deidentified.zip", "/studies/", "/reviews/",
+                      DICOMWEB_INSTANCE + "/frames/1", DICOMWEB_INSTANCE + "/rendered",
+                      "/dicomweb/studies/{study_uid}/thumbnail"],
     "full_reviewer": ["/reviews/{a_full}", "/reviews/{a_full}/record.txt",
                       "/reviews/assignments.json", "/studies/{sid}", "/studies/{sid}/viewer",
                       "/studies/{sid}/series/{series}/frames.json",
@@ -106,7 +111,8 @@ REACHED = {
                  "/studies/{sid}/viewer",
                  "/notifications/"],
     "consultant": ["/opinions/{req}", "/opinions/", "/studies/{sid}",
-                   "/studies/{sid}/series/{series}/frames.json", "/notifications/"],
+                   "/studies/{sid}/series/{series}/frames.json", "/notifications/",
+                   DICOMWEB_INSTANCE + "/frames/1/rendered"],
 }
 
 
@@ -185,9 +191,11 @@ def world(app, client, auth, db, tmp_path):
         "batch_id": list(db.session.scalars(sa.select(UploadBatch.id))),
         "rule_id": [1], "run_id": [1], "document_id": ["0" * 32], "kind": sorted(REPORTS),
         "filename": ["css/app.css"],
+        **dicomweb_values(study),
     }
+    remapped = {k: v[1] for k, v in dicomweb_values(study).items() if k != "frame_list"}
     ids = {"sid": study.id, "series": series.id, "a_deid": a_deid.id, "a_full": a_full.id,
-           "case": case.id, "conf": conf.id, "req": req.id}
+           "case": case.id, "conf": conf.id, "req": req.id, **remapped}
     return {"users": users, "values": values, "ids": ids}
 
 

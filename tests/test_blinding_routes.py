@@ -24,7 +24,7 @@ from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
 from tests.pdftools import pdf_text
-from tests.route_walk import get_urls
+from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
 
 READER = ("Zebulon Quirkfeather", "zebq@blind.test")
@@ -96,6 +96,7 @@ def world(app, client, auth, db, tmp_path):
         "request_id": [1], "rule_id": [1], "run_id": [1], "document_id": ["0" * 32],
         "kind": sorted(REPORTS),
         "filename": ["css/app.css"],
+        **dicomweb_values(study),
     }
     return {"reader": reader, "reviewer": reviewer, "member": member, "values": values,
             "assignment": a, "case": case, "conf": conf, "study": study}
