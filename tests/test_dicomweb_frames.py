@@ -21,10 +21,10 @@ from pydicom.pixels import pixel_array
 from requests.structures import CaseInsensitiveDict
 
 from qaportal.dicom import generate_ct_series
-from qaportal.dicomweb.access import deid_context
+from qaportal.dicomweb.access import deid_context, find_instance, find_series, find_study
 from qaportal.dicomweb.negotiate import Offer, choose
 from qaportal.extensions import db
-from qaportal.models import AuditEvent, Instance, Study
+from qaportal.models import AuditEvent, Instance, Study, User
 from qaportal.studies import jobs
 from qaportal.studies.access import grant_access
 from tests.factories import make_user
@@ -413,3 +413,54 @@ def test_negotiation_treats_the_type_parameter_as_a_range():
     assert choose('multipart/related; type="*/*"', [native, jp2]) == native
     assert choose('multipart/related; type="image/*"', [native, jp2]) == jp2
     assert choose('multipart/related; type="image/jpeg"', [native, jp2]) is None
+
+
+def test_deidentified_instance_lookup_loads_only_the_match(app, tmp_path):
+    owner, reader = make_user(roles=("radiologist",)), make_user(roles=("radiologist",))
+    db.session.commit()
+    study = ingest(owner, *generate_ct_series(tmp_path / "ct", slices=6,
+                                              base=data_file("CT_small.dcm")))
+    grant_access(study, reader, mode="deidentified", source=("test", 1), by=owner)
+    db.session.commit()
+    ctx = deid_context(study)
+    series = study.series[0]
+    wanted = series.instances[3]
+    wanted_id, reader_id = wanted.id, reader.id
+    uids = [ctx.new_uid_for(u) for u in (study.study_uid, series.series_uid, wanted.sop_uid)]
+    db.session.expunge_all()
+    target = find_study(db.session.get(User, reader_id), uids[0])
+    assert target.deidentified
+    series = find_series(target, uids[1])
+    loaded: list[int] = []
+
+    def on_load(obj, context):
+        loaded.append(obj.id)
+
+    sa.event.listen(Instance, "load", on_load)
+    try:
+        found = find_instance(target, series, uids[2])
+    finally:
+        sa.event.remove(Instance, "load", on_load)
+    assert found.id == wanted_id
+    # Only the matching row became an object: the others were hashed from (id, UID) pairs.
+    assert loaded == [wanted_id]
+
+
+def test_own_study_lookup_asks_for_no_grants(app):
+    owner = make_user(roles=("radiologist",))
+    db.session.commit()
+    study = ingest(owner, data_file("CT_small.dcm"))
+    study_uid = study.study_uid
+    assert owner.has_role("radiologist")  # user and roles loaded before counting
+    statements: list[str] = []
+
+    def listen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        target = find_study(owner, study_uid)
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", listen)
+    assert target.study.id == study.id and not target.deidentified
+    assert len(statements) == 1  # the visible-studies select; no grant or blind-role lookup
