@@ -464,3 +464,31 @@ def test_own_study_lookup_asks_for_no_grants(app):
         sa.event.remove(db.engine, "before_cursor_execute", listen)
     assert target.study.id == study.id and not target.deidentified
     assert len(statements) == 1  # the visible-studies select; no grant or blind-role lookup
+
+
+def test_api_token_caller_retrieves_frames_and_thumbnails(app, client):
+    from qaportal.auth import tokens
+
+    owner = make_user(roles=("radiologist",))
+    db.session.commit()
+    path = data_file("693_J2KI.dcm")
+    study = ingest(owner, path)
+    inst = first_instance(study)
+    secret = tokens.create(owner, label="PACS", scopes=("read",), expires_days=30,
+                           by=owner).secret
+    db.session.commit()
+    dw = web_client(client)
+    dw._session.headers["Authorization"] = f"Bearer {secret}"
+    uids = (study.study_uid, inst.series.series_uid, inst.sop_uid)
+    (frame,) = dw.retrieve_instance_frames(*uids, frame_numbers=[1])
+    assert frame == decoded(path, 0)
+    (stored,) = dw.retrieve_instance_frames(*uids, frame_numbers=[1],
+                                            media_types=("image/jp2",))
+    assert stored == encapsulated(path, 0)
+    url = instance_url(study, inst) + "/thumbnail"
+    resp = client.get(url, headers={"Authorization": f"Bearer {secret}"})
+    assert resp.status_code == 200 and image(resp.data).size == (128, 128)
+    assert client.get(url, headers={"Authorization": "Bearer qap_wrong"}).status_code == 401
+    viewed = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "study.series_viewed")).all()
+    assert [(e.actor_id, e.details["via"]) for e in viewed] == [(owner.id, "dicomweb")]
