@@ -492,3 +492,34 @@ def test_api_token_caller_retrieves_frames_and_thumbnails(app, client):
     viewed = db.session.scalars(sa.select(AuditEvent).where(
         AuditEvent.action == "study.series_viewed")).all()
     assert [(e.actor_id, e.details["via"]) for e in viewed] == [(owner.id, "dicomweb")]
+
+
+def test_large_answers_stream_part_by_part(client, login_as):
+    owner = login_as("radiologist")
+    path = data_file("color3d_jpeg_baseline.dcm")  # 120 frames of 640 x 480 RGB, JPEG
+    study = ingest(owner, path)
+    url = instance_url(study, first_instance(study)) + "/frames/" + ",".join(
+        str(n) for n in range(1, 12))  # 11 x 900 KiB decoded: past the buffered size
+    resp = client.get(url)
+    assert resp.status_code == 200 and resp.is_streamed
+    assert "Content-Length" not in resp.headers
+    got = parts(resp)
+    assert [h["Content-Location"].rsplit("/", 1)[1] for h, _ in got] == [
+        str(n) for n in range(1, 12)]
+    assert got[10][1] == decoded(path, 10)
+
+
+def test_a_stored_file_failing_its_checksum_is_never_served(client, login_as):
+    from qaportal.studies.storage import image_store
+
+    owner = login_as("radiologist")
+    study = ingest(owner, data_file("CT_small.dcm"))
+    inst = first_instance(study)
+    stored = image_store().path(inst.storage_key)
+    data = bytearray(stored.read_bytes())
+    data[-500] ^= 0xFF  # one pixel byte changed on disk
+    stored.write_bytes(bytes(data))
+    for suffix in ("/frames/1", "/rendered", "/thumbnail"):
+        resp = client.get(instance_url(study, inst) + suffix)
+        assert resp.status_code == 500 and resp.is_json, suffix
+        assert "integrity" in resp.get_json()["error"]

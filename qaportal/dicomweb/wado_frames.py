@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import abort, current_app, make_response, request
+from flask import abort, current_app, jsonify, make_response, request
 from flask_login import current_user
 
 from qaportal.dicom import DicomRejected, StoredFileCorrupt, StoredFileMissing
@@ -63,13 +63,24 @@ def cache_headers(response, etag: str):
     return response
 
 
-def server_error(exc: Exception):
-    """Abort with a 500 naming what is wrong with the stored file (never patient data)."""
+def server_error(exc: Exception | str):
+    """Answer a 500 naming what is wrong with the stored file (never patient data).
+
+    The answer is built here, not left to the app's 500 handler, which hides the reason
+    (right for unexpected errors, wrong for a file known to be damaged).
+    """
     if isinstance(exc, StoredFileCorrupt):
-        abort(500, description=INTEGRITY_ERROR)
-    if isinstance(exc, StoredFileMissing):
-        abort(500, description=MISSING_ERROR)
-    abort(500, description=f"cannot serve the frame: {getattr(exc, 'reason', 'unreadable')}")
+        reason = INTEGRITY_ERROR
+    elif isinstance(exc, StoredFileMissing):
+        reason = MISSING_ERROR
+    elif isinstance(exc, str):
+        reason = exc
+    else:
+        reason = f"cannot serve the frame: {getattr(exc, 'reason', 'unreadable')}"
+    current_app.logger.warning("DICOMweb %s: %s", request.endpoint, reason)
+    response = jsonify(error=reason)
+    response.status_code = 500
+    abort(response)
 
 
 def parse_frame_list(text: str, frames: int) -> list[int]:

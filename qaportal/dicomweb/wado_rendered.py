@@ -38,6 +38,7 @@ from qaportal.dicomweb.wado_frames import (
     locate,
     not_modified,
     parse_frame_list,
+    server_error,
 )
 from qaportal.models import Instance, Series
 from qaportal.studies.frames import ordered_frames
@@ -89,7 +90,7 @@ def _one_image(target, series_id: int, inst: Instance, frame: int, options: Rend
         return early
     result = renderer.rendered(inst, frame, options)
     if result.error:
-        abort(500, description=result.error)
+        server_error(result.error)
     response = make_response(result.png)
     response.mimetype = result.mimetype
     response.headers["X-Frame-Cache"] = "hit" if result.cached else "miss"
