@@ -456,7 +456,6 @@ EXPECTED.update({
     },
 })
 
-
 # -- personal API tokens: the account page's tokens and the administrators' list ----------
 def _api_token(users):
     from qaportal.auth import tokens
@@ -491,12 +490,12 @@ def _qido_study():
 
 
 def _qido_study_params(objs, users):
-    return {"study": objs["study"].study_uid}
+    return {"study_uid": objs["study"].study_uid}
 
 
 def _qido_series_params(objs, users):
     study = objs["study"]
-    return {"study": study.study_uid, "series": study.series[0].series_uid}
+    return {"study_uid": study.study_uid, "series_uid": study.series[0].series_uid}
 
 
 EXPECTED.update({
@@ -507,3 +506,41 @@ EXPECTED.update({
     "dicomweb.search_study_instances": {**_qido_study(), "params": _qido_study_params},
     "dicomweb.search_series_instances": {**_qido_study(), "params": _qido_series_params},
 })
+
+
+# -- DICOMweb: WADO-RS frames, rendered and thumbnail ----------------------------------------
+# No "unrelated" key: these routes name studies by DICOM UIDs, and the unrelated-user test
+# uploads a copy carrying the same UIDs, which is that user's own study (served to them);
+# tests/test_dicomweb_frames.py checks strangers and de-identified callers.
+def _dicomweb_uids(objs, users):
+    """Ingest a real CT slice for the matrix radiologist (lazily: only these routes need
+    a stored file); return the URL values of its instance and frame 1."""
+    import warnings
+
+    from pydicom.data import get_testdata_file
+
+    from qaportal.extensions import db
+    from qaportal.models import Study
+    from qaportal.studies import jobs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = get_testdata_file("CT_small.dcm")
+    owner = users["radiologist"]
+    run = jobs.import_files([("ct.dcm", path)], owner.id, jobs.new_batch(owner, "test").id)
+    (study_id,) = run.study_ids
+    study = db.session.get(Study, study_id)
+    inst = study.series[0].instances[0]
+    return {"study_uid": study.study_uid, "series_uid": study.series[0].series_uid,
+            "instance_uid": inst.sop_uid, "frame_list": "1"}
+
+
+def _dicomweb_entry():
+    return {ANONYMOUS: 401, "radiologist": 200, "reviewer": 404, "qa_manager": 200,
+            "admin": 200, "params": _dicomweb_uids}
+
+
+EXPECTED.update({f"dicomweb.{name}": _dicomweb_entry() for name in (
+    "retrieve_frames", "study_rendered", "series_rendered", "instance_rendered",
+    "frames_rendered", "study_thumbnail", "series_thumbnail", "instance_thumbnail",
+    "frame_thumbnail")})

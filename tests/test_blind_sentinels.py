@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from qaportal.dicomweb.access import deid_context
 from qaportal.models import Study, UploadBatch
 from qaportal.opinions import service as opinions
 from qaportal.qa import cases as case_service
@@ -26,7 +25,7 @@ from qaportal.qa import learning
 from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
-from tests.route_walk import get_urls
+from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
 from tests.test_blinding_routes import DIRECTORY, _texts
 
@@ -91,12 +90,17 @@ FORBIDDEN = {
                                          MEMBER),
     "consultant": PATIENT + SITE,
 }
+# A de-identified caller's DICOMweb instance URL (remapped UIDs).
+DICOMWEB_INSTANCE = ("/dicomweb/studies/{study_uid}/series/{series_uid}/instances/"
+                     "{instance_uid}")
 # The pages that must have been reached (and checked) for each viewer.
 REACHED = {
     "deid_reviewer": ["/reviews/{a_deid}", "/reviews/{a_deid}/record.txt",
                       "/reviews/assignments.json", "/studies/{sid}", "/studies/{sid}/viewer",
                       "/studies/{sid}/series/{series}/frames.json",
-                      "/studies/{sid}/deidentified.zip", "/studies/", "/reviews/"],
+                      "/studies/{sid}/deidentified.zip", "/studies/", "/reviews/",
+                      DICOMWEB_INSTANCE + "/frames/1", DICOMWEB_INSTANCE + "/rendered",
+                      "/dicomweb/studies/{study_uid}/thumbnail"],
     "full_reviewer": ["/reviews/{a_full}", "/reviews/{a_full}/record.txt",
                       "/reviews/assignments.json", "/studies/{sid}", "/studies/{sid}/viewer",
                       "/studies/{sid}/series/{series}/frames.json",
@@ -107,7 +111,8 @@ REACHED = {
                  "/studies/{sid}/viewer",
                  "/notifications/"],
     "consultant": ["/opinions/{req}", "/opinions/", "/studies/{sid}",
-                   "/studies/{sid}/series/{series}/frames.json", "/notifications/"],
+                   "/studies/{sid}/series/{series}/frames.json", "/notifications/",
+                   DICOMWEB_INSTANCE + "/frames/1/rendered"],
 }
 
 # Every viewer above is served the study de-identified through DICOMweb: found under its
@@ -182,12 +187,8 @@ def world(app, client, auth, db, tmp_path):
     db.session.commit()
 
     series = study.series[0]
-    served = deid_context(study)  # every viewer here is served the study de-identified
     originals = [study.study_uid, series.series_uid, *(i.sop_uid for i in series.instances)]
     values = {
-        # DICOMweb: the original UIDs (404 to these viewers) and the served ones.
-        "study": [study.study_uid, served.new_uid_for(study.study_uid)],
-        "series": [series.series_uid, served.new_uid_for(series.series_uid)],
         "study_id": [study.id], "series_id": [series.id],
         "instance_id": [i.id for i in series.instances], "n": [0],
         "assignment_id": [a_deid.id, a_full.id], "case_id": [case.id],
@@ -197,10 +198,12 @@ def world(app, client, auth, db, tmp_path):
         "batch_id": list(db.session.scalars(sa.select(UploadBatch.id))),
         "rule_id": [1], "run_id": [1], "document_id": ["0" * 32], "kind": sorted(REPORTS),
         "filename": ["css/app.css"],
+        **dicomweb_values(study),
     }
+    remapped = {k: v[1] for k, v in dicomweb_values(study).items() if k != "frame_list"}
     ids = {"sid": study.id, "series": series.id, "a_deid": a_deid.id, "a_full": a_full.id,
-           "case": case.id, "conf": conf.id, "req": req.id,
-           "suid": values["study"][1], "seuid": values["series"][1]}
+           "case": case.id, "conf": conf.id, "req": req.id, **remapped,
+           "suid": remapped["study_uid"], "seuid": remapped["series_uid"]}
     return {"users": users, "values": values, "ids": ids,
             "original_uids": [u.lower() for u in originals]}
 

@@ -16,7 +16,6 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 
-from qaportal.dicomweb.access import deid_context
 from qaportal.models import License, Notification, Study, UploadBatch, UserSubspecialty
 from qaportal.opinions import service as opinions
 from qaportal.qa import cases as case_service
@@ -25,7 +24,7 @@ from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
 from tests.pdftools import pdf_text
-from tests.route_walk import get_urls
+from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
 
 READER = ("Zebulon Quirkfeather", "zebq@blind.test")
@@ -85,10 +84,7 @@ def world(app, client, auth, db, tmp_path):
     learning.invite(conf, [reader, reviewer, member], qa)
     db.session.commit()
     series = study.series[0]
-    served = deid_context(study)
     values = {
-        "study": [study.study_uid, served.new_uid_for(study.study_uid)],
-        "series": [series.series_uid, served.new_uid_for(series.series_uid)],
         "study_id": [study.id], "series_id": [series.id],
         "instance_id": [i.id for i in series.instances], "n": [0],
         "assignment_id": [a.id], "case_id": [case.id], "review_id": [review.id],
@@ -100,6 +96,7 @@ def world(app, client, auth, db, tmp_path):
         "request_id": [1], "rule_id": [1], "run_id": [1], "document_id": ["0" * 32],
         "kind": sorted(REPORTS),
         "filename": ["css/app.css"],
+        **dicomweb_values(study),
     }
     return {"reader": reader, "reviewer": reviewer, "member": member, "values": values,
             "assignment": a, "case": case, "conf": conf, "study": study}

@@ -52,19 +52,19 @@ def search_instances():
     return _answer("instance", None)
 
 
-@bp.get("/studies/<study>/series")
-def search_study_series(study: str):
-    return _answer("series", study)
+@bp.get("/studies/<study_uid>/series")
+def search_study_series(study_uid: str):
+    return _answer("series", study_uid)
 
 
-@bp.get("/studies/<study>/instances")
-def search_study_instances(study: str):
-    return _answer("instance", study)
+@bp.get("/studies/<study_uid>/instances")
+def search_study_instances(study_uid: str):
+    return _answer("instance", study_uid)
 
 
-@bp.get("/studies/<study>/series/<series>/instances")
-def search_series_instances(study: str, series: str):
-    return _answer("instance", study, series)
+@bp.get("/studies/<study_uid>/series/<series_uid>/instances")
+def search_series_instances(study_uid: str, series_uid: str):
+    return _answer("instance", study_uid, series_uid)
 
 
 def _answer(level: str, study_uid: str | None, series_uid: str | None = None):
