@@ -91,11 +91,16 @@ def parse_window(wc: str | None, ww: str | None) -> Window | None:
 
 
 class FrameCache:
-    """Rendered PNGs on disk, keyed by content; written atomically; pruned oldest-first."""
+    """Rendered PNGs on disk, keyed by content; written atomically; pruned oldest-first.
 
-    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 2 * 1024**3) -> None:
+    Other derived files use it too with their own suffix and folder (DICOMweb metadata).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 2 * 1024**3,
+                 suffix: str = ".png") -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.suffix = suffix
         self._lock = threading.Lock()
         self._approx_bytes: int | None = None
 
@@ -106,7 +111,7 @@ class FrameCache:
 
     def path(self, key: str) -> Path:
         """Return where the entry for key lives."""
-        return self.root / key[:2] / f"{key}.png"
+        return self.root / key[:2] / f"{key}{self.suffix}"
 
     def get(self, key: str) -> bytes | None:
         """Return the cached bytes, or None on a miss."""
@@ -143,12 +148,12 @@ class FrameCache:
 
     def size(self) -> int:
         """Return the bytes held by the cache."""
-        return sum(p.stat().st_size for p in self.root.glob("??/*.png"))
+        return sum(p.stat().st_size for p in self.root.glob(f"??/*{self.suffix}"))
 
     def prune(self, target_ratio: float = 0.8) -> int:
         """Delete the oldest entries until the cache holds target_ratio of max_bytes."""
         entries = []
-        for p in self.root.glob("??/*.png"):
+        for p in self.root.glob(f"??/*{self.suffix}"):
             with contextlib.suppress(FileNotFoundError):
                 st = p.stat()
                 entries.append((st.st_mtime, st.st_size, p))
