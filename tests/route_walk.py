@@ -20,3 +20,19 @@ def get_urls(app, values: dict[str, list]) -> Iterator[tuple[str, str]]:
         for combo in itertools.product(*(values[a] for a in args)):
             with app.test_request_context():
                 yield rule.endpoint, url_for(rule.endpoint, **dict(zip(args, combo, strict=True)))
+
+
+def dicomweb_values(study) -> dict[str, list]:
+    """Values for the UID parts of /dicomweb/ routes: the study's original UIDs (which a
+    de-identified caller must not reach) and its remapped ones (which it reaches)."""
+    from qaportal.dicomweb.access import deid_context
+
+    ctx = deid_context(study)
+    series = study.series[0]
+    inst = series.instances[0]
+    return {
+        "study_uid": [study.study_uid, ctx.new_uid_for(study.study_uid)],
+        "series_uid": [series.series_uid, ctx.new_uid_for(series.series_uid)],
+        "sop_uid": [inst.sop_uid, ctx.new_uid_for(inst.sop_uid)],
+        "tag_path": ["7FE00010"],
+    }

@@ -25,7 +25,7 @@ from qaportal.qa import learning
 from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
-from tests.route_walk import get_urls
+from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
 from tests.test_blinding_routes import DIRECTORY, _texts
 
@@ -90,6 +90,11 @@ FORBIDDEN = {
                                          MEMBER),
     "consultant": PATIENT + SITE,
 }
+# DICOMweb under the study's remapped UIDs: every viewer here is served de-identified.
+DICOMWEB = ["/dicomweb/studies/{dw_study_uid}",
+            "/dicomweb/studies/{dw_study_uid}/series/{dw_series_uid}/metadata",
+            "/dicomweb/studies/{dw_study_uid}/series/{dw_series_uid}/instances/{dw_sop_uid}"
+            "/bulkdata/7FE00010"]
 # The pages that must have been reached (and checked) for each viewer.
 REACHED = {
     "deid_reviewer": ["/reviews/{a_deid}", "/reviews/{a_deid}/record.txt",
@@ -185,9 +190,11 @@ def world(app, client, auth, db, tmp_path):
         "batch_id": list(db.session.scalars(sa.select(UploadBatch.id))),
         "rule_id": [1], "run_id": [1], "document_id": ["0" * 32], "kind": sorted(REPORTS),
         "filename": ["css/app.css"],
+        **dicomweb_values(study),
     }
     ids = {"sid": study.id, "series": series.id, "a_deid": a_deid.id, "a_full": a_full.id,
-           "case": case.id, "conf": conf.id, "req": req.id}
+           "case": case.id, "conf": conf.id, "req": req.id,
+           **{f"dw_{k}": v[1] for k, v in values.items() if k.endswith("_uid")}}
     return {"users": users, "values": values, "ids": ids}
 
 
@@ -227,7 +234,7 @@ def test_no_sentinel_reaches_a_blind_or_deidentified_viewer(app, client, auth, w
     # only to blind viewers, since a station name often names the site.
     kept = {"quixstation"} if who == "consultant" else set()
     _assert_clean(_texts(resp), [t for t in forbidden if t not in kept], url)
-    for url in REACHED[who]:
+    for url in REACHED[who] + DICOMWEB:
         url = url.format(**world["ids"])
         assert seen.get(url) == 200, (url, seen.get(url))
     mails = _mails_to(app, user.email)
