@@ -244,6 +244,29 @@ def test_bulk_data_is_one_series_view_per_window(client, world):
     assert client.get(uri, headers={"Accept": "application/dicom"}).status_code == 406
 
 
+def test_large_files_are_verified_then_streamed_and_their_headers_read_without_pixels(
+        client, world, monkeypatch):
+    """Above STREAM_ABOVE a file is checked in one pass and sent in chunks in a second, and
+    its metadata parsed with its large values left on disk: the same answers."""
+    from qaportal.dicom.json_model import to_json
+    from qaportal.dicomweb import served
+
+    monkeypatch.setattr(served, "STREAM_ABOVE", 1000)
+    monkeypatch.setattr(served, "_CHUNK", 4096)
+    study = world["study"]
+    response = client.get(f"/dicomweb/studies/{study.study_uid}", headers={"Accept": DICOM_ANY})
+    assert [body for _, body in parse_multipart(response)] == [
+        zeroed(p.read_bytes()) for p in world["paths"]]
+    items = client.get(f"/dicomweb/studies/{study.study_uid}/metadata").get_json()
+    for item, path in zip(items, world["paths"], strict=True):
+        base = item["7FE00010"]["BulkDataURI"][: -len("7FE00010")]
+        assert item == to_json(pydicom.dcmread(path), base), path.name
+    _corrupt(_instances(study)[1])
+    series, inst = _series_of(study, "MR_small.dcm")
+    url = f"/dicomweb/studies/{study.study_uid}/series/{series.series_uid}"
+    assert client.get(url, headers={"Accept": DICOM_ANY}).status_code == 500
+
+
 # -- errors -------------------------------------------------------------------------------
 
 def _corrupt(inst: Instance) -> None:

@@ -42,6 +42,11 @@ def to_json(ds: Dataset, bulk_base: str = "", *, inline_limit: int = INLINE_LIMI
             continue
         key = f"{int(tag):08X}"
         raw = ds.get_item(tag, keep_deferred=True)
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length:
+            deferred = _deferred_binary(raw)  # left on disk by dcmread(defer_size=...)
+            if deferred is not None:
+                out[key] = {"vr": deferred, "BulkDataURI": bulk_base + _prefix + key}
+                continue
         if isinstance(raw, RawDataElement):
             fast = _from_raw(raw, codec, bulk_base + _prefix + key, inline_limit)
             if fast is not None:
@@ -205,6 +210,15 @@ def _from_raw(raw: RawDataElement, codec: str | None, uri: str,
     if len(values) == 1 and values[0] in ("", None):
         return {"vr": vr}
     return {"vr": vr, "Value": values}
+
+
+def _deferred_binary(raw: RawDataElement) -> str | None:
+    """Return the VR of a binary element whose value was not read, or None."""
+    if raw.VR is not None:
+        return raw.VR if raw.VR in BULK_VRS else None
+    if int(raw.tag) == 0x7FE00010:
+        return "OW"  # implicit VR pixel data is OW (PS3.5 A.1)
+    return None
 
 
 def _numbers(vr: str, value: bytes) -> dict[str, Any] | None:

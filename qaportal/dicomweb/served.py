@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from qaportal.dicom import (
@@ -110,7 +111,23 @@ class Server:
 
     def dataset(self, item: Item) -> Dataset:
         """Return the instance's data set as this caller is served it (verified first)."""
-        ds = read_dataset(self.store.read_verified(item.storage_key, item.sha256))
+        return self._as_served(read_dataset(
+            self.store.read_verified(item.storage_key, item.sha256)), item)
+
+    def header(self, item: Item) -> Dataset:
+        """Return the data set for its metadata: a large file is verified in a streaming pass
+        and parsed with its large values left on disk (they become BulkDataURIs)."""
+        path_of = getattr(self.store, "path", None)
+        if item.size <= STREAM_ABOVE or path_of is None or not hasattr(self.store, "verify"):
+            return self.dataset(item)
+        self.store.verify(item.storage_key, item.sha256)
+        path = path_of(item.storage_key)
+        with open(path, "rb") as fp:
+            has_preamble = fp.read(132)[128:132] == b"DICM"
+        return self._as_served(dcmread(path, defer_size=_CHUNK, force=not has_preamble), item)
+
+    def _as_served(self, ds: Dataset, item: Item) -> Dataset:
+        """De-identify ds for this caller if need be; check it carries the UIDs asked for."""
         if self.ctx is not None:
             deidentify_dataset(ds, self.ctx)
         served = (str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")),
@@ -143,7 +160,7 @@ class Server:
         cached = self.cache.get(key)
         if cached is not None:
             return cached.decode("utf-8")
-        text = json.dumps(to_json(self.dataset(item)), separators=(",", ":"),
+        text = json.dumps(to_json(self.header(item)), separators=(",", ":"),
                           ensure_ascii=False)
         self.cache.put(key, text.encode("utf-8"))
         return text
