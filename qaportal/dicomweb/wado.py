@@ -47,6 +47,8 @@ OCTET = "application/octet-stream"
 PIXEL_DATA = 0x7FE00010
 # What stops one part from being sent: logged by instance id, never with patient data.
 PART_ERRORS = (StoredFileMissing, StoredFileCorrupt, ServeError, TranscodeError)
+# Patient data: no cache may keep it (a shared workstation's browser included).
+NO_STORE = {"Cache-Control": "private, no-store"}
 
 Located = tuple[Target, Series | None, Instance | None]
 
@@ -153,7 +155,7 @@ def _retrieve(target: Target, series: Series | None, inst: Instance | None) -> R
     _audit(target, series, inst, "instances", len(plan))
     fixed = syntaxes.pop() if len(syntaxes) == 1 else None
     return Response(stream_with_context(related.stream(parts(), boundary)),
-                    content_type=related.content_type(DICOM, boundary, fixed))
+                    content_type=related.content_type(DICOM, boundary, fixed), headers=NO_STORE)
 
 
 def _metadata(target: Target, series: Series | None, inst: Instance | None) -> Response:
@@ -179,7 +181,7 @@ def _metadata(target: Target, series: Series | None, inst: Instance | None) -> R
         yield b"]"
 
     _audit(target, series, inst, "metadata", len(todo))
-    return Response(stream_with_context(body()), content_type=offer.type)
+    return Response(stream_with_context(body()), content_type=offer.type, headers=NO_STORE)
 
 
 @bp.get("/studies/<study_uid>")
@@ -244,4 +246,4 @@ def bulkdata(study_uid: str, series_uid: str, sop_uid: str, tag_path: str):
     headers = {"Content-Type": f"{OCTET}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"}
     body = b"".join(related.stream([(headers, [value])], boundary))
     return Response(body, content_type=related.content_type(
-        OCTET, boundary, EXPLICIT_VR_LITTLE_ENDIAN))
+        OCTET, boundary, EXPLICIT_VR_LITTLE_ENDIAN), headers=NO_STORE)
