@@ -118,13 +118,20 @@ def test_callers_without_access_get_404(client, world, auth):
     assert retrievals(study) == []
 
 
-def test_dicomweb_client_retrieves_over_http(app, world, tmp_path):
-    """The reference client, through a real HTTP server: study, metadata, bulk data."""
+@pytest.mark.parametrize("auth_by", ["token", "session"])
+def test_dicomweb_client_retrieves_over_http(app, world, auth_by):
+    """The reference client, through a real HTTP server, with a read token (as a PACS) or a
+    signed-in session: study, instance as stored, series metadata, bulk data."""
     import threading
 
     import requests
+    import sqlalchemy as sa
     from dicomweb_client.api import DICOMwebClient
     from werkzeug.serving import make_server
+
+    from qaportal.auth import tokens
+    from qaportal.models import AuditEvent
+    from tests.factories import DEFAULT_PASSWORD
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -132,13 +139,19 @@ def test_dicomweb_client_retrieves_over_http(app, world, tmp_path):
     try:
         base = f"http://127.0.0.1:{server.server_port}"
         app.config["BASE_URL"] = base  # dicomweb-client's Host header has no port
-        session = requests.Session()
-        from tests.factories import DEFAULT_PASSWORD
-
-        assert session.post(f"{base}/login", data={"email": world["owner"].email,
-                                                   "password": DEFAULT_PASSWORD},
-                            allow_redirects=False).status_code == 302
-        dw = DICOMwebClient(f"{base}/dicomweb", session=session)
+        owner = world["owner"]
+        if auth_by == "token":
+            new = tokens.create(owner, label="PACS", scopes=("read",), expires_days=30,
+                                by=owner)
+            db.session.commit()
+            dw = DICOMwebClient(f"{base}/dicomweb",
+                                headers={"Authorization": f"Bearer {new.secret}"})
+        else:
+            session = requests.Session()
+            assert session.post(f"{base}/login", data={"email": owner.email,
+                                                       "password": DEFAULT_PASSWORD},
+                                allow_redirects=False).status_code == 302
+            dw = DICOMwebClient(f"{base}/dicomweb", session=session)
         study = world["study"]
         served = dw.retrieve_study(study.study_uid)
         assert sorted(ds.SOPInstanceUID for ds in served) == sorted(
@@ -156,3 +169,9 @@ def test_dicomweb_client_retrieves_over_http(app, world, tmp_path):
     finally:
         server.shutdown()
         thread.join(timeout=5)
+    db.session.expire_all()
+    rows = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action.in_(
+        ("study.retrieved", "study.series_viewed"))).order_by(AuditEvent.seq)).all()
+    assert [(r.action, r.actor_id, (r.details or {}).get("level")) for r in rows] == [
+        ("study.retrieved", owner.id, "study"), ("study.retrieved", owner.id, "instance"),
+        ("study.retrieved", owner.id, "series"), ("study.series_viewed", owner.id, None)]
