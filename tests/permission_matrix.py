@@ -544,3 +544,59 @@ EXPECTED.update({f"dicomweb.{name}": _dicomweb_entry() for name in (
     "retrieve_frames", "study_rendered", "series_rendered", "instance_rendered",
     "frames_rendered", "study_thumbnail", "series_thumbnail", "instance_thumbnail",
     "frame_thumbnail")})
+
+
+# -- DICOMweb WADO-RS: instances, metadata, bulk data -------------------------------------
+def _wado_instance(users):
+    """CT_small stored for real in a study of the matrix radiologist, under the rows' UIDs
+    (written directly: cheaper than an ingest for every matrix case)."""
+    import io
+
+    import pydicom
+
+    from qaportal.dicom import new_key
+    from qaportal.extensions import db
+    from qaportal.models import Instance
+    from qaportal.studies.storage import image_store
+    from tests.factories import make_study
+    from tests.studyfiles import sample
+
+    study = make_study(users["radiologist"])
+    series = study.series[0]
+    ds = pydicom.dcmread(sample("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study.study_uid, series.series_uid
+    ds.SOPInstanceUID = f"{series.series_uid}.1"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    buf.seek(0)
+    key = new_key()
+    stored = image_store().put(key, buf, sync=False)
+    inst = Instance(sop_uid=ds.SOPInstanceUID, series=series, sop_class_uid=ds.SOPClassUID,
+                    rows=128, columns=128, frames=1, transfer_syntax_uid="1.2.840.10008.1.2.1",
+                    storage_key=key, sha256=stored.sha256, size_bytes=stored.size)
+    series.instance_count = series.frame_count = 1
+    db.session.add(inst)
+    db.session.flush()
+    return inst
+
+
+OBJECTS["wado_instance"] = _wado_instance
+
+
+def _wado_entry():
+    # Owner, QA and admin reach the study; a reviewer without an assignment does not. No
+    # "unrelated" check: that test uploads the object's UIDs as the stranger's own study,
+    # which DICOMweb then rightly serves them (test_dicomweb_wado checks strangers).
+    def params(objs, users):
+        inst = objs["wado_instance"]
+        return {"study_uid": inst.series.study.study_uid, "series_uid": inst.series.series_uid,
+                "instance_uid": inst.sop_uid, "tag_path": "7FE00010"}
+
+    return {ANONYMOUS: 401, "radiologist": 200, "reviewer": 404, "qa_manager": 200,
+            "admin": 200, "params": params}
+
+
+EXPECTED.update({endpoint: _wado_entry() for endpoint in (
+    "dicomweb.retrieve_study", "dicomweb.retrieve_series", "dicomweb.retrieve_instance",
+    "dicomweb.study_metadata", "dicomweb.series_metadata", "dicomweb.instance_metadata",
+    "dicomweb.bulkdata")})

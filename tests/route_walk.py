@@ -34,4 +34,5 @@ def dicomweb_values(study) -> dict[str, list]:
             "instance_uid": inst.sop_uid}
     values: dict[str, list] = {k: [v, ctx.new_uid_for(v)] for k, v in uids.items()}
     values["frame_list"] = ["1"]
+    values["tag_path"] = ["7FE00010"]
     return values

@@ -93,6 +93,11 @@ FORBIDDEN = {
 # A de-identified caller's DICOMweb instance URL (remapped UIDs).
 DICOMWEB_INSTANCE = ("/dicomweb/studies/{study_uid}/series/{series_uid}/instances/"
                      "{instance_uid}")
+# DICOMweb under the study's remapped UIDs: every viewer here is served de-identified.
+DICOMWEB = ["/dicomweb/studies/{study_uid}",
+            "/dicomweb/studies/{study_uid}/series/{series_uid}/metadata",
+            "/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{instance_uid}"
+            "/bulkdata/7FE00010"]
 # The pages that must have been reached (and checked) for each viewer.
 REACHED = {
     "deid_reviewer": ["/reviews/{a_deid}", "/reviews/{a_deid}/record.txt",
@@ -246,7 +251,7 @@ def test_no_sentinel_reaches_a_blind_or_deidentified_viewer(app, client, auth, w
     # only to blind viewers, since a station name often names the site.
     kept = {"quixstation"} if who == "consultant" else set()
     _assert_clean(_texts(resp), [t for t in forbidden if t not in kept], url)
-    for url in REACHED[who] + DICOMWEB_REACHED:
+    for url in REACHED[who] + DICOMWEB_REACHED + DICOMWEB:
         url = url.format(**world["ids"])
         assert seen.get(url) == 200, (url, seen.get(url))
     found = client.get("/dicomweb/studies").json

@@ -205,6 +205,15 @@ def test_reviewer_who_uploads_the_reviewed_study_still_never_sees_the_reader(
         assert resp.status_code == 200
     assert client.post(urls["finish_url"], data={}).status_code == 200
     values = {**w["values"], "batch_id": [*w["values"]["batch_id"], urls["batch_id"]]}
+    # The original UIDs now name the reviewer's own copy, which DICOMweb serves them as they
+    # uploaded it (their own file); the reviewed study answers only under remapped UIDs.
+    for part in ("study_uid", "series_uid", "instance_uid"):
+        values[part] = values[part][1:]
+    original = w["study"].study_uid
+    own = client.get(f"/dicomweb/studies/{original}/metadata")
+    assert own.status_code == 200
+    assert {i["00080018"]["Value"][0] for i in own.get_json()} == {
+        inst.sop_uid, str(ds.SOPInstanceUID)}
     seen = _walk(app, client, auth, w["reviewer"], values, _terms(READER))
     sid = w["study"].id
     assert seen[f"/studies/{sid}"] == 200 and seen[f"/studies/{sid}/viewer"] == 200

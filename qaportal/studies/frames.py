@@ -92,15 +92,23 @@ def parse_window(wc: str | None, ww: str | None) -> Window | None:
     return round_window(center, width)
 
 
-ENTRY_GLOBS = ("??/*.png", "??/*.jpg", "??/*.gif")
+# The rendered images' formats; a cache for other derived files names its own suffix.
+IMAGE_SUFFIXES = (".png", ".jpg", ".gif")
 
 
 class FrameCache:
-    """Rendered images on disk, keyed by content; written atomically; pruned oldest-first."""
+    """Rendered images on disk, keyed by content; written atomically; pruned oldest-first.
 
-    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 2 * 1024**3) -> None:
+    Other derived files use it too with their own suffix and folder (DICOMweb metadata).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 2 * 1024**3,
+                 suffix: str = ".png") -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.suffix = suffix
+        suffixes = IMAGE_SUFFIXES if suffix in IMAGE_SUFFIXES else (suffix,)
+        self.globs = tuple(f"??/*{x}" for x in suffixes)
         self._lock = threading.Lock()
         self._approx_bytes: int | None = None
 
@@ -109,11 +117,11 @@ class FrameCache:
         """Return the cache key (hex) for the parts that determine a rendering."""
         return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
 
-    def path(self, key: str, ext: str = "png") -> Path:
-        """Return where the entry for key lives."""
-        return self.root / key[:2] / f"{key}.{ext}"
+    def path(self, key: str, ext: str | None = None) -> Path:
+        """Return where the entry for key lives (ext: "png", "jpg"...; default the suffix)."""
+        return self.root / key[:2] / (f"{key}.{ext}" if ext else f"{key}{self.suffix}")
 
-    def get(self, key: str, ext: str = "png") -> bytes | None:
+    def get(self, key: str, ext: str | None = None) -> bytes | None:
         """Return the cached bytes, or None on a miss."""
         try:
             with open(self.path(key, ext), "rb") as fh:
@@ -121,7 +129,7 @@ class FrameCache:
         except FileNotFoundError:
             return None
 
-    def put(self, key: str, data: bytes, ext: str = "png") -> None:
+    def put(self, key: str, data: bytes, ext: str | None = None) -> None:
         """Write an entry: temp file in the same folder, then rename (readers never see half)."""
         dest = self.path(key, ext)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -148,12 +156,12 @@ class FrameCache:
 
     def size(self) -> int:
         """Return the bytes held by the cache."""
-        return sum(p.stat().st_size for g in ENTRY_GLOBS for p in self.root.glob(g))
+        return sum(p.stat().st_size for g in self.globs for p in self.root.glob(g))
 
     def prune(self, target_ratio: float = 0.8) -> int:
         """Delete the oldest entries until the cache holds target_ratio of max_bytes."""
         entries = []
-        for p in (p for g in ENTRY_GLOBS for p in self.root.glob(g)):
+        for p in (p for g in self.globs for p in self.root.glob(g)):
             with contextlib.suppress(FileNotFoundError):
                 st = p.stat()
                 entries.append((st.st_mtime, st.st_size, p))
