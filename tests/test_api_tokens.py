@@ -16,9 +16,12 @@ from qaportal.auth import tokens
 from qaportal.extensions import db as _db
 from qaportal.models import ApiToken, AuditEvent, UserSession, utcnow
 from tests.conftest import make_test_app
-from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.factories import DEFAULT_PASSWORD, make_study, make_user
 
+STUDIES = "/dicomweb/studies"  # QIDO-RS
+# A POST route of this test's own in the DICOMweb blueprint, until STOW-RS lands.
 PROBE = "/dicomweb/token-probe"
+STUDY_UID = "0020000D"
 
 
 def probe():
@@ -45,6 +48,12 @@ def app(tmp_path, db_url):
         _db.engine.dispose()
 
 
+def study_uids(resp) -> set[str]:
+    """The StudyInstanceUIDs of a QIDO-RS answer."""
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    return {item[STUDY_UID]["Value"][0] for item in resp.get_json()}
+
+
 def new_token(user, scopes=("read",), days=90, label="PACS"):
     new = tokens.create(user, label=label, scopes=scopes, expires_days=days, by=user)
     _db.session.commit()
@@ -61,15 +70,17 @@ def events(action: str) -> list[AuditEvent]:
 
 
 def test_a_valid_token_authenticates_this_request_only(client):
-    user = make_user()
+    user, other = make_user(), make_user()
+    own, _ = make_study(user), make_study(other)
     new = new_token(user)
-    resp = client.get(PROBE, headers=bearer(new.secret))
-    assert resp.status_code == 200
-    assert resp.get_json() == {"user": user.id, "token": new.token.id}
+    resp = client.get(STUDIES, headers=bearer(new.secret))
+    assert study_uids(resp) == {own.study_uid}  # as its owner, with the owner's access
     assert "Set-Cookie" not in resp.headers
     assert _db.session.scalar(sa.select(sa.func.count()).select_from(UserSession)) == 0
+    searched = events("dicomweb.searched")
+    assert [e.actor_id for e in searched] == [user.id]
     # The next request without the header is anonymous: nothing was remembered.
-    again = client.get(PROBE)
+    again = client.get(STUDIES)
     assert again.status_code == 401
     assert again.headers["WWW-Authenticate"] == "Bearer"
 
@@ -78,14 +89,16 @@ def test_each_use_is_audited_with_method_and_endpoint_never_the_path(client):
     user = make_user()
     new = new_token(user, scopes=("read", "write"))
     assert new.token.last_used_at is None
-    client.get(PROBE + "?StudyInstanceUID=1.2.3.4", headers=bearer(new.secret))
+    study = make_study(user)
+    assert study_uids(client.get(f"{STUDIES}?StudyInstanceUID={study.study_uid}",
+                                 headers=bearer(new.secret))) == {study.study_uid}
     client.post(PROBE, headers=bearer(new.secret))
     used = events("api_token.used")
     assert [(e.details["method"], e.details["endpoint"]) for e in used] == [
-        ("GET", "dicomweb.token_probe"), ("POST", "dicomweb.token_probe")]
+        ("GET", "dicomweb.search_studies"), ("POST", "dicomweb.token_probe")]
     assert all(e.actor_id == user.id and e.object_type == "api_tokens"
                and e.object_id == str(new.token.id) for e in used)
-    assert "1.2.3.4" not in str([e.details for e in used])
+    assert study.study_uid not in str([e.details for e in used])
     _db.session.expire_all()
     assert _db.session.get(ApiToken, new.token.id).last_used_at is not None
 
@@ -111,17 +124,20 @@ def test_the_use_is_recorded_even_when_the_view_fails(app, client):
 
 def test_a_token_wins_over_a_session_cookie_and_leaves_the_session_alone(client, login_as):
     signed_in = login_as("radiologist")
+    mine = make_study(signed_in)
     row = _db.session.scalar(sa.select(UserSession))
     row.last_seen_at = utcnow() - timedelta(minutes=10)  # due for a touch
     _db.session.commit()
     seen = row.last_seen_at
     other = make_user()
+    theirs = make_study(other)
     new = new_token(other)
-    resp = client.get(PROBE, headers=bearer(new.secret))
-    assert resp.get_json() == {"user": other.id, "token": new.token.id}
+    resp = client.get(STUDIES, headers=bearer(new.secret))
+    assert study_uids(resp) == {theirs.study_uid}
     assert "Set-Cookie" not in resp.headers
     _db.session.refresh(row)
     assert row.last_seen_at == seen
+    assert study_uids(client.get(STUDIES)) == {mine.study_uid}
     assert client.get(PROBE).get_json() == {"user": signed_in.id, "token": None}
 
 
@@ -157,7 +173,7 @@ def test_refused_tokens_answer_the_same_401(client, state, caplog):
         secret = "qap_" + "A" * 43
     _db.session.commit()
     with caplog.at_level(logging.WARNING):
-        resp = client.get(PROBE, headers=bearer(secret))
+        resp = client.get(STUDIES, headers=bearer(secret))
     assert resp.status_code == 401
     assert resp.get_json() == {"error": "invalid or expired API token"}
     assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
@@ -210,7 +226,9 @@ def test_deactivation_through_the_edit_form_revokes_too(app):
 def test_scopes(client, scopes, method, status):
     user = make_user()
     new = new_token(user, scopes=scopes)
-    resp = client.open(PROBE, method=method, headers=bearer(new.secret))
+    make_study(user)
+    url = STUDIES if method == "GET" else PROBE
+    resp = client.open(url, method=method, headers=bearer(new.secret))
     assert resp.status_code == status
     if status == 403:
         assert "scope" in resp.get_json()["error"]
@@ -233,8 +251,8 @@ def test_mandatory_steps_do_not_apply_to_a_token(tmp_path, db_url):
     with app.app_context():
         user = make_user(roles=("admin",), must_change_password=True)
         new = new_token(user)
-        resp = app.test_client().get(PROBE, headers=bearer(new.secret))
-        assert resp.status_code == 200
+        resp = app.test_client().get(STUDIES, headers=bearer(new.secret))
+        assert resp.status_code == 200 and resp.get_json() == []
         assert "Set-Cookie" not in resp.headers
         _db.session.remove()
         if db_url.startswith("postgresql"):
@@ -244,16 +262,16 @@ def test_mandatory_steps_do_not_apply_to_a_token(tmp_path, db_url):
 
 def test_a_malformed_bearer_header_is_refused(client):
     for value in ("Bearer", "Bearer ", "bearer not-a-token", "Bearer qap_" + "x" * 300):
-        resp = client.get(PROBE, headers={"Authorization": value})
+        resp = client.get(STUDIES, headers={"Authorization": value})
         assert resp.status_code == 401, value
         assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
 
 
 def test_other_schemes_are_left_to_the_session(client, login_as):
-    login_as("radiologist")
-    resp = client.get(PROBE, headers={"Authorization": "Basic dXNlcjpwYXNz"})
-    assert resp.status_code == 200
-    assert resp.get_json()["token"] is None
+    user = login_as("radiologist")
+    study = make_study(user)
+    resp = client.get(STUDIES, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert study_uids(resp) == {study.study_uid}
 
 
 def test_refused_tokens_are_throttled_per_client(client):
@@ -264,14 +282,14 @@ def test_refused_tokens_are_throttled_per_client(client):
     _db.session.commit()
     for i in range(5):  # the limit is 5 per minute in this app
         secret = revoked.secret if i == 0 else f"qap_guess{i}"
-        assert client.get(PROBE, headers=bearer(secret)).status_code == 401
-    resp = client.get(PROBE, headers=bearer("qap_guess6"))
+        assert client.get(STUDIES, headers=bearer(secret)).status_code == 401
+    resp = client.get(STUDIES, headers=bearer("qap_guess6"))
     assert resp.status_code == 429
     assert int(resp.headers["Retry-After"]) >= 1
     # Throttled before the look-up: a right guess now gains nothing either.
-    assert client.get(PROBE, headers=bearer(good.secret)).status_code == 429
+    assert client.get(STUDIES, headers=bearer(good.secret)).status_code == 429
     assert len(events("api_token.refused")) == 1  # the known token's refusal only
-    other = client.get(PROBE, headers=bearer(good.secret),
+    other = client.get(STUDIES, headers=bearer(good.secret),
                        environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert other.status_code == 200  # counted per client address
 
@@ -280,7 +298,7 @@ def test_valid_uses_do_not_count_towards_the_limit(client):
     user = make_user()
     new = new_token(user)
     for _ in range(8):
-        assert client.get(PROBE, headers=bearer(new.secret)).status_code == 200
+        assert client.get(STUDIES, headers=bearer(new.secret)).status_code == 200
 
 
 def test_create_checks_label_scopes_expiry_and_the_limit(app):

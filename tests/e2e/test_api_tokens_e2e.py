@@ -1,5 +1,5 @@
-"""In the browser: create an API token on the account page, see it once, use it over real
-HTTP, revoke it; then the API refuses it."""
+"""In the browser: create an API token on the account page, see it once, search with it over
+real HTTP (QIDO-RS), revoke it; then the API refuses it."""
 
 from __future__ import annotations
 
@@ -7,26 +7,16 @@ import json
 import urllib.error
 import urllib.request
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from qaportal.extensions import db
-from tests.conftest import make_test_app
 from tests.e2e.browser import sign_in
-from tests.factories import DEFAULT_PASSWORD, make_user
-from tests.test_api_tokens import PROBE, add_probe
+from tests.factories import DEFAULT_PASSWORD, make_study, make_user
+
+STUDIES = "/dicomweb/studies"
 
 
-@pytest.fixture
-def live_app(tmp_path):
-    """The e2e app (CSRF on), with a DICOMweb route to call with the token."""
-    app = make_test_app(tmp_path, f"sqlite:///{tmp_path / 'e2e.sqlite'}",
-                        WTF_CSRF_ENABLED=True, TESTING=False)
-    add_probe(app)
-    return app
-
-
-def _get(url: str, secret: str) -> tuple[int, dict, dict]:
+def _get(url: str, secret: str) -> tuple[int, object, dict]:
     request = urllib.request.Request(  # noqa: S310 - the loopback test server
         url, headers={"Authorization": f"Bearer {secret}"})
     try:
@@ -39,8 +29,10 @@ def _get(url: str, secret: str) -> tuple[int, dict, dict]:
 def test_create_see_once_use_and_revoke_a_token(page: Page, live_server):
     with live_server.app.app_context():
         user = make_user(full_name="Rosalind Franklin")
+        study_uid = make_study(user).study_uid
+        make_study(make_user())  # someone else's: not found with her token
         db.session.commit()
-        email, user_id = user.email, user.id
+        email = user.email
         db.session.remove()
     base = live_server.url
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
@@ -61,8 +53,9 @@ def test_create_see_once_use_and_revoke_a_token(page: Page, live_server):
     assert page.evaluate("navigator.clipboard.readText()") == secret
     expect(page.locator("pre.usage")).to_contain_text(f"{base}/dicomweb")
 
-    status, body, headers = _get(base + PROBE, secret)
-    assert status == 200 and body["user"] == user_id
+    status, body, headers = _get(base + STUDIES, secret)  # QIDO-RS, as a PACS would
+    assert status == 200
+    assert [item["0020000D"]["Value"][0] for item in body] == [study_uid]
     assert "Set-Cookie" not in headers
 
     # Back on the account page: the token is listed by its prefix, never shown again.
@@ -80,6 +73,6 @@ def test_create_see_once_use_and_revoke_a_token(page: Page, live_server):
     expect(page.locator(".flash-success")).to_contain_text("is revoked")
     expect(page.locator("#api-tokens tbody tr")).to_contain_text("revoked")
 
-    status, body, headers = _get(base + PROBE, secret)
+    status, body, headers = _get(base + STUDIES, secret)
     assert status == 401 and body == {"error": "invalid or expired API token"}
     assert headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
