@@ -142,6 +142,11 @@ class UploadRequest(Request):
         )
 
     def _receive_file(self, name: str, filename: str | None) -> ReceivedFile:
+        return self.receive_file()
+
+    def receive_file(self) -> ReceivedFile:
+        """Return a new ReceivedFile in UPLOAD_TMP, removed at the request's close unless
+        the store took it over (used by views that read the body themselves: STOW-RS)."""
         received = ReceivedFile(current_app.config["UPLOAD_TMP"])
         self.__dict__.setdefault("_received_files", []).append(received)
         return received
@@ -149,9 +154,7 @@ class UploadRequest(Request):
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None):
         if filename and self.endpoint in RECEIVING_ENDPOINTS:
-            received = ReceivedFile(current_app.config["UPLOAD_TMP"])
-            self.__dict__.setdefault("_received_files", []).append(received)
-            return received
+            return self.receive_file()
         return super()._get_file_stream(total_content_length, content_type, filename,
                                         content_length)
 
