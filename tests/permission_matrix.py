@@ -455,3 +455,14 @@ EXPECTED.update({
         "params": lambda objs, users: {"study_id": objs["study"].id},
     },
 })
+
+# -- DICOMweb STOW-RS: store instances (the roles that upload) -------------------------------
+# The matrix posts an empty form: a radiologist gets past the role check to the media type
+# check (415); anonymous callers of the API get JSON 401, never a redirect.
+EXPECTED.update({
+    "dicomweb.stow_studies": {**only(("radiologist",), status=415), ANONYMOUS: 401,
+                              "method": "POST"},
+    "dicomweb.stow_study": {**only(("radiologist",), status=415), ANONYMOUS: 401,
+                            "method": "POST",
+                            "params": lambda objs, users: {"study": "1.2.826.0.1.3680043.2"}},
+})

@@ -10,7 +10,7 @@ or werkzeug's ClientDisconnected when fewer bytes arrive than Content-Length sai
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -79,21 +79,20 @@ class RelatedReader(MultipartStream):
     def error(self) -> BadRequest:
         return RelatedError()
 
-    def read_parts(self) -> list[Part]:
-        """Read the whole body; return its parts in order."""
-        found: list[Part] = []
+    def iter_parts(self) -> Iterator[Part]:
+        """Yield each part once its body is fully read (and its container written)."""
+        index = 0
         while (block := self.next_part()) is not None:
             raw_type = part_headers(block).get("content-type")
             media_type = parse_media_type(raw_type)[0] if raw_type else self.root_type
-            index = len(found) + 1
+            index += 1
             if media_type not in self.accepted:
                 size = self.copy_body(_discard)
-                found.append(Part(index, media_type, None, size))
+                yield Part(index, media_type, None, size)
                 continue
             sink = _Capped(self.make_file(), self.max_part_bytes)
             self.copy_body(sink.write)
-            found.append(Part(index, media_type, sink.container, sink.size, sink.over))
-        return found
+            yield Part(index, media_type, sink.container, sink.size, sink.over)
 
 
 def _discard(data: bytes) -> None:

@@ -21,7 +21,7 @@ from qaportal.dicomweb import bp, dicomjson
 from qaportal.dicomweb.dicomjson import element, tag
 from qaportal.dicomweb.multipart_related import DICOM, RelatedReader
 from qaportal.dicomweb.negotiate import Offer, choose_or_406, parse_media_type
-from qaportal.dicomweb.stow_ingest import Outcome, part_items, store_parts
+from qaportal.dicomweb.stow_ingest import Outcome, StowIngest, part_item
 from qaportal.permissions import role_required
 
 ANSWERS = [Offer(dicomjson.DICOM_JSON), Offer("application/json")]
@@ -59,11 +59,17 @@ def _store(target_study: str | None):
                            make_file=request.receive_file,
                            max_part_bytes=cfg["UPLOAD_MAX_FILE_BYTES"],
                            max_parts=cfg["UPLOAD_MAX_FILES"])
-    parts = reader.read_parts()
-    if not parts:
-        abort(400, description="the request holds no part to store")
-    items = part_items(parts, cfg["UPLOAD_MAX_FILE_BYTES"])
-    outcomes, _batch = store_parts(current_user._get_current_object(), items, target_study)
+    ingest = StowIngest(current_user._get_current_object(), target_study)
+    try:
+        for part in reader.iter_parts():
+            ingest.add(part_item(part, cfg["UPLOAD_MAX_FILE_BYTES"]))
+        ingest.finish()
+        if not ingest.items:
+            abort(400, description="the request holds no part to store")
+    except BaseException:
+        ingest.abort()
+        raise
+    outcomes, _batch = ingest.commit()
     stored = [o for o in outcomes if o.ok]
     status = 200 if len(stored) == len(outcomes) else 202 if stored else 409
     out = dicomjson.response(_response_dataset(outcomes, target_study), status)

@@ -13,11 +13,14 @@ Each part's fate also gets the standard Failure Reason code of PS3.18 (Table I.2
 from __future__ import annotations
 
 import io
+import queue
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from flask import current_app
 from pydicom.filereader import _read_file_meta_info  # private; what dcmread uses (3.x)
 from sqlalchemy.exc import IntegrityError
 
@@ -77,83 +80,136 @@ def failure_code(reason: str) -> int:
     return CANNOT_UNDERSTAND
 
 
-def part_items(parts: Sequence[Part], max_part_bytes: int) -> list[SourceItem]:
-    """Return the ingest items of the parts: the files received, or why a part was not."""
-    items = []
-    for part in parts:
-        name = f"part {part.index}"
-        if part.container is None:
-            shown = part.media_type[:80] or "unknown"
-            items.append(SourceItem(name, error=f"not stored: a part of type {shown}; "
-                                               f"only {DICOM} parts are stored"))
-        elif part.too_large:
-            items.append(SourceItem(name, error=f"too large: over the "
-                                               f"{megabytes(max_part_bytes)} MB limit per file"))
-        else:
-            part.container.finish()
-            items.append(SourceItem(name, path=part.container.path,
-                                    sha256=part.container.sha256, owned=True))
-    return items
+def part_item(part: Part, max_part_bytes: int) -> SourceItem:
+    """Return the ingest item of a part: the file received, or why the part was not kept."""
+    name = f"part {part.index}"
+    if part.container is None:
+        shown = part.media_type[:80] or "unknown"
+        return SourceItem(name, error=f"not stored: a part of type {shown}; "
+                                      f"only {DICOM} parts are stored")
+    if part.too_large:
+        return SourceItem(name, error=f"too large: over the {megabytes(max_part_bytes)} MB "
+                                      "limit per file")
+    part.container.finish()
+    return SourceItem(name, path=part.container.path, sha256=part.container.sha256,
+                      owned=True)
 
 
-def store_parts(owner: User, items: Sequence[SourceItem],
-                target_study: str | None) -> tuple[list[Outcome], UploadBatch]:
-    """Ingest the items for owner into one new batch, committing once; return each item's
-    outcome (in order) and the batch. On any failure nothing stays: rows rolled back,
-    stored files deleted."""
-    outside: list[InstanceHeader] = []  # headers refused for the target study, in order
+_END = object()
 
-    def in_target(header: InstanceHeader) -> str | None:
-        if target_study is not None and header.study_uid != target_study:
-            outside.append(header)
+
+class StowIngest:
+    """Ingest one request's parts for owner while the body is still arriving.
+
+    `add()` hands each received part to a second thread that parses and stores it (the
+    upload's `Ingester.prepare`: header parse, pixel checks, move into the store), so the
+    parse of one part overlaps the receipt of the next (reading the socket, writing and
+    hashing release the interpreter lock). `finish()` waits for it; `commit()` then writes
+    the batch, rows and audit in one transaction. `abort()` (a body cut off, any error)
+    deletes whatever was stored. No database access happens in the second thread.
+    """
+
+    def __init__(self, owner: User, target_study: str | None) -> None:
+        self.owner = owner
+        self.target_study = target_study
+        self.items: list[SourceItem] = []
+        self._outside: list[InstanceHeader] = []  # refused for the target study, in order
+        self.ingester = Ingester(owner, image_store(), None, check=self._in_target)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._ended = False
+        app = current_app._get_current_object()
+        self._thread = threading.Thread(target=self._prepare, args=(app,), daemon=True,
+                                        name="stow-prepare")
+        self._thread.start()
+
+    def _in_target(self, header: InstanceHeader) -> str | None:
+        if self.target_study is not None and header.study_uid != self.target_study:
+            self._outside.append(header)
             return NOT_IN_TARGET
         return None
 
-    ingester = Ingester(owner, image_store(), None, check=in_target)
-    ingester.prepare(items)
-    try:
-        for attempt in (1, 2):
-            try:
-                batch = UploadBatch(user_id=owner.id, source=SOURCE)
-                db.session.add(batch)
-                db.session.flush()
-                ingester.batch = batch
-                run = ingester.write()
-                finish_batch(batch)
-                audit.record("study.upload_finished", batch, actor=owner, via=SOURCE,
-                             stored=batch.stored, duplicates=batch.duplicates,
-                             conflicts=batch.conflicts,
-                             rejected=len(batch.errors) - batch.conflicts)
-                db.session.commit()
-            except IntegrityError:
-                db.session.rollback()
-                if attempt == 2:
-                    raise
-                continue
-            ingester.release(run)
-            break
-    except BaseException:
-        db.session.rollback()
-        ingester.discard()
-        raise
-    paths = {item.name: item.path for item in items}
-    refused = iter(outside)
-    outcomes = []
-    for entry, result in zip(ingester.entries, run.results, strict=True):
-        if isinstance(entry, Prepared):
-            h = entry.header
-            uids = (h.sop_class_uid, h.sop_uid, h.study_uid, h.series_uid)
-        else:
-            name, reason = entry
-            if reason == NOT_IN_TARGET:
+    def _items(self) -> Iterator[SourceItem]:
+        while (item := self._queue.get()) is not _END:
+            yield item
+        self._ended = True
+
+    def _prepare(self, app) -> None:
+        try:
+            with app.app_context():  # for the configured parse limits
+                self.ingester.prepare(self._items())
+        except BaseException as exc:  # noqa: BLE001 - handed to the request's thread
+            self._error = exc
+            while not self._ended and self._queue.get() is not _END:  # let finish() go on
+                pass
+
+    def add(self, item: SourceItem) -> None:
+        """Queue one part's item for parsing and storing."""
+        self.items.append(item)
+        self._queue.put(item)
+
+    def finish(self) -> None:
+        """Wait until every queued item is parsed and stored (raise what failed there)."""
+        self._queue.put(_END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Stop, and delete every file stored for this request."""
+        if self._thread.is_alive():
+            self._queue.put(_END)
+            self._thread.join()
+        self.ingester.discard()
+
+    def commit(self) -> tuple[list[Outcome], UploadBatch]:
+        """Write the request's batch, rows and audit in one transaction; return each part's
+        outcome (in order) and the batch. On failure nothing stays (rolled back, deleted)."""
+        ingester = self.ingester
+        try:
+            for attempt in (1, 2):
+                try:
+                    batch = UploadBatch(user_id=self.owner.id, source=SOURCE)
+                    db.session.add(batch)
+                    db.session.flush()
+                    ingester.batch = batch
+                    run = ingester.write()
+                    finish_batch(batch)
+                    audit.record("study.upload_finished", batch, actor=self.owner,
+                                 via=SOURCE, stored=batch.stored,
+                                 duplicates=batch.duplicates, conflicts=batch.conflicts,
+                                 rejected=len(batch.errors) - batch.conflicts)
+                    db.session.commit()
+                except IntegrityError:
+                    db.session.rollback()
+                    if attempt == 2:
+                        raise
+                    continue
+                ingester.release(run)
+                break
+        except BaseException:
+            db.session.rollback()
+            ingester.discard()
+            raise
+        return self._outcomes(run), batch
+
+    def _outcomes(self, run) -> list[Outcome]:
+        paths = {item.name: item.path for item in self.items}
+        refused = iter(self._outside)
+        outcomes = []
+        for entry, result in zip(self.ingester.entries, run.results, strict=True):
+            if isinstance(entry, Prepared):
+                h: InstanceHeader | None = entry.header
+            elif entry[1] == NOT_IN_TARGET:
                 h = next(refused)
-                uids = (h.sop_class_uid, h.sop_uid, h.study_uid, h.series_uid)
             else:
-                uids = (*_meta_uids(paths.get(name)), "", "")
-        reason = result.get("error")
-        outcomes.append(Outcome(result["file"], result["status"], *uids, reason=reason,
-                                code=failure_code(reason) if reason else None))
-    return outcomes, batch
+                h = None
+            uids = ((h.sop_class_uid, h.sop_uid, h.study_uid, h.series_uid) if h
+                    else (*_meta_uids(paths.get(result["file"])), "", ""))
+            reason = result.get("error")
+            outcomes.append(Outcome(result["file"], result["status"], *uids, reason=reason,
+                                    code=failure_code(reason) if reason else None))
+        return outcomes
 
 
 def _meta_uids(path: Path | None) -> tuple[str, str]:

@@ -90,10 +90,14 @@ class MultipartStream:
             if not self._fill():
                 raise self.error()
 
-    def copy_body(self, write: Callable[[bytes], Any], limit: int | None = None) -> int:
+    def copy_body(self, write: Callable[[Any], Any], limit: int | None = None, *,
+                  keep: bool = False) -> int:
         """Write the part's body up to the next separator; keep what follows it.
 
-        Return the body's size; over limit (bytes) the request is refused (413).
+        write() gets a memoryview into the read buffer, valid only during the call (no copy:
+        a file's write and a hash's update take it as it is); keep=True gives it bytes it
+        may keep instead. Return the body's size; over limit (bytes) the request is refused
+        (413).
         """
         sep = self.separator
         written = 0
@@ -104,8 +108,12 @@ class MultipartStream:
                 written += end
                 if limit is not None and written > limit:
                     raise RequestEntityTooLarge()
-                write(bytes(self.buffer[:end]))
-                del self.buffer[:end]
+                if keep:
+                    write(bytes(self.buffer[:end]))
+                else:
+                    with memoryview(self.buffer) as view, view[:end] as piece:
+                        write(piece)
+                del self.buffer[:end]  # from the front of a bytearray: no copy
             if found != -1:
                 del self.buffer[:len(sep)]
                 return written
@@ -126,6 +134,10 @@ class MultipartStream:
         self.parts += 1
         if self.max_parts is not None and self.parts > self.max_parts:
             raise RequestEntityTooLarge()
+        self._need(2)
+        if self.buffer[:2] == b"\r\n":  # a part without headers
+            del self.buffer[:2]
+            return b""
         return self._read_until(b"\r\n\r\n", MAX_HEADER_BYTES)
 
 
@@ -158,7 +170,7 @@ class MultipartReader(MultipartStream):
             name, filename, _ = _disposition(block)
             if filename is None:
                 chunks: list[bytes] = []
-                self.copy_body(chunks.append, self.max_field_bytes)
+                self.copy_body(chunks.append, self.max_field_bytes, keep=True)
                 fields.append((name, b"".join(chunks).decode("utf-8", "replace")))
             else:
                 container = self.make_file(name, filename)

@@ -27,7 +27,6 @@ from qaportal.studies.multipart import MultipartReader
 
 # Endpoints whose file parts are received into named temporary files.
 RECEIVING_ENDPOINTS = frozenset({"studies.batch_files", "studies.upload"})
-_BUFFER = 1024 * 1024
 
 
 class ReceivedFile:
@@ -37,7 +36,9 @@ class ReceivedFile:
         Path(folder).mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
         self.path = Path(name)
-        self._fh: IO[bytes] = os.fdopen(fd, "w+b", buffering=_BUFFER)
+        # Unbuffered: the multipart readers hand over large pieces, written as they come
+        # (a buffer would only add a copy).
+        self._fh: IO[bytes] = os.fdopen(fd, "w+b", buffering=0)
         self._digest = hashlib.sha256()
         self._hash_valid = True
         self._written = 0
@@ -46,10 +47,14 @@ class ReceivedFile:
         """Append data, hashing it; a write anywhere but the end voids the hash."""
         if self._fh.tell() != self._written:
             self._hash_valid = False
-        n = self._fh.write(data)
-        self._digest.update(data)
-        self._written += n
-        return n
+        view = memoryview(data).cast("B")
+        total = len(view)
+        done = 0
+        while done < total:  # a raw write may take less than it was given
+            done += self._fh.write(view[done:]) or 0
+        self._digest.update(view)
+        self._written += total
+        return total
 
     @property
     def sha256(self) -> str | None:
