@@ -35,6 +35,36 @@ def related(files: list[Path]) -> tuple[bytes, str]:
     return b"".join(out), f'multipart/related; type="application/dicom"; boundary={boundary}'
 
 
+def server_cpu_s(port: int) -> float:
+    """Return the CPU seconds used so far by the gunicorn workers listening on port."""
+    import os
+
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in _workers(port):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _workers(port: int) -> list[int]:
+    """The pids of the gunicorn processes (master and workers) serving port (Linux)."""
+    import subprocess
+
+    out = subprocess.run(["pgrep", "-f", f"gunicorn.*127.0.0.1:{port}"],
+                         capture_output=True, text=True).stdout
+    masters = [int(p) for p in out.split()]
+    pids = list(masters)
+    for pid in masters:
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        if children.exists():
+            pids += [int(c) for c in children.read_text().split()]
+    return sorted(set(pids))
+
+
 def run(root: Path, name: str, files: list[Path], per_request: int, clients: int,
         workers: int, config_extra: dict) -> float:
     config = {**instance_config(root, name), **config_extra}
@@ -64,16 +94,19 @@ def run(root: Path, name: str, files: list[Path], per_request: int, clients: int
                     failures.append(f"{status} {data[:200]!r}")
 
         threads = [threading.Thread(target=send, args=s) for s in senders]
+        cpu = server_cpu_s(port)
         start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
+        cpu = server_cpu_s(port) - cpu
     assert not failures, failures[:3]
     rate = len(files) / elapsed
     print(f"STOW-RS {name}: {len(files)} instances, {per_request}/request, {clients} "
-          f"client(s), {workers} workers: {elapsed:.2f} s = {rate:.0f} instances/s")
+          f"client(s), {workers} workers: {elapsed:.2f} s = {rate:.0f} instances/s; "
+          f"server CPU {cpu / len(files) * 1000:.2f} ms/instance")
     return rate
 
 

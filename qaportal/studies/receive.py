@@ -33,8 +33,11 @@ class ReceivedFile:
     """A private named temporary file that hashes what is written to it, in order."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
+        try:
+            fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
+        except FileNotFoundError:  # the first file: make the folder (a mkdir each costs)
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
         self.path = Path(name)
         # Unbuffered: the multipart readers hand over large pieces, written as they come
         # (a buffer would only add a copy).
