@@ -140,11 +140,15 @@ def test_stores_real_files_and_answers_the_standard_dataset(app, client, radiolo
     assert tmp_files(app) == []  # every received file was moved into the store
 
 
-def test_one_study_url_and_json_when_asked(client, radiologist):
+def test_one_study_url_and_json_when_asked(app, client, radiologist):
     r = stow(client, [read(sample("CT_small.dcm"))], Accept="application/json")
     assert r.status_code == 200 and r.mimetype == "application/json"
-    assert r.get_json()[RETRIEVE_URL] == {"vr": "UR",
-                                          "Value": [f"{BASE}/{uids(sample('CT_small.dcm'))[2]}"]}
+    study = uids(sample("CT_small.dcm"))[2]
+    assert r.get_json()[RETRIEVE_URL] == {"vr": "UR", "Value": [f"{BASE}/{study}"]}
+    app.config["BASE_URL"] = "https://qa.example.org/"  # the configured address wins
+    r = stow(client, [read(sample("CT_small.dcm"))])
+    assert r.get_json()[RETRIEVE_URL]["Value"] == [
+        f"https://qa.example.org/dicomweb/studies/{study}"]
 
 
 def test_hostile_and_corrupt_files_fail_with_standard_reasons_beside_good_ones(
@@ -394,3 +398,48 @@ def test_a_browser_session_needs_the_csrf_header(csrf_app):
     page = client.get("/studies/upload").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
     assert stow(client, [ct], **{"X-CSRFToken": token}).status_code == 200
+
+
+def test_dicomweb_client_stores_over_http_with_a_session(tmp_path, db_url):
+    """The reference client, over real HTTP, signed in by session with the CSRF header."""
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+
+    from tests.e2e.conftest import LiveServer
+
+    app = make_test_app(tmp_path, db_url, WTF_CSRF_ENABLED=True, TESTING=False)
+    with app.app_context():
+        user = make_user(roles=("radiologist",))
+        db.session.commit()
+        email = user.email
+    server = LiveServer(app).start()
+    try:
+        session = requests.Session()
+        page = session.get(f"{server.url}/login").text
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        assert session.post(f"{server.url}/login", allow_redirects=False, data={
+            "email": email, "password": DEFAULT_PASSWORD, "csrf_token": token},
+        ).status_code == 302
+        page = session.get(f"{server.url}/studies/upload").text
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        client = DICOMwebClient(f"{server.url}/dicomweb", session=session,
+                                headers={"X-CSRFToken": token})
+        files = generate_ct_series(tmp_path / "ct", slices=5, base=str(sample("CT_small.dcm")))
+        datasets = [pydicom.dcmread(f) for f in files]
+        result = client.store_instances(datasets)
+        assert [item.ReferencedSOPInstanceUID for item in result.ReferencedSOPSequence] == [
+            ds.SOPInstanceUID for ds in datasets]
+        assert "FailedSOPSequence" not in result
+        study_uid = datasets[0].StudyInstanceUID
+        # (the client sends its own Host header, without the port: the URL follows it)
+        assert result.RetrieveURL.endswith(f"127.0.0.1/dicomweb/studies/{study_uid}")
+        again = client.store_instances(datasets[:2], study_instance_uid=study_uid)
+        assert len(again.ReferencedSOPSequence) == 2  # identical copies: a success
+    finally:
+        server.stop()
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Instance)) == 5
+        db.session.remove()
+        if db_url.startswith("postgresql"):
+            db.drop_all()
+        db.engine.dispose()

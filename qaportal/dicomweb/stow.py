@@ -89,9 +89,16 @@ def _boundary() -> str:
     return boundary
 
 
+def _site_root() -> str:
+    """Return the portal's public root: QAPORTAL_BASE_URL when set, else the address the
+    request came to (a Retrieve URL only goes back to the caller who sent that Host)."""
+    base = current_app.config.get("BASE_URL")
+    return str(base).rstrip("/") if base else request.host_url.rstrip("/")
+
+
 def _response_dataset(outcomes: list[Outcome], target_study: str | None) -> dict[str, Any]:
     """Return the Store Instances Response Module (PS3.18 Table I.1-1) in DICOM JSON."""
-    base = url_for("dicomweb.stow_studies", _external=True)
+    base = _site_root() + url_for("dicomweb.stow_studies")
     ok = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
     studies = {o.study_uid for o in ok}
