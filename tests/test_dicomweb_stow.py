@@ -443,3 +443,27 @@ def test_dicomweb_client_stores_over_http_with_a_session(tmp_path, db_url):
         if db_url.startswith("postgresql"):
             db.drop_all()
         db.engine.dispose()
+
+
+def test_a_token_with_the_write_scope_stores_without_csrf(csrf_app):
+    from qaportal.auth import tokens
+
+    user = make_user(roles=("radiologist",))
+    writer = tokens.create(user, label="pacs", scopes=("read", "write"), expires_days=None,
+                           by=user)
+    reader = tokens.create(user, label="viewer", scopes=("read",), expires_days=None, by=user)
+    db.session.commit()
+    client = csrf_app.test_client()
+    ct = read(sample("CT_small.dcm"))
+    refused = stow(client, [ct], Authorization=f"Bearer {reader.secret}")
+    assert refused.status_code == 403 and "write scope" in refused.get_json()["error"]
+    assert count(UploadBatch) == 0
+    r = stow(client, [ct], Authorization=f"Bearer {writer.secret}")
+    assert r.status_code == 200
+    assert r.get_json()[REFERENCED]["Value"] == [referenced(sample("CT_small.dcm"))]
+    batch = db.session.scalar(sa.select(UploadBatch))
+    assert (batch.user_id, batch.source, batch.stored) == (user.id, "dicomweb", 1)
+    used = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "api_token.used")).all()
+    assert sorted(e.object_id for e in used) == sorted(
+        [str(reader.token.id), str(writer.token.id)])  # every use audited, refused or not
