@@ -186,6 +186,10 @@ def test_hostile_and_corrupt_files_fail_with_standard_reasons_beside_good_ones(
     assert "part 3" not in errors and len(errors) == 8
     assert batch.stored == 1 and count(Instance) == 1
     assert len(stored_files(app)) == 1 and tmp_files(app) == []
+    # The owner finds the request among their uploads, with the reasons.
+    page = client.get(f"/studies/upload/batches/{batch.id}").get_data(as_text=True)
+    assert "Received through DICOMweb" in page
+    assert "part 6" in page and "not a DICOM file" in page
 
 
 def test_all_failed_is_409_and_leaves_no_file(app, client, radiologist):
