@@ -65,8 +65,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(bp)
 
     from qaportal.auth import tokens
+    from qaportal.dicomweb import cors as dicomweb_cors
 
     tokens.init_app(app)  # Bearer authentication: the first hook, before require_login
+    dicomweb_cors.init_app(app)  # CORS preflights before it (they carry no credentials)
     hooks.init_app(app)
     ratelimit.init_app(app)
     navigation.init_app(app)

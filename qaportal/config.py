@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -78,6 +79,9 @@ class Defaults:
     AUDIT_PAGE_SIZE = 50
     # QIDO-RS: at most this many results per answer (a Warning header says when more exist).
     QIDO_MAX_RESULTS = 1000
+    # DICOMweb from web pages of other origins (a viewer served elsewhere): none by default.
+    # Each entry is an exact origin, e.g. "https://viewer.example.org"; never "*".
+    DICOMWEB_CORS_ORIGINS: tuple[str, ...] = ()
     # E-mail: SMTP when QAPORTAL_SMTP_HOST is set, else .eml files in instance/outbox/.
     SMTP_HOST: str | None = None
     SMTP_PORT = 587
@@ -115,6 +119,10 @@ class Defaults:
     AUDIT_SYSLOG = True
     # A frame or thumbnail of a series the user viewed this recently writes no new entry.
     AUDIT_SERIES_VIEW_MINUTES = 30
+
+
+# A web origin: scheme, host name or bracketed IPv6 address, optional port.
+ORIGIN_RE = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
 # Variables read from the environment, with their parsers.
@@ -193,6 +201,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "AUDIT_ANCHOR_FILE": ("AUDIT_ANCHOR_FILE", str),
     "AUDIT_CHECKPOINT_EVERY": ("AUDIT_CHECKPOINT_EVERY", int),
     "AUDIT_SYSLOG": ("AUDIT_SYSLOG", _bool),
+    "DICOMWEB_CORS_ORIGINS": ("DICOMWEB_CORS_ORIGINS", _roles),  # comma-separated origins
 }
 
 
@@ -274,6 +283,12 @@ def _finish(app) -> None:
         # "/" would let a token open every page; a prefix without the slashes, lookalikes.
         raise ConfigError("API_PATH_PREFIXES must be paths such as '/dicomweb/' "
                           "(starting and ending with '/', never '/' alone)")
+    cfg["DICOMWEB_CORS_ORIGINS"] = tuple(cfg["DICOMWEB_CORS_ORIGINS"])
+    for origin in cfg["DICOMWEB_CORS_ORIGINS"]:
+        if not ORIGIN_RE.fullmatch(origin):
+            raise ConfigError(f"DICOMWEB_CORS_ORIGINS: {origin!r} is not an origin such as "
+                              "'https://viewer.example.org' (scheme, host, optional port; "
+                              "no path, no '*')")
     if int(cfg["API_TOKENS_PER_USER"]) < 1:
         raise ConfigError("QAPORTAL_API_TOKENS_PER_USER must be at least 1")
     cfg.setdefault("IMAGE_ROOT", str(instance / "images"))

@@ -102,7 +102,8 @@ def init_app(app: Flask) -> None:
             if touched:
                 db.session.commit()
             return redirect(url_for(step))
-        marked = request.method == "GET" and mark_opened_notifications(current_user.id)
+        marked = (request.method == "GET" and not _is_api_path()
+                  and mark_opened_notifications(current_user.id))
         if touched or marked:
             db.session.commit()  # before the view: its own transaction starts clean
         return None

@@ -205,7 +205,7 @@ def world(app, client, auth, db, tmp_path):
         "filename": ["css/app.css"],
         **dicomweb_values(study),
     }
-    remapped = {k: v[1] for k, v in dicomweb_values(study).items() if k != "frame_list"}
+    remapped = {k: v[1] for k, v in dicomweb_values(study).items() if k.endswith("_uid")}
     ids = {"sid": study.id, "series": series.id, "a_deid": a_deid.id, "a_full": a_full.id,
            "case": case.id, "conf": conf.id, "req": req.id, **remapped,
            "suid": remapped["study_uid"], "seuid": remapped["series_uid"]}

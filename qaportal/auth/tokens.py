@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 from limits import parse_many
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from qaportal import audit
 from qaportal.extensions import db
@@ -42,6 +43,9 @@ REVOKE_REASON_MAX = 200
 INVALID = 'Bearer error="invalid_token"'
 RATE_KEY = "api-token-failure"
 DEACTIVATED = "user deactivated"  # the revoke reason when the account is deactivated
+PER_SERIES = "_token_use_in_series_audit"
+# last_used_at is written at most this often: no database write on every frame.
+LAST_USED_EVERY = timedelta(seconds=60)
 
 
 class TokenError(ValueError):
@@ -129,7 +133,7 @@ def verify(secret: str) -> Verdict:
     """Look a secret up: the token and, when it may not be used, why (for the audit)."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return Verdict(None, "unknown token")
-    token = db.session.scalar(sa.select(ApiToken)
+    token = db.session.scalar(sa.select(ApiToken).options(joinedload(ApiToken.user))
                               .where(ApiToken.token_hash == hash_secret(secret)))
     if token is None:
         return Verdict(None, "unknown token")
@@ -251,15 +255,45 @@ def authenticate_bearer():
             db.session.commit()
         return _json(401, "invalid or expired API token", **{"WWW-Authenticate": INVALID})
     token = verdict.token
-    token.last_used_at = utcnow()
-    # The endpoint's name, never the path: paths of the API hold UIDs.
-    audit.record("api_token.used", token, actor=token.user, method=request.method,
-                 endpoint=request.endpoint)
     user = token.user
-    db.session.commit()  # before the view: its own transaction starts clean
+    written = False
+    if getattr(current_app.view_functions.get(request.endpoint), PER_SERIES, False):
+        g.token_use_in_series_audit = True  # audit_series_read names the token
+    else:
+        # The endpoint's name, never the path: paths of the API hold UIDs.
+        audit.record("api_token.used", token, actor=user, method=request.method,
+                     endpoint=request.endpoint)
+        written = True
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY:
+        token.last_used_at = now
+        written = True
+    if written:
+        db.session.commit()  # before the view: its own transaction starts clean
     g.api_token = token
     g._login_user = user  # Flask-Login's current_user, for this request only
     return None
+
+
+def audited_per_series(view: Callable) -> Callable:
+    """Mark a view whose reads are audited once per series (frames, rendered images, bulk
+    data: `audit_series_read`, which names the token), like the viewer's frames: a token's
+    use there adds no `api_token.used` entry of its own unless the request fails."""
+    setattr(view, PER_SERIES, True)
+    return view
+
+
+def audit_failed_series_read(response):
+    """After a per-series read by a token: a refused or failed one is audited here (a
+    successful one is covered by its series' entry)."""
+    if g.pop("token_use_in_series_audit", False) and response.status_code >= 400:
+        token = g.get("api_token")
+        if token is not None:
+            db.session.rollback()
+            audit.record("api_token.used", token, actor=token.user, method=request.method,
+                         endpoint=request.endpoint, status=response.status_code)
+            db.session.commit()
+    return response
 
 
 class TokenAwareSessionInterface(SecureCookieSessionInterface):
@@ -280,4 +314,5 @@ def init_app(app: Flask) -> None:
     # First: before the CSRF check (a token is no cookie, no forgery) and before
     # require_login (which would touch a session and send mandatory-step redirects).
     app.before_request_funcs.setdefault(None, []).insert(0, authenticate_bearer)
+    app.after_request(audit_failed_series_read)
     app.session_interface = TokenAwareSessionInterface()

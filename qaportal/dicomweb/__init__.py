@@ -12,6 +12,7 @@ from flask import Blueprint
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 
 from qaportal.dicomweb import (  # noqa: E402,F401
+    cors,
     errors,
     guard,
     qido,

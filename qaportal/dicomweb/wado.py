@@ -29,6 +29,7 @@ from flask import (
 from flask_login import current_user
 
 from qaportal import audit
+from qaportal.auth.tokens import audited_per_series
 from qaportal.dicom import StoredFileCorrupt, StoredFileMissing
 from qaportal.dicom.json_model import BULK_VRS, bulk_value, find_element
 from qaportal.dicom.transcode import EXPLICIT_VR_LITTLE_ENDIAN, TranscodeError, to_explicit_little
@@ -216,6 +217,7 @@ def instance_metadata(study_uid: str, series_uid: str, instance_uid: str):
 
 @bp.get("/studies/<study_uid>/series/<series_uid>/instances/<instance_uid>/bulkdata/"
         "<path:tag_path>")
+@audited_per_series
 def bulkdata(study_uid: str, series_uid: str, instance_uid: str, tag_path: str):
     """One element's value as the metadata's BulkDataURI names it (native, little endian)."""
     target, series, inst = _locate(study_uid, series_uid, instance_uid)

@@ -18,6 +18,7 @@ import hashlib
 from flask import abort, current_app, jsonify, make_response, request
 from flask_login import current_user
 
+from qaportal.auth.tokens import audited_per_series
 from qaportal.dicom import DicomRejected, StoredFileCorrupt, StoredFileMissing
 from qaportal.dicom.frames_raw import COMPRESSED_MEDIA_TYPES, EXPLICIT_LE, FrameReader
 from qaportal.dicomweb import bp
@@ -115,6 +116,7 @@ def frame_offers(stored_syntax: str) -> list[Offer]:
 
 
 @bp.route(INSTANCE_URL + "/frames/<frame_list>")
+@audited_per_series
 def retrieve_frames(study_uid: str, series_uid: str, instance_uid: str, frame_list: str):
     """Retrieve frames of an instance as a multipart/related answer, one part per frame."""
     target, series, inst = locate(study_uid, series_uid, instance_uid)

@@ -20,6 +20,7 @@ import hashlib
 
 from flask import abort, make_response, request, stream_with_context
 
+from qaportal.auth.tokens import audited_per_series
 from qaportal.dicom.render_options import (
     FORMATS,
     RenderOptions,
@@ -127,6 +128,7 @@ def _many_images(target, items: list[tuple[Series, Instance, int]], options: Ren
 
 
 @bp.route("/studies/<study_uid>/rendered")
+@audited_per_series
 def study_rendered(study_uid: str):
     """Render every instance of the study (multipart/related of images)."""
     offer = choose_or_406(request.headers.get("Accept"), MULTIPART)
@@ -138,6 +140,7 @@ def study_rendered(study_uid: str):
 
 
 @bp.route("/studies/<study_uid>/series/<series_uid>/rendered")
+@audited_per_series
 def series_rendered(study_uid: str, series_uid: str):
     """Render every instance of the series (multipart/related of images)."""
     offer = choose_or_406(request.headers.get("Accept"), MULTIPART)
@@ -148,6 +151,7 @@ def series_rendered(study_uid: str, series_uid: str):
 
 
 @bp.route(INSTANCE_URL + "/rendered")
+@audited_per_series
 def instance_rendered(study_uid: str, series_uid: str, instance_uid: str):
     """Render the instance (its first frame) as one image."""
     offer = choose_or_406(request.headers.get("Accept"), SINGLE)
@@ -157,6 +161,7 @@ def instance_rendered(study_uid: str, series_uid: str, instance_uid: str):
 
 
 @bp.route(INSTANCE_URL + "/frames/<frame_list>/rendered")
+@audited_per_series
 def frames_rendered(study_uid: str, series_uid: str, instance_uid: str, frame_list: str):
     """Render one frame as an image, or several as a multipart/related of images."""
     target, series, inst = locate(study_uid, series_uid, instance_uid)
@@ -188,6 +193,7 @@ def _thumbnail(target, series: Series | None, inst: Instance | None, frame: int 
 
 
 @bp.route("/studies/<study_uid>/thumbnail")
+@audited_per_series
 def study_thumbnail(study_uid: str):
     """A representative image of the study: the middle frame of its first series."""
     target, _, _ = locate(study_uid)
@@ -195,6 +201,7 @@ def study_thumbnail(study_uid: str):
 
 
 @bp.route("/studies/<study_uid>/series/<series_uid>/thumbnail")
+@audited_per_series
 def series_thumbnail(study_uid: str, series_uid: str):
     """A representative image of the series: its middle frame in anatomical order."""
     target, series, _ = locate(study_uid, series_uid)
@@ -202,6 +209,7 @@ def series_thumbnail(study_uid: str, series_uid: str):
 
 
 @bp.route(INSTANCE_URL + "/thumbnail")
+@audited_per_series
 def instance_thumbnail(study_uid: str, series_uid: str, instance_uid: str):
     """A representative image of the instance: its middle frame."""
     target, series, inst = locate(study_uid, series_uid, instance_uid)
@@ -209,6 +217,7 @@ def instance_thumbnail(study_uid: str, series_uid: str, instance_uid: str):
 
 
 @bp.route(INSTANCE_URL + "/frames/<frame_list>/thumbnail")
+@audited_per_series
 def frame_thumbnail(study_uid: str, series_uid: str, instance_uid: str, frame_list: str):
     """A small image of one frame."""
     target, series, inst = locate(study_uid, series_uid, instance_uid)

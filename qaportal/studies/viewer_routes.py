@@ -13,6 +13,7 @@ from flask import (
     Flask,
     abort,
     current_app,
+    g,
     jsonify,
     make_response,
     render_template,
@@ -159,7 +160,11 @@ def audit_series_read(study: Study, series_id: int, mode: str, via: str) -> None
 
     A frame or thumbnail of a series the user opened (frames.json) or fetched within
     AUDIT_SERIES_VIEW_MINUTES adds no entry; one fetched outside such a view records one.
+    Through an API token the entry names the token (token_id), and only an entry of the same
+    token (or, for the browser, of no token) covers later reads.
     """
+    token = g.get("api_token")
+    token_id = token.id if token is not None else None
     since = utcnow() - timedelta(minutes=current_app.config["AUDIT_SERIES_VIEW_MINUTES"])
     recent = db.session.scalars(
         sa.select(AuditEvent.details)
@@ -170,9 +175,12 @@ def audit_series_read(study: Study, series_id: int, mode: str, via: str) -> None
                AuditEvent.occurred_at >= since)
         .order_by(AuditEvent.seq.desc()).limit(100)
     )
-    if any((d or {}).get("series_id") == series_id for d in recent):
+    if any((d or {}).get("series_id") == series_id and (d or {}).get("token_id") == token_id
+           for d in recent):
         return
-    audit.record("study.series_viewed", study, series_id=series_id, mode=mode, via=via)
+    extra = {"token_id": token_id} if token_id is not None else {}
+    audit.record("study.series_viewed", study, series_id=series_id, mode=mode, via=via,
+                 **extra)
     db.session.commit()
 
 
