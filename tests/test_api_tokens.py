@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from flask import g
-from flask_login import current_user
+from pydicom.data import get_testdata_file
 
 from qaportal.admin import service as admin_service
 from qaportal.auth import tokens
@@ -18,28 +19,24 @@ from qaportal.models import ApiToken, AuditEvent, UserSession, utcnow
 from tests.conftest import make_test_app
 from tests.factories import DEFAULT_PASSWORD, make_study, make_user
 
-STUDIES = "/dicomweb/studies"  # QIDO-RS
-# A POST route of this test's own in the DICOMweb blueprint, until STOW-RS lands.
-PROBE = "/dicomweb/token-probe"
+STUDIES = "/dicomweb/studies"  # QIDO-RS (GET) and STOW-RS (POST)
 STUDY_UID = "0020000D"
+BOUNDARY = "tokenTestBoundary42"
 
 
-def probe():
-    """Who the request is authenticated as, and with which token."""
-    token = g.get("api_token")
-    return {"user": current_user.id, "token": token.id if token is not None else None}
-
-
-def add_probe(app) -> None:
-    """A throwaway route in the DICOMweb blueprint's name space: its guard applies."""
-    app.add_url_rule(PROBE, endpoint="dicomweb.token_probe", view_func=probe,
-                     methods=["GET", "POST"])
+def stow(client, **headers):
+    """POST one real CT file to STOW-RS."""
+    data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    body = (f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data
+            + f"\r\n--{BOUNDARY}--\r\n".encode())
+    content_type = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
+    return client.post(STUDIES, data=body, headers={
+        "Content-Type": content_type, "Accept": "application/dicom+json", **headers})
 
 
 @pytest.fixture
 def app(tmp_path, db_url):
     app = make_test_app(tmp_path, db_url, API_TOKEN_FAILURE_RATE_LIMIT="5 per minute")
-    add_probe(app)
     with app.app_context():
         yield app
         _db.session.remove()
@@ -92,10 +89,10 @@ def test_each_use_is_audited_with_method_and_endpoint_never_the_path(client):
     study = make_study(user)
     assert study_uids(client.get(f"{STUDIES}?StudyInstanceUID={study.study_uid}",
                                  headers=bearer(new.secret))) == {study.study_uid}
-    client.post(PROBE, headers=bearer(new.secret))
+    assert stow(client, **bearer(new.secret)).status_code == 200
     used = events("api_token.used")
     assert [(e.details["method"], e.details["endpoint"]) for e in used] == [
-        ("GET", "dicomweb.search_studies"), ("POST", "dicomweb.token_probe")]
+        ("GET", "dicomweb.search_studies"), ("POST", "dicomweb.stow_studies")]
     assert all(e.actor_id == user.id and e.object_type == "api_tokens"
                and e.object_id == str(new.token.id) for e in used)
     assert study.study_uid not in str([e.details for e in used])
@@ -138,7 +135,6 @@ def test_a_token_wins_over_a_session_cookie_and_leaves_the_session_alone(client,
     _db.session.refresh(row)
     assert row.last_seen_at == seen
     assert study_uids(client.get(STUDIES)) == {mine.study_uid}
-    assert client.get(PROBE).get_json() == {"user": signed_in.id, "token": None}
 
 
 def test_the_secret_is_stored_only_as_its_hash(app):
@@ -227,8 +223,10 @@ def test_scopes(client, scopes, method, status):
     user = make_user()
     new = new_token(user, scopes=scopes)
     make_study(user)
-    url = STUDIES if method == "GET" else PROBE
-    resp = client.open(url, method=method, headers=bearer(new.secret))
+    if method == "GET":
+        resp = client.get(STUDIES, headers=bearer(new.secret))
+    else:
+        resp = stow(client, **bearer(new.secret))
     assert resp.status_code == status
     if status == 403:
         assert "scope" in resp.get_json()["error"]
@@ -247,7 +245,6 @@ def test_a_token_never_opens_a_page(client, path):
 
 def test_mandatory_steps_do_not_apply_to_a_token(tmp_path, db_url):
     app = make_test_app(tmp_path, db_url, REQUIRE_2FA_ROLES=("admin",))
-    add_probe(app)
     with app.app_context():
         user = make_user(roles=("admin",), must_change_password=True)
         new = new_token(user)
@@ -337,7 +334,6 @@ def test_the_scope_column_refuses_unknown_values(app):
 
 def test_a_session_post_needs_the_csrf_header_a_bearer_post_does_not(tmp_path, db_url):
     app = make_test_app(tmp_path, db_url, WTF_CSRF_ENABLED=True)
-    add_probe(app)
     with app.app_context():
         user = make_user()
         new = new_token(user, scopes=("write",))
@@ -348,16 +344,19 @@ def test_a_session_post_needs_the_csrf_header_a_bearer_post_does_not(tmp_path, d
                                            "csrf_token": csrf})
         assert resp.status_code == 302
         g.pop("csrf_token", None)
-        refused = client.post(PROBE)
+        refused = stow(client)
         assert refused.status_code == 400
         assert "X-CSRFToken" in refused.get_json()["error"]
         account = client.get("/account").get_data(as_text=True)
         csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', account).group(1)
-        assert client.post(PROBE, headers={"X-CSRFToken": csrf}).status_code == 200
+        assert stow(client, **{"X-CSRFToken": csrf}).status_code == 200
         # A Bearer POST carries no cookie, hence no forgery: no CSRF token needed.
         other = app.test_client()
-        resp = other.post(PROBE, headers=bearer(new.secret))
-        assert resp.status_code == 200 and resp.get_json()["token"] == new.token.id
+        resp = stow(other, **bearer(new.secret))
+        assert resp.status_code == 200
+        used = events("api_token.used")
+        assert [(e.object_id, e.details["endpoint"]) for e in used] == [
+            (str(new.token.id), "dicomweb.stow_studies")]
         # A token POSTed to a page is refused before the CSRF check: 401, not 400.
         assert other.post("/account/password", headers=bearer(new.secret)).status_code == 401
         _db.session.remove()
