@@ -377,3 +377,16 @@ def test_token_settings_that_cannot_work_are_refused(tmp_path, setting, value, m
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         create_app({"INSTANCE_PATH": str(tmp_path), setting: value})
+
+
+def test_a_password_change_or_a_lockout_leaves_tokens_working(client):
+    """Documented choice: tokens are separate credentials (a PACS keeps working); the owner
+    revokes them on the account page after a suspected compromise."""
+    from qaportal.auth import service
+
+    user = make_user()
+    new = new_token(user)
+    service.change_password(user, "another-long-password-9")
+    user.locked_until = utcnow() + timedelta(minutes=15)
+    _db.session.commit()
+    assert client.get(STUDIES, headers=bearer(new.secret)).status_code == 200
