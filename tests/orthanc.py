@@ -59,15 +59,19 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class Peer:
-    """A DICOMweb server Orthanc's client may talk to: base URL and optional Bearer token."""
+    """A DICOMweb server Orthanc's client may talk to: base URL and the headers it sends."""
 
     url: str
-    token: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def bearer(cls, url: str, token: str) -> Peer:
+        return cls(url, (("Authorization", f"Bearer {token}"),))
 
     def config(self) -> dict:
         entry: dict = {"Url": self.url if self.url.endswith("/") else self.url + "/"}
-        if self.token:
-            entry["HttpHeaders"] = {"Authorization": f"Bearer {self.token}"}
+        if self.headers:
+            entry["HttpHeaders"] = dict(self.headers)
         return entry
 
 
