@@ -122,7 +122,7 @@ def _portal_auth(env: dict, base: str) -> Server:
         out = _cli(env, "token", "create", EMAIL, "--scope", "read", "--scope", "write")
     except RuntimeError:
         out = ""
-    token = next((w for line in out.splitlines() for w in line.split() if len(w) >= 32), None)
+    token = out.strip().splitlines()[0].strip() if out.strip() else None  # printed once
     if token:
         return Server("portal", base + "/dicomweb", {"Authorization": f"Bearer {token}"})
     from tests.live import csrf_token, signed_in_session

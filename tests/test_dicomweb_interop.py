@@ -89,9 +89,10 @@ def api_token(portal: Portal, user_id: int) -> str | None:
         from qaportal.models import User
 
         user = db.session.get(User, user_id)
-        _, secret = tokens.create_token(user, scopes=("read", "write"), by=user)
+        new = tokens.create(user, label="interop test", scopes=("read", "write"),
+                            expires_days=None, by=user)
         db.session.commit()
-        return secret
+        return new.secret
 
 
 def dicomweb_client(portal: Portal, headers: dict[str, str]) -> DICOMwebClient:
