@@ -41,7 +41,7 @@ from qaportal.dicom import generate_ct_series  # noqa: E402
 from tests.orthanc import Orthanc, unavailable  # noqa: E402
 
 EMAIL = "bench@example.test"
-PASSWORD = "bench-password-1234567"
+PASSWORD = "stow-qido-wado-" + secrets.token_hex(8)
 PER_REQUEST = 50
 DICOM_PARTS = 'multipart/related; type="application/dicom"'
 FRAME_PARTS = 'multipart/related; type="application/octet-stream"'
@@ -84,13 +84,23 @@ def _cli(env: dict, *args: str, stdin: str | None = None) -> str:
     return result.stdout
 
 
+WSGI = """from qaportal import create_app
+app = create_app()
+if {profile!r}:
+    from werkzeug.middleware.profiler import ProfilerMiddleware
+    app.wsgi_app = ProfilerMiddleware(app.wsgi_app, stream=None, profile_dir={profile!r})
+"""
+
+
 @contextlib.contextmanager
-def portal(root: Path, workers: int) -> Iterator[Server]:
+def portal(root: Path, workers: int, profile: str | None = None) -> Iterator[Server]:
     """The portal under gunicorn (sync workers, as `make run`) on its own SQLite instance."""
     env = {**os.environ, "QAPORTAL_INSTANCE_PATH": str(root / "portal"), "QAPORTAL_LOCAL": "1",
            "QAPORTAL_SECRET_KEY": secrets.token_hex(32), "PYTHONPATH": str(REPO),
            "PYTHONWARNINGS": "ignore"}
     env.pop("QAPORTAL_DATABASE_URL", None)
+    (root / "bench_wsgi.py").write_text(WSGI.format(profile=profile))
+    env["PYTHONPATH"] = f"{REPO}{os.pathsep}{root}"
     _cli(env, "db", "upgrade")
     _cli(env, "create-user", EMAIL, "--name", "Bench Radiologist", "--role", "radiologist",
          "--password-stdin", stdin=PASSWORD + "\n")
@@ -98,15 +108,15 @@ def portal(root: Path, workers: int) -> Iterator[Server]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
          f"127.0.0.1:{port}", "--timeout", "600", "--log-level", "warning",
-         "qaportal:create_app()"], cwd=REPO, env=env)
+         "bench_wsgi:app"], cwd=REPO, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(base + "/login", timeout=2)
+                requests.get(base + "/login", timeout=10)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("gunicorn did not start") from None
                 time.sleep(0.2)
@@ -200,7 +210,7 @@ def stow(server: Server, bodies: list[tuple[bytes, str]], clients: int) -> float
         t.join()
     elapsed = time.perf_counter() - start
     if failures:
-        raise RuntimeError(f"{server.name} STOW failed: {failures[0]}")
+        raise RuntimeError(f"STOW failed: {failures[0]}")
     return elapsed
 
 
@@ -246,34 +256,52 @@ def ct_study(root: Path, name: str, slices: int) -> Study:
 
 def measure(server: Server, a: Study, b: Study, small: list[tuple[bytes, str]],
             repeat: int) -> dict[str, float]:
-    """Every figure for one server, in the same order for both."""
+    """Every figure for one server, in the same order for both (a step that fails is
+    reported and left out, so that a partial server still gives the other figures)."""
     fig: dict[str, float] = {}
     n = len(a.blobs)
-    fig["stow_1"] = n / stow(server, batches(a.blobs), 1)
-    fig["stow_4"] = n / stow(server, batches(b.blobs), 4)
     s = server.session()
     study_url = f"{server.root}/studies/{a.uid}"
     series_url = f"{study_url}/series/{a.series}"
-    sizes: list[int] = []
-    fig["retrieve_s"] = median_of(3, lambda i: sizes.append(fetch(s, study_url, DICOM_PARTS)))
-    if min(sizes) < sum(map(len, a.blobs)):
-        raise RuntimeError(f"{server.name} retrieved {min(sizes)} bytes, less than was stored")
-    fig["retrieve_mb_s"] = sizes[-1] / 1024**2 / fig["retrieve_s"]
-    fig["metadata_ms"] = 1000 * median_of(repeat, lambda i: fetch(s, series_url + "/metadata",
-                                                                  DICOM_JSON))
     picks = [a.instances[(i * 7919) % n] for i in range(repeat)]
-    fig["frame_ms"] = 1000 * median_of(repeat, lambda i: fetch(
-        s, f"{series_url}/instances/{picks[i]}/frames/1", FRAME_PARTS))
-    fig["rendered_ms"] = 1000 * median_of(repeat, lambda i: fetch(
-        s, f"{series_url}/instances/{picks[-1 - i]}/rendered", RENDERED))
-    stow(server, small, 4)
-    page = s.get(server.root + "/studies", params={"limit": 100}, headers={"Accept": DICOM_JSON})
-    if page.status_code != 200 or len(page.json()) != 100:
-        raise RuntimeError(f"{server.name} QIDO gave {page.status_code} {page.text[:200]}")
-    fig["qido_page_ms"] = 1000 * median_of(repeat, lambda i: fetch(
-        s, server.root + "/studies", DICOM_JSON, limit=100, offset=100 * (i % 10)))
-    fig["qido_date_ms"] = 1000 * median_of(repeat, lambda i: fetch(
-        s, server.root + "/studies", DICOM_JSON, StudyDate=year_range(2010 + i % 15)))
+
+    def retrieve() -> None:
+        sizes: list[int] = []
+        fig["retrieve_s"] = median_of(3, lambda i: sizes.append(fetch(s, study_url,
+                                                                      DICOM_PARTS)))
+        if min(sizes) < sum(map(len, a.blobs)):
+            raise RuntimeError(f"retrieved {min(sizes)} bytes, less than was stored")
+        fig["retrieve_mb_s"] = sizes[-1] / 1024**2 / fig["retrieve_s"]
+
+    def qido() -> None:
+        stow(server, small, 4)
+        page = s.get(server.root + "/studies", params={"limit": 100},
+                     headers={"Accept": DICOM_JSON})
+        if page.status_code != 200 or len(page.json()) != 100:
+            raise RuntimeError(f"QIDO gave {page.status_code} {page.text[:200]}")
+        fig["qido_page_ms"] = 1000 * median_of(repeat, lambda i: fetch(
+            s, server.root + "/studies", DICOM_JSON, limit=100, offset=100 * (i % 10)))
+        fig["qido_date_ms"] = 1000 * median_of(repeat, lambda i: fetch(
+            s, server.root + "/studies", DICOM_JSON, StudyDate=year_range(2010 + i % 15)))
+
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("stow_1", lambda: fig.__setitem__("stow_1", n / stow(server, batches(a.blobs), 1))),
+        ("stow_4", lambda: fig.__setitem__("stow_4", n / stow(server, batches(b.blobs), 4))),
+        ("retrieve", retrieve),
+        ("metadata", lambda: fig.__setitem__("metadata_ms", 1000 * median_of(
+            repeat, lambda i: fetch(s, series_url + "/metadata", DICOM_JSON)))),
+        ("frame", lambda: fig.__setitem__("frame_ms", 1000 * median_of(repeat, lambda i: fetch(
+            s, f"{series_url}/instances/{picks[i]}/frames/1", FRAME_PARTS)))),
+        ("rendered", lambda: fig.__setitem__("rendered_ms", 1000 * median_of(
+            repeat, lambda i: fetch(s, f"{series_url}/instances/{picks[-1 - i]}/rendered",
+                                    RENDERED)))),
+        ("qido", qido),
+    ]
+    for name, step in steps:
+        try:
+            step()
+        except (RuntimeError, requests.RequestException, ValueError) as exc:
+            print(f"{server.name} {name}: failed, left out: {str(exc)[:300]}")
     s.close()
     return fig
 
@@ -322,6 +350,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (make run: 3)")
     parser.add_argument("--repeat", type=int, default=20, help="N for the medians")
     parser.add_argument("--only", choices=["portal", "orthanc"], help="measure one server")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="write a cProfile file per portal request into DIR")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="qaportal-vs-orthanc-") as tmp:
@@ -343,11 +373,30 @@ def main() -> None:
             print("Orthanc:", {k: round(v, 1) for k, v in orthanc_fig.items()})
         portal_fig: dict = {}
         if args.only != "orthanc":
-            with portal(root, args.workers) as server:
+            with portal(root, args.workers, args.profile) as server:
                 portal_fig = measure(server, a, b, small, args.repeat)
             print(f"portal ({args.workers} gunicorn workers):",
                   {k: round(v, 1) for k, v in portal_fig.items()})
         report(portal_fig, orthanc_fig)
+    if args.profile:
+        summarise_profiles(Path(args.profile))
+
+
+def summarise_profiles(folder: Path, top: int = 25) -> None:
+    """Print, per kind of request, where the portal's time went (cumulative)."""
+    import pstats
+    import re
+
+    kinds: dict[str, list[Path]] = {}
+    for f in folder.glob("*.prof"):
+        # ProfilerMiddleware names files METHOD.path.with.dots.<ms>ms.<time>.prof
+        kind = re.sub(r"\.[0-9][0-9.]*(\.[0-9]+ms)?\.[0-9]+\.prof$", "", f.name)
+        kind = re.sub(r"\.[0-9]+(\.[0-9]+)+", ".UID", kind)
+        kinds.setdefault(kind, []).append(f)
+    for kind, files in sorted(kinds.items()):
+        print(f"\n== {kind}: {len(files)} requests")
+        stats = pstats.Stats(*map(str, files))
+        stats.sort_stats("cumulative").print_stats(top)
 
 
 if __name__ == "__main__":

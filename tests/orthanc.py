@@ -183,7 +183,7 @@ class Orthanc:
         response = self.http.post(self.url + path, timeout=kw.pop("timeout", 600), **kw)
         if not response.ok:
             raise RuntimeError(f"Orthanc {path} answered {response.status_code}: "
-                               f"{response.text[:500]}")
+                               f"{response.text[:500]}\nits log: {self.log_tail()}")
         return response
 
     def upload(self, data: bytes) -> dict:
