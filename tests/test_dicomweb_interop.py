@@ -24,7 +24,7 @@ from PIL import Image
 
 from qaportal.dicom import generate_ct_series
 from qaportal.extensions import db
-from qaportal.models import Instance, OriginalRead, Study, utcnow
+from qaportal.models import Instance, OriginalRead, Series, Study, utcnow
 from tests.conftest import make_test_app
 from tests.factories import DEFAULT_PASSWORD, make_assignment, make_user
 from tests.live import LiveServer, csrf_token, signed_in_session
@@ -286,22 +286,30 @@ def test_orthanc_pushes_a_study_and_the_portal_holds_the_same_pixels(
     orthanc.post("/dicom-web/servers/portal/stow",
                  {"Resources": [orthanc_study_id], "Synchronous": True})
 
-    theirs = {}
+    theirs, their_files = {}, {}
     for instance in orthanc.study_instances(orthanc_study_id):
         data = orthanc.instance_file(instance["ID"])
         ds = pydicom.dcmread(io.BytesIO(data))
         theirs[ds.SOPInstanceUID] = pixel_sha(ds)
+        their_files[ds.SOPInstanceUID] = hashlib.sha256(data).hexdigest()
     assert len(theirs) == 12
     study_uid = pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID
     assert by_sop(client.retrieve_study(study_uid)) == theirs
     with portal.app.app_context():
         study = db.session.scalars(sa.select(Study).where(Study.study_uid == study_uid)).one()
         assert (study.patient_id, study.instance_count) == ("OPUSH1", 12)
+        # the files themselves arrived byte for byte (the SHA-256 the portal stored)
+        ours = dict(db.session.execute(
+            sa.select(Instance.sop_uid, Instance.sha256).join(Instance.series)
+            .where(Series.study_id == study.id)).all())
+        assert ours == their_files
 
-    # Orthanc's DICOMweb client searches the portal (QIDO-RS) ...
+    # Orthanc's DICOMweb client searches the portal (QIDO-RS); it answers in its own
+    # simplified JSON, one string per "Value"
     found = orthanc.post("/dicom-web/servers/portal/qido",
                          {"Uri": "/studies", "Arguments": {"PatientID": "OPUSH1"}}).json()
-    assert [value(s, STUDY_UID) for s in found] == [study_uid]
+    assert [s[STUDY_UID]["Value"] for s in found] == [study_uid]
+    assert found[0]["00100020"]["Value"] == "OPUSH1"
 
 
 @needs_orthanc
