@@ -64,6 +64,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                opinions_bp, reviews_bp, qa_bp, reports_bp, dicomweb_bp):
         app.register_blueprint(bp)
 
+    from qaportal.auth import tokens
+
+    tokens.init_app(app)  # Bearer authentication: the first hook, before require_login
     hooks.init_app(app)
     ratelimit.init_app(app)
     navigation.init_app(app)

@@ -17,10 +17,11 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(audit_verify)
     app.cli.add_command(sla_check)
+    from qaportal.auth.token_cli import token_group
     from qaportal.reports.cli import report_group
     from qaportal.studies.cli import deidentify, import_study, verify_storage
 
-    for command in (import_study, verify_storage, deidentify, report_group):
+    for command in (import_study, verify_storage, deidentify, report_group, token_group):
         app.cli.add_command(command)
 
 

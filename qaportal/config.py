@@ -38,6 +38,11 @@ class Defaults:
     # Where the rate-limit counters live: the portal's database (shared by every worker),
     # or a `limits` URI such as redis://host:6379.
     RATELIMIT_STORAGE_URI = "qaportal-db://"
+    # Personal API tokens (Authorization: Bearer) open only these path prefixes; a refused
+    # token counts against this per-client limit; a user holds at most this many active.
+    API_PATH_PREFIXES: tuple[str, ...] = ("/dicomweb/", "/fhir/")
+    API_TOKEN_FAILURE_RATE_LIMIT = "10 per minute;100 per hour"  # noqa: S105 - a limit
+    API_TOKENS_PER_USER = 20
     LOCKOUT_THRESHOLD = 5
     LOCKOUT_WINDOW_MINUTES = 15
     LOCKOUT_MINUTES = 15
@@ -144,6 +149,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "SESSION_ABSOLUTE_HOURS": ("SESSION_ABSOLUTE_HOURS", float),
     "SIGN_IN_RATE_LIMIT": ("SIGN_IN_RATE_LIMIT", str),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str),
+    "API_TOKEN_FAILURE_RATE_LIMIT": ("API_TOKEN_FAILURE_RATE_LIMIT", str),
+    "API_TOKENS_PER_USER": ("API_TOKENS_PER_USER", int),
     "LOCKOUT_THRESHOLD": ("LOCKOUT_THRESHOLD", int),
     "LOCKOUT_WINDOW_MINUTES": ("LOCKOUT_WINDOW_MINUTES", int),
     "LOCKOUT_MINUTES": ("LOCKOUT_MINUTES", int),
@@ -254,6 +261,15 @@ def _finish(app) -> None:
     if not 0 < float(cfg["SESSION_ABSOLUTE_HOURS"]) <= 24 * 30:
         raise ConfigError("QAPORTAL_SESSION_ABSOLUTE_HOURS must be between 0 and 720 hours")
     _check_rate_limit(cfg["SIGN_IN_RATE_LIMIT"])
+    _check_rate_limit(cfg["API_TOKEN_FAILURE_RATE_LIMIT"], "API_TOKEN_FAILURE_RATE_LIMIT")
+    cfg["API_PATH_PREFIXES"] = tuple(cfg["API_PATH_PREFIXES"])
+    if any(not p.startswith("/") or not p.endswith("/") or p == "/"
+           for p in cfg["API_PATH_PREFIXES"]):
+        # "/" would let a token open every page; a prefix without the slashes, lookalikes.
+        raise ConfigError("API_PATH_PREFIXES must be paths such as '/dicomweb/' "
+                          "(starting and ending with '/', never '/' alone)")
+    if int(cfg["API_TOKENS_PER_USER"]) < 1:
+        raise ConfigError("QAPORTAL_API_TOKENS_PER_USER must be at least 1")
     cfg.setdefault("IMAGE_ROOT", str(instance / "images"))
     cfg.setdefault("CACHE_ROOT", str(instance / "cache"))
     cfg.setdefault("OUTBOX_DIR", str(instance / "outbox"))
@@ -275,15 +291,15 @@ def _check_audit(cfg, instance: Path) -> None:
         raise ConfigError("QAPORTAL_AUDIT_CHECKPOINT_EVERY must be at least 1")
 
 
-def _check_rate_limit(value: str) -> None:
-    """Refuse a sign-in rate limit that Flask-Limiter cannot read."""
+def _check_rate_limit(value: str, name: str = "SIGN_IN_RATE_LIMIT") -> None:
+    """Refuse a rate limit that Flask-Limiter cannot read."""
     from limits import parse_many
 
     try:
         parse_many(value)
     except ValueError as exc:
         raise ConfigError(
-            f"QAPORTAL_SIGN_IN_RATE_LIMIT={value!r} is not valid (e.g. '10 per minute')"
+            f"QAPORTAL_{name}={value!r} is not valid (e.g. '10 per minute')"
         ) from exc
 
 

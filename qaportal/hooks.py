@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from flask import Flask, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, logout_user
 from flask_wtf.csrf import CSRFError
 
@@ -37,9 +48,21 @@ def megabytes(n: int) -> str:
     return str(round(value)) if value >= 10 else f"{value:.2g}"
 
 
+def _is_api_path() -> bool:
+    return request.path.startswith(("/api/", *current_app.config["API_PATH_PREFIXES"]))
+
+
 def _wants_json() -> bool:
-    return (request.path.startswith(("/api/", "/dicomweb/"))
-            or request.accept_mimetypes.best == "application/json")
+    return _is_api_path() or request.accept_mimetypes.best == "application/json"
+
+
+def _authentication_required(message: str):
+    """The JSON 401 of the API; its WWW-Authenticate names the Bearer scheme."""
+    response = jsonify(error=message)
+    response.status_code = 401
+    if _is_api_path():
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -54,6 +77,10 @@ def init_app(app: Flask) -> None:
         endpoint = request.endpoint
         if endpoint is None or endpoint in PUBLIC_ENDPOINTS:
             return None
+        if g.get("api_token") is not None:
+            # Authenticated by a Bearer token (qaportal.auth.tokens) for this request only:
+            # no session to touch, no cookie, no mandatory step to redirect a machine to.
+            return None
         if not current_user.is_authenticated:
             if sessions.expire_if_found() is not None:
                 db.session.commit()
@@ -62,10 +89,10 @@ def init_app(app: Flask) -> None:
                 flash("Your session ended (inactivity or the maximum session length). "
                       "Please sign in again.", "info")
                 if _wants_json():
-                    return jsonify(error="session expired"), 401
+                    return _authentication_required("session expired")
                 return redirect(url_for("auth.login"))
             if _wants_json():
-                return jsonify(error="authentication required"), 401
+                return _authentication_required("authentication required")
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         row = sessions.current()
         touched = row is not None and sessions.touch(row)

@@ -455,3 +455,30 @@ EXPECTED.update({
         "params": lambda objs, users: {"study_id": objs["study"].id},
     },
 })
+
+
+# -- personal API tokens: the account page's tokens and the administrators' list ----------
+def _api_token(users):
+    from qaportal.auth import tokens
+
+    user = users["radiologist"]
+    return tokens.create(user, label="matrix", scopes=("read",), expires_days=30, by=user).token
+
+
+OBJECTS["api_token"] = _api_token  # a token of the matrix radiologist
+
+EXPECTED.update({
+    # An empty form: refused with the form (422) for everyone signed in.
+    "auth.token_create": {**everyone(422), "method": "POST"},
+    # Only its owner revokes a token on the account page; anyone else's answers 404.
+    "auth.token_revoke": {
+        **only(("radiologist",), status=302, refused=404), "method": "POST",
+        "unrelated": "radiologist",
+        "params": lambda objs, users: {"token_id": objs["api_token"].id},
+    },
+    "admin.api_tokens": only(("admin",)),
+    "admin.api_token_revoke": {
+        **only(("admin",), status=302), "method": "POST",
+        "params": lambda objs, users: {"token_id": objs["api_token"].id},
+    },
+})

@@ -16,9 +16,10 @@ from qaportal.admin.forms import (
     PrivilegeForm,
     UserForm,
 )
+from qaportal.auth import tokens
 from qaportal.auth.forms import EmptyForm
 from qaportal.extensions import db
-from qaportal.models import User, UserRole
+from qaportal.models import ApiToken, User, UserRole
 from qaportal.models.credentials import validity_status
 from qaportal.passwords import generate_password
 from qaportal.permissions import role_required
@@ -207,3 +208,28 @@ def credential_remove(user_id: int, kind: str, item_id: int):
     flash("Removed.", "success")
     return redirect(url_for("admin.user_edit", user_id=user.id) + "#credentials")
 
+
+@bp.route("/tokens")
+@role_required("admin")
+def api_tokens():
+    """Every API token of every user, for administrators."""
+    return render_template("admin/api_tokens.html", api_tokens=tokens.all_tokens(),
+                           action_form=EmptyForm())
+
+
+@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+@role_required("admin")
+def api_token_revoke(token_id: int):
+    """Revoke any user's token."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None:
+        abort(404)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    if tokens.revoke(token, by=current_user._get_current_object(),
+                     reason="revoked by an administrator"):
+        db.session.commit()
+        flash(f"Token {token.token_prefix}… of {token.user.email} revoked.", "success")
+    else:
+        flash("That token was revoked already.", "info")
+    return redirect(url_for("admin.api_tokens"))

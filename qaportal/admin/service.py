@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from qaportal import audit
-from qaportal.auth import sessions
+from qaportal.auth import sessions, tokens
 from qaportal.extensions import db
 from qaportal.models import BoardCertification, License, Privilege, User, UserSubspecialty
 from qaportal.passwords import hash_password
@@ -60,6 +60,7 @@ def update_user(user: User, *, email: str, full_name: str, roles, subspecialties
     if user.active and not active:
         user.session_version += 1  # sign the person out everywhere
         sessions.end_all(user, "account deactivated")
+        tokens.revoke_all(user, by=by, reason=tokens.DEACTIVATED)
     user.active = active
     after = {"email": user.email, "full_name": user.full_name, "roles": sorted(roles),
              "subspecialties": sorted(wanted), "active": active}
@@ -79,6 +80,7 @@ def set_active(user: User, active: bool, *, by: User) -> None:
     if not active:
         user.session_version += 1
         sessions.end_all(user, "account deactivated")
+        tokens.revoke_all(user, by=by, reason=tokens.DEACTIVATED)  # none outlives the account
     audit.record("user.activated" if active else "user.deactivated", user, actor=by)
 
 

@@ -12,8 +12,9 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_user, logout_user
 
 from qaportal import audit
-from qaportal.auth import bp, service, sessions
+from qaportal.auth import bp, service, sessions, tokens
 from qaportal.auth.forms import (
+    ApiTokenForm,
     ChangePasswordForm,
     EmptyForm,
     LoginForm,
@@ -140,7 +141,12 @@ def logout():
 
 @bp.route("/account")
 def account():
-    user = current_user
+    return render_account()
+
+
+def render_account(token_form: ApiTokenForm | None = None, status: int = 200):
+    """Render the account page; a token form that failed keeps what was typed."""
+    user = current_user._get_current_object()
     today = date.today()
     warn = current_app.config["CREDENTIAL_EXPIRY_WARNING_DAYS"]
     licences = [(lic, validity_status(lic.valid_to, today, warn)) for lic in user.licenses]
@@ -148,8 +154,10 @@ def account():
     privileges = [(p, validity_status(p.valid_to, today, warn)) for p in user.privileges]
     return render_template(
         "auth/account.html", licences=licences, certs=certs, privileges=privileges,
-        disable_form=TotpDisableForm(),
-    )
+        disable_form=TotpDisableForm(), api_tokens=tokens.user_tokens(user),
+        token_form=token_form or ApiTokenForm(formdata=None),
+        token_limit=current_app.config["API_TOKENS_PER_USER"],
+    ), status
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
@@ -163,7 +171,7 @@ def change_password():
             if not service.is_locked(user):
                 service.register_failure(user, "wrong current password")
             if service.is_locked(user):
-                return _sign_out_locked(user)
+                return sign_out_locked(user)
             db.session.commit()
             form.current_password.errors.append("This is not your current password.")
         else:
@@ -186,7 +194,7 @@ def change_password():
     return render_template("auth/change_password.html", form=form)
 
 
-def _sign_out_locked(user: User):
+def sign_out_locked(user: User):
     """End every session of a user whose account just locked, and say so generically."""
     sessions.end_all(user, "account locked")
     db.session.commit()

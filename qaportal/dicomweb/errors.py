@@ -30,3 +30,10 @@ def csrf_error(exc: CSRFError):
     response = jsonify(error="CSRF token missing or invalid: send it in X-CSRFToken")
     response.status_code = 400
     return response
+
+
+# Flask looks for a handler of the status code everywhere (blueprint, then app) before a
+# handler of the exception's class: without these, the app's page handlers of these codes
+# (qaportal.hooks) would answer, and the reason given to abort() would be lost.
+for _code in (401, 403, 404, 405):
+    bp.register_error_handler(_code, http_error)

@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate; importing this registers them all."""
 
+from qaportal.models.api_token import ApiToken
 from qaportal.models.audit import AuditEvent, AuditHead
 from qaportal.models.base import Base, utcnow
 from qaportal.models.credentials import (
@@ -65,4 +66,6 @@ __all__ = [
     "RateLimitCounter", "UserSession",
     # read corrections
     "OriginalReadVersion",
+    # personal API tokens
+    "ApiToken",
 ]

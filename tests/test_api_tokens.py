@@ -1,0 +1,313 @@
+"""Personal API tokens: Bearer authentication on the DICOMweb API, scopes, refusals, audit."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from flask import g
+from flask_login import current_user
+
+from qaportal.admin import service as admin_service
+from qaportal.auth import tokens
+from qaportal.extensions import db as _db
+from qaportal.models import ApiToken, AuditEvent, UserSession, utcnow
+from tests.conftest import make_test_app
+from tests.factories import DEFAULT_PASSWORD, make_user
+
+PROBE = "/dicomweb/token-probe"
+
+
+def probe():
+    """Who the request is authenticated as, and with which token."""
+    token = g.get("api_token")
+    return {"user": current_user.id, "token": token.id if token is not None else None}
+
+
+def add_probe(app) -> None:
+    """A throwaway route in the DICOMweb blueprint's name space: its guard applies."""
+    app.add_url_rule(PROBE, endpoint="dicomweb.token_probe", view_func=probe,
+                     methods=["GET", "POST"])
+
+
+@pytest.fixture
+def app(tmp_path, db_url):
+    app = make_test_app(tmp_path, db_url, API_TOKEN_FAILURE_RATE_LIMIT="5 per minute")
+    add_probe(app)
+    with app.app_context():
+        yield app
+        _db.session.remove()
+        if db_url.startswith("postgresql"):
+            _db.drop_all()
+        _db.engine.dispose()
+
+
+def new_token(user, scopes=("read",), days=90, label="PACS"):
+    new = tokens.create(user, label=label, scopes=scopes, expires_days=days, by=user)
+    _db.session.commit()
+    return new
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def events(action: str) -> list[AuditEvent]:
+    return list(_db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)
+                                    .order_by(AuditEvent.seq)))
+
+
+def test_a_valid_token_authenticates_this_request_only(client):
+    user = make_user()
+    new = new_token(user)
+    resp = client.get(PROBE, headers=bearer(new.secret))
+    assert resp.status_code == 200
+    assert resp.get_json() == {"user": user.id, "token": new.token.id}
+    assert "Set-Cookie" not in resp.headers
+    assert _db.session.scalar(sa.select(sa.func.count()).select_from(UserSession)) == 0
+    # The next request without the header is anonymous: nothing was remembered.
+    again = client.get(PROBE)
+    assert again.status_code == 401
+    assert again.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_each_use_is_audited_with_method_and_endpoint_never_the_path(client):
+    user = make_user()
+    new = new_token(user, scopes=("read", "write"))
+    assert new.token.last_used_at is None
+    client.get(PROBE + "?StudyInstanceUID=1.2.3.4", headers=bearer(new.secret))
+    client.post(PROBE, headers=bearer(new.secret))
+    used = events("api_token.used")
+    assert [(e.details["method"], e.details["endpoint"]) for e in used] == [
+        ("GET", "dicomweb.token_probe"), ("POST", "dicomweb.token_probe")]
+    assert all(e.actor_id == user.id and e.object_type == "api_tokens"
+               and e.object_id == str(new.token.id) for e in used)
+    assert "1.2.3.4" not in str([e.details for e in used])
+    _db.session.expire_all()
+    assert _db.session.get(ApiToken, new.token.id).last_used_at is not None
+
+
+def test_the_secret_is_stored_only_as_its_hash(app):
+    user = make_user()
+    new = new_token(user)
+    assert new.secret.startswith("qap_") and len(new.secret) == 4 + 43
+    row = _db.session.get(ApiToken, new.token.id)
+    assert row.token_hash == tokens.hash_secret(new.secret) != new.secret
+    assert row.token_prefix == new.secret[:12]
+    text = str(_db.session.execute(sa.select(ApiToken.__table__)).all())
+    assert new.secret not in text
+    created = events("api_token.created")
+    assert created and new.secret not in str(created[0].details)
+    assert created[0].details["scopes"] == "read"
+
+
+@pytest.mark.parametrize("state", ["expired", "revoked", "deactivated", "inactive", "unknown"])
+def test_refused_tokens_answer_the_same_401(client, state, caplog):
+    admin = make_user(roles=("admin",))
+    user = make_user()
+    new = new_token(user)
+    secret = new.secret
+    if state == "expired":
+        new.token.expires_at = utcnow() - timedelta(seconds=1)
+    elif state == "revoked":
+        tokens.revoke(new.token, by=user, reason="test")
+    elif state == "deactivated":
+        admin_service.set_active(user, False, by=admin)
+    elif state == "inactive":  # deactivated without revoking: refused at load all the same
+        user.active = False
+    else:
+        secret = "qap_" + "A" * 43
+    _db.session.commit()
+    with caplog.at_level(logging.WARNING):
+        resp = client.get(PROBE, headers=bearer(secret))
+    assert resp.status_code == 401
+    assert resp.get_json() == {"error": "invalid or expired API token"}
+    assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert "Set-Cookie" not in resp.headers
+    refused = events("api_token.refused")
+    if state == "unknown":
+        assert refused == []  # no audit entry per guess: rate-limited and logged
+        assert "unknown token" in caplog.text and secret not in caplog.text
+    else:
+        reason = {"deactivated": "revoked", "inactive": "user deactivated"}.get(state, state)
+        assert [e.details["reason"] for e in refused] == [reason]
+        assert refused[0].object_id == str(new.token.id)
+    assert events("api_token.used") == []
+
+
+def test_deactivating_an_account_revokes_its_tokens(app):
+    admin = make_user(roles=("admin",))
+    user = make_user()
+    first, second = new_token(user, label="a"), new_token(user, label="b")
+    tokens.revoke(second.token, by=user, reason="no longer needed")
+    admin_service.set_active(user, False, by=admin)
+    _db.session.commit()
+    assert first.token.revoked_at is not None
+    assert first.token.revoke_reason == "user deactivated"
+    assert first.token.revoked_by_id == admin.id
+    assert second.token.revoke_reason == "no longer needed"  # revoked once, kept as it was
+    revoked = events("api_token.revoked")
+    assert [e.details["reason"] for e in revoked] == ["no longer needed", "user deactivated"]
+    # Reactivation does not bring a token back.
+    admin_service.set_active(user, True, by=admin)
+    _db.session.commit()
+    assert tokens.verify(first.secret).refused == "revoked"
+
+
+def test_deactivation_through_the_edit_form_revokes_too(app):
+    admin = make_user(roles=("admin",))
+    user = make_user()
+    new = new_token(user)
+    admin_service.update_user(user, email=user.email, full_name=user.full_name,
+                              roles=["radiologist"], subspecialties=[], active=False, by=admin)
+    _db.session.commit()
+    assert new.token.revoke_reason == "user deactivated"
+
+
+@pytest.mark.parametrize(("scopes", "method", "status"), [
+    (("read",), "GET", 200), (("read",), "POST", 403),
+    (("write",), "GET", 403), (("write",), "POST", 200),
+    (("read", "write"), "GET", 200), (("read", "write"), "POST", 200),
+])
+def test_scopes(client, scopes, method, status):
+    user = make_user()
+    new = new_token(user, scopes=scopes)
+    resp = client.open(PROBE, method=method, headers=bearer(new.secret))
+    assert resp.status_code == status
+    if status == 403:
+        assert "scope" in resp.get_json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/account", "/", "/studies/", "/admin/users", "/login"])
+def test_a_token_never_opens_a_page(client, path):
+    user = make_user(roles=("admin", "radiologist"))
+    new = new_token(user)
+    resp = client.get(path, headers=bearer(new.secret))
+    assert resp.status_code == 401
+    assert resp.is_json and "API" in resp.get_json()["error"]
+    assert "Set-Cookie" not in resp.headers
+    assert events("api_token.used") == []
+
+
+def test_mandatory_steps_do_not_apply_to_a_token(tmp_path, db_url):
+    app = make_test_app(tmp_path, db_url, REQUIRE_2FA_ROLES=("admin",))
+    add_probe(app)
+    with app.app_context():
+        user = make_user(roles=("admin",), must_change_password=True)
+        new = new_token(user)
+        resp = app.test_client().get(PROBE, headers=bearer(new.secret))
+        assert resp.status_code == 200
+        assert "Set-Cookie" not in resp.headers
+        _db.session.remove()
+        if db_url.startswith("postgresql"):
+            _db.drop_all()
+        _db.engine.dispose()
+
+
+def test_a_malformed_bearer_header_is_refused(client):
+    for value in ("Bearer", "Bearer ", "bearer not-a-token", "Bearer qap_" + "x" * 300):
+        resp = client.get(PROBE, headers={"Authorization": value})
+        assert resp.status_code == 401, value
+        assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_other_schemes_are_left_to_the_session(client, login_as):
+    login_as("radiologist")
+    resp = client.get(PROBE, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert resp.status_code == 200
+    assert resp.get_json()["token"] is None
+
+
+def test_refused_tokens_are_throttled_per_client(client):
+    user = make_user()
+    good = new_token(user)
+    revoked = new_token(user, label="old")
+    tokens.revoke(revoked.token, by=user, reason="test")
+    _db.session.commit()
+    for i in range(5):  # the limit is 5 per minute in this app
+        secret = revoked.secret if i == 0 else f"qap_guess{i}"
+        assert client.get(PROBE, headers=bearer(secret)).status_code == 401
+    resp = client.get(PROBE, headers=bearer("qap_guess6"))
+    assert resp.status_code == 429
+    assert int(resp.headers["Retry-After"]) >= 1
+    # Throttled before the look-up: a right guess now gains nothing either.
+    assert client.get(PROBE, headers=bearer(good.secret)).status_code == 429
+    assert len(events("api_token.refused")) == 1  # the known token's refusal only
+    other = client.get(PROBE, headers=bearer(good.secret),
+                       environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other.status_code == 200  # counted per client address
+
+
+def test_valid_uses_do_not_count_towards_the_limit(client):
+    user = make_user()
+    new = new_token(user)
+    for _ in range(8):
+        assert client.get(PROBE, headers=bearer(new.secret)).status_code == 200
+
+
+def test_create_checks_label_scopes_expiry_and_the_limit(app):
+    app.config["API_TOKENS_PER_USER"] = 2
+    user = make_user()
+    for label in ("", "   ", "x" * 101, "two\nlines", "bidi\u202eevil"):
+        with pytest.raises(tokens.TokenError):
+            tokens.create(user, label=label, scopes=("read",), expires_days=30, by=user)
+    for scopes in ((), ("admin",), ("read", "delete")):
+        with pytest.raises(tokens.TokenError):
+            tokens.create(user, label="x", scopes=scopes, expires_days=30, by=user)
+    for days in (0, -1, 3651):
+        with pytest.raises(tokens.TokenError):
+            tokens.create(user, label="x", scopes=("read",), expires_days=days, by=user)
+    first = new_token(user, scopes=("write", "read"), days=None)
+    assert first.token.scopes == "read write" and first.token.expires_at is None
+    assert first.token.scope_set == frozenset({"read", "write"})
+    expired = new_token(user, label="expired")
+    expired.token.expires_at = utcnow() - timedelta(days=1)  # no longer counts
+    new_token(user, label="second")
+    with pytest.raises(tokens.TokenError, match="at most 2"):
+        tokens.create(user, label="third", scopes=("read",), expires_days=30, by=user)
+    inactive = make_user(active=False)
+    with pytest.raises(tokens.TokenError, match="deactivated"):
+        tokens.create(inactive, label="x", scopes=("read",), expires_days=30, by=None)
+
+
+def test_the_scope_column_refuses_unknown_values(app):
+    user = make_user()
+    _db.session.add(ApiToken(user_id=user.id, label="x", token_prefix="qap_x",
+                             token_hash="0" * 64, scopes="admin"))
+    with pytest.raises(sa.exc.IntegrityError):
+        _db.session.flush()
+    _db.session.rollback()
+
+
+def test_a_session_post_needs_the_csrf_header_a_bearer_post_does_not(tmp_path, db_url):
+    app = make_test_app(tmp_path, db_url, WTF_CSRF_ENABLED=True)
+    add_probe(app)
+    with app.app_context():
+        user = make_user()
+        new = new_token(user, scopes=("write",))
+        client = app.test_client()
+        page = client.get("/login").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        resp = client.post("/login", data={"email": user.email, "password": DEFAULT_PASSWORD,
+                                           "csrf_token": csrf})
+        assert resp.status_code == 302
+        g.pop("csrf_token", None)
+        refused = client.post(PROBE)
+        assert refused.status_code == 400
+        assert "X-CSRFToken" in refused.get_json()["error"]
+        account = client.get("/account").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', account).group(1)
+        assert client.post(PROBE, headers={"X-CSRFToken": csrf}).status_code == 200
+        # A Bearer POST carries no cookie, hence no forgery: no CSRF token needed.
+        other = app.test_client()
+        resp = other.post(PROBE, headers=bearer(new.secret))
+        assert resp.status_code == 200 and resp.get_json()["token"] == new.token.id
+        # A token POSTed to a page is refused before the CSRF check: 401, not 400.
+        assert other.post("/account/password", headers=bearer(new.secret)).status_code == 401
+        _db.session.remove()
+        if db_url.startswith("postgresql"):
+            _db.drop_all()
+        _db.engine.dispose()
