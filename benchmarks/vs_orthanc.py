@@ -58,15 +58,12 @@ class Server:
     name: str
     root: str
     headers: dict[str, str] = field(default_factory=dict)
-    post_headers: dict[str, str] = field(default_factory=dict)
-    cookies: dict[str, str] = field(default_factory=dict)
 
     def session(self) -> requests.Session:
         """A keep-alive session (urllib3 sets TCP_NODELAY on its sockets)."""
         s = requests.Session()
         s.trust_env = False
         s.headers.update(self.headers)
-        s.cookies.update(self.cookies)
         return s
 
 
@@ -127,21 +124,11 @@ def portal(root: Path, workers: int, profile: str | None = None) -> Iterator[Ser
 
 
 def _portal_auth(env: dict, base: str) -> Server:
-    """An API token from `qaportal token create` where it exists, else a signed-in session."""
-    try:
-        out = _cli(env, "token", "create", EMAIL, "--scope", "read", "--scope", "write")
-    except RuntimeError:
-        out = ""
-    token = out.strip().splitlines()[0].strip() if out.strip() else None  # printed once
-    if token:
-        return Server("portal", base + "/dicomweb", {"Authorization": f"Bearer {token}"})
-    from tests.live import csrf_token, signed_in_session
-
-    session = signed_in_session(base, EMAIL, PASSWORD)
-    csrf = csrf_token(session, base + "/studies/upload")
-    print("portal: no `qaportal token` command here; signed in with a session cookie")
-    return Server("portal", base + "/dicomweb", {}, {"X-CSRFToken": csrf},
-                  session.cookies.get_dict())
+    """The radiologist's read+write API token, printed once by `qaportal token create`."""
+    out = _cli(env, "token", "create", EMAIL, "--scope", "read", "--scope", "write",
+               "--label", "benchmark")
+    token = out.strip().splitlines()[0].strip()
+    return Server("portal", base + "/dicomweb", {"Authorization": f"Bearer {token}"})
 
 
 # --- files and requests -----------------------------------------------------------------
@@ -196,8 +183,7 @@ def stow(server: Server, bodies: list[tuple[bytes, str]], clients: int) -> float
                 except queue.Empty:
                     return
                 r = s.post(server.root + "/studies", data=body, timeout=600,
-                           headers={"Content-Type": ctype, "Accept": DICOM_JSON,
-                                    **server.post_headers})
+                           headers={"Content-Type": ctype, "Accept": DICOM_JSON})
                 failed = r.ok and r.json().get("00081198", {}).get("Value")
                 if r.status_code != 200 or failed:
                     failures.append(f"{r.status_code} {r.text[:300]}")

@@ -22,12 +22,13 @@ import sqlalchemy as sa
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 
+from qaportal.auth import tokens
 from qaportal.dicom import generate_ct_series
 from qaportal.extensions import db
 from qaportal.models import Instance, OriginalRead, Series, Study, utcnow
 from tests.conftest import make_test_app
-from tests.factories import DEFAULT_PASSWORD, make_assignment, make_user
-from tests.live import LiveServer, csrf_token, signed_in_session
+from tests.factories import make_assignment, make_user
+from tests.live import LiveServer
 from tests.orthanc import Orthanc, Peer, unavailable
 from tests.studyfiles import sample
 
@@ -60,31 +61,15 @@ def portal(tmp_path, db_url):
             db.engine.dispose()
 
 
-def new_user(portal: Portal, roles=("radiologist",), **kw):
+def new_user(portal: Portal, roles=("radiologist",), **kw) -> int:
     with portal.app.app_context():
         user = make_user(roles, **kw)
         db.session.commit()
-        return user.id, user.email
+        return user.id
 
 
-def credentials(portal: Portal, user_id: int, email: str) -> dict[str, str]:
-    """Headers that authenticate `user` to /dicomweb/: an API token where the portal has
-    them, else a signed-in session cookie with its CSRF token (as a browser's script)."""
-    token = api_token(portal, user_id)
-    if token:
-        return {"Authorization": f"Bearer {token}"}
-    session = signed_in_session(portal.url, email, DEFAULT_PASSWORD)
-    csrf = csrf_token(session, portal.url + "/account")
-    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.get_dict().items())
-    return {"Cookie": cookie, "X-CSRFToken": csrf}
-
-
-def api_token(portal: Portal, user_id: int) -> str | None:
-    """A new read+write API token for the user, or None before tokens exist."""
-    try:
-        from qaportal.auth import tokens
-    except ImportError:
-        return None
+def credentials(portal: Portal, user_id: int) -> dict[str, str]:
+    """The header that authenticates the user to /dicomweb/: a new read+write API token."""
     with portal.app.app_context():
         from qaportal.models import User
 
@@ -92,7 +77,7 @@ def api_token(portal: Portal, user_id: int) -> str | None:
         new = tokens.create(user, label="interop test", scopes=("read", "write"),
                             expires_days=None, by=user)
         db.session.commit()
-        return new.secret
+        return {"Authorization": f"Bearer {new.secret}"}
 
 
 def dicomweb_client(portal: Portal, headers: dict[str, str]) -> DICOMwebClient:
@@ -118,8 +103,8 @@ def by_sop(datasets) -> dict[str, str]:
 @pytest.fixture
 def stored(portal, tmp_path):
     """pydicom's CT and MR samples and a generated 6-slice CT, stored by dicomweb-client."""
-    uid, email = new_user(portal)
-    client = dicomweb_client(portal, credentials(portal, uid, email))
+    uid = new_user(portal)
+    client = dicomweb_client(portal, credentials(portal, uid))
     paths = [sample("CT_small.dcm"), sample("MR_small.dcm"),
              *generate_ct_series(tmp_path / "gen", slices=6, patient=("INTEROP^GEN", "IOP0001"))]
     datasets = [pydicom.dcmread(p) for p in paths]
@@ -191,12 +176,12 @@ SENTINELS = {"PatientName": "QXBLINDFAM^QXBLINDGIVEN", "PatientID": "QXBLINDMRN7
 
 @pytest.mark.parametrize("deidentified_grant", [True, False], ids=["deid-grant", "full-grant"])
 def test_blind_reviewer_sees_only_remapped_data(portal, tmp_path, deidentified_grant):
-    owner_id, owner_email = new_user(portal)
-    owner = dicomweb_client(portal, credentials(portal, owner_id, owner_email))
+    owner_id = new_user(portal)
+    owner = dicomweb_client(portal, credentials(portal, owner_id))
     paths = generate_ct_series(tmp_path / "gen", slices=3, patient=("X^Y", "Z"))
     originals = [pydicom.dcmread(modified_copy_of(p, tmp_path, i)) for i, p in enumerate(paths)]
     owner.store_instances(originals)
-    reviewer_id, reviewer_email = new_user(portal, roles=("reviewer",))
+    reviewer_id = new_user(portal, roles=("reviewer",))
     with portal.app.app_context():
         from qaportal.models import User
 
@@ -207,7 +192,7 @@ def test_blind_reviewer_sees_only_remapped_data(portal, tmp_path, deidentified_g
         db.session.flush()
         make_assignment(read, db.session.get(User, reviewer_id), deidentified=deidentified_grant)
         db.session.commit()
-    client = dicomweb_client(portal, credentials(portal, reviewer_id, reviewer_email))
+    client = dicomweb_client(portal, credentials(portal, reviewer_id))
 
     studies = client.search_for_studies(fields=["all"])
     assert len(studies) == 1
@@ -265,8 +250,8 @@ needs_orthanc = pytest.mark.skipif(unavailable() is not None, reason=unavailable
 @pytest.fixture
 def orthanc_and_portal(portal, tmp_path):
     """Orthanc whose DICOMweb client knows the portal as "portal", with a user's credentials."""
-    uid, email = new_user(portal)
-    headers = credentials(portal, uid, email)
+    uid = new_user(portal)
+    headers = credentials(portal, uid)
     peer = Peer(portal.dicomweb + "/", tuple(headers.items()))
     with Orthanc({"portal": peer}, folder=tmp_path / "orthanc") as orthanc:
         yield orthanc, dicomweb_client(portal, headers)
