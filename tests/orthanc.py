@@ -11,6 +11,7 @@ listen on, so a small preloaded bind() (tests/orthanc_loopback.c, built with cc)
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -43,7 +44,9 @@ def unavailable() -> str | None:
 @functools.lru_cache(maxsize=1)
 def loopback_shim() -> Path:
     """Build the loopback-only bind() once per process; return the shared object's path."""
-    out = Path(tempfile.mkdtemp(prefix="qaportal-orthanc-shim-")) / "loopback.so"
+    folder = tempfile.mkdtemp(prefix="qaportal-orthanc-shim-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    out = Path(folder) / "loopback.so"
     result = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(out), str(SHIM_SOURCE),
                              "-ldl"], capture_output=True, text=True)
     if result.returncode != 0:
