@@ -72,7 +72,12 @@ class Defaults:
     # and how long a browser may keep a frame (private cache only).
     FRAME_CACHE_MAX_BYTES = 2 * 1024**3
     FRAME_MAX_AGE = 3600
+    # DICOMweb metadata: each instance's DICOM JSON header kept under CACHE_ROOT/dicomjson
+    # by (file SHA-256, served as stored or de-identified); oldest pruned past this size.
+    METADATA_CACHE_MAX_BYTES = 512 * 1024**2
     AUDIT_PAGE_SIZE = 50
+    # QIDO-RS: at most this many results per answer (a Warning header says when more exist).
+    QIDO_MAX_RESULTS = 1000
     # E-mail: SMTP when QAPORTAL_SMTP_HOST is set, else .eml files in instance/outbox/.
     SMTP_HOST: str | None = None
     SMTP_PORT = 587
@@ -166,6 +171,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "MAX_FRAMES_PER_INSTANCE": ("MAX_FRAMES_PER_INSTANCE", int),
     "MAX_INFLATED_BYTES": ("MAX_INFLATED_BYTES", int),
     "FRAME_CACHE_MAX_BYTES": ("FRAME_CACHE_MAX_BYTES", int),
+    "METADATA_CACHE_MAX_BYTES": ("METADATA_CACHE_MAX_BYTES", int),
     "SMTP_HOST": ("SMTP_HOST", str),
     "SMTP_PORT": ("SMTP_PORT", int),
     "SMTP_USERNAME": ("SMTP_USERNAME", str),

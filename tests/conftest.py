@@ -20,7 +20,7 @@ from qaportal.extensions import db as _db
 from tests.factories import DEFAULT_PASSWORD
 
 # The `people` fixture of the second-opinion tests (a module may define its own instead).
-pytest_plugins = ["tests.opinion_world"]
+pytest_plugins = ["tests.opinion_world", "tests.dicomweb_world"]
 
 PG_ENV = "QAPORTAL_TEST_DATABASE_URL"
 

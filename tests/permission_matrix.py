@@ -456,7 +456,6 @@ EXPECTED.update({
     },
 })
 
-
 # -- personal API tokens: the account page's tokens and the administrators' list ----------
 def _api_token(users):
     from qaportal.auth import tokens
@@ -482,3 +481,122 @@ EXPECTED.update({
         "params": lambda objs, users: {"token_id": objs["api_token"].id},
     },
 })
+
+
+# -- DICOMweb QIDO-RS: search (anonymous: JSON 401; a study one may not see: 404) -----------
+def _qido_study():
+    return {ANONYMOUS: 401, "radiologist": 200, "reviewer": 404,
+            "qa_manager": 200, "admin": 200}
+
+
+def _qido_study_params(objs, users):
+    return {"study_uid": objs["study"].study_uid}
+
+
+def _qido_series_params(objs, users):
+    study = objs["study"]
+    return {"study_uid": study.study_uid, "series_uid": study.series[0].series_uid}
+
+
+EXPECTED.update({
+    "dicomweb.search_studies": everyone(200, anonymous=401),
+    "dicomweb.search_series": everyone(200, anonymous=401),
+    "dicomweb.search_instances": everyone(200, anonymous=401),
+    "dicomweb.search_study_series": {**_qido_study(), "params": _qido_study_params},
+    "dicomweb.search_study_instances": {**_qido_study(), "params": _qido_study_params},
+    "dicomweb.search_series_instances": {**_qido_study(), "params": _qido_series_params},
+})
+
+
+# -- DICOMweb: WADO-RS frames, rendered and thumbnail ----------------------------------------
+# No "unrelated" key: these routes name studies by DICOM UIDs, and the unrelated-user test
+# uploads a copy carrying the same UIDs, which is that user's own study (served to them);
+# tests/test_dicomweb_frames.py checks strangers and de-identified callers.
+def _dicomweb_uids(objs, users):
+    """Ingest a real CT slice for the matrix radiologist (lazily: only these routes need
+    a stored file); return the URL values of its instance and frame 1."""
+    import warnings
+
+    from pydicom.data import get_testdata_file
+
+    from qaportal.extensions import db
+    from qaportal.models import Study
+    from qaportal.studies import jobs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = get_testdata_file("CT_small.dcm")
+    owner = users["radiologist"]
+    run = jobs.import_files([("ct.dcm", path)], owner.id, jobs.new_batch(owner, "test").id)
+    (study_id,) = run.study_ids
+    study = db.session.get(Study, study_id)
+    inst = study.series[0].instances[0]
+    return {"study_uid": study.study_uid, "series_uid": study.series[0].series_uid,
+            "instance_uid": inst.sop_uid, "frame_list": "1"}
+
+
+def _dicomweb_entry():
+    return {ANONYMOUS: 401, "radiologist": 200, "reviewer": 404, "qa_manager": 200,
+            "admin": 200, "params": _dicomweb_uids}
+
+
+EXPECTED.update({f"dicomweb.{name}": _dicomweb_entry() for name in (
+    "retrieve_frames", "study_rendered", "series_rendered", "instance_rendered",
+    "frames_rendered", "study_thumbnail", "series_thumbnail", "instance_thumbnail",
+    "frame_thumbnail")})
+
+
+# -- DICOMweb WADO-RS: instances, metadata, bulk data -------------------------------------
+def _wado_instance(users):
+    """CT_small stored for real in a study of the matrix radiologist, under the rows' UIDs
+    (written directly: cheaper than an ingest for every matrix case)."""
+    import io
+
+    import pydicom
+
+    from qaportal.dicom import new_key
+    from qaportal.extensions import db
+    from qaportal.models import Instance
+    from qaportal.studies.storage import image_store
+    from tests.factories import make_study
+    from tests.studyfiles import sample
+
+    study = make_study(users["radiologist"])
+    series = study.series[0]
+    ds = pydicom.dcmread(sample("CT_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study.study_uid, series.series_uid
+    ds.SOPInstanceUID = f"{series.series_uid}.1"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    buf.seek(0)
+    key = new_key()
+    stored = image_store().put(key, buf, sync=False)
+    inst = Instance(sop_uid=ds.SOPInstanceUID, series=series, sop_class_uid=ds.SOPClassUID,
+                    rows=128, columns=128, frames=1, transfer_syntax_uid="1.2.840.10008.1.2.1",
+                    storage_key=key, sha256=stored.sha256, size_bytes=stored.size)
+    series.instance_count = series.frame_count = 1
+    db.session.add(inst)
+    db.session.flush()
+    return inst
+
+
+OBJECTS["wado_instance"] = _wado_instance
+
+
+def _wado_entry():
+    # Owner, QA and admin reach the study; a reviewer without an assignment does not. No
+    # "unrelated" check: that test uploads the object's UIDs as the stranger's own study,
+    # which DICOMweb then rightly serves them (test_dicomweb_wado checks strangers).
+    def params(objs, users):
+        inst = objs["wado_instance"]
+        return {"study_uid": inst.series.study.study_uid, "series_uid": inst.series.series_uid,
+                "instance_uid": inst.sop_uid, "tag_path": "7FE00010"}
+
+    return {ANONYMOUS: 401, "radiologist": 200, "reviewer": 404, "qa_manager": 200,
+            "admin": 200, "params": params}
+
+
+EXPECTED.update({endpoint: _wado_entry() for endpoint in (
+    "dicomweb.retrieve_study", "dicomweb.retrieve_series", "dicomweb.retrieve_instance",
+    "dicomweb.study_metadata", "dicomweb.series_metadata", "dicomweb.instance_metadata",
+    "dicomweb.bulkdata")})

@@ -90,6 +90,41 @@ def test_each_use_is_audited_with_method_and_endpoint_never_the_path(client):
     assert _db.session.get(ApiToken, new.token.id).last_used_at is not None
 
 
+def test_the_use_is_recorded_even_when_the_view_fails(app, client):
+    def fails():
+        _db.session.add(ApiToken(user_id=0, label="x", token_prefix="x", token_hash="x",
+                                 scopes="read"))
+        raise RuntimeError("the view broke")
+
+    app.add_url_rule("/dicomweb/token-probe-fails", endpoint="dicomweb.token_probe_fails",
+                     view_func=fails)
+    user = make_user()
+    new = new_token(user)
+    with pytest.raises(RuntimeError):
+        client.get("/dicomweb/token-probe-fails", headers=bearer(new.secret))
+    _db.session.rollback()
+    (used,) = events("api_token.used")
+    assert used.details["endpoint"] == "dicomweb.token_probe_fails"
+    assert _db.session.get(ApiToken, new.token.id).last_used_at is not None
+    assert _db.session.scalar(sa.select(sa.func.count()).select_from(ApiToken)) == 1
+
+
+def test_a_token_wins_over_a_session_cookie_and_leaves_the_session_alone(client, login_as):
+    signed_in = login_as("radiologist")
+    row = _db.session.scalar(sa.select(UserSession))
+    row.last_seen_at = utcnow() - timedelta(minutes=10)  # due for a touch
+    _db.session.commit()
+    seen = row.last_seen_at
+    other = make_user()
+    new = new_token(other)
+    resp = client.get(PROBE, headers=bearer(new.secret))
+    assert resp.get_json() == {"user": other.id, "token": new.token.id}
+    assert "Set-Cookie" not in resp.headers
+    _db.session.refresh(row)
+    assert row.last_seen_at == seen
+    assert client.get(PROBE).get_json() == {"user": signed_in.id, "token": None}
+
+
 def test_the_secret_is_stored_only_as_its_hash(app):
     user = make_user()
     new = new_token(user)
@@ -311,3 +346,17 @@ def test_a_session_post_needs_the_csrf_header_a_bearer_post_does_not(tmp_path, d
         if db_url.startswith("postgresql"):
             _db.drop_all()
         _db.engine.dispose()
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("API_PATH_PREFIXES", ("/",), "API_PATH_PREFIXES must be paths"),
+    ("API_PATH_PREFIXES", ("/dicomweb",), "API_PATH_PREFIXES must be paths"),
+    ("API_TOKEN_FAILURE_RATE_LIMIT", "lots", "QAPORTAL_API_TOKEN_FAILURE_RATE_LIMIT='lots'"),
+    ("API_TOKENS_PER_USER", 0, "QAPORTAL_API_TOKENS_PER_USER must be at least 1"),
+])
+def test_token_settings_that_cannot_work_are_refused(tmp_path, setting, value, message):
+    from qaportal import create_app
+    from qaportal.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        create_app({"INSTANCE_PATH": str(tmp_path), setting: value})

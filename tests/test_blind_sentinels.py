@@ -25,7 +25,7 @@ from qaportal.qa import learning
 from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
-from tests.route_walk import get_urls
+from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
 from tests.test_blinding_routes import DIRECTORY, _texts
 
@@ -90,12 +90,22 @@ FORBIDDEN = {
                                          MEMBER),
     "consultant": PATIENT + SITE,
 }
+# A de-identified caller's DICOMweb instance URL (remapped UIDs).
+DICOMWEB_INSTANCE = ("/dicomweb/studies/{study_uid}/series/{series_uid}/instances/"
+                     "{instance_uid}")
+# DICOMweb under the study's remapped UIDs: every viewer here is served de-identified.
+DICOMWEB = ["/dicomweb/studies/{study_uid}",
+            "/dicomweb/studies/{study_uid}/series/{series_uid}/metadata",
+            "/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{instance_uid}"
+            "/bulkdata/7FE00010"]
 # The pages that must have been reached (and checked) for each viewer.
 REACHED = {
     "deid_reviewer": ["/reviews/{a_deid}", "/reviews/{a_deid}/record.txt",
                       "/reviews/assignments.json", "/studies/{sid}", "/studies/{sid}/viewer",
                       "/studies/{sid}/series/{series}/frames.json",
-                      "/studies/{sid}/deidentified.zip", "/studies/", "/reviews/"],
+                      "/studies/{sid}/deidentified.zip", "/studies/", "/reviews/",
+                      DICOMWEB_INSTANCE + "/frames/1", DICOMWEB_INSTANCE + "/rendered",
+                      "/dicomweb/studies/{study_uid}/thumbnail"],
     "full_reviewer": ["/reviews/{a_full}", "/reviews/{a_full}/record.txt",
                       "/reviews/assignments.json", "/studies/{sid}", "/studies/{sid}/viewer",
                       "/studies/{sid}/series/{series}/frames.json",
@@ -106,8 +116,15 @@ REACHED = {
                  "/studies/{sid}/viewer",
                  "/notifications/"],
     "consultant": ["/opinions/{req}", "/opinions/", "/studies/{sid}",
-                   "/studies/{sid}/series/{series}/frames.json", "/notifications/"],
+                   "/studies/{sid}/series/{series}/frames.json", "/notifications/",
+                   DICOMWEB_INSTANCE + "/frames/1/rendered"],
 }
+
+# Every viewer above is served the study de-identified through DICOMweb: found under its
+# remapped UIDs (the original ones answer 404, checked by the walk's UID sentinels).
+DICOMWEB_REACHED = ["/dicomweb/studies", "/dicomweb/series", "/dicomweb/instances",
+                    "/dicomweb/studies/{suid}/series",
+                    "/dicomweb/studies/{suid}/series/{seuid}/instances"]
 
 
 def _user(roles, person, **kw):
@@ -175,6 +192,7 @@ def world(app, client, auth, db, tmp_path):
     db.session.commit()
 
     series = study.series[0]
+    originals = [study.study_uid, series.series_uid, *(i.sop_uid for i in series.instances)]
     values = {
         "study_id": [study.id], "series_id": [series.id],
         "instance_id": [i.id for i in series.instances], "n": [0],
@@ -185,10 +203,14 @@ def world(app, client, auth, db, tmp_path):
         "batch_id": list(db.session.scalars(sa.select(UploadBatch.id))),
         "rule_id": [1], "run_id": [1], "document_id": ["0" * 32], "kind": sorted(REPORTS),
         "filename": ["css/app.css"],
+        **dicomweb_values(study),
     }
+    remapped = {k: v[1] for k, v in dicomweb_values(study).items() if k.endswith("_uid")}
     ids = {"sid": study.id, "series": series.id, "a_deid": a_deid.id, "a_full": a_full.id,
-           "case": case.id, "conf": conf.id, "req": req.id}
-    return {"users": users, "values": values, "ids": ids}
+           "case": case.id, "conf": conf.id, "req": req.id, **remapped,
+           "suid": remapped["study_uid"], "seuid": remapped["series_uid"]}
+    return {"users": users, "values": values, "ids": ids,
+            "original_uids": [u.lower() for u in originals]}
 
 
 def _assert_clean(texts: list[str], forbidden: list[str], where: str) -> None:
@@ -218,6 +240,8 @@ def test_no_sentinel_reaches_a_blind_or_deidentified_viewer(app, client, auth, w
         seen[url] = resp.status_code
         if endpoint not in DIRECTORY:
             _assert_clean(_texts(resp), forbidden, f"{url} ({endpoint})")
+        if endpoint.startswith("dicomweb."):  # the API speaks remapped UIDs only
+            _assert_clean(_texts(resp), world["original_uids"], f"{url} ({endpoint})")
     # The de-identified copy with every option a viewer may tick.
     url = (f"/studies/{world['ids']['sid']}/deidentified.zip?retain_dates=y"
            "&retain_patient_characteristics=y&retain_device_identity=y")
@@ -227,9 +251,11 @@ def test_no_sentinel_reaches_a_blind_or_deidentified_viewer(app, client, auth, w
     # only to blind viewers, since a station name often names the site.
     kept = {"quixstation"} if who == "consultant" else set()
     _assert_clean(_texts(resp), [t for t in forbidden if t not in kept], url)
-    for url in REACHED[who]:
+    for url in REACHED[who] + DICOMWEB_REACHED + DICOMWEB:
         url = url.format(**world["ids"])
         assert seen.get(url) == 200, (url, seen.get(url))
+    found = client.get("/dicomweb/studies").json
+    assert [r["0020000D"]["Value"][0] for r in found] == [world["ids"]["suid"]]
     mails = _mails_to(app, user.email)
     if who in ("member", "attendee", "consultant"):
         assert mails, "the viewer was notified by e-mail"

@@ -24,7 +24,7 @@ from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
 from tests.pdftools import pdf_text
-from tests.route_walk import get_urls
+from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
 
 READER = ("Zebulon Quirkfeather", "zebq@blind.test")
@@ -96,6 +96,7 @@ def world(app, client, auth, db, tmp_path):
         "request_id": [1], "rule_id": [1], "run_id": [1], "document_id": ["0" * 32],
         "kind": sorted(REPORTS),
         "filename": ["css/app.css"],
+        **dicomweb_values(study),
     }
     return {"reader": reader, "reviewer": reviewer, "member": member, "values": values,
             "assignment": a, "case": case, "conf": conf, "study": study}
@@ -204,6 +205,15 @@ def test_reviewer_who_uploads_the_reviewed_study_still_never_sees_the_reader(
         assert resp.status_code == 200
     assert client.post(urls["finish_url"], data={}).status_code == 200
     values = {**w["values"], "batch_id": [*w["values"]["batch_id"], urls["batch_id"]]}
+    # The original UIDs now name the reviewer's own copy, which DICOMweb serves them as they
+    # uploaded it (their own file); the reviewed study answers only under remapped UIDs.
+    for part in ("study_uid", "series_uid", "instance_uid"):
+        values[part] = values[part][1:]
+    original = w["study"].study_uid
+    own = client.get(f"/dicomweb/studies/{original}/metadata")
+    assert own.status_code == 200
+    assert {i["00080018"]["Value"][0] for i in own.get_json()} == {
+        inst.sop_uid, str(ds.SOPInstanceUID)}
     seen = _walk(app, client, auth, w["reviewer"], values, _terms(READER))
     sid = w["study"].id
     assert seen[f"/studies/{sid}"] == 200 and seen[f"/studies/{sid}/viewer"] == 200

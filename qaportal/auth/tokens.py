@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from limits import parse_many
 from sqlalchemy.orm import selectinload
 
@@ -30,6 +31,7 @@ from qaportal import audit
 from qaportal.extensions import db
 from qaportal.models import ApiToken, User, utcnow
 from qaportal.models.api_token import scopes_value
+from qaportal.ratelimit import client_address, limiter
 from qaportal.validation import plain_text_problem
 
 TOKEN_PREFIX = "qap_"  # noqa: S105 - the format marker of a token, not a secret
@@ -208,8 +210,6 @@ def _failure_limits():
 
 def _throttled_for() -> int | None:
     """Seconds this client must wait after too many refused tokens, else None."""
-    from qaportal.ratelimit import client_address, limiter
-
     for item in _failure_limits():
         if not limiter.limiter.test(item, RATE_KEY, client_address()):
             reset = limiter.limiter.get_window_stats(item, RATE_KEY, client_address())[0]
@@ -218,8 +218,6 @@ def _throttled_for() -> int | None:
 
 
 def _count_failure() -> None:
-    from qaportal.ratelimit import client_address, limiter
-
     for item in _failure_limits():
         limiter.limiter.hit(item, RATE_KEY, client_address())
 
@@ -234,14 +232,11 @@ def authenticate_bearer():
         return _json(401, "API tokens are accepted only by the API (" +
                      ", ".join(current_app.config["API_PATH_PREFIXES"]) + ")",
                      **{"WWW-Authenticate": 'Bearer error="invalid_request"'})
-    from qaportal.ratelimit import client_address
-
     wait = _throttled_for()
     if wait is not None:
         current_app.logger.warning("API token refused: too many refused tokens from %s",
                                    client_address())
-        response = _json(429, "too many requests", **{"Retry-After": str(wait)})
-        return response
+        return _json(429, "too many requests", **{"Retry-After": str(wait)})
     verdict = verify(secret)
     if verdict.refused is not None:
         _count_failure()
@@ -267,8 +262,22 @@ def authenticate_bearer():
     return None
 
 
+class TokenAwareSessionInterface(SecureCookieSessionInterface):
+    """The signed-cookie session, never saved on a request authenticated by a token.
+
+    Flask re-sends a permanent session's cookie on every request; a client sending both a
+    cookie and a token would get it back refreshed. A token's request sets no cookie.
+    """
+
+    def save_session(self, app, session, response) -> None:
+        if g.get("api_token") is not None:
+            return
+        super().save_session(app, session, response)
+
+
 def init_app(app: Flask) -> None:
     """Install Bearer authentication as the app's first before-request hook."""
     # First: before the CSRF check (a token is no cookie, no forgery) and before
     # require_login (which would touch a session and send mandatory-step redirects).
     app.before_request_funcs.setdefault(None, []).insert(0, authenticate_bearer)
+    app.session_interface = TokenAwareSessionInterface()

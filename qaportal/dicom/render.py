@@ -121,9 +121,13 @@ def load_frame(
 
 
 def to_uint8(
-    arr: np.ndarray, ds: Dataset, window: Window | None = None, frame: int = 0
+    arr: np.ndarray, ds: Dataset, window: Window | None = None, frame: int = 0,
+    function: str = "linear",
 ) -> np.ndarray:
-    """Map a decoded frame to 8 bits: modality LUT, VOI (window) and MONOCHROME1 inversion."""
+    """Map a decoded frame to 8 bits: modality LUT, VOI (window) and MONOCHROME1 inversion.
+
+    function is the VOI LUT function of an explicit window: linear, linear-exact or sigmoid.
+    """
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric == "PALETTE COLOR":
         return _scale_color(apply_color_lut(arr, ds))
@@ -132,8 +136,9 @@ def to_uint8(
         # YBR_ICT/YBR_RCT colour transforms are undone by the decoder itself.
         return _scale_color(arr, int(ds.get("BitsStored", 8) or 8))
     values = apply_modality_lut(arr, ds).astype(np.float32, copy=False)
-    window = window or default_window(ds)
     if window is not None:
+        out = apply_window(values, *window, function=function)
+    elif (window := default_window(ds)) is not None:
         out = apply_window(values, *window)
     elif "VOILUTSequence" in ds:
         try:
@@ -148,8 +153,19 @@ def to_uint8(
     return out
 
 
-def apply_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
-    """Apply the DICOM linear window (PS3.3 C.11.2.1.2) to 8-bit output."""
+WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
+
+
+def apply_window(values: np.ndarray, center: float, width: float,
+                 function: str = "linear") -> np.ndarray:
+    """Apply a DICOM window to 8-bit output: linear (PS3.3 C.11.2.1.2), linear-exact or
+    sigmoid (C.11.2.1.3)."""
+    if function == "linear-exact":
+        scaled = ((values - center) / max(float(width), 1e-6) + 0.5) * 255.0
+        return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
+    if function == "sigmoid":
+        z = np.clip(-4.0 * (values - center) / max(float(width), 1e-6), -60, 60)
+        return (255.0 / (1.0 + np.exp(z))).astype(np.uint8)
     width = max(float(width), 1.0)
     low = center - 0.5 - (width - 1) / 2
     scaled = (values - low) * (255.0 / max(width - 1, 1.0))

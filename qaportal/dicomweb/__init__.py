@@ -11,4 +11,12 @@ from flask import Blueprint
 
 bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 
-from qaportal.dicomweb import errors, guard, qido, stow, wado  # noqa: E402,F401
+from qaportal.dicomweb import (  # noqa: E402,F401
+    errors,
+    guard,
+    qido,
+    stow,
+    wado,
+    wado_frames,
+    wado_rendered,
+)

@@ -70,7 +70,8 @@ def reachable(user: User, studies: Iterable[Study]) -> list[Target]:
         return []
     if user.has_role("qa_manager", "admin"):
         return [_target(s, "full", False) for s in studies]
-    ids = [s.id for s in studies]
+    # The caller's own studies need no grant lookup (the common case of one's own study).
+    ids = [s.id for s in studies if s.owner_id != user.id]
     modes: dict[int, set[str]] = {}
     for chunk in _chunks(ids):
         for study_id, mode in db.session.execute(
@@ -78,7 +79,8 @@ def reachable(user: User, studies: Iterable[Study]) -> list[Target]:
                 StudyAccess.user_id == user.id, StudyAccess.revoked_at.is_(None),
                 StudyAccess.study_id.in_(chunk))):
             modes.setdefault(study_id, set()).add(mode)
-    blind = {sid for sid, _ in blind_pairs([i for i in ids if i in modes], user.id)}
+    granted = [i for i in ids if i in modes]
+    blind = {sid for sid, _ in blind_pairs(granted, user.id)} if granted else set()
     out = []
     for s in studies:
         if s.owner_id == user.id:
@@ -140,9 +142,12 @@ def find_instance(target: Target, series: Series, sop_uid: str) -> Instance:
         if inst is None:
             abort(404)
         return inst
-    for inst in db.session.scalars(sa.select(Instance).where(Instance.series_id == series.id)):
-        if target.uid(inst.sop_uid) == sop_uid:
-            return inst
+    # The remapped UID cannot be inverted: hash each of the series' UIDs, reading only the
+    # (id, UID) pairs, then load the one instance that matches.
+    for inst_id, original in db.session.execute(
+            sa.select(Instance.id, Instance.sop_uid).where(Instance.series_id == series.id)):
+        if target.uid(original) == sop_uid:
+            return db.session.get(Instance, inst_id)
     abort(404)
 
 

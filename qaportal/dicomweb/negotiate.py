@@ -3,8 +3,10 @@
 DICOMweb media types carry parameters that matter (`multipart/related; type="application/
 dicom"; transfer-syntax=1.2.840.10008.1.2.1`), which generic Accept parsers drop. A media
 range matches an offer when its type and subtype match (wildcards allowed) and each of its
-parameters other than q equals the offer's (`transfer-syntax=*` matches any). The offer
-chosen is the one with the highest q of a range matching it; ties go to the server's order.
+parameters other than q equals the offer's (`transfer-syntax=*` matches any, and a `type`
+parameter is itself a range: `type="*/*"`, as dicomweb-client sends, matches any part
+type). The offer chosen is the one with the highest q of a range matching it; ties go to
+the server's order.
 Nothing acceptable is 406 (`abort_not_acceptable`).
 """
 
@@ -93,6 +95,11 @@ def matches(rng: MediaRange, offer: Offer) -> bool:
         have = offer.params.get(name)
         if name == "transfer-syntax" and value == "*":
             continue
+        if name == "type" and have is not None:
+            # multipart/related; type="image/*" (or "*/*") is a range over the part type.
+            if _type_matches(value.lower(), have.lower()):
+                continue
+            return False
         if have is None or have.lower() != value.lower():
             return False
     return True

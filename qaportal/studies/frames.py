@@ -25,6 +25,7 @@ from pydicom.pixels import apply_modality_lut
 
 from qaportal.dicom import DicomRejected, FilesystemStore, StoredFileCorrupt, StoredFileMissing
 from qaportal.dicom.render import load_frame, to_uint8
+from qaportal.dicom.render_options import RenderOptions, apply_viewport, encode
 from qaportal.models import Instance
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,13 @@ class FrameRef:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A rendered PNG, or a placeholder with the reason the frame could not be shown."""
+    """A rendered image, or a placeholder PNG with the reason the frame could not be shown."""
 
-    png: bytes
+    png: bytes  # the image bytes (JPEG or GIF too, see mimetype)
     etag: str
     error: str | None = None
     cached: bool = False
+    mimetype: str = "image/png"
 
 
 def ordered_frames(instances: Iterable[Instance]) -> list[FrameRef]:
@@ -90,12 +92,23 @@ def parse_window(wc: str | None, ww: str | None) -> Window | None:
     return round_window(center, width)
 
 
-class FrameCache:
-    """Rendered PNGs on disk, keyed by content; written atomically; pruned oldest-first."""
+# The rendered images' formats; a cache for other derived files names its own suffix.
+IMAGE_SUFFIXES = (".png", ".jpg", ".gif")
 
-    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 2 * 1024**3) -> None:
+
+class FrameCache:
+    """Rendered images on disk, keyed by content; written atomically; pruned oldest-first.
+
+    Other derived files use it too with their own suffix and folder (DICOMweb metadata).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 2 * 1024**3,
+                 suffix: str = ".png") -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.suffix = suffix
+        suffixes = IMAGE_SUFFIXES if suffix in IMAGE_SUFFIXES else (suffix,)
+        self.globs = tuple(f"??/*{x}" for x in suffixes)
         self._lock = threading.Lock()
         self._approx_bytes: int | None = None
 
@@ -104,21 +117,21 @@ class FrameCache:
         """Return the cache key (hex) for the parts that determine a rendering."""
         return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
 
-    def path(self, key: str) -> Path:
-        """Return where the entry for key lives."""
-        return self.root / key[:2] / f"{key}.png"
+    def path(self, key: str, ext: str | None = None) -> Path:
+        """Return where the entry for key lives (ext: "png", "jpg"...; default the suffix)."""
+        return self.root / key[:2] / (f"{key}.{ext}" if ext else f"{key}{self.suffix}")
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str, ext: str | None = None) -> bytes | None:
         """Return the cached bytes, or None on a miss."""
         try:
-            with open(self.path(key), "rb") as fh:
+            with open(self.path(key, ext), "rb") as fh:
                 return fh.read()
         except FileNotFoundError:
             return None
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, ext: str | None = None) -> None:
         """Write an entry: temp file in the same folder, then rename (readers never see half)."""
-        dest = self.path(key)
+        dest = self.path(key, ext)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
         try:
@@ -143,12 +156,12 @@ class FrameCache:
 
     def size(self) -> int:
         """Return the bytes held by the cache."""
-        return sum(p.stat().st_size for p in self.root.glob("??/*.png"))
+        return sum(p.stat().st_size for g in self.globs for p in self.root.glob(g))
 
     def prune(self, target_ratio: float = 0.8) -> int:
         """Delete the oldest entries until the cache holds target_ratio of max_bytes."""
         entries = []
-        for p in self.root.glob("??/*.png"):
+        for p in (p for g in self.globs for p in self.root.glob(g)):
             with contextlib.suppress(FileNotFoundError):
                 st = p.stat()
                 entries.append((st.st_mtime, st.st_size, p))
@@ -194,6 +207,32 @@ class FrameRenderer:
             return Rendered(hit, etag=key[:32], cached=True)
         return self._render(inst, key, lambda p: self._thumb_png(p, frame, size))
 
+    def rendered(self, inst: Instance, frame: int, options: RenderOptions) -> Rendered:
+        """Return one frame rendered as asked (DICOMweb rendered and thumbnail resources).
+
+        A failure is a placeholder PNG with the reason in .error (the caller decides).
+        """
+        key = self._rendered_key(inst, frame, options)
+        mimetype = "image/" + options.fmt
+        hit = self.cache.get(key, options.extension)
+        if hit is not None:
+            return Rendered(hit, etag=key[:32], cached=True, mimetype=mimetype)
+        result = self._render(inst, key, lambda p: self._options_image(p, frame, options),
+                              options.extension)
+        return result if result.error else Rendered(result.png, result.etag,
+                                                    mimetype=mimetype)
+
+    def rendered_etag(self, inst: Instance, frame: int, options: RenderOptions) -> str:
+        """Return the ETag rendered() gives this frame and these options (without rendering)."""
+        return self._rendered_key(inst, frame, options)[:32]
+
+    def _rendered_key(self, inst: Instance, frame: int, options: RenderOptions) -> str:
+        return self.cache.key("rendered", inst.id, inst.sha256, frame, options.key())
+
+    def verified_path(self, inst: Instance) -> Path:
+        """Return the stored file's path after checking its SHA-256 (once per file state)."""
+        return self._verified_path(inst)
+
     def auto_window(self, inst: Instance, frame: int = 0) -> Window | None:
         """Return a window spanning the frame's values (for files without one of their own)."""
         memo_key = (inst.id, inst.sha256, frame)
@@ -213,7 +252,7 @@ class FrameRenderer:
         _remember(self._auto, memo_key, window)
         return window
 
-    def _render(self, inst: Instance, key: str, make) -> Rendered:
+    def _render(self, inst: Instance, key: str, make, ext: str = "png") -> Rendered:
         try:
             png = make(self._verified_path(inst))
         except StoredFileCorrupt:
@@ -227,7 +266,7 @@ class FrameRenderer:
             return _failed(f"cannot display frame: {type(exc).__name__}", inst)
         self.renders += 1
         try:
-            self.cache.put(key, png)
+            self.cache.put(key, png, ext)
         except OSError:
             log.warning("frame cache write failed", exc_info=True)
         return Rendered(png, etag=key[:32])
@@ -249,6 +288,12 @@ class FrameRenderer:
     def _frame_png(self, path: Path, frame: int, window: Window | None) -> bytes:
         ds, arr = load_frame(path, frame, self.max_pixels)
         return _png(Image.fromarray(to_uint8(arr, ds, window, frame)))
+
+    def _options_image(self, path: Path, frame: int, options: RenderOptions) -> bytes:
+        ds, arr = load_frame(path, frame, self.max_pixels)
+        image = Image.fromarray(to_uint8(arr, ds, options.window, frame, options.function))
+        image = apply_viewport(image, options.viewport, options.thumbnail)
+        return encode(image, options.fmt, options.quality)
 
     def _thumb_png(self, path: Path, frame: int, size: int) -> bytes:
         ds, arr = load_frame(path, frame, self.max_pixels)

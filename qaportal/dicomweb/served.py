@@ -1,0 +1,192 @@
+"""What WADO-RS serves of a stored instance: its bytes, its data set, its DICOM JSON header.
+
+Every stored file is checked against its SHA-256 before any of it is sent: a file that is
+missing or does not match raises StoredFileMissing / StoredFileCorrupt and is never sent.
+A caller served de-identified gets the copy the de-identified zip holds (the same mapping,
+`deidentify_dataset` with the study's context), and its Study, Series and SOP Instance
+UIDs are checked against the UIDs the caller asked for. Copies served as stored have the
+preamble zeroed (it can hide another file format), as the zip download does.
+
+Plain data only (`Item`): the multipart generators run after the view has returned, and
+must not touch the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import current_app
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from qaportal.dicom import (
+    DeidContext,
+    ImageStore,
+    StoredFileCorrupt,
+    deidentify_dataset,
+    served_copy,
+)
+from qaportal.dicom.json_model import to_json
+from qaportal.dicom.transcode import (
+    encode,
+    read_dataset,
+    stored_syntax,
+    to_explicit_little,
+)
+from qaportal.dicomweb.access import Target
+from qaportal.extensions import db
+from qaportal.models import Instance, Series
+from qaportal.studies.frames import FrameCache
+from qaportal.studies.storage import image_store
+
+# Files above this size, served as stored, are verified in one pass and sent in a second
+# one, in chunks; smaller ones are read once, verified and sent from memory.
+STREAM_ABOVE = 64 * 1024 * 1024
+_CHUNK = 1024 * 1024
+METADATA_FORMAT = "dicomjson-1"  # part of the cache key: change it when the output changes
+
+
+class ServeError(Exception):
+    """An instance that cannot be served as asked (its message holds no patient data)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One instance to serve, with the UIDs the caller sees."""
+
+    id: int
+    series_id: int
+    storage_key: str
+    sha256: str
+    size: int
+    syntax: str  # as stored
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+
+
+def items(target: Target, series: Series | None = None,
+          instance: Instance | None = None) -> list[Item]:
+    """Return the study's (series', instance's) instances in series then anatomical order."""
+    query = (sa.select(Instance, Series.series_uid).join(Series, Instance.series_id == Series.id)
+             .where(Series.study_id == target.study.id)
+             .order_by(Series.series_number.is_(None), Series.series_number, Series.id,
+                       Instance.slice_position.is_(None), Instance.slice_position,
+                       Instance.instance_number, Instance.id))
+    if series is not None:
+        query = query.where(Series.id == series.id)
+    if instance is not None:
+        query = query.where(Instance.id == instance.id)
+    study_uid = target.study_uid
+    return [Item(inst.id, inst.series_id, inst.storage_key, inst.sha256, inst.size_bytes,
+                 stored_syntax(inst.transfer_syntax_uid), study_uid, target.uid(series_uid),
+                 target.uid(inst.sop_uid))
+            for inst, series_uid in db.session.execute(query)]
+
+
+def metadata_cache() -> FrameCache:
+    """Return the app's cache of instance headers in the DICOM JSON model."""
+    app = current_app._get_current_object()
+    cache = app.extensions.get("qaportal_dicomjson_cache")
+    if cache is None:
+        cache = FrameCache(f"{app.config['CACHE_ROOT']}/dicomjson",
+                           app.config["METADATA_CACHE_MAX_BYTES"], suffix=".json")
+        app.extensions["qaportal_dicomjson_cache"] = cache
+    return cache
+
+
+class Server:
+    """Serve the instances of one study to one caller (as stored or de-identified)."""
+
+    def __init__(self, target: Target, store: ImageStore | None = None,
+                 cache: FrameCache | None = None) -> None:
+        self.ctx: DeidContext | None = target.ctx
+        self.store = store or image_store()
+        self.cache = cache if cache is not None else metadata_cache()
+        self.variant = "stored" if self.ctx is None else "deid-" + _fingerprint(self.ctx)
+
+    def dataset(self, item: Item) -> Dataset:
+        """Return the instance's data set as this caller is served it (verified first)."""
+        return self._as_served(read_dataset(
+            self.store.read_verified(item.storage_key, item.sha256)), item)
+
+    def header(self, item: Item) -> Dataset:
+        """Return the data set for its metadata: a large file is verified in a streaming pass
+        and parsed with its large values left on disk (they become BulkDataURIs)."""
+        path_of = getattr(self.store, "path", None)
+        if item.size <= STREAM_ABOVE or path_of is None or not hasattr(self.store, "verify"):
+            return self.dataset(item)
+        self.store.verify(item.storage_key, item.sha256)
+        path = path_of(item.storage_key)
+        with open(path, "rb") as fp:
+            has_preamble = fp.read(132)[128:132] == b"DICM"
+        return self._as_served(dcmread(path, defer_size=_CHUNK, force=not has_preamble), item)
+
+    def _as_served(self, ds: Dataset, item: Item) -> Dataset:
+        """De-identify ds for this caller if need be; check it carries the UIDs asked for."""
+        if self.ctx is not None:
+            deidentify_dataset(ds, self.ctx)
+        served = (str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", "")),
+                  str(ds.get("SOPInstanceUID", "")))
+        if served != (item.study_uid, item.series_uid, item.sop_uid):
+            raise ServeError(f"instance {item.id}: its UIDs differ from the database's")
+        return ds
+
+    def part10(self, item: Item, syntax: str) -> Iterator[bytes]:
+        """Yield the instance as a Part 10 file in `syntax` (one of can_serve's)."""
+        if self.ctx is None and syntax == item.syntax:
+            if item.size > STREAM_ABOVE and hasattr(self.store, "verify"):
+                yield from self._stream_large(item)
+                return
+            data = self.store.read_verified(item.storage_key, item.sha256)
+            if data[128:132] == b"DICM":
+                yield served_copy(data)
+                return
+        ds = self.dataset(item)
+        if syntax != str(ds.file_meta.TransferSyntaxUID):
+            to_explicit_little(ds)
+        yield encode(ds)
+
+    def metadata(self, item: Item) -> str:
+        """Return the instance's header as DICOM JSON text, BulkDataURIs relative (paths).
+
+        Kept in the cache by (file SHA-256, served as): computed once from a verified read.
+        """
+        key = self.cache.key(METADATA_FORMAT, item.sha256, self.variant)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached.decode("utf-8")
+        text = json.dumps(to_json(self.header(item)), separators=(",", ":"),
+                          ensure_ascii=False)
+        self.cache.put(key, text.encode("utf-8"))
+        return text
+
+    def _stream_large(self, item: Item) -> Iterator[bytes]:
+        """Verify a large stored file, then send it in chunks, checking it again as it goes."""
+        self.store.verify(item.storage_key, item.sha256)
+        digest = hashlib.sha256()
+        with self.store.open(item.storage_key) as fp:
+            first = True
+            while chunk := fp.read(_CHUNK):
+                digest.update(chunk)
+                yield served_copy(chunk) if first else chunk
+                first = False
+        if digest.hexdigest() != item.sha256.lower():
+            raise StoredFileCorrupt(item.storage_key)
+
+
+def with_base(metadata: str, base: str) -> str:
+    """Make the BulkDataURIs of cached metadata absolute: base + path."""
+    escaped = json.dumps(base)[1:-1]
+    return metadata.replace('"BulkDataURI":"', '"BulkDataURI":"' + escaped)
+
+
+def _fingerprint(ctx: DeidContext) -> str:
+    """Return a short digest of everything that shapes a de-identified header."""
+    parts = [ctx.secret.hex(), ctx.pseudonym, ctx.pseudonym_id or "", str(ctx.date_shift_days),
+             ctx.method_text, *sorted(o.name for o in ctx.options)]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:24]
