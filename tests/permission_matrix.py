@@ -600,3 +600,15 @@ EXPECTED.update({endpoint: _wado_entry() for endpoint in (
     "dicomweb.retrieve_study", "dicomweb.retrieve_series", "dicomweb.retrieve_instance",
     "dicomweb.study_metadata", "dicomweb.series_metadata", "dicomweb.instance_metadata",
     "dicomweb.bulkdata")})
+
+
+# -- DICOMweb STOW-RS: store instances (the roles that upload) -------------------------------
+# The matrix posts an empty form: a radiologist gets past the role check to the media type
+# check (415); anonymous callers of the API get JSON 401, never a redirect.
+EXPECTED.update({
+    "dicomweb.stow_studies": {**only(("radiologist",), status=415), ANONYMOUS: 401,
+                              "method": "POST"},
+    "dicomweb.stow_study": {**only(("radiologist",), status=415), ANONYMOUS: 401,
+                            "method": "POST",
+                            "params": lambda objs, users: {"study_uid": "1.2.826.0.1.3680043.2"}},
+})

@@ -137,12 +137,17 @@ class FilesystemStore:
         sync=False as for put().
         """
         dest = self.path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         if sha256 is None:
             sha256 = _file_sha256(src_path)
         size = os.stat(src_path).st_size
         try:
-            os.replace(src_path, dest)
+            try:
+                os.replace(src_path, dest)
+            except FileNotFoundError:  # the shard's first file (a mkdir each would cost)
+                if dest.parent.is_dir():
+                    raise
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src_path, dest)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise

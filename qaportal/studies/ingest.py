@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -110,10 +110,14 @@ def _study_from(h: InstanceHeader, owner: User) -> Study:
 class Ingester:
     """Ingest files for one owner: prepare (parse, store, sync), then write rows."""
 
-    def __init__(self, owner: User, store: ImageStore, batch: UploadBatch | None = None):
+    def __init__(self, owner: User, store: ImageStore, batch: UploadBatch | None = None, *,
+                 check: Callable[[InstanceHeader], str | None] | None = None):
         self.owner = owner
         self.store = store
         self.batch = batch
+        # A caller's own rule on a parsed header (STOW-RS: the target study): a reason to
+        # refuse the file, or None; a refused file is never stored.
+        self.check = check
         self.entries: list[Prepared | tuple[str, str]] = []  # input order; (name, reason)
         self.written_keys: list[str] = []
         self._key_prefix: dict[str, str] = {}  # series uid -> shard prefix, within this run
@@ -136,6 +140,10 @@ class Ingester:
                     log.warning("ingest: unreadable file in batch %s (%s)",
                                 self.batch.id if self.batch else "-", type(exc).__name__)
                     self.entries.append((item.name, f"unreadable file ({type(exc).__name__})"))
+                    continue
+                refused = self.check(header) if self.check is not None else None
+                if refused:
+                    self.entries.append((item.name, refused))
                     continue
                 self._ingest_one(item, header)
             # Files are written without a fsync each; one pass makes them all durable

@@ -1,4 +1,4 @@
-"""A streaming multipart/form-data reader for the upload endpoints.
+"""Streaming multipart readers: form-data for the upload endpoints, the part walk for all.
 
 It reads the body in large pieces, finds part delimiters with `bytes.find` (no regular
 expression over the buffer), and writes each file part straight into a container from a
@@ -25,11 +25,7 @@ class MultipartError(BadRequest):
 
 def _disposition(header_block: bytes) -> tuple[str, str | None, str | None]:
     """Return (field name, filename or None, content type or None) of a part's headers."""
-    msg = Message()
-    for line in header_block.decode("utf-8", "replace").split("\r\n"):
-        if ":" in line:
-            key, value = line.split(":", 1)
-            msg[key.strip()] = value.strip()
+    msg = part_headers(header_block)
     if msg.get_content_disposition() != "form-data":
         raise MultipartError()
     name = msg.get_param("name", header="content-disposition")
@@ -40,22 +36,28 @@ def _disposition(header_block: bytes) -> tuple[str, str | None, str | None]:
     return str(name), (None if filename is None else str(filename)), ctype
 
 
-class MultipartReader:
-    """Split a multipart body into fields (kept in memory, bounded) and files (streamed)."""
+class MultipartStream:
+    """Walk the parts of any multipart body: header blocks, then bodies copied to a sink.
 
-    def __init__(self, stream: IO[bytes], boundary: bytes, *,
-                 make_file: Callable[[str, str | None], Any],
-                 max_field_bytes: int = 1024 * 1024, max_parts: int | None = 10_000):
+    `next_part()` returns the next part's raw header block (None at the closing delimiter);
+    the caller then consumes its body with `copy_body()` before asking for the next one.
+    """
+
+    def __init__(self, stream: IO[bytes], boundary: bytes, *, max_parts: int | None = 10_000):
         if not boundary or len(boundary) > 200:
-            raise MultipartError()
+            raise self.error()
         self.stream = stream
         self.delimiter = b"--" + boundary
         self.separator = b"\r\n" + self.delimiter
-        self.make_file = make_file
-        self.max_field_bytes = max_field_bytes
         self.max_parts = max_parts
         self.buffer = bytearray()
         self.eof = False
+        self.parts = 0
+        self.started = False
+
+    def error(self) -> BadRequest:
+        """Return the exception a malformed body raises."""
+        return MultipartError()
 
     def _fill(self) -> bool:
         """Read the next piece of the body; return False at its end."""
@@ -78,18 +80,25 @@ class MultipartReader:
                 del self.buffer[:found + len(marker)]
                 return head
             if len(self.buffer) > limit:
-                raise MultipartError()
+                raise self.error()
             start = max(0, len(self.buffer) - len(marker) + 1)
             if not self._fill():
-                raise MultipartError()
+                raise self.error()
 
     def _need(self, n: int) -> None:
         while len(self.buffer) < n:
             if not self._fill():
-                raise MultipartError()
+                raise self.error()
 
-    def _copy_body(self, write: Callable[[bytes], Any], limit: int | None) -> None:
-        """Write the part's body up to the next separator; keep what follows it."""
+    def copy_body(self, write: Callable[[Any], Any], limit: int | None = None, *,
+                  keep: bool = False) -> int:
+        """Write the part's body up to the next separator; keep what follows it.
+
+        write() gets a memoryview into the read buffer, valid only during the call (no copy:
+        a file's write and a hash's update take it as it is); keep=True gives it bytes it
+        may keep instead. Return the body's size; over limit (bytes) the request is refused
+        (413).
+        """
         sep = self.separator
         written = 0
         while True:
@@ -99,36 +108,72 @@ class MultipartReader:
                 written += end
                 if limit is not None and written > limit:
                     raise RequestEntityTooLarge()
-                write(bytes(self.buffer[:end]))
-                del self.buffer[:end]
+                if keep:
+                    write(bytes(self.buffer[:end]))
+                else:
+                    with memoryview(self.buffer) as view, view[:end] as piece:
+                        write(piece)
+                del self.buffer[:end]  # from the front of a bytearray: no copy
             if found != -1:
                 del self.buffer[:len(sep)]
-                return
+                return written
             if not self._fill():
-                raise MultipartError()
+                raise self.error()
+
+    def next_part(self) -> bytes | None:
+        """Return the next part's header block, or None after the closing delimiter."""
+        if not self.started:
+            self._read_until(self.delimiter, MAX_HEADER_BYTES)  # skip any preamble
+            self.started = True
+        self._need(2)
+        if self.buffer[:2] == b"--":
+            return None  # the closing delimiter; an epilogue is ignored
+        if self.buffer[:2] != b"\r\n":
+            raise self.error()
+        del self.buffer[:2]
+        self.parts += 1
+        if self.max_parts is not None and self.parts > self.max_parts:
+            raise RequestEntityTooLarge()
+        self._need(2)
+        if self.buffer[:2] == b"\r\n":  # a part without headers
+            del self.buffer[:2]
+            return b""
+        return self._read_until(b"\r\n\r\n", MAX_HEADER_BYTES)
+
+
+def part_headers(header_block: bytes) -> Message:
+    """Return a part's header block as a Message (names case-insensitive)."""
+    msg = Message()
+    for line in header_block.decode("utf-8", "replace").split("\r\n"):
+        if ":" in line:
+            key, value = line.split(":", 1)
+            msg[key.strip()] = value.strip()
+    return msg
+
+
+class MultipartReader(MultipartStream):
+    """Split a multipart/form-data body into fields (kept in memory, bounded) and files
+    (streamed)."""
+
+    def __init__(self, stream: IO[bytes], boundary: bytes, *,
+                 make_file: Callable[[str, str | None], Any],
+                 max_field_bytes: int = 1024 * 1024, max_parts: int | None = 10_000):
+        super().__init__(stream, boundary, max_parts=max_parts)
+        self.make_file = make_file
+        self.max_field_bytes = max_field_bytes
 
     def parse(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, Any]]]:
         """Return ([(name, value)], [(name, filename, container)]) in body order."""
         fields: list[tuple[str, str]] = []
         files: list[tuple[str, str, Any]] = []
-        self._read_until(self.delimiter, MAX_HEADER_BYTES)  # skip any preamble
-        parts = 0
-        while True:
-            self._need(2)
-            if self.buffer[:2] == b"--":
-                return fields, files  # the closing delimiter; an epilogue is ignored
-            if self.buffer[:2] != b"\r\n":
-                raise MultipartError()
-            del self.buffer[:2]
-            parts += 1
-            if self.max_parts is not None and parts > self.max_parts:
-                raise RequestEntityTooLarge()
-            name, filename, _ = _disposition(self._read_until(b"\r\n\r\n", MAX_HEADER_BYTES))
+        while (block := self.next_part()) is not None:
+            name, filename, _ = _disposition(block)
             if filename is None:
                 chunks: list[bytes] = []
-                self._copy_body(chunks.append, self.max_field_bytes)
+                self.copy_body(chunks.append, self.max_field_bytes, keep=True)
                 fields.append((name, b"".join(chunks).decode("utf-8", "replace")))
             else:
                 container = self.make_file(name, filename)
-                self._copy_body(container.write, None)
+                self.copy_body(container.write, None)
                 files.append((name, filename, container))
+        return fields, files

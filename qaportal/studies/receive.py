@@ -27,17 +27,21 @@ from qaportal.studies.multipart import MultipartReader
 
 # Endpoints whose file parts are received into named temporary files.
 RECEIVING_ENDPOINTS = frozenset({"studies.batch_files", "studies.upload"})
-_BUFFER = 1024 * 1024
 
 
 class ReceivedFile:
     """A private named temporary file that hashes what is written to it, in order."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
+        try:
+            fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
+        except FileNotFoundError:  # the first file: make the folder (a mkdir each costs)
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
         self.path = Path(name)
-        self._fh: IO[bytes] = os.fdopen(fd, "w+b", buffering=_BUFFER)
+        # Unbuffered: the multipart readers hand over large pieces, written as they come
+        # (a buffer would only add a copy).
+        self._fh: IO[bytes] = os.fdopen(fd, "w+b", buffering=0)
         self._digest = hashlib.sha256()
         self._hash_valid = True
         self._written = 0
@@ -46,10 +50,14 @@ class ReceivedFile:
         """Append data, hashing it; a write anywhere but the end voids the hash."""
         if self._fh.tell() != self._written:
             self._hash_valid = False
-        n = self._fh.write(data)
-        self._digest.update(data)
-        self._written += n
-        return n
+        view = memoryview(data).cast("B")
+        total = len(view)
+        done = 0
+        while done < total:  # a raw write may take less than it was given
+            done += self._fh.write(view[done:]) or 0
+        self._digest.update(view)
+        self._written += total
+        return total
 
     @property
     def sha256(self) -> str | None:
@@ -142,6 +150,11 @@ class UploadRequest(Request):
         )
 
     def _receive_file(self, name: str, filename: str | None) -> ReceivedFile:
+        return self.receive_file()
+
+    def receive_file(self) -> ReceivedFile:
+        """Return a new ReceivedFile in UPLOAD_TMP, removed at the request's close unless
+        the store took it over (used by views that read the body themselves: STOW-RS)."""
         received = ReceivedFile(current_app.config["UPLOAD_TMP"])
         self.__dict__.setdefault("_received_files", []).append(received)
         return received
@@ -149,9 +162,7 @@ class UploadRequest(Request):
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None):
         if filename and self.endpoint in RECEIVING_ENDPOINTS:
-            received = ReceivedFile(current_app.config["UPLOAD_TMP"])
-            self.__dict__.setdefault("_received_files", []).append(received)
-            return received
+            return self.receive_file()
         return super()._get_file_stream(total_content_length, content_type, filename,
                                         content_length)
 

@@ -1,0 +1,246 @@
+"""Store the parts of one STOW-RS request: the upload's ingest, in one transaction.
+
+The parts were received into private files (qaportal.dicomweb.multipart_related). They go
+through the same `Ingester` as a browser upload: the same parse limits and pixel checks,
+the ownership rule (everything lands in the caller's own studies), duplicates, conflicts,
+SHA-256 and atomic storage. Its files are stored and synced first; then the request's
+UploadBatch, the rows, the batch's totals and the audit entries are written and committed
+at once, so a failed request leaves neither rows nor files behind, and the caller finds
+the request in their uploads with the reasons of every part refused (the upload's words).
+Each part's fate also gets the standard Failure Reason code of PS3.18 (Table I.2-2).
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import re
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+from pydicom.filereader import _read_file_meta_info  # private; what dcmread uses (3.x)
+from sqlalchemy.exc import IntegrityError
+
+from qaportal import audit
+from qaportal.dicom import InstanceHeader, SourceItem
+from qaportal.dicomweb.multipart_related import DICOM, Part
+from qaportal.extensions import db
+from qaportal.hooks import megabytes
+from qaportal.models import UploadBatch, User
+from qaportal.studies.ingest import CONFLICT, Ingester, Prepared
+from qaportal.studies.jobs import finish_batch
+from qaportal.studies.storage import image_store
+
+SOURCE = "dicomweb"  # UploadBatch.source of what arrived through STOW-RS
+
+# Failure Reason (0008,1197) values, PS3.18 Table I.2-2 (0111: PS3.7 C.4 "Duplicate SOP
+# Instance", for a SOP Instance UID already stored with other content).
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+
+NOT_IN_TARGET = "not stored: its StudyInstanceUID is not the study this request stores to"
+_RESOURCE_PREFIXES = ("too many frames", "deflated data set inflates past", "too large")
+_UID = re.compile(r"[0-9.]{1,64}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one part: stored (or an identical copy was), or why not."""
+
+    name: str  # "part 3": how the batch and the response refer to it
+    status: str  # stored / duplicate / conflict / rejected
+    sop_class_uid: str = ""
+    sop_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    reason: str | None = None  # the upload's own words
+    code: int | None = None  # Failure Reason
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("stored", "duplicate")
+
+
+def failure_code(reason: str) -> int:
+    """Return the Failure Reason code for an ingest refusal (the upload's text)."""
+    if reason == CONFLICT:
+        return DUPLICATE_SOP_INSTANCE
+    if reason == NOT_IN_TARGET:
+        return DOES_NOT_MATCH
+    if reason.startswith(_RESOURCE_PREFIXES):
+        return OUT_OF_RESOURCES
+    if reason.startswith("cannot read file"):  # our side could not read what it received
+        return PROCESSING_FAILURE
+    return CANNOT_UNDERSTAND
+
+
+def part_item(part: Part, max_part_bytes: int) -> SourceItem:
+    """Return the ingest item of a part: the file received, or why the part was not kept."""
+    name = f"part {part.index}"
+    if part.container is None:
+        shown = part.media_type[:80] or "unknown"
+        return SourceItem(name, error=f"not stored: a part of type {shown}; "
+                                      f"only {DICOM} parts are stored")
+    if part.too_large:
+        return SourceItem(name, error=f"too large: over the {megabytes(max_part_bytes)} MB "
+                                      "limit per file")
+    part.container.finish()
+    return SourceItem(name, path=part.container.path, sha256=part.container.sha256,
+                      owned=True)
+
+
+_END = object()
+SWITCH_INTERVAL_S = 0.0002
+
+
+class StowIngest:
+    """Ingest one request's parts for owner while the body is still arriving.
+
+    `add()` hands each received part to a second thread that parses and stores it (the
+    upload's `Ingester.prepare`: header parse, pixel checks, move into the store), so the
+    parse of one part overlaps the receipt of the next (reading the socket, writing and
+    hashing release the interpreter lock). `finish()` waits for it; `commit()` then writes
+    the batch, rows and audit in one transaction. `abort()` (a body cut off, any error)
+    deletes whatever was stored. No database access happens in the second thread.
+    """
+
+    def __init__(self, owner: User, target_study: str | None) -> None:
+        self.owner = owner
+        self.target_study = target_study
+        self.items: list[SourceItem] = []
+        self._outside: list[InstanceHeader] = []  # refused for the target study, in order
+        self.ingester = Ingester(owner, image_store(), None, check=self._in_target)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._ended = False
+        app = current_app._get_current_object()
+        self._thread = threading.Thread(target=self._prepare, args=(app,), daemon=True,
+                                        name="stow-prepare")
+        # The reading thread's every write, hash and recv lets go of the interpreter lock
+        # and must get it back from the parsing thread: by default that waits up to 5 ms
+        # each time, more than the work. A short interval while both run avoids it.
+        self._interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._interval, SWITCH_INTERVAL_S))
+        self._thread.start()
+
+    def _in_target(self, header: InstanceHeader) -> str | None:
+        if self.target_study is not None and header.study_uid != self.target_study:
+            self._outside.append(header)
+            return NOT_IN_TARGET
+        return None
+
+    def _items(self) -> Iterator[SourceItem]:
+        while (item := self._queue.get()) is not _END:
+            yield item
+        self._ended = True
+
+    def _prepare(self, app) -> None:
+        try:
+            with app.app_context():  # for the configured parse limits
+                self.ingester.prepare(self._items())
+        except BaseException as exc:  # noqa: BLE001 - handed to the request's thread
+            self._error = exc
+            while not self._ended and self._queue.get() is not _END:  # let finish() go on
+                pass
+
+    def add(self, item: SourceItem) -> None:
+        """Queue one part's item for parsing and storing."""
+        self.items.append(item)
+        self._queue.put(item)
+
+    def finish(self) -> None:
+        """Wait until every queued item is parsed and stored (raise what failed there)."""
+        self._queue.put(_END)
+        self._join()
+        if self._error is not None:
+            raise self._error
+
+    def _join(self) -> None:
+        self._thread.join()
+        sys.setswitchinterval(self._interval)
+
+    def abort(self) -> None:
+        """Stop, and delete every file stored for this request."""
+        if self._thread.is_alive():
+            self._queue.put(_END)
+        self._join()
+        self.ingester.discard()
+
+    def commit(self) -> tuple[list[Outcome], UploadBatch]:
+        """Write the request's batch, rows and audit in one transaction; return each part's
+        outcome (in order) and the batch. On failure nothing stays (rolled back, deleted)."""
+        ingester = self.ingester
+        try:
+            for attempt in (1, 2):
+                try:
+                    batch = UploadBatch(user_id=self.owner.id, source=SOURCE)
+                    db.session.add(batch)
+                    db.session.flush()
+                    ingester.batch = batch
+                    run = ingester.write()
+                    finish_batch(batch)
+                    audit.record("study.upload_finished", batch, actor=self.owner,
+                                 via=SOURCE, stored=batch.stored,
+                                 duplicates=batch.duplicates, conflicts=batch.conflicts,
+                                 rejected=len(batch.errors) - batch.conflicts)
+                    db.session.commit()
+                except IntegrityError:
+                    db.session.rollback()
+                    if attempt == 2:
+                        raise
+                    continue
+                ingester.release(run)
+                break
+        except BaseException:
+            db.session.rollback()
+            ingester.discard()
+            raise
+        return self._outcomes(run), batch
+
+    def _outcomes(self, run) -> list[Outcome]:
+        paths = {item.name: item.path for item in self.items}
+        refused = iter(self._outside)
+        outcomes = []
+        for entry, result in zip(self.ingester.entries, run.results, strict=True):
+            if isinstance(entry, Prepared):
+                h: InstanceHeader | None = entry.header
+            elif entry[1] == NOT_IN_TARGET:
+                h = next(refused)
+            else:
+                h = None
+            uids = ((h.sop_class_uid, h.sop_uid, h.study_uid, h.series_uid) if h
+                    else (*_meta_uids(paths.get(result["file"])), "", ""))
+            reason = result.get("error")
+            outcomes.append(Outcome(result["file"], result["status"], *uids, reason=reason,
+                                    code=failure_code(reason) if reason else None))
+        return outcomes
+
+
+def _meta_uids(path: Path | None) -> tuple[str, str]:
+    """Return the SOP Class and Instance UIDs of a refused file's meta group, if readable.
+
+    Best effort, for the response to name what failed: only the file meta group, of the
+    first bytes; anything odd gives empty UIDs (the part is then named by its place).
+    """
+    if path is None:
+        return "", ""
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(8192)
+        if head[128:132] != b"DICM":
+            return "", ""
+        meta = _read_file_meta_info(io.BytesIO(head[132:]))
+        found = (str(meta.get("MediaStorageSOPClassUID", "") or ""),
+                 str(meta.get("MediaStorageSOPInstanceUID", "") or ""))
+    except Exception:  # noqa: BLE001 - a refused file may break the reader in many ways
+        return "", ""
+    sop_class, sop_uid = (v.strip("\x00 ") for v in found)
+    return (sop_class if _UID.fullmatch(sop_class) else "",
+            sop_uid if _UID.fullmatch(sop_uid) else "")
