@@ -1,0 +1,389 @@
+"""DICOMweb side by side: the portal (gunicorn) against Debian's Orthanc with its DICOMweb plugin.
+
+Both servers start on loopback with empty storage and get the same files and the same
+requests: STOW-RS of a 500-slice 512x512 CT built from a real slice (50 instances per
+request, 1 and 4 clients), WADO-RS whole-study retrieve, series metadata, one frame, one
+rendered frame, and QIDO-RS over 1,000 studies. Prints each pair, the ratio and the targets.
+Installs nothing: without Debian's orthanc and orthanc-dicomweb it measures the portal alone.
+Run from the repository root: `python benchmarks/vs_orthanc.py [--workers 3] [--slices 500]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import queue
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from qaportal.dicom import generate_ct_series  # noqa: E402
+from tests.orthanc import Orthanc, unavailable  # noqa: E402
+
+EMAIL = "bench@example.test"
+PASSWORD = "stow-qido-wado-" + secrets.token_hex(8)
+PER_REQUEST = 50
+DICOM_PARTS = 'multipart/related; type="application/dicom"'
+FRAME_PARTS = 'multipart/related; type="application/octet-stream"'
+RENDERED = "image/png"
+DICOM_JSON = "application/dicom+json"
+
+
+# --- the two servers --------------------------------------------------------------------
+
+@dataclass
+class Server:
+    """A DICOMweb origin: its root URL and the headers every request carries."""
+
+    name: str
+    root: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def session(self) -> requests.Session:
+        """A keep-alive session (urllib3 sets TCP_NODELAY on its sockets)."""
+        s = requests.Session()
+        s.trust_env = False
+        s.headers.update(self.headers)
+        return s
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(env: dict, *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run([sys.executable, "-m", "qaportal.cli", *args], env=env, input=stdin,
+                            capture_output=True, text=True, cwd=REPO)
+    if result.returncode != 0:
+        raise RuntimeError(f"qaportal {args[0]} failed: {(result.stderr or result.stdout)[-800:]}")
+    return result.stdout
+
+
+WSGI = """from qaportal import create_app
+app = create_app()
+if {profile!r}:
+    from werkzeug.middleware.profiler import ProfilerMiddleware
+    app.wsgi_app = ProfilerMiddleware(app.wsgi_app, stream=None, profile_dir={profile!r})
+"""
+
+
+@contextlib.contextmanager
+def portal(root: Path, workers: int, profile: str | None = None) -> Iterator[Server]:
+    """The portal under gunicorn (sync workers, as `make run`) on its own SQLite instance."""
+    env = {**os.environ, "QAPORTAL_INSTANCE_PATH": str(root / "portal"), "QAPORTAL_LOCAL": "1",
+           "QAPORTAL_SECRET_KEY": secrets.token_hex(32), "PYTHONPATH": str(REPO),
+           "PYTHONWARNINGS": "ignore"}
+    env.pop("QAPORTAL_DATABASE_URL", None)
+    (root / "bench_wsgi.py").write_text(WSGI.format(profile=profile))
+    env["PYTHONPATH"] = f"{REPO}{os.pathsep}{root}"
+    _cli(env, "db", "upgrade")
+    _cli(env, "create-user", EMAIL, "--name", "Bench Radiologist", "--role", "radiologist",
+         "--password-stdin", stdin=PASSWORD + "\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
+         f"127.0.0.1:{port}", "--timeout", "600", "--log-level", "warning",
+         "bench_wsgi:app"], cwd=REPO, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(base + "/login", timeout=10)
+                break
+            except requests.RequestException:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.2)
+        yield _portal_auth(env, base)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _portal_auth(env: dict, base: str) -> Server:
+    """The radiologist's read+write API token, printed once by `qaportal token create`."""
+    out = _cli(env, "token", "create", EMAIL, "--scope", "read", "--scope", "write",
+               "--label", "benchmark")
+    token = out.strip().splitlines()[0].strip()
+    return Server("portal", base + "/dicomweb", {"Authorization": f"Bearer {token}"})
+
+
+# --- files and requests -----------------------------------------------------------------
+
+def multipart(blobs: list[bytes]) -> tuple[bytes, str]:
+    boundary = "bench-" + uuid.uuid4().hex
+    parts = []
+    for blob in blobs:
+        parts += [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(), blob,
+                  b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f'{DICOM_PARTS}; boundary={boundary}'
+
+
+def batches(blobs: list[bytes], size: int = PER_REQUEST) -> list[tuple[bytes, str]]:
+    return [multipart(blobs[i:i + size]) for i in range(0, len(blobs), size)]
+
+
+def small_studies(count: int) -> list[bytes]:
+    """`count` one-instance studies from a real CT slice, each its own patient and date."""
+    import io
+
+    template = dcmread(get_testdata_file("CT_small.dcm"))
+    out = []
+    for i in range(count):
+        ds = copy.deepcopy(template)
+        ds.PatientName = f"BENCH^P{i:04d}"
+        ds.PatientID = f"BENCH{i:04d}"
+        ds.AccessionNumber = f"ACC{i:05d}"
+        ds.StudyDate = f"20{10 + i % 15:02d}{1 + i % 12:02d}{1 + i % 28:02d}"
+        ds.StudyInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = generate_uid()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        out.append(buf.getvalue())
+    return out
+
+
+def stow(server: Server, bodies: list[tuple[bytes, str]], clients: int) -> float:
+    """Send every body with `clients` threads (one keep-alive session each); return seconds."""
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for item in bodies:
+        work.put(item)
+    failures: list[str] = []
+
+    def send() -> None:
+        with server.session() as s:
+            while True:
+                try:
+                    body, ctype = work.get_nowait()
+                except queue.Empty:
+                    return
+                r = s.post(server.root + "/studies", data=body, timeout=600,
+                           headers={"Content-Type": ctype, "Accept": DICOM_JSON})
+                failed = r.ok and r.json().get("00081198", {}).get("Value")
+                if r.status_code != 200 or failed:
+                    failures.append(f"{r.status_code} {r.text[:300]}")
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=send) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(f"STOW failed: {failures[0]}")
+    return elapsed
+
+
+def year_range(year: int) -> str:
+    return f"{year}0101-{year}1231"
+
+
+def median_of(n: int, fn: Callable[[int], None]) -> float:
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def fetch(s: requests.Session, url: str, accept: str, **params) -> int:
+    """GET, read the whole body as it streams; return its length."""
+    with s.get(url, headers={"Accept": accept}, params=params, stream=True, timeout=600) as r:
+        if r.status_code != 200:
+            raise RuntimeError(f"GET {url} answered {r.status_code}: {r.text[:300]}")
+        return sum(len(chunk) for chunk in r.iter_content(1 << 20))
+
+
+# --- the run ----------------------------------------------------------------------------
+
+@dataclass
+class Study:
+    uid: str
+    series: str
+    instances: list[str]
+    blobs: list[bytes]
+
+
+def ct_study(root: Path, name: str, slices: int) -> Study:
+    paths = generate_ct_series(root / name, slices=slices, patient=("BENCH^CT", "BENCHCT"))
+    blobs = [p.read_bytes() for p in paths]
+    first = dcmread(paths[0], stop_before_pixels=True)
+    sops = [dcmread(p, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
+            for p in paths]
+    return Study(first.StudyInstanceUID, first.SeriesInstanceUID, sops, blobs)
+
+
+def measure(server: Server, a: Study, b: Study, small: list[tuple[bytes, str]],
+            studies: int, repeat: int) -> dict[str, float]:
+    """Every figure for one server, in the same order for both (a step that fails is
+    reported and left out, so that a partial server still gives the other figures)."""
+    fig: dict[str, float] = {}
+    n = len(a.blobs)
+    s = server.session()
+    study_url = f"{server.root}/studies/{a.uid}"
+    series_url = f"{study_url}/series/{a.series}"
+    picks = [a.instances[(i * 7919) % n] for i in range(repeat)]
+
+    def retrieve() -> None:
+        sizes: list[int] = []
+        fig["retrieve_s"] = median_of(3, lambda i: sizes.append(fetch(s, study_url,
+                                                                      DICOM_PARTS)))
+        if min(sizes) < sum(map(len, a.blobs)):
+            raise RuntimeError(f"retrieved {min(sizes)} bytes, less than was stored")
+        fig["retrieve_mb_s"] = sizes[-1] / 1024**2 / fig["retrieve_s"]
+
+    def qido() -> None:
+        stow(server, small, 4)
+        page = s.get(server.root + "/studies", params={"limit": 100},
+                     headers={"Accept": DICOM_JSON})
+        if page.status_code != 200 or len(page.json()) != min(100, studies + 2):
+            raise RuntimeError(f"QIDO gave {page.status_code}, {len(page.content)} bytes")
+        fig["qido_page_ms"] = 1000 * median_of(repeat, lambda i: fetch(
+            s, server.root + "/studies", DICOM_JSON, limit=100, offset=100 * (i % 10)))
+        fig["qido_date_ms"] = 1000 * median_of(repeat, lambda i: fetch(
+            s, server.root + "/studies", DICOM_JSON, StudyDate=year_range(2010 + i % 15)))
+
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("stow_1", lambda: fig.__setitem__("stow_1", n / stow(server, batches(a.blobs), 1))),
+        ("stow_4", lambda: fig.__setitem__("stow_4", n / stow(server, batches(b.blobs), 4))),
+        ("retrieve", retrieve),
+        ("metadata", lambda: fig.__setitem__("metadata_ms", 1000 * median_of(
+            repeat, lambda i: fetch(s, series_url + "/metadata", DICOM_JSON)))),
+        ("frame", lambda: fig.__setitem__("frame_ms", 1000 * median_of(repeat, lambda i: fetch(
+            s, f"{series_url}/instances/{picks[i]}/frames/1", FRAME_PARTS)))),
+        ("rendered", lambda: fig.__setitem__("rendered_ms", 1000 * median_of(
+            repeat, lambda i: fetch(s, f"{series_url}/instances/{picks[-1 - i]}/rendered",
+                                    RENDERED)))),
+        ("qido", qido),
+    ]
+    for name, step in steps:
+        try:
+            step()
+        except (RuntimeError, requests.RequestException, ValueError) as exc:
+            print(f"{server.name} {name}: failed, left out: {str(exc)[:300]}")
+    s.close()
+    return fig
+
+
+ROWS = [  # key, label, unit, higher is better, target (portal / Orthanc), target text
+    ("stow_1", "STOW-RS, 1 client", "inst/s", True, 2.0, ">= 2x Orthanc"),
+    ("stow_4", "STOW-RS, 4 clients", "inst/s", True, 2.0, ">= 2x Orthanc"),
+    ("retrieve_s", "WADO-RS whole study", "s", False, 1.2, "within 1.2x Orthanc"),
+    ("retrieve_mb_s", "  (throughput)", "MB/s", True, None, ""),
+    ("metadata_ms", "series metadata", "ms", False, 1.0, "faster than Orthanc"),
+    ("frame_ms", "one frame", "ms", False, None, ""),
+    ("rendered_ms", "one rendered frame", "ms", False, None, ""),
+    ("qido_page_ms", "QIDO 1,000 studies: page of 100", "ms", False, 1.0, "faster than Orthanc"),
+    ("qido_date_ms", "QIDO 1,000 studies: StudyDate range", "ms", False, 1.0,
+     "faster than Orthanc"),
+]
+
+
+def report(portal_fig: dict, orthanc_fig: dict | None) -> None:
+    print(f"\n{'':34} {'portal':>10} {'Orthanc':>10} {'ratio':>7}  target")
+    missed = []
+    for key, label, unit, higher, target, text in ROWS:
+        p = portal_fig.get(key)
+        o = (orthanc_fig or {}).get(key)
+        ps, os_ = (f"{v:10.3g}" if v is not None else f"{'n/a':>10}" for v in (p, o))
+        ratio = ""
+        verdict = ""
+        if p and o:
+            r = p / o
+            ratio = f"{r:6.2f}x"
+            if target is not None:
+                ok = r >= target if higher else (r <= target if target > 1 else r < target)
+                verdict = "met" if ok else "MISSED"
+                if not ok:
+                    missed.append(label.strip())
+        print(f"{label:34} {ps} {os_} {ratio:>7}  {unit}; {text} {verdict}".rstrip())
+    print("ratio = portal / Orthanc (for times, lower is faster)")
+    if orthanc_fig and portal_fig:
+        print("targets met" if not missed else "targets missed: " + "; ".join(missed))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=500)
+    parser.add_argument("--studies", type=int, default=1000, help="studies for the QIDO figures")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (make run: 3)")
+    parser.add_argument("--repeat", type=int, default=20, help="N for the medians")
+    parser.add_argument("--only", choices=["portal", "orthanc"], help="measure one server")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="write a cProfile file per portal request into DIR")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory(prefix="qaportal-vs-orthanc-") as tmp:
+        root = Path(tmp)
+        t = time.perf_counter()
+        a, b = ct_study(root, "a", args.slices), ct_study(root, "b", args.slices)
+        small = batches(small_studies(args.studies))
+        mb = sum(map(len, a.blobs)) / 1024**2
+        print(f"built 2 x {args.slices} slices ({mb:.0f} MB each) and {args.studies} small "
+              f"studies in {time.perf_counter() - t:.0f} s; {PER_REQUEST} instances per STOW")
+        orthanc_fig = None
+        reason = unavailable()
+        if args.only != "portal" and reason:
+            print(f"Orthanc not measured: {reason}")
+        elif args.only != "portal":
+            with Orthanc(folder=root / "orthanc") as orthanc:
+                server = Server("Orthanc", orthanc.url + "/dicom-web")
+                orthanc_fig = measure(server, a, b, small, args.studies, args.repeat)
+            print("Orthanc:", {k: round(v, 1) for k, v in orthanc_fig.items()})
+        portal_fig: dict = {}
+        if args.only != "orthanc":
+            with portal(root, args.workers, args.profile) as server:
+                portal_fig = measure(server, a, b, small, args.studies, args.repeat)
+            print(f"portal ({args.workers} gunicorn workers):",
+                  {k: round(v, 1) for k, v in portal_fig.items()})
+        report(portal_fig, orthanc_fig)
+    if args.profile:
+        summarise_profiles(Path(args.profile))
+
+
+def summarise_profiles(folder: Path, top: int = 25) -> None:
+    """Print, per kind of request, where the portal's time went (cumulative)."""
+    import pstats
+    import re
+
+    kinds: dict[str, list[Path]] = {}
+    for f in folder.glob("*.prof"):
+        # ProfilerMiddleware names files METHOD.path.with.dots.<ms>ms.<time>.prof
+        kind = re.sub(r"\.[0-9]+ms\.[0-9]+\.prof$", "", f.name)
+        kind = re.sub(r"\.[0-9]+(\.[0-9]+)+", ".UID", kind)
+        kinds.setdefault(kind, []).append(f)
+    for kind, files in sorted(kinds.items()):
+        print(f"\n== {kind}: {len(files)} requests")
+        stats = pstats.Stats(*map(str, files))
+        stats.sort_stats("cumulative").print_stats(top)
+
+
+if __name__ == "__main__":
+    main()
