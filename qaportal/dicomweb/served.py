@@ -2,6 +2,8 @@
 
 Every stored file is checked against its SHA-256 before any of it is sent: a file that is
 missing or does not match raises StoredFileMissing / StoredFileCorrupt and is never sent.
+Like the viewer's frames, a file verified once by this process and unchanged since (same
+inode, size and times) is not hashed again.
 A caller served de-identified gets the copy the de-identified zip holds (the same mapping,
 `deidentify_dataset` with the study's context), and its Study, Series and SOP Instance
 UIDs are checked against the UIDs the caller asked for. Copies served as stored have the
@@ -42,6 +44,7 @@ from qaportal.extensions import db
 from qaportal.models import Instance, Series
 from qaportal.studies.frames import FrameCache
 from qaportal.studies.storage import image_store
+from qaportal.studies.viewer_routes import frame_renderer
 
 # Files above this size, served as stored, are verified in one pass and sent in a second
 # one, in chunks; smaller ones are read once, verified and sent from memory.
@@ -108,11 +111,19 @@ class Server:
         self.store = store or image_store()
         self.cache = cache if cache is not None else metadata_cache()
         self.variant = "stored" if self.ctx is None else "deid-" + _fingerprint(self.ctx)
+        # The viewer's renderer remembers which files this process has verified.
+        self.renderer = frame_renderer() if store is None and hasattr(self.store, "path") \
+            else None
+
+    def _read(self, item: Item) -> bytes:
+        """Return the stored bytes, verified (once per unchanged file in this process)."""
+        if self.renderer is not None:
+            return self.renderer.read_verified(item)
+        return self.store.read_verified(item.storage_key, item.sha256)
 
     def dataset(self, item: Item) -> Dataset:
         """Return the instance's data set as this caller is served it (verified first)."""
-        return self._as_served(read_dataset(
-            self.store.read_verified(item.storage_key, item.sha256)), item)
+        return self._as_served(read_dataset(self._read(item)), item)
 
     def header(self, item: Item) -> Dataset:
         """Return the data set for its metadata: a large file is verified in a streaming pass
@@ -142,7 +153,7 @@ class Server:
             if item.size > STREAM_ABOVE and hasattr(self.store, "verify"):
                 yield from self._stream_large(item)
                 return
-            data = self.store.read_verified(item.storage_key, item.sha256)
+            data = self._read(item)
             if data[128:132] == b"DICM":
                 yield served_copy(data)
                 return

@@ -271,6 +271,24 @@ class FrameRenderer:
             log.warning("frame cache write failed", exc_info=True)
         return Rendered(png, etag=key[:32])
 
+    def read_verified(self, inst) -> bytes:
+        """Return the stored file's bytes, checked against its SHA-256 once per file state in
+        this process (as frames are): a file verified before and unchanged since (same inode,
+        size, mtime and ctime) is read without hashing it again. `inst` needs storage_key and
+        sha256."""
+        path = self.store.path(inst.storage_key)
+        try:
+            st = path.stat()
+        except FileNotFoundError as exc:
+            raise StoredFileMissing(inst.storage_key) from exc
+        state = (inst.storage_key, inst.sha256, st.st_ino, st.st_size, st.st_mtime_ns,
+                 st.st_ctime_ns)
+        if state in self._verified:
+            return path.read_bytes()
+        data = self.store.read_verified(inst.storage_key, inst.sha256)
+        _remember(self._verified, state, True)
+        return data
+
     def _verified_path(self, inst: Instance) -> Path:
         """Return the stored file's path after checking its SHA-256 (remembered per file state)."""
         path = self.store.path(inst.storage_key)
