@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -312,3 +314,30 @@ def _floats(ds: Dataset, keyword: str) -> tuple[float, ...] | None:
         return None
     values = value if type(value).__name__ == "MultiValue" else [value]
     return _safe(lambda: tuple(float(v) for v in values)) or None
+
+
+_UID_TEXT = re.compile(r"[0-9.]{1,64}")
+
+
+def meta_sop_uids(path: str | os.PathLike[str] | None) -> tuple[str, str]:
+    """Return the SOP Class and Instance UIDs of a file's meta group, if readable.
+
+    Best effort, to name a refused file: only the file meta group of the first 8 KiB;
+    anything odd gives empty strings.
+    """
+    if path is None:
+        return "", ""
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(8192)
+        if head[128:132] != b"DICM":
+            return "", ""
+        meta = _read_file_meta_info(io.BytesIO(head[132:]))
+        found = (str(meta.get("MediaStorageSOPClassUID", "") or ""),
+                 str(meta.get("MediaStorageSOPInstanceUID", "") or ""))
+    except Exception:  # noqa: BLE001 - a refused file may break the reader in many ways
+        return "", ""
+    sop_class, sop_uid = (v.strip("\x00 ") for v in found)
+    return (sop_class if _UID_TEXT.fullmatch(sop_class) else "",
+            sop_uid if _UID_TEXT.fullmatch(sop_uid) else "")
+

@@ -9,6 +9,7 @@ nor converting big endian data (a retired syntax whose raw words pydicom will no
 from __future__ import annotations
 
 import io
+import os
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -62,6 +63,15 @@ def read_dataset(data: bytes) -> Dataset:
     """Parse stored bytes (Part 10, or a raw data set as ingest accepts) into a data set."""
     has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
     ds = dcmread(io.BytesIO(data), force=not has_preamble)
+    _complete_meta(ds)
+    return ds
+
+
+def read_deferred(path: str | os.PathLike[str], defer_size: int) -> Dataset:
+    """Parse a stored file, leaving values larger than defer_size on disk until read."""
+    with open(path, "rb") as fp:
+        has_preamble = fp.read(132)[128:132] == b"DICM"
+    ds = dcmread(path, defer_size=defer_size, force=not has_preamble)
     _complete_meta(ds)
     return ds
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from qaportal.dicom import (
@@ -36,6 +35,7 @@ from qaportal.dicom.json_model import to_json
 from qaportal.dicom.transcode import (
     encode,
     read_dataset,
+    read_deferred,
     stored_syntax,
     to_explicit_little,
 )
@@ -132,10 +132,7 @@ class Server:
         if item.size <= STREAM_ABOVE or path_of is None or not hasattr(self.store, "verify"):
             return self.dataset(item)
         self.store.verify(item.storage_key, item.sha256)
-        path = path_of(item.storage_key)
-        with open(path, "rb") as fp:
-            has_preamble = fp.read(132)[128:132] == b"DICM"
-        return self._as_served(dcmread(path, defer_size=_CHUNK, force=not has_preamble), item)
+        return self._as_served(read_deferred(path_of(item.storage_key), _CHUNK), item)
 
     def _as_served(self, ds: Dataset, item: Item) -> Dataset:
         """De-identify ds for this caller if need be; check it carries the UIDs asked for."""

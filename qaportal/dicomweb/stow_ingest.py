@@ -12,9 +12,7 @@ Each part's fate also gets the standard Failure Reason code of PS3.18 (Table I.2
 
 from __future__ import annotations
 
-import io
 import queue
-import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import current_app
-from pydicom.filereader import _read_file_meta_info  # private; what dcmread uses (3.x)
 from sqlalchemy.exc import IntegrityError
 
 from qaportal import audit
 from qaportal.dicom import InstanceHeader, SourceItem
+from qaportal.dicom.parse import meta_sop_uids
 from qaportal.dicomweb.multipart_related import DICOM, Part
 from qaportal.extensions import db
 from qaportal.hooks import megabytes
@@ -47,7 +45,6 @@ DUPLICATE_SOP_INSTANCE = 0x0111
 
 NOT_IN_TARGET = "not stored: its StudyInstanceUID is not the study this request stores to"
 _RESOURCE_PREFIXES = ("too many frames", "deflated data set inflates past", "too large")
-_UID = re.compile(r"[0-9.]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -224,23 +221,5 @@ class StowIngest:
 
 
 def _meta_uids(path: Path | None) -> tuple[str, str]:
-    """Return the SOP Class and Instance UIDs of a refused file's meta group, if readable.
-
-    Best effort, for the response to name what failed: only the file meta group, of the
-    first bytes; anything odd gives empty UIDs (the part is then named by its place).
-    """
-    if path is None:
-        return "", ""
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(8192)
-        if head[128:132] != b"DICM":
-            return "", ""
-        meta = _read_file_meta_info(io.BytesIO(head[132:]))
-        found = (str(meta.get("MediaStorageSOPClassUID", "") or ""),
-                 str(meta.get("MediaStorageSOPInstanceUID", "") or ""))
-    except Exception:  # noqa: BLE001 - a refused file may break the reader in many ways
-        return "", ""
-    sop_class, sop_uid = (v.strip("\x00 ") for v in found)
-    return (sop_class if _UID.fullmatch(sop_class) else "",
-            sop_uid if _UID.fullmatch(sop_uid) else "")
+    """Return the SOP Class and Instance UIDs a refused file's meta group names, if any."""
+    return meta_sop_uids(path)
