@@ -209,7 +209,7 @@ def test_blind_reviewer_sees_only_remapped_data(portal, tmp_path, deidentified_g
     text += "".join(str(ds).lower() + repr(ds.file_meta).lower() for ds in [*retrieved, one])
     raw = b"".join(_file_bytes(ds) for ds in [*retrieved, one]).lower()
     forbidden = [v.lower() for v in SENTINELS.values()]
-    forbidden += ["qxblindfam", "qxblindgiven", "7731"]
+    forbidden += ["qxblindfam", "qxblindgiven", "mrn7731"]
     originals_uids = {ds.StudyInstanceUID for ds in originals} | \
         {ds.SeriesInstanceUID for ds in originals} | {ds.SOPInstanceUID for ds in originals}
     for word in forbidden + sorted(originals_uids):
