@@ -126,13 +126,16 @@ class _Reader:
 
     def element(self, pos: int) -> tuple[int, bytes | None, int, int]:
         """Return (tag, VR or None, length, value position) of the element at pos."""
-        self.need(pos + 8)
+        if pos + 12 > len(self.buf):
+            self.need(pos + 8)
+        buf = self.buf
         if not self.explicit:
-            group, elem, length = _HEAD.unpack_from(self.buf, pos)
+            group, elem, length = _HEAD.unpack_from(buf, pos)
             return group << 16 | elem, None, length, pos + 8
-        group, elem, vr, length = _EXPL.unpack_from(self.buf, pos)
+        group, elem, vr, length = _EXPL.unpack_from(buf, pos)
         if vr in _LONG:
-            self.need(pos + 12)
+            if pos + 12 > len(buf):
+                self.need(pos + 12)
             return group << 16 | elem, vr, _U32.unpack_from(self.buf, pos + 8)[0], pos + 12
         if vr in _SHORT:
             return group << 16 | elem, vr, length, pos + 8
@@ -201,7 +204,8 @@ class _Reader:
             if tag in wanted:
                 if (vr is not None and vr != wanted[tag][1]) or length > _MAX_VALUE:
                     raise _Defer
-                self.need(end)
+                if end > len(self.buf):
+                    self.need(end)
                 found[tag] = self.buf[vpos:end]
             pos = end
 

@@ -102,8 +102,9 @@ def test_fast_path_is_taken_for_the_generated_ct(generated_ct: Path) -> None:
 
 
 def _elements(data: bytes) -> list[tuple[int, int, int]]:
-    """Return (offset, length field offset, its width) of the top-level elements of an explicit VR LE
-    file whose sequences have defined lengths (the generated CT), meta group included."""
+    """Return (offset, length field offset, its width) of the top-level elements of an
+    explicit VR LE file whose sequences have defined lengths (the generated CT), meta
+    group included."""
     out, pos = [], 132
     while pos + 8 <= len(data):
         tag = struct.unpack_from("<HH", data, pos)
