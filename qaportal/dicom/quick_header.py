@@ -1,20 +1,15 @@
 """Read the header of a plain native little-endian DICOM file without building a Dataset.
 
-read_header (parse.py) tries this first: most files a portal receives are uncompressed
-explicit or implicit VR little endian slices with ASCII text, and for them walking the
-elements with struct is many times cheaper than pydicom. The answer is either exactly
-the InstanceHeader the pydicom path would return, or None: "not sure, ask pydicom". None
-is returned for anything outside that common case - another transfer syntax, a
-character set or a value that needs real decoding, a structure pydicom reads leniently
-(switching VR encoding, odd delimiters, an element running past its item), and for
-anything the pydicom path would refuse. So a refusal always comes from the slow path,
-with its own reason, and this module never has to agree with it on wording.
-
-What it mirrors, and why it is enough: pydicom (dcmread with stop_before_pixels) stops
-at the first pixel data tag and converts only the elements header_from_dataset asks
-for; sequences of undefined length are parsed (items and all), everything else is kept
-as raw bytes. check_pixel_data then reads the pixel data element and walks whatever
-follows it. Every branch of those where pydicom would warn, switch or guess is a None.
+read_header (parse.py) tries this first: most files the portal receives are uncompressed
+explicit or implicit VR little endian images with ASCII text, and walking their elements
+with struct costs a tenth of pydicom. The answer is exactly the InstanceHeader pydicom's
+path would return, or None ("ask pydicom") for anything else: another transfer syntax, a
+character set or value that needs real decoding, a structure pydicom reads leniently
+(switching VR encoding, odd delimiters, an element running past its item), and any file
+that path would refuse - so every refusal, with its reason, still comes from there.
+Mirrored: dcmread(stop_before_pixels) stops at the first pixel data tag, parses
+undefined-length sequences and keeps everything else raw; header_from_dataset converts
+the fields below; check_pixel_data reads the pixel data element and what follows it.
 """
 
 from __future__ import annotations
@@ -42,7 +37,7 @@ _PIXEL_DATA = 0x7FE00010
 _OTHER_PIXELS = (0x7FE00008, 0x7FE00009)  # float pixel data: left to pydicom
 _FIRST_READ = 16 * 1024
 _MAX_HEAD = 8 * 1024**2  # a header (all before the pixel data) longer than this: pydicom
-_MAX_VALUE = 1024  # longer values of the fields read here are deferred by pydicom
+_MAX_VALUE = 1024  # a longer value of a field read here: left to pydicom
 _MAX_TRAILING_BYTES = 64 * 1024
 _MAX_DEPTH = 16
 _HEAD = struct.Struct("<HHL")  # tag and 4-byte length (implicit VR, items, delimiters)
