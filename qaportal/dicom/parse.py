@@ -90,7 +90,21 @@ class InstanceHeader:
 def read_header(
     path: str | os.PathLike[str], limits: ParseLimits | None = None
 ) -> InstanceHeader:
-    """Read an instance header, rejecting non-DICOM, truncated, inconsistent or UID-less files."""
+    """Read an instance header, rejecting non-DICOM, truncated, inconsistent or UID-less files.
+
+    A plain native little-endian file is read by quick_header without pydicom; whatever
+    that fast path is not sure of (None) is read here, by pydicom, as before.
+    """
+    from .quick_header import quick_header  # it builds on this module's types
+
+    limits = limits or ParseLimits()
+    return quick_header(path, limits) or read_header_pydicom(path, limits)
+
+
+def read_header_pydicom(
+    path: str | os.PathLike[str], limits: ParseLimits | None = None
+) -> InstanceHeader:
+    """Read an instance header with pydicom (any file; read_header's slow path)."""
     path = Path(path)
     limits = limits or ParseLimits()
     try:
