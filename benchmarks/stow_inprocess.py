@@ -2,8 +2,8 @@
 
 Posts 50-instance bodies of a 512² CT (512 KB a slice) to POST /dicomweb/studies through
 Flask's test client with a write-scope API token (Bearer), on SQLite in a temporary
-instance folder, and prints ms per instance (median over the requests of each round, and
-over rounds), optionally with a cProfile breakdown. Each round is a fresh portal; its
+instance folder, and prints ms per instance, wall-clock and CPU time of the process
+(median over the requests of each round, and over rounds), optionally with a cProfile breakdown. Each round is a fresh portal; its
 first request is a warm-up (imports, first connections) and is not counted; every body
 holds instances the portal does not have yet (a store, not a duplicate). Run from the
 repository root: `python benchmarks/stow_inprocess.py [--rounds 3] [--requests 8]
@@ -71,8 +71,9 @@ def make_portal(root: Path, db_url: str | None):
 
 
 def one_round(root: Path, bodies: list[tuple[bytes, str]], db_url: str | None,
-              profile: cProfile.Profile | None) -> list[float]:
-    """Post the warm-up body then every other body; return ms per instance of each."""
+              profile: cProfile.Profile | None) -> list[tuple[float, float]]:
+    """Post the warm-up body then every other body; return (wall, CPU) ms per instance of
+    each (CPU: this process, every thread)."""
     app, secret = make_portal(root, db_url)
     client = app.test_client()
     figures = []
@@ -82,15 +83,15 @@ def one_round(root: Path, bodies: list[tuple[bytes, str]], db_url: str | None,
         counted = i > 0
         if counted and profile is not None:
             profile.enable()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         response = client.post("/dicomweb/studies", data=body, headers=headers)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         if counted and profile is not None:
             profile.disable()
         if response.status_code != 200:
             raise SystemExit(f"request {i}: {response.status_code} {response.data[:300]!r}")
         if counted:
-            figures.append(elapsed * 1000 / PER_REQUEST)
+            figures.append((elapsed * 1000 / PER_REQUEST, cpu * 1000 / PER_REQUEST))
     with app.app_context():
         db.session.remove()
         if db_url:
@@ -140,13 +141,16 @@ def main() -> None:
             stub_header(files)
         bodies = [related(blobs[i:i + PER_REQUEST]) for i in range(0, slices, PER_REQUEST)]
         profile = cProfile.Profile() if args.profile else None
-        medians = []
+        walls, cpus = [], []
         for r in range(args.rounds):
             figures = one_round(tmp_path / f"round{r}", bodies, args.database_url, profile)
-            medians.append(statistics.median(figures))
-            print(f"round {r + 1}: median {medians[-1]:.2f} ms/instance "
-                  f"(min {min(figures):.2f}, max {max(figures):.2f})")
-        print(f"median of rounds: {statistics.median(medians):.2f} ms/instance")
+            wall = [f[0] for f in figures]
+            walls.append(statistics.median(wall))
+            cpus.append(statistics.median(f[1] for f in figures))
+            print(f"round {r + 1}: median {walls[-1]:.2f} ms/instance (min {min(wall):.2f}, "
+                  f"max {max(wall):.2f}), CPU {cpus[-1]:.2f} ms/instance")
+        print(f"median of rounds: {statistics.median(walls):.2f} ms/instance, "
+              f"CPU {statistics.median(cpus):.2f} ms/instance")
         if profile is not None:
             out = io.StringIO()
             stats = pstats.Stats(profile, stream=out)
