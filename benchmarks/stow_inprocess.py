@@ -1,14 +1,15 @@
-"""STOW-RS cost per instance in-process: no server, no network, one core.
+"""STOW-RS cost per instance in-process: no server, no network.
 
 Posts 50-instance bodies of a 512² CT (512 KB a slice) to POST /dicomweb/studies through
 Flask's test client with a write-scope API token (Bearer), on SQLite in a temporary
 instance folder, and prints ms per instance, wall-clock and CPU time of the process
-(median over the requests of each round, and over rounds), optionally with a cProfile breakdown. Each round is a fresh portal; its
-first request is a warm-up (imports, first connections) and is not counted; every body
-holds instances the portal does not have yet (a store, not a duplicate). Run from the
-repository root: `python benchmarks/stow_inprocess.py [--rounds 3] [--requests 8]
-[--profile] [--database-url URL]` (PostgreSQL: a database URL to an empty database the
-script may fill; SQLite otherwise).
+(median over the requests of each round, and over rounds), optionally with a cProfile
+breakdown. Each round is a fresh portal; its first request is a warm-up (imports, first
+connections) and is not counted; every body holds instances the portal does not have yet
+(a store, not a duplicate). Run from the repository root:
+`python benchmarks/stow_inprocess.py [--rounds 3] [--requests 8] [--profile]
+[--stub-header] [--database-url URL]` (PostgreSQL: a URL of an empty database the script
+may fill; SQLite otherwise).
 """
 
 from __future__ import annotations
