@@ -183,7 +183,7 @@ class StowIngest:
                     db.session.add(batch)
                     db.session.flush()
                     ingester.batch = batch
-                    run = ingester.write()
+                    run = ingester.write(lock_batch=False)  # the batch was just added
                     finish_batch(batch)
                     record_use()  # the token's use, in this transaction (one commit)
                     audit.record("study.upload_finished", batch, actor=self.owner,
