@@ -64,3 +64,39 @@ def test_a_field_over_the_memory_limit_is_refused():
 def test_too_many_parts_are_refused():
     with pytest.raises(RequestEntityTooLarge):
         read(body([("f", None, b"1")] * 5), max_parts=4)
+
+
+class _ReadOnly:
+    """A stream with read() only, returning fewer bytes than asked (as a socket body may)."""
+
+    def __init__(self, raw: bytes, most: int) -> None:
+        self.raw = io.BytesIO(raw)
+        self.most = most
+
+    def read(self, n: int = -1) -> bytes:
+        return self.raw.read(min(n, self.most) if n >= 0 else self.most)
+
+
+@pytest.mark.parametrize("read_size", [1, 5, 4096, 1024 * 1024])
+@pytest.mark.parametrize("stream", ["readinto", "read"])
+def test_parts_survive_any_read_size_and_stream_kind(monkeypatch, read_size, stream):
+    monkeypatch.setattr(multipart, "READ_SIZE", read_size)
+    payloads = [os.urandom(n) for n in (0, 1, 37, 70_000, 300_000)]
+    # A body part holding an almost-delimiter across where reads end.
+    payloads.append(b"\r\n--" + BOUNDARY[:-1] + os.urandom(9000) + b"\r\n-")
+    raw = body([("files", f"{i}.dcm", p) for i, p in enumerate(payloads)])
+    source = io.BytesIO(raw) if stream == "readinto" else _ReadOnly(raw, 3000)
+    fields, files = MultipartReader(source, BOUNDARY,
+                                    make_file=lambda n, f: io.BytesIO()).parse()
+    assert fields == []
+    assert [f[2].getvalue() for f in files] == payloads
+
+
+def test_the_read_buffer_is_allocated_once(monkeypatch):
+    monkeypatch.setattr(multipart, "READ_SIZE", 4096)
+    raw = body([("files", "a.dcm", os.urandom(200_000)), ("files", "b.dcm", os.urandom(5))])
+    reader = MultipartReader(io.BytesIO(raw), BOUNDARY, make_file=lambda n, f: io.BytesIO())
+    buffer = reader.buffer
+    size = len(buffer)
+    reader.parse()
+    assert reader.buffer is buffer and len(buffer) == size

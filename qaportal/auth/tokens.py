@@ -9,9 +9,14 @@ sign-in requirement of qaportal.hooks): a request carrying `Authorization: Beare
 is authenticated by its token alone, for this request only. No session row, no cookie,
 no mandatory-step redirect; `g.api_token` holds the token (qaportal.dicomweb.guard
 checks its scopes). A token opens only API paths (API_PATH_PREFIXES), never a page.
-Every use is audited and committed before the view runs; a refused token answers the
-same 401 whatever the reason (unknown, expired, revoked, owner deactivated) and counts
-against a per-client limit, so guessing is throttled.
+Every use is audited (`api_token.used`), committed before the view runs; for a view marked
+`audited_in_transaction` (STOW-RS, which commits its writes once) the entry is written in
+the view's own transaction instead (`record_use()`: one commit, not two), and when that
+transaction does not commit (a refused or failed request) it is written and committed
+after the response is made. A process killed mid-request then leaves no entry, but no
+write of the request either. A refused token answers the same 401 whatever the reason
+(unknown, expired, revoked, owner deactivated) and counts against a per-client limit, so
+guessing is throttled.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, has_app_context, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 from limits import parse_many
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from qaportal import audit
 from qaportal.extensions import db
@@ -44,6 +49,8 @@ INVALID = 'Bearer error="invalid_token"'
 RATE_KEY = "api-token-failure"
 DEACTIVATED = "user deactivated"  # the revoke reason when the account is deactivated
 PER_SERIES = "_token_use_in_series_audit"
+IN_TRANSACTION = "_token_use_in_view_transaction"
+_USE_RECORDED = "qaportal_token_use_recorded"  # key in Session.info: in this transaction
 # last_used_at is written at most this often: no database write on every frame.
 LAST_USED_EVERY = timedelta(seconds=60)
 
@@ -256,23 +263,86 @@ def authenticate_bearer():
         return _json(401, "invalid or expired API token", **{"WWW-Authenticate": INVALID})
     token = verdict.token
     user = token.user
+    g.api_token = token
+    g._login_user = user  # Flask-Login's current_user, for this request only
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, IN_TRANSACTION, False):
+        # One commit fewer: the view's own transaction carries the entry (record_use),
+        # and what did not commit it is audited after the response (audit_pending_use).
+        g.token_use_pending = True
+        return None
     written = False
-    if getattr(current_app.view_functions.get(request.endpoint), PER_SERIES, False):
+    if getattr(view, PER_SERIES, False):
         g.token_use_in_series_audit = True  # audit_series_read names the token
     else:
-        # The endpoint's name, never the path: paths of the API hold UIDs.
-        audit.record("api_token.used", token, actor=user, method=request.method,
-                     endpoint=request.endpoint)
+        _record_used(token)
         written = True
+    written = _touch(token) or written
+    if written:
+        db.session.commit()  # before the view: its own transaction starts clean
+    return None
+
+
+def _record_used(token: ApiToken, **details) -> None:
+    # The endpoint's name, never the path: paths of the API hold UIDs.
+    audit.record("api_token.used", token, actor=token.user, method=request.method,
+                 endpoint=request.endpoint, **details)
+
+
+def _touch(token: ApiToken) -> bool:
+    """Set last_used_at unless it was written within LAST_USED_EVERY; True if it changed."""
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY:
         token.last_used_at = now
-        written = True
-    if written:
-        db.session.commit()  # before the view: its own transaction starts clean
-    g.api_token = token
-    g._login_user = user  # Flask-Login's current_user, for this request only
-    return None
+        return True
+    return False
+
+
+def audited_in_transaction(view: Callable) -> Callable:
+    """Mark a view that writes and commits once: a token's use is recorded in that
+    transaction (the view calls `record_use()` before its commit) instead of being
+    committed on its own before the view runs."""
+    setattr(view, IN_TRANSACTION, True)
+    return view
+
+
+def record_use() -> None:
+    """Add this request's token use (entry and last_used_at) to the current transaction.
+
+    For views marked `audited_in_transaction`, before their commit; nothing for a request
+    without a token, or when this transaction holds the entry already. A rollback (a retry
+    of the transaction) drops it, so the next attempt adds it again.
+    """
+    if not g.get("token_use_pending") or db.session.info.get(_USE_RECORDED):
+        return
+    token = g.api_token
+    _record_used(token)
+    _touch(token)
+    db.session.info[_USE_RECORDED] = True
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _use_committed(session: Session) -> None:
+    if session.info.pop(_USE_RECORDED, None) and has_app_context():
+        g.pop("token_use_pending", None)
+
+
+@sa.event.listens_for(Session, "after_rollback")
+def _use_rolled_back(session: Session) -> None:
+    session.info.pop(_USE_RECORDED, None)
+
+
+def audit_pending_use(response):
+    """After a view marked `audited_in_transaction` that did not commit its token use
+    (refused, failed, or no write): drop what it left uncommitted, record the use, commit."""
+    if g.pop("token_use_pending", False):
+        token = g.get("api_token")
+        if token is not None:
+            db.session.rollback()
+            _record_used(token)
+            _touch(token)
+            db.session.commit()
+    return response
 
 
 def audited_per_series(view: Callable) -> Callable:
@@ -315,4 +385,5 @@ def init_app(app: Flask) -> None:
     # require_login (which would touch a session and send mandatory-step redirects).
     app.before_request_funcs.setdefault(None, []).insert(0, authenticate_bearer)
     app.after_request(audit_failed_series_read)
+    app.after_request(audit_pending_use)
     app.session_interface = TokenAwareSessionInterface()

@@ -17,6 +17,7 @@ from typing import Any
 from flask import abort, current_app, request, url_for
 from flask_login import current_user
 
+from qaportal.auth.tokens import audited_in_transaction
 from qaportal.dicomweb import bp, dicomjson
 from qaportal.dicomweb.dicomjson import element, tag
 from qaportal.dicomweb.multipart_related import DICOM, RelatedReader
@@ -36,6 +37,7 @@ FAILURE_REASON = 0x00081197
 
 
 @bp.route("/studies", methods=["POST"], endpoint="stow_studies")
+@audited_in_transaction
 @role_required("radiologist")
 def stow_studies():
     """Store instances of any studies (each into the caller's own copy of its study)."""
@@ -43,6 +45,7 @@ def stow_studies():
 
 
 @bp.route("/studies/<study_uid>", methods=["POST"], endpoint="stow_study")
+@audited_in_transaction
 @role_required("radiologist")
 def stow_study(study_uid: str):
     """Store instances of one study; an instance of another study fails (0xA900)."""

@@ -4,9 +4,10 @@ The parts were received into private files (qaportal.dicomweb.multipart_related)
 through the same `Ingester` as a browser upload: the same parse limits and pixel checks,
 the ownership rule (everything lands in the caller's own studies), duplicates, conflicts,
 SHA-256 and atomic storage. Its files are stored and synced first; then the request's
-UploadBatch, the rows, the batch's totals and the audit entries are written and committed
-at once, so a failed request leaves neither rows nor files behind, and the caller finds
-the request in their uploads with the reasons of every part refused (the upload's words).
+UploadBatch, the rows, the batch's totals and the audit entries (with the API token's use,
+qaportal.auth.tokens.record_use) are written and committed at once, so a failed request
+leaves neither rows nor files behind, and the caller finds the request in their uploads
+with the reasons of every part refused (the upload's words).
 Each part's fate also gets the standard Failure Reason code of PS3.18 (Table I.2-2).
 """
 
@@ -23,6 +24,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from qaportal import audit
+from qaportal.auth.tokens import record_use
 from qaportal.dicom import InstanceHeader, SourceItem
 from qaportal.dicom.parse import meta_sop_uids
 from qaportal.dicomweb.multipart_related import DICOM, Part
@@ -181,8 +183,9 @@ class StowIngest:
                     db.session.add(batch)
                     db.session.flush()
                     ingester.batch = batch
-                    run = ingester.write()
+                    run = ingester.write(lock_batch=False)  # the batch was just added
                     finish_batch(batch)
+                    record_use()  # the token's use, in this transaction (one commit)
                     audit.record("study.upload_finished", batch, actor=self.owner,
                                  via=SOURCE, stored=batch.stored,
                                  duplicates=batch.duplicates, conflicts=batch.conflicts,

@@ -185,16 +185,18 @@ class Ingester:
         return prefix + new_key()[4:]
 
     # -- phase 2: rows, in one short burst ---------------------------------------------
-    def write(self) -> IngestRun:
+    def write(self, *, lock_batch: bool = True) -> IngestRun:
         """Add the rows for the prepared files in the current transaction (caller commits).
 
         Statements are ordered for concurrency: the batch row first (chunks of one batch
         take turns; on SQLite the first write takes the database's write lock, so what
         follows reads a settled state), then new studies, series and instances in UID
         order (two uploads never wait on each other in opposite orders), audit last.
+        lock_batch=False: a batch inserted in this transaction (no other one can see it).
         """
         run = IngestRun()
-        self._lock_batch()
+        if lock_batch:
+            self._lock_batch()
         records = [e for e in self.entries if isinstance(e, Prepared)]
         known = self._known_instances({r.header.sop_uid for r in records})
         seen: dict[str, str] = {}

@@ -41,16 +41,26 @@ class MultipartStream:
 
     `next_part()` returns the next part's raw header block (None at the closing delimiter);
     the caller then consumes its body with `copy_body()` before asking for the next one.
+
+    The body is read into one buffer allocated once per request (`readinto` when the
+    stream has it), and the unread bytes are `buffer[pos:end]`: consuming only moves pos,
+    and a refill first moves the few unread bytes to the front. So the body is copied once,
+    from the stream into the buffer, and each piece of a file part goes from there to its
+    sink as a view; no fresh megabyte is allocated (and faulted in) per read.
     """
 
     def __init__(self, stream: IO[bytes], boundary: bytes, *, max_parts: int | None = 10_000):
         if not boundary or len(boundary) > 200:
             raise self.error()
         self.stream = stream
+        self._readinto = getattr(stream, "readinto", None)
         self.delimiter = b"--" + boundary
         self.separator = b"\r\n" + self.delimiter
         self.max_parts = max_parts
-        self.buffer = bytearray()
+        self.read_size = READ_SIZE
+        self.buffer = bytearray(self.read_size + MAX_HEADER_BYTES)
+        self.pos = 0
+        self.end = 0
         self.eof = False
         self.parts = 0
         self.started = False
@@ -59,36 +69,60 @@ class MultipartStream:
         """Return the exception a malformed body raises."""
         return MultipartError()
 
+    @property
+    def pending(self) -> int:
+        """The number of bytes read from the stream and not consumed yet."""
+        return self.end - self.pos
+
     def _fill(self) -> bool:
-        """Read the next piece of the body; return False at its end."""
+        """Read the next piece of the body after the unread bytes; return False at its end."""
         if self.eof:
             return False
-        data = self.stream.read(READ_SIZE)
-        if not data:
+        buf = self.buffer
+        if self.pos:
+            kept = self.end - self.pos
+            buf[:kept] = buf[self.pos:self.end]  # same size: a move, no reallocation
+            self.pos, self.end = 0, kept
+        if len(buf) - self.end < self.read_size:
+            buf.extend(bytes(self.read_size - (len(buf) - self.end)))
+        if self._readinto is not None:
+            with memoryview(buf) as view, view[self.end:self.end + self.read_size] as room:
+                n = self._readinto(room) or 0
+        else:
+            data = self.stream.read(self.read_size)
+            n = len(data)
+            buf[self.end:self.end + n] = data
+        if not n:
             self.eof = True
             return False
-        self.buffer += data
+        self.end += n
         return True
 
     def _read_until(self, marker: bytes, limit: int) -> bytes:
         """Return the bytes before marker (consuming both), reading at most limit bytes."""
-        start = 0
+        start = self.pos
         while True:
-            found = self.buffer.find(marker, start)
+            found = self.buffer.find(marker, start, self.end)
             if found != -1:
-                head = bytes(self.buffer[:found])
-                del self.buffer[:found + len(marker)]
+                head = bytes(self.buffer[self.pos:found])
+                self.pos = found + len(marker)
                 return head
-            if len(self.buffer) > limit:
+            if self.pending > limit:
                 raise self.error()
-            start = max(0, len(self.buffer) - len(marker) + 1)
+            start = max(self.pos, self.end - len(marker) + 1)
+            start -= self.pos  # _fill moves the unread bytes to the front
+            if not self._fill():
+                raise self.error()
+            start += self.pos
+
+    def _need(self, n: int) -> None:
+        while self.pending < n:
             if not self._fill():
                 raise self.error()
 
-    def _need(self, n: int) -> None:
-        while len(self.buffer) < n:
-            if not self._fill():
-                raise self.error()
+    def _next_two(self) -> bytes:
+        self._need(2)
+        return bytes(self.buffer[self.pos:self.pos + 2])
 
     def copy_body(self, write: Callable[[Any], Any], limit: int | None = None, *,
                   keep: bool = False) -> int:
@@ -102,20 +136,20 @@ class MultipartStream:
         sep = self.separator
         written = 0
         while True:
-            found = self.buffer.find(sep)
-            end = found if found != -1 else max(0, len(self.buffer) - len(sep) + 1)
-            if end:
-                written += end
+            found = self.buffer.find(sep, self.pos, self.end)
+            stop = found if found != -1 else max(self.pos, self.end - len(sep) + 1)
+            if stop > self.pos:
+                written += stop - self.pos
                 if limit is not None and written > limit:
                     raise RequestEntityTooLarge()
                 if keep:
-                    write(bytes(self.buffer[:end]))
+                    write(bytes(self.buffer[self.pos:stop]))
                 else:
-                    with memoryview(self.buffer) as view, view[:end] as piece:
+                    with memoryview(self.buffer) as view, view[self.pos:stop] as piece:
                         write(piece)
-                del self.buffer[:end]  # from the front of a bytearray: no copy
+                self.pos = stop
             if found != -1:
-                del self.buffer[:len(sep)]
+                self.pos += len(sep)
                 return written
             if not self._fill():
                 raise self.error()
@@ -125,18 +159,17 @@ class MultipartStream:
         if not self.started:
             self._read_until(self.delimiter, MAX_HEADER_BYTES)  # skip any preamble
             self.started = True
-        self._need(2)
-        if self.buffer[:2] == b"--":
+        two = self._next_two()
+        if two == b"--":
             return None  # the closing delimiter; an epilogue is ignored
-        if self.buffer[:2] != b"\r\n":
+        if two != b"\r\n":
             raise self.error()
-        del self.buffer[:2]
+        self.pos += 2
         self.parts += 1
         if self.max_parts is not None and self.parts > self.max_parts:
             raise RequestEntityTooLarge()
-        self._need(2)
-        if self.buffer[:2] == b"\r\n":  # a part without headers
-            del self.buffer[:2]
+        if self._next_two() == b"\r\n":  # a part without headers
+            self.pos += 2
             return b""
         return self._read_until(b"\r\n\r\n", MAX_HEADER_BYTES)
 
