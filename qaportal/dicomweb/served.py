@@ -2,8 +2,9 @@
 
 Every stored file is checked against its SHA-256 before any of it is sent: a file that is
 missing or does not match raises StoredFileMissing / StoredFileCorrupt and is never sent.
-Like the viewer's frames, a file verified once by this process and unchanged since (same
-inode, size and times) is not hashed again.
+Like the viewer's frames, a file verified once and unchanged since (same inode, size and
+times; a signed record shared by the worker processes, see qaportal.dicom.verified) is not
+hashed again.
 A caller served de-identified gets the copy the de-identified zip holds (the same mapping,
 `deidentify_dataset` with the study's context), and its Study, Series and SOP Instance
 UIDs are checked against the UIDs the caller asked for. Copies served as stored have the
@@ -15,6 +16,7 @@ must not touch the database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -50,6 +52,8 @@ from qaportal.studies.viewer_routes import frame_renderer
 # one, in chunks; smaller ones are read once, verified and sent from memory.
 STREAM_ABOVE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
+PREAMBLE_LENGTH = 128
+_ZEROED_HEAD = bytes(PREAMBLE_LENGTH) + b"DICM"  # what a served copy starts with
 METADATA_FORMAT = "dicomjson-1"  # part of the cache key: change it when the output changes
 
 
@@ -115,15 +119,23 @@ class Server:
         self.renderer = frame_renderer() if store is None and hasattr(self.store, "path") \
             else None
 
-    def _read(self, item: Item) -> bytes:
-        """Return the stored bytes, verified (once per unchanged file in this process)."""
+    def batch(self) -> contextlib.AbstractContextManager:
+        """Keep the verification records of the files read inside for one write at the end."""
         if self.renderer is not None:
-            return self.renderer.read_verified(item)
-        return self.store.read_verified(item.storage_key, item.sha256)
+            return self.renderer.verified.batch()
+        return contextlib.nullcontext()
+
+    def _read(self, item: Item, head: int = 0) -> tuple[bytes, bytes]:
+        """Return the stored bytes as (first `head` bytes, rest), verified (once per
+        unchanged file state, shared by the worker processes)."""
+        if self.renderer is not None:
+            return self.renderer.verified.read(item.storage_key, item.sha256, head)
+        data = self.store.read_verified(item.storage_key, item.sha256)
+        return data[:head], data[head:]
 
     def dataset(self, item: Item) -> Dataset:
         """Return the instance's data set as this caller is served it (verified first)."""
-        return self._as_served(read_dataset(self._read(item)), item)
+        return self._as_served(read_dataset(b"".join(self._read(item))), item)
 
     def header(self, item: Item) -> Dataset:
         """Return the data set for its metadata: a large file is verified in a streaming pass
@@ -150,11 +162,15 @@ class Server:
             if item.size > STREAM_ABOVE and hasattr(self.store, "verify"):
                 yield from self._stream_large(item)
                 return
-            data = self._read(item)
-            if data[128:132] == b"DICM":
-                yield served_copy(data)
+            # Read as preamble + rest, so the rest is sent as read (no copy).
+            head, rest = self._read(item, PREAMBLE_LENGTH + 4)
+            if head[PREAMBLE_LENGTH:] == b"DICM":
+                yield _ZEROED_HEAD
+                yield rest
                 return
-        ds = self.dataset(item)
+            ds = self._as_served(read_dataset(head + rest), item)
+        else:
+            ds = self.dataset(item)
         if syntax != str(ds.file_meta.TransferSyntaxUID):
             to_explicit_little(ds)
         yield encode(ds)
