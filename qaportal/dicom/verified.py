@@ -85,7 +85,7 @@ class VerifiedFiles:
         """
         started = time.time()
         try:
-            fp = open(self.store.path(key), "rb", buffering=0)  # noqa: SIM115
+            fp = open(self.store.file_name(key), "rb", buffering=0)  # noqa: SIM115
         except FileNotFoundError as exc:
             raise StoredFileMissing(key) from exc
         with fp:

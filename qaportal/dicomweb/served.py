@@ -79,7 +79,11 @@ class Item:
 def items(target: Target, series: Series | None = None,
           instance: Instance | None = None) -> list[Item]:
     """Return the study's (series', instance's) instances in series then anatomical order."""
-    query = (sa.select(Instance, Series.series_uid).join(Series, Instance.series_id == Series.id)
+    # Columns, not ORM objects: a study can hold thousands of instances.
+    query = (sa.select(Instance.id, Instance.series_id, Instance.storage_key, Instance.sha256,
+                       Instance.size_bytes, Instance.transfer_syntax_uid, Instance.sop_uid,
+                       Series.series_uid)
+             .join(Series, Instance.series_id == Series.id)
              .where(Series.study_id == target.study.id)
              .order_by(Series.series_number.is_(None), Series.series_number, Series.id,
                        Instance.slice_position.is_(None), Instance.slice_position,
@@ -89,10 +93,10 @@ def items(target: Target, series: Series | None = None,
     if instance is not None:
         query = query.where(Instance.id == instance.id)
     study_uid = target.study_uid
-    return [Item(inst.id, inst.series_id, inst.storage_key, inst.sha256, inst.size_bytes,
-                 stored_syntax(inst.transfer_syntax_uid), study_uid, target.uid(series_uid),
-                 target.uid(inst.sop_uid))
-            for inst, series_uid in db.session.execute(query)]
+    return [Item(row.id, row.series_id, row.storage_key, row.sha256, row.size_bytes,
+                 stored_syntax(row.transfer_syntax_uid), study_uid, target.uid(row.series_uid),
+                 target.uid(row.sop_uid))
+            for row in db.session.execute(query)]
 
 
 def metadata_cache() -> FrameCache:
