@@ -28,13 +28,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import StoredFileCorrupt, StoredFileMissing
@@ -165,14 +166,20 @@ class VerifiedFiles:
             self.flush()
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Write the records of the files verified inside in one transaction at the end."""
-        self._local.depth = getattr(self._local, "depth", 0) + 1
+    def batch(self, keys: Iterable[str] = ()) -> Iterator[None]:
+        """Write the records of the files verified inside in one transaction at the end;
+        read the shared records of `keys` (the files about to be read) in one query."""
+        depth = getattr(self._local, "depth", 0)
+        self._local.depth = depth + 1
+        keys = list(keys)
+        if not depth and keys and self._db is not None:
+            self._local.rows = self._db.read_many(keys)
         try:
             yield
         finally:
             self._local.depth -= 1
             if not self._local.depth:
+                self._local.rows = {}
                 self.flush()
 
     def flush(self) -> None:
@@ -201,7 +208,10 @@ class VerifiedFiles:
         """Return when the shared record says this state was verified, if it is valid."""
         if self._db is None:
             return None
-        found = self._db.read(key)
+        rows = getattr(self._local, "rows", None)
+        found = rows.get(key) if rows else None
+        if found is None:
+            found = self._db.read(key)
         if found is None:
             return None
         at, mac = found
@@ -242,9 +252,21 @@ class _Records:
         except sqlite3.Error:
             log.warning("verification records unreadable", exc_info=True)
             return None
-        if row is None or not isinstance(row[0], float) or not isinstance(row[1], str):
-            return None
-        return row
+        return _valid(row)
+
+    def read_many(self, keys: list[str]) -> dict[str, tuple[float, str]]:
+        found: dict[str, tuple[float, str]] = {}
+        try:
+            with self._lock:
+                rows = self._connection().execute(
+                    "SELECT key, at, mac FROM verified WHERE key IN "
+                    "(SELECT value FROM json_each(?))", (json.dumps(keys),)).fetchall()
+            for key, *row in rows:
+                if (valid := _valid(row)) is not None:
+                    found[key] = valid
+        except sqlite3.Error:
+            log.warning("verification records unreadable", exc_info=True)
+        return found
 
     def write(self, rows: list[tuple[str, float, str]]) -> None:
         try:
@@ -260,6 +282,13 @@ class _Records:
                     raise
         except sqlite3.Error:
             log.warning("verification records not written", exc_info=True)
+
+
+def _valid(row) -> tuple[float, str] | None:
+    """Return (at, mac) from a row of the records if it has their types."""
+    if row is None or not isinstance(row[0], float) or not isinstance(row[1], str):
+        return None
+    return row[0], row[1]
 
 
 def _read_exactly(fp, n: int) -> bytes:

@@ -123,10 +123,11 @@ class Server:
         self.renderer = frame_renderer() if store is None and hasattr(self.store, "path") \
             else None
 
-    def batch(self) -> contextlib.AbstractContextManager:
-        """Keep the verification records of the files read inside for one write at the end."""
+    def batch(self, todo: list[Item]) -> contextlib.AbstractContextManager:
+        """Look up the verification records of todo's files in one query, and keep those of
+        the files hashed inside for one write at the end."""
         if self.renderer is not None:
-            return self.renderer.verified.batch()
+            return self.renderer.verified.batch(item.storage_key for item in todo)
         return contextlib.nullcontext()
 
     def _read(self, item: Item, head: int = 0) -> tuple[bytes, bytes]:

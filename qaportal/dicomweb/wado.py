@@ -145,7 +145,7 @@ def _retrieve(target: Target, series: Series | None, inst: Instance | None) -> R
     first_body = _first(first_item, lambda: server.part10(first_item, first_syntax))
 
     def parts():
-        with server.batch():
+        with server.batch(todo[1:]):
             for index, (item, syntax) in enumerate(plan):
                 headers = {"Content-Type": f"{DICOM}; transfer-syntax={syntax}",
                            "Content-Location": _instance_url(study_url, item)}
@@ -176,7 +176,7 @@ def _metadata(target: Target, series: Series | None, inst: Instance | None) -> R
 
     def body() -> Iterator[bytes]:
         yield b"["
-        with server.batch():
+        with server.batch([]):  # headers mostly come from the cache, not the files
             for index, item in enumerate(todo):
                 text = first if index == 0 else one(item)
                 for chunk in _guarded(item, text):

@@ -158,3 +158,22 @@ def test_records_made_in_a_batch_are_written_when_it_ends(store, tmp_path):
 def _state_of(store: FilesystemStore, key: str) -> tuple:
     st = store.path(key).stat()
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def test_a_batch_reads_the_records_of_its_keys_at_once_and_still_checks_them(store, tmp_path):
+    files = [_stored(store, os.urandom(200)) for _ in range(3)]
+    _settle()
+    first = _verifier(store, tmp_path)
+    for key, sha in files:
+        first.read(key, sha)
+    path = store.path(files[1][0])
+    st = path.stat()
+    path.write_bytes(os.urandom(200))  # changed after its record was made
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    other = _verifier(store, tmp_path)
+    with other.batch(key for key, _ in files):
+        other.read(*files[0])
+        with pytest.raises(StoredFileCorrupt):
+            other.read(*files[1])
+        other.read(*files[2])
+    assert other.hashed == 1
