@@ -76,6 +76,10 @@ class Defaults:
     # DICOMweb metadata: each instance's DICOM JSON header kept under CACHE_ROOT/dicomjson
     # by (file SHA-256, served as stored or de-identified); oldest pruned past this size.
     METADATA_CACHE_MAX_BYTES = 512 * 1024**2
+    # A stored file found to match its SHA-256 is not hashed again while its state (inode,
+    # size, mtime, ctime) is unchanged, for at most this long (signed records under
+    # CACHE_ROOT/verified, shared by the worker processes).
+    VERIFIED_FILE_MAX_AGE_HOURS = 24.0
     AUDIT_PAGE_SIZE = 50
     # QIDO-RS: at most this many results per answer (a Warning header says when more exist).
     QIDO_MAX_RESULTS = 1000
@@ -180,6 +184,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "MAX_INFLATED_BYTES": ("MAX_INFLATED_BYTES", int),
     "FRAME_CACHE_MAX_BYTES": ("FRAME_CACHE_MAX_BYTES", int),
     "METADATA_CACHE_MAX_BYTES": ("METADATA_CACHE_MAX_BYTES", int),
+    "VERIFIED_FILE_MAX_AGE_HOURS": ("VERIFIED_FILE_MAX_AGE_HOURS", float),
     "SMTP_HOST": ("SMTP_HOST", str),
     "SMTP_PORT": ("SMTP_PORT", int),
     "SMTP_USERNAME": ("SMTP_USERNAME", str),

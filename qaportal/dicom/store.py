@@ -89,11 +89,16 @@ class FilesystemStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root_name = str(self.root)
 
     def path(self, key: str) -> Path:
         """Return the local path of key (sharded as ab/cd/<key>); for local rendering."""
+        return Path(self.file_name(key))
+
+    def file_name(self, key: str) -> str:
+        """Return path(key) as a string (cheaper where every file of a study is opened)."""
         flat = validate_key(key).replace("/", "")
-        return self.root / flat[:2] / flat[2:4] / flat
+        return os.path.join(self._root_name, flat[:2], flat[2:4], flat)
 
     def put(self, key: str, src_path: str | os.PathLike[str] | BinaryIO,
             *, sync: bool = True) -> StoredFile:

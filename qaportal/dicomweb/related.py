@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from flask import Response
 
 Part = tuple[dict[str, str], bytes]
+_JOIN_BELOW = 64 * 1024  # a first chunk up to this size is sent with its part's headers
 
 
 def new_boundary() -> str:
@@ -31,8 +32,16 @@ def stream(parts: Iterable[tuple[dict[str, str], Iterable[bytes]]],
     marker = f"--{boundary}\r\n".encode("ascii")
     for index, (headers, body) in enumerate(parts):
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        yield (b"\r\n" if index else b"") + marker + head.encode("ascii") + b"\r\n"
-        yield from body
+        start = (b"\r\n" if index else b"") + marker + head.encode("ascii") + b"\r\n"
+        chunks = iter(body)
+        first = next(chunks, b"")
+        # The headers go out with a small first chunk (one write less per part).
+        if len(first) <= _JOIN_BELOW:
+            yield start + first
+        else:
+            yield start
+            yield first
+        yield from chunks
     yield f"\r\n--{boundary}--\r\n".encode("ascii")
 
 

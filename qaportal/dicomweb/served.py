@@ -2,8 +2,9 @@
 
 Every stored file is checked against its SHA-256 before any of it is sent: a file that is
 missing or does not match raises StoredFileMissing / StoredFileCorrupt and is never sent.
-Like the viewer's frames, a file verified once by this process and unchanged since (same
-inode, size and times) is not hashed again.
+Like the viewer's frames, a file verified once and unchanged since (same inode, size and
+times; a signed record shared by the worker processes, see qaportal.dicom.verified) is not
+hashed again.
 A caller served de-identified gets the copy the de-identified zip holds (the same mapping,
 `deidentify_dataset` with the study's context), and its Study, Series and SOP Instance
 UIDs are checked against the UIDs the caller asked for. Copies served as stored have the
@@ -15,6 +16,7 @@ must not touch the database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -50,6 +52,8 @@ from qaportal.studies.viewer_routes import frame_renderer
 # one, in chunks; smaller ones are read once, verified and sent from memory.
 STREAM_ABOVE = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
+PREAMBLE_LENGTH = 128
+_ZEROED_HEAD = bytes(PREAMBLE_LENGTH) + b"DICM"  # what a served copy starts with
 METADATA_FORMAT = "dicomjson-1"  # part of the cache key: change it when the output changes
 
 
@@ -75,7 +79,11 @@ class Item:
 def items(target: Target, series: Series | None = None,
           instance: Instance | None = None) -> list[Item]:
     """Return the study's (series', instance's) instances in series then anatomical order."""
-    query = (sa.select(Instance, Series.series_uid).join(Series, Instance.series_id == Series.id)
+    # Columns, not ORM objects: a study can hold thousands of instances.
+    query = (sa.select(Instance.id, Instance.series_id, Instance.storage_key, Instance.sha256,
+                       Instance.size_bytes, Instance.transfer_syntax_uid, Instance.sop_uid,
+                       Series.series_uid)
+             .join(Series, Instance.series_id == Series.id)
              .where(Series.study_id == target.study.id)
              .order_by(Series.series_number.is_(None), Series.series_number, Series.id,
                        Instance.slice_position.is_(None), Instance.slice_position,
@@ -85,10 +93,10 @@ def items(target: Target, series: Series | None = None,
     if instance is not None:
         query = query.where(Instance.id == instance.id)
     study_uid = target.study_uid
-    return [Item(inst.id, inst.series_id, inst.storage_key, inst.sha256, inst.size_bytes,
-                 stored_syntax(inst.transfer_syntax_uid), study_uid, target.uid(series_uid),
-                 target.uid(inst.sop_uid))
-            for inst, series_uid in db.session.execute(query)]
+    return [Item(row.id, row.series_id, row.storage_key, row.sha256, row.size_bytes,
+                 stored_syntax(row.transfer_syntax_uid), study_uid, target.uid(row.series_uid),
+                 target.uid(row.sop_uid))
+            for row in db.session.execute(query)]
 
 
 def metadata_cache() -> FrameCache:
@@ -115,15 +123,24 @@ class Server:
         self.renderer = frame_renderer() if store is None and hasattr(self.store, "path") \
             else None
 
-    def _read(self, item: Item) -> bytes:
-        """Return the stored bytes, verified (once per unchanged file in this process)."""
+    def batch(self, todo: list[Item]) -> contextlib.AbstractContextManager:
+        """Look up the verification records of todo's files in one query, and keep those of
+        the files hashed inside for one write at the end."""
         if self.renderer is not None:
-            return self.renderer.read_verified(item)
-        return self.store.read_verified(item.storage_key, item.sha256)
+            return self.renderer.verified.batch(item.storage_key for item in todo)
+        return contextlib.nullcontext()
+
+    def _read(self, item: Item, head: int = 0) -> tuple[bytes, bytes]:
+        """Return the stored bytes as (first `head` bytes, rest), verified (once per
+        unchanged file state, shared by the worker processes)."""
+        if self.renderer is not None:
+            return self.renderer.verified.read(item.storage_key, item.sha256, head)
+        data = self.store.read_verified(item.storage_key, item.sha256)
+        return data[:head], data[head:]
 
     def dataset(self, item: Item) -> Dataset:
         """Return the instance's data set as this caller is served it (verified first)."""
-        return self._as_served(read_dataset(self._read(item)), item)
+        return self._as_served(read_dataset(b"".join(self._read(item))), item)
 
     def header(self, item: Item) -> Dataset:
         """Return the data set for its metadata: a large file is verified in a streaming pass
@@ -150,11 +167,15 @@ class Server:
             if item.size > STREAM_ABOVE and hasattr(self.store, "verify"):
                 yield from self._stream_large(item)
                 return
-            data = self._read(item)
-            if data[128:132] == b"DICM":
-                yield served_copy(data)
+            # Read as preamble + rest, so the rest is sent as read (no copy).
+            head, rest = self._read(item, PREAMBLE_LENGTH + 4)
+            if head[PREAMBLE_LENGTH:] == b"DICM":
+                yield _ZEROED_HEAD
+                yield rest
                 return
-        ds = self.dataset(item)
+            ds = self._as_served(read_dataset(head + rest), item)
+        else:
+            ds = self.dataset(item)
         if syntax != str(ds.file_meta.TransferSyntaxUID):
             to_explicit_little(ds)
         yield encode(ds)

@@ -145,11 +145,12 @@ def _retrieve(target: Target, series: Series | None, inst: Instance | None) -> R
     first_body = _first(first_item, lambda: server.part10(first_item, first_syntax))
 
     def parts():
-        for index, (item, syntax) in enumerate(plan):
-            headers = {"Content-Type": f"{DICOM}; transfer-syntax={syntax}",
-                       "Content-Location": _instance_url(study_url, item)}
-            body = first_body if index == 0 else server.part10(item, syntax)
-            yield headers, _guarded(item, body)
+        with server.batch(todo[1:]):
+            for index, (item, syntax) in enumerate(plan):
+                headers = {"Content-Type": f"{DICOM}; transfer-syntax={syntax}",
+                           "Content-Location": _instance_url(study_url, item)}
+                body = first_body if index == 0 else server.part10(item, syntax)
+                yield headers, _guarded(item, body)
 
     syntaxes = {syntax for _, syntax in plan}
     boundary = related.new_boundary()
@@ -175,10 +176,11 @@ def _metadata(target: Target, series: Series | None, inst: Instance | None) -> R
 
     def body() -> Iterator[bytes]:
         yield b"["
-        for index, item in enumerate(todo):
-            text = first if index == 0 else one(item)
-            for chunk in _guarded(item, text):
-                yield ((b"," if index else b"") + chunk.encode("utf-8"))
+        with server.batch([]):  # headers mostly come from the cache, not the files
+            for index, item in enumerate(todo):
+                text = first if index == 0 else one(item)
+                for chunk in _guarded(item, text):
+                    yield ((b"," if index else b"") + chunk.encode("utf-8"))
         yield b"]"
 
     _audit(target, series, inst, "metadata", len(todo))

@@ -26,6 +26,7 @@ from pydicom.pixels import apply_modality_lut
 from qaportal.dicom import DicomRejected, FilesystemStore, StoredFileCorrupt, StoredFileMissing
 from qaportal.dicom.render import load_frame, to_uint8
 from qaportal.dicom.render_options import RenderOptions, apply_viewport, encode
+from qaportal.dicom.verified import VerifiedFiles
 from qaportal.models import Instance
 
 log = logging.getLogger(__name__)
@@ -182,12 +183,14 @@ class FrameCache:
 class FrameRenderer:
     """Render frames of stored instances through the cache, verifying files on a miss."""
 
-    def __init__(self, store: FilesystemStore, cache: FrameCache, max_pixels: int) -> None:
+    def __init__(self, store: FilesystemStore, cache: FrameCache, max_pixels: int,
+                 verified: VerifiedFiles | None = None) -> None:
         self.store = store
+        # Which files were checked: in this process only unless given a shared record.
+        self.verified = verified if verified is not None else VerifiedFiles(store)
         self.cache = cache
         self.max_pixels = max_pixels
         self.renders = 0  # frames actually decoded by this process (for tests and benchmarks)
-        self._verified: OrderedDict[tuple, bool] = OrderedDict()
         self._auto: OrderedDict[tuple, Window | None] = OrderedDict()
 
     def frame(self, inst: Instance, frame: int, window: Window | None) -> Rendered:
@@ -272,36 +275,13 @@ class FrameRenderer:
         return Rendered(png, etag=key[:32])
 
     def read_verified(self, inst) -> bytes:
-        """Return the stored file's bytes, checked against its SHA-256 once per file state in
-        this process (as frames are): a file verified before and unchanged since (same inode,
-        size, mtime and ctime) is read without hashing it again. `inst` needs storage_key and
-        sha256."""
-        path = self.store.path(inst.storage_key)
-        try:
-            st = path.stat()
-        except FileNotFoundError as exc:
-            raise StoredFileMissing(inst.storage_key) from exc
-        state = (inst.storage_key, inst.sha256, st.st_ino, st.st_size, st.st_mtime_ns,
-                 st.st_ctime_ns)
-        if state in self._verified:
-            return path.read_bytes()
-        data = self.store.read_verified(inst.storage_key, inst.sha256)
-        _remember(self._verified, state, True)
-        return data
+        """Return the stored file's bytes, checked against its SHA-256 once per file state
+        (see qaportal.dicom.verified). `inst` needs storage_key and sha256."""
+        return self.verified.read_bytes(inst.storage_key, inst.sha256)
 
     def _verified_path(self, inst: Instance) -> Path:
-        """Return the stored file's path after checking its SHA-256 (remembered per file state)."""
-        path = self.store.path(inst.storage_key)
-        try:
-            st = path.stat()
-        except FileNotFoundError as exc:
-            raise StoredFileMissing(inst.storage_key) from exc
-        state = (inst.storage_key, inst.sha256, st.st_ino, st.st_size, st.st_mtime_ns,
-                 st.st_ctime_ns)
-        if state not in self._verified:
-            self.store.verify(inst.storage_key, inst.sha256)
-            _remember(self._verified, state, True)
-        return path
+        """Return the stored file's path after checking its SHA-256 (once per file state)."""
+        return self.verified.checked_path(inst.storage_key, inst.sha256)
 
     def _frame_png(self, path: Path, frame: int, window: Window | None) -> bytes:
         ds, arr = load_frame(path, frame, self.max_pixels)

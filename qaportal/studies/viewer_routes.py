@@ -24,6 +24,7 @@ from flask_login import current_user
 
 from qaportal import audit
 from qaportal.dicom import WINDOW_PRESETS
+from qaportal.dicom.verified import VerifiedFiles
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, Instance, Series, Study, utcnow
 from qaportal.studies import bp
@@ -48,7 +49,12 @@ def frame_renderer(app: Flask | None = None) -> FrameRenderer:
     if renderer is None:
         cache = FrameCache(os.path.join(app.config["CACHE_ROOT"], "frames"),
                            app.config["FRAME_CACHE_MAX_BYTES"])
-        renderer = FrameRenderer(image_store(app), cache, app.config["RENDER_MAX_PIXELS"])
+        store = image_store(app)
+        # Shared by the worker processes: a file one of them verified is not hashed again.
+        verified = VerifiedFiles(store, os.path.join(app.config["CACHE_ROOT"], "verified"),
+                                 str(app.config["SECRET_KEY"]).encode(),
+                                 3600 * app.config["VERIFIED_FILE_MAX_AGE_HOURS"])
+        renderer = FrameRenderer(store, cache, app.config["RENDER_MAX_PIXELS"], verified)
         app.extensions["qaportal_frame_renderer"] = renderer
     return renderer
 
