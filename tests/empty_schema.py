@@ -74,7 +74,7 @@ SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
 """
 
 USED_SEQUENCES_SQL = (
-    "SELECT quote_ident(sequencename) FROM pg_sequences "
+    "SELECT quote_ident(sequencename), last_value FROM pg_sequences "
     "WHERE schemaname = 'public' AND last_value IS NOT NULL"
 )
 
@@ -85,7 +85,7 @@ class Built:
 
     fingerprint: str
     seeded: tuple[tuple[sa.Table, tuple[dict, ...]], ...]  # rows create_all inserted
-    used_sequences: frozenset[str]  # sequences create_all itself advanced
+    used_sequences: tuple[tuple[str, int], ...]  # sequences create_all itself advanced
     superuser: bool  # only a superuser may switch the triggers off for the deletes
 
 
@@ -107,7 +107,7 @@ def _rebuild_postgresql(url: str) -> None:
             rows = tuple(dict(r._mapping) for r in conn.execute(sa.select(table)))
             if rows:
                 seeded.append((table, rows))
-        used = frozenset(conn.exec_driver_sql(USED_SEQUENCES_SQL).scalars())
+        used = tuple(tuple(r) for r in conn.exec_driver_sql(USED_SEQUENCES_SQL))
         superuser = conn.exec_driver_sql(
             "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar_one()
         _built[url] = Built(_fingerprint(conn), tuple(seeded), used, superuser)
@@ -120,14 +120,16 @@ def _delete_rows(conn: sa.Connection, built: Built) -> None:
         # The triggers (foreign keys too) do not fire for these deletes; far cheaper than a
         # TRUNCATE, which makes new files for every table it cascades to.
         # Names come from the models and the catalog (quote_ident), never from data.
-        used = set(conn.exec_driver_sql(USED_SEQUENCES_SQL).scalars()) - built.used_sequences
+        used = conn.exec_driver_sql(USED_SEQUENCES_SQL).scalars()
         deletes = "".join(f"DELETE FROM {quote(t)};" for t in reversed(tables))  # noqa: S608
-        restarts = "".join(f"ALTER SEQUENCE {s} RESTART;" for s in sorted(used))
+        restarts = "".join(f"ALTER SEQUENCE {s} RESTART;" for s in used)
         conn.exec_driver_sql("SET LOCAL session_replication_role = replica;" + deletes
                              + restarts + "SET LOCAL session_replication_role = origin")
     else:
         conn.exec_driver_sql(
             f"TRUNCATE {', '.join(quote(t) for t in tables)} RESTART IDENTITY CASCADE")
+    for name, value in built.used_sequences:
+        conn.exec_driver_sql(f"SELECT setval('{name}', {value})")
     for table, rows in built.seeded:
         conn.execute(table.insert(), list(rows))
 
