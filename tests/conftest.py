@@ -1,7 +1,10 @@
-"""Test fixtures: an app and a fresh database per test, on SQLite or PostgreSQL.
+"""Test fixtures: an app and an empty database schema per test, on SQLite or PostgreSQL.
 
 Set QAPORTAL_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test) to run on
 PostgreSQL: the run creates a database of its own on that server and drops it at the end.
+Tests share that database one after another; each starts with every table emptied and the
+schema rebuilt if a test changed it (tests/empty_schema.py). Tests that run migrations make
+databases of their own (tests/test_migrations.py).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +21,7 @@ from flask.testing import FlaskClient
 
 from qaportal import create_app
 from qaportal.extensions import db as _db
+from tests import empty_schema
 from tests.factories import DEFAULT_PASSWORD
 
 # The `people` fixture of the second-opinion tests (a module may define its own instead).
@@ -58,6 +63,12 @@ def postgres_url() -> Iterator[str | None]:
         engine.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_sqlite_template(tmp_path_factory) -> None:
+    """Where the run keeps the empty SQLite database that each test's file is copied from."""
+    empty_schema.template_dir = tmp_path_factory.mktemp("empty-schema")
+
+
 @pytest.fixture
 def db_url(postgres_url, tmp_path) -> str:
     """Return the database URL for this test."""
@@ -79,7 +90,11 @@ class Client(FlaskClient):
 
 
 def make_test_app(tmp_path, db_url: str, **overrides):
-    """Build an app for tests with its own instance folder and an empty schema."""
+    """Build an app for tests with its own instance folder and an empty schema.
+
+    On PostgreSQL the run's database is emptied (not rebuilt unless a test changed its
+    schema); a new SQLite file is a copy of the run's empty template.
+    """
     config = {
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
@@ -92,21 +107,25 @@ def make_test_app(tmp_path, db_url: str, **overrides):
     }
     app = create_app(config)
     app.test_client_class = Client
+    url = sa.make_url(db_url)
     with app.app_context():
-        _db.drop_all()
-        _db.create_all()
+        if url.get_backend_name() == "postgresql":
+            empty_schema.reset_postgresql(db_url)
+        elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            empty_schema.reset_sqlite(Path(url.database))
+        else:
+            _db.drop_all()
+            _db.create_all()
     return app
 
 
 @pytest.fixture
 def app(tmp_path, db_url):
-    """An app with a fresh database, inside an app context."""
+    """An app with an empty database, inside an app context."""
     app = make_test_app(tmp_path, db_url)
     with app.app_context():
         yield app
         _db.session.remove()
-        if db_url.startswith("postgresql"):
-            _db.drop_all()
         _db.engine.dispose()
 
 

@@ -105,7 +105,6 @@ def test_adding_a_privilege_needs_a_csrf_token(tmp_path, db_url):
         assert _add(client, subject, csrf_token=token).status_code == 302
         assert _db.session.scalar(sa.select(sa.func.count()).select_from(Privilege)) == 1
         _db.session.remove()
-        _db.drop_all()
         _db.engine.dispose()
 
 

@@ -188,7 +188,6 @@ def test_cookies_are_secure_httponly_and_lax_outside_local_dev(tmp_path, db_url)
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
         assert "Strict-Transport-Security" in response.headers
         db.session.remove()
-        db.drop_all()
         db.engine.dispose()
 
 

@@ -56,8 +56,6 @@ def portal(tmp_path, db_url):
         server.stop()
         with app.app_context():
             db.session.remove()
-            if db_url.startswith("postgresql"):
-                db.drop_all()
             db.engine.dispose()
 
 

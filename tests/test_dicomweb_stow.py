@@ -381,8 +381,6 @@ def csrf_app(tmp_path, db_url):
     with app.app_context():
         yield app
         db.session.remove()
-        if db_url.startswith("postgresql"):
-            db.drop_all()
         db.engine.dispose()
 
 
@@ -444,8 +442,6 @@ def test_dicomweb_client_stores_over_http_with_a_session(tmp_path, db_url):
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Instance)) == 5
         db.session.remove()
-        if db_url.startswith("postgresql"):
-            db.drop_all()
         db.engine.dispose()
 
 

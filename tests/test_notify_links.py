@@ -56,7 +56,6 @@ def test_outside_local_mode_a_host_header_is_never_trusted(tmp_path, db_url):
             assert _notify_in_request(app, "evil.example") == "/opinions/7"
         finally:
             db.session.remove()
-            db.drop_all()
             db.engine.dispose()
 
 

@@ -108,8 +108,6 @@ def smtp_app(tmp_path, db_url):
     for app in apps:
         with app.app_context():
             db.session.remove()
-            if db_url.startswith("postgresql"):
-                db.drop_all()
             db.engine.dispose()
 
 

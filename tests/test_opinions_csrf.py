@@ -24,8 +24,6 @@ def csrf_app(tmp_path, db_url):
     with app.app_context():
         yield app
         _db.session.remove()
-        if db_url.startswith("postgresql"):
-            _db.drop_all()
         _db.engine.dispose()
 
 

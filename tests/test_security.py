@@ -83,7 +83,6 @@ def test_csrf_protection_refuses_forms_without_a_token(tmp_path, db_url):
         assert client.post("/logout").status_code == 400
         assert client.get("/").status_code == 200
         _db.session.remove()
-        _db.drop_all()
         _db.engine.dispose()
 
 
@@ -119,7 +118,6 @@ def test_500_page_leaks_nothing(tmp_path, db_url):
         assert "secret-detail" not in body and "Traceback" not in body
         _check_headers(response)
         _db.session.remove()
-        _db.drop_all()
         _db.engine.dispose()
 
 

@@ -179,7 +179,6 @@ def test_admin_and_qa_manager_must_enrol_outside_local_mode(tmp_path, db_url):
     finally:
         with app.app_context():
             db.session.remove()
-            db.drop_all()
             db.engine.dispose()
 
 

@@ -145,6 +145,4 @@ def test_start_up_removes_de_identified_zips_left_behind(tmp_path, db_url):
     app = make_test_app(tmp_path, db_url)
     assert sorted(p.name for p in tmp.iterdir()) == ["recv-in-flight"]
     with app.app_context():
-        if db_url.startswith("postgresql"):
-            db.drop_all()
         db.engine.dispose()

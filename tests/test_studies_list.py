@@ -132,7 +132,6 @@ def test_search_without_csrf_token_is_refused(tmp_path, db_url):
         token = re.search(r'name="csrf_token" value="([^"]+)"', listing).group(1)
         assert client.post("/studies/", data={"q": "x", "csrf_token": token}).status_code == 200
         db.session.remove()
-        db.drop_all()
         db.engine.dispose()
 
 
