@@ -27,9 +27,9 @@ PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float Pixel, Double 
 _FLOAT_BITS = {0x7FE00008: 32, 0x7FE00009: 64}
 _EXTENDED_OFFSET_TABLE = 0x7FE00001
 _MAX_FRAGMENTS = 1_000_000
-_PIXEL_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
-_MAX_TRAILING = 10_000
+PIXEL_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")
+LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
+MAX_TRAILING_ELEMENTS = 10_000
 # JPIP Referenced (Deflate), JPIP HTJ2K Referenced (Deflate): the pixels live elsewhere.
 _REFERENCED = {"1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95",
                "1.2.840.10008.1.2.4.204", "1.2.840.10008.1.2.4.205"}
@@ -84,7 +84,7 @@ def check_pixel_data(stream: Stream, ds: Dataset, transfer_syntax: str, max_fram
     # Sniff the VR rather than trust the transfer syntax: some writers put an implicit VR
     # dataset behind an explicit VR meta header, and pydicom reads those too.
     peek = _read_exact(stream, 4)
-    if peek[:2] in _PIXEL_VRS:
+    if peek[:2] in PIXEL_VRS:
         length = struct.unpack(f"{endian}L", _read_exact(stream, 4))[0]
     else:
         length = struct.unpack(f"{endian}L", peek)[0]
@@ -134,14 +134,14 @@ def _walk_fragments(stream: Stream) -> tuple[int, int]:
 
 def _walk_trailing(stream: Stream, endian: str, *, explicit: bool) -> None:
     """Skip the elements after the pixel data; refuse one whose value runs past the end."""
-    for _ in range(_MAX_TRAILING):
+    for _ in range(MAX_TRAILING_ELEMENTS):
         head = stream.read(8)
         if not head:
             return
         if len(head) < 8:
             raise DicomRejected("truncated file: an element runs past the end of the data")
         if explicit and head[4:6].isalpha() and head[4:6].isupper():
-            if head[4:6] in _LONG_VRS:
+            if head[4:6] in LONG_VRS:
                 length = struct.unpack(f"{endian}L", _read_exact(stream, 4))[0]
             else:
                 length = struct.unpack(f"{endian}H", head[6:8])[0]

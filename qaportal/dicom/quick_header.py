@@ -24,7 +24,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
 from .parse import InstanceHeader, ParseLimits, parse_da, parse_tm
-from .pixelcheck import _LONG_VRS, _MAX_TRAILING, _PIXEL_VRS
+from .pixelcheck import LONG_VRS, MAX_TRAILING_ELEMENTS, PIXEL_VRS
 
 _EXPLICIT_LE = b"1.2.840.10008.1.2.1"
 _IMPLICIT_LE = b"1.2.840.10008.1.2"
@@ -259,7 +259,7 @@ class _Reader:
                 raise _Defer
             length, data = _U32.unpack_from(self.buf, pos + 8)[0], pos + 12
         else:
-            if self.buf[pos + 4 : pos + 6] in _PIXEL_VRS:
+            if self.buf[pos + 4 : pos + 6] in PIXEL_VRS:
                 raise _Defer
             length, data = _U32.unpack_from(self.buf, pos + 4)[0], pos + 8
         if length == _UNDEFINED or data + length > self.size:
@@ -280,7 +280,7 @@ class _Reader:
         self.fp.seek(pos)
         tail = self.fp.read(count)
         at = 0
-        for _ in range(_MAX_TRAILING):
+        for _ in range(MAX_TRAILING_ELEMENTS):
             head = tail[at : at + 8]
             if not head:
                 return
@@ -288,7 +288,7 @@ class _Reader:
                 raise _Defer
             vr = head[4:6]
             if self.explicit and vr.isalpha() and vr.isupper():
-                if vr in _LONG_VRS:
+                if vr in LONG_VRS:
                     if at + 12 > count:
                         raise _Defer
                     length, at = _U32.unpack_from(tail, at + 8)[0], at + 12
