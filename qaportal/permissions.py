@@ -175,7 +175,7 @@ def can_download_export(user: User, export) -> bool:
 
 
 
-# --- Peer review and QA (issue 5) ---------------------------------------------------------
+# --- Peer review and QA ---------------------------------------------------------
 
 def can_manage_qa(user: User) -> bool:
     """QA managers run sampling, adjudication, peer learning and the statistics."""

@@ -154,7 +154,7 @@ def make_export_record(user: User, kind: str = "audit", data: bytes = b"%PDF-1.7
 
 
 
-# --- Peer review and QA (issue 5) ---------------------------------------------------------
+# --- Peer review and QA ---------------------------------------------------------
 
 def make_rule(by: User, **kw):
     """Create a sampling rule (5 % of every finalized read by default)."""
@@ -222,7 +222,7 @@ def make_review(read, reviewer: User, score: str = "1", *, category: str | None 
     return review
 
 
-# --- Peer-review reports (issue 6) -------------------------------------------------------
+# --- Peer-review reports -------------------------------------------------------
 
 def make_opinion_record(study, requester: User, consultant: User | None, *,
                         priority: str = "routine", minutes: int | None = 60,

@@ -416,18 +416,18 @@ EXPECTED.update({
         "instance_id": objs["viewer_instance"].id, "n": 0}),
 })
 
-# -- reports: hospital privileges on the account page (issue 6) ------------------------------
+# -- reports: hospital privileges on the account page ------------------------------
 EXPECTED.update({
     "admin.privilege_add": {**only(("admin",), status=422), "method": "POST",
                             "params": lambda objs, users: {"user_id": objs["subject"].id}},
 })
 
-# -- audit log: verify the chain (issue 11 §6 / issue 12 §3) ---------------------------------
+# -- audit log: verify the chain ---------------------------------
 EXPECTED.update({
     "auditlog.verify": {**only(("qa_manager", "admin"), status=302), "method": "POST"},
 })
 
-# -- context: per-study context of a multi-study upload, QA read correction (issue 12) -------
+# -- context: per-study context of a multi-study upload, QA read correction -------
 def _batch_with_study(users):
     from qaportal.extensions import db
     from qaportal.models import UploadBatch

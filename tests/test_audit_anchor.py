@@ -1,6 +1,6 @@
 """The audit chain anchored outside the database: entry MACs, checkpoints, syslog.
 
-The attacks are what a database administrator can do with SQL alone (issue 11 §6): drop the
+The attacks are what a database administrator can do with SQL alone: drop the
 append-only triggers, delete or rewrite entries, recompute every later hash and the head.
 """
 

@@ -1,4 +1,4 @@
-"""Every page or file that shows patient data writes an audit entry (issue 11 §6).
+"""Every page or file that shows patient data writes an audit entry.
 
 The walk takes every GET route of app.url_map, with the objects of the permission matrix
 (planted studies among them), as each role the matrix lets in, and fails on any response

@@ -1,4 +1,4 @@
-"""Issue 11 §3 reproductions: blind and de-identified pages render through one presenter.
+"""Blind and de-identified pages render through one presenter.
 
 Each test is one of the reported leaks: typed identifiers on the de-identified review page
 and its record.txt, the committee page showing the patient, and blind reviewers with a full

@@ -178,7 +178,7 @@ def test_blind_reviewer_cannot_request_an_opinion(app, client, auth, world):
 
 def test_reviewer_who_uploads_the_reviewed_study_still_never_sees_the_reader(
         app, client, auth, db, world, tmp_path):
-    """Knowing the study's UIDs gives nothing (issue 11): the blind reviewer uploads the
+    """Knowing the study's UIDs gives nothing: the blind reviewer uploads the
     reader's very file and a new one carrying the study's UID, then walks every route."""
     import pydicom
 

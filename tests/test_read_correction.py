@@ -1,4 +1,4 @@
-"""Issue 12 §1: a QA manager corrects a wrong final read; the old version stays, reviews
+"""A QA manager corrects a wrong final read; the old version stays, reviews
 scored on it are flagged for QA, and blind reviewers do not see the history."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Knowing a UID gives nothing: an upload carrying another user's StudyInstanceUID becomes
 the uploader's own separate study, never a grant, never a change to the other study.
 
-Each reproduction of issue 11 §1 runs through both doors: the browser's chunked upload
+Each reproduction runs through both doors: the browser's chunked upload
 (`/studies/upload/batches`, as static/js/upload.js sends it) and `qaportal import-study`.
 """
 

@@ -1,4 +1,4 @@
-"""Issue 12 §1: the clinical context and read of an upload belong to one study each."""
+"""The clinical context and read of an upload belong to one study each."""
 
 from __future__ import annotations
 

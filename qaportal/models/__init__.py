@@ -58,7 +58,7 @@ __all__ = [
     "ReportExport",
     "Series", "Study", "StudyAccess", "UploadBatch", "User", "UserRole", "UserSubspecialty",
     "utcnow",
-    # peer review (issue 5)
+    # peer review
     "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",
     "ConferenceCase", "DiscrepancyCase", "Review", "ReviewAmendment", "ReviewAssignment",
     "SamplingRule", "SamplingRun", "TeachingCase",

@@ -10,7 +10,7 @@ from qaportal.reports import (  # noqa: E402,F401
     case_packet,
     credentials_roster,
     demo,
-    department,  # peer review (issue 6)
-    practitioner,  # OPPE / FPPE (issue 6)
+    department,  # peer review
+    practitioner,  # OPPE / FPPE
     routes,
 )

@@ -155,7 +155,7 @@ def case_report(output: Path, **params: Any) -> None:
     run_export("case", params, output)
 
 
-# --- Peer-review reports (issue 6) -------------------------------------------------------
+# --- Peer-review reports -------------------------------------------------------
 
 def _radiologist_option(fn):
     return click.option("--radiologist", required=True, metavar="EMAIL",

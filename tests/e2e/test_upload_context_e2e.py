@@ -1,4 +1,4 @@
-"""Issue 12 §1 in a browser: a folder holding several studies, the context typed once on the
+"""In a browser: a folder holding several studies, the context typed once on the
 upload page applied to none of them, then filled in study by study on the summary."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 3 in a browser: a folder through the directory picker, with per-file progress, and
+"""In a browser: a folder through the directory picker, with per-file progress, and
 a summary that lists every file not stored, the browser's own rejections included."""
 
 from __future__ import annotations

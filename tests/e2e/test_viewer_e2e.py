@@ -1,4 +1,4 @@
-"""Issue 3 in a browser: upload a folder, open the study, scroll and window it, download it."""
+"""In a browser: upload a folder, open the study, scroll and window it, download it."""
 
 from __future__ import annotations
 
