@@ -56,6 +56,9 @@ def test_every_page_has_security_headers_and_no_inline_script(app, client, auth,
             assert not EXTERNAL_ASSET.search(html), endpoint
             if endpoint != "static":
                 assert response.headers["Cache-Control"] == "no-store"
+        # A streamed body not read here is closed now, not later by the garbage collector
+        # inside another request's context.
+        response.close()
 
 
 def test_api_style_requests_get_json_401_instead_of_a_redirect(client):
