@@ -8,9 +8,10 @@ PORT ?= 5000
 WORKERS ?= 3
 # Debian packages: fonts and HarfBuzz subsetting for the PDF reports, poppler for checking them,
 # Chromium for the browser tests, Orthanc with its DICOMweb plugin as the interop peer (gcc
-# builds the small preloaded bind() that keeps Orthanc on loopback: tests/orthanc_loopback.c).
+# builds the small preloaded bind() that keeps Orthanc on loopback: tests/orthanc_loopback.c),
+# dcmtk's storescu/echoscu as the DICOM network peer.
 RUN_DEBS := fonts-dejavu-core fonts-noto-core libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0
-TEST_DEBS := $(RUN_DEBS) chromium poppler-utils orthanc orthanc-dicomweb gcc libc6-dev
+TEST_DEBS := $(RUN_DEBS) chromium poppler-utils orthanc orthanc-dicomweb gcc libc6-dev dcmtk
 
 .PHONY: run test lint bench install system-deps-run system-deps-test clean
 

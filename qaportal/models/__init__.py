@@ -16,6 +16,7 @@ from qaportal.models.discrepancy import (
     CommitteeVote,
     DiscrepancyCase,
 )
+from qaportal.models.feeds import SEND_KINDS, DicomPeer
 from qaportal.models.learning import (
     Conference,
     ConferenceAttendee,
@@ -68,4 +69,6 @@ __all__ = [
     "OriginalReadVersion",
     # personal API tokens
     "ApiToken",
+    # hospital feeds
+    "SEND_KINDS", "DicomPeer",
 ]

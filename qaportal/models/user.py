@@ -47,6 +47,9 @@ class User(Base):
     failed_window_start: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
+    # The identifier the RIS or reporting system uses for this radiologist (NPI or a local
+    # ID): reads that arrive by HL7 or FHIR are attributed through it.
+    reader_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
