@@ -123,6 +123,18 @@ class Defaults:
     AUDIT_SYSLOG = True
     # A frame or thumbnail of a series the user viewed this recently writes no new entry.
     AUDIT_SERIES_VIEW_MINUTES = 30
+    # Job queue (huey): unset keeps it in instance/jobs.sqlite (one machine); a
+    # redis://host:6379/N URL shares it between machines. Jobs of one portal share the name.
+    JOB_QUEUE_URL: str | None = None
+    JOB_QUEUE_NAME = "qaportal"
+    # Deliveries of signed results to the requesting site: attempts before "failed", the
+    # delay before the second attempt (doubled for each further one, capped at
+    # DELIVERY_RETRY_MAX_SECONDS), and how long one attempt may hold its delivery before a
+    # sweep hands it to another worker.
+    DELIVERY_MAX_ATTEMPTS = 5
+    DELIVERY_RETRY_BASE_SECONDS = 30.0
+    DELIVERY_RETRY_MAX_SECONDS = 3600.0
+    DELIVERY_LEASE_SECONDS = 600.0
 
 
 # A web origin: scheme, host name or bracketed IPv6 address, optional port.
@@ -207,6 +219,12 @@ ENV_SETTINGS: dict[str, Any] = {
     "AUDIT_CHECKPOINT_EVERY": ("AUDIT_CHECKPOINT_EVERY", int),
     "AUDIT_SYSLOG": ("AUDIT_SYSLOG", _bool),
     "DICOMWEB_CORS_ORIGINS": ("DICOMWEB_CORS_ORIGINS", _roles),  # comma-separated origins
+    "JOB_QUEUE_URL": ("JOB_QUEUE_URL", str),
+    "JOB_QUEUE_NAME": ("JOB_QUEUE_NAME", str),
+    "DELIVERY_MAX_ATTEMPTS": ("DELIVERY_MAX_ATTEMPTS", int),
+    "DELIVERY_RETRY_BASE_SECONDS": ("DELIVERY_RETRY_BASE_SECONDS", float),
+    "DELIVERY_RETRY_MAX_SECONDS": ("DELIVERY_RETRY_MAX_SECONDS", float),
+    "DELIVERY_LEASE_SECONDS": ("DELIVERY_LEASE_SECONDS", float),
 }
 
 
@@ -302,6 +320,23 @@ def _finish(app) -> None:
     cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
     _check_pdf(cfg, instance)
     _check_audit(cfg, instance)
+    _check_jobs(cfg)
+
+
+def _check_jobs(cfg) -> None:
+    """Refuse a job queue or delivery setting that cannot work."""
+    url = cfg.get("JOB_QUEUE_URL")
+    if url and not str(url).startswith(("redis://", "rediss://", "unix://", "sqlite:///")):
+        raise ConfigError("QAPORTAL_JOB_QUEUE_URL must be a redis://host:port/db URL (or "
+                          "sqlite:///path for a queue file elsewhere than the instance folder)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(cfg["JOB_QUEUE_NAME"])):
+        raise ConfigError("QAPORTAL_JOB_QUEUE_NAME must be 1-64 letters, digits, '.', '_', '-'")
+    if int(cfg["DELIVERY_MAX_ATTEMPTS"]) < 1:
+        raise ConfigError("QAPORTAL_DELIVERY_MAX_ATTEMPTS must be at least 1")
+    for name in ("DELIVERY_RETRY_BASE_SECONDS", "DELIVERY_RETRY_MAX_SECONDS",
+                 "DELIVERY_LEASE_SECONDS"):
+        if not 0 < float(cfg[name]) <= 7 * 86400:
+            raise ConfigError(f"QAPORTAL_{name} must be between 0 and 604800 seconds")
 
 
 def _check_audit(cfg, instance: Path) -> None:
