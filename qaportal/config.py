@@ -121,6 +121,10 @@ class Defaults:
     AUDIT_ANCHOR_FILE: str | None = None
     AUDIT_CHECKPOINT_EVERY = 100
     AUDIT_SYSLOG = True
+    # Results sent back to a peer: the portal's calling AE title (DICOM_LISTEN_AE, else
+    # "QAPORTAL", when unset) and the time limit (s) of each step of a C-STORE or STOW-RS.
+    DICOM_SEND_AE: str | None = None
+    DICOM_SEND_TIMEOUT = 30.0
     # A frame or thumbnail of a series the user viewed this recently writes no new entry.
     AUDIT_SERIES_VIEW_MINUTES = 30
 
@@ -207,6 +211,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "AUDIT_CHECKPOINT_EVERY": ("AUDIT_CHECKPOINT_EVERY", int),
     "AUDIT_SYSLOG": ("AUDIT_SYSLOG", _bool),
     "DICOMWEB_CORS_ORIGINS": ("DICOMWEB_CORS_ORIGINS", _roles),  # comma-separated origins
+    "DICOM_SEND_AE": ("DICOM_SEND_AE", str),
+    "DICOM_SEND_TIMEOUT": ("DICOM_SEND_TIMEOUT", float),
 }
 
 
@@ -302,6 +308,18 @@ def _finish(app) -> None:
     cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
     _check_pdf(cfg, instance)
     _check_audit(cfg, instance)
+    _check_send(cfg)
+
+
+def _check_send(cfg) -> None:
+    """Refuse a calling AE title DICOM forbids and a time limit that cannot work."""
+    title = cfg.get("DICOM_SEND_AE")
+    if title is not None and not (0 < len(title.strip()) <= 16 and title.isascii()
+                                  and "\\" not in title):
+        raise ConfigError("QAPORTAL_DICOM_SEND_AE must be 1 to 16 ASCII characters, "
+                          "without a backslash")
+    if not 0 < float(cfg["DICOM_SEND_TIMEOUT"]) <= 3600:
+        raise ConfigError("QAPORTAL_DICOM_SEND_TIMEOUT must be between 0 and 3600 seconds")
 
 
 def _check_audit(cfg, instance: Path) -> None:
