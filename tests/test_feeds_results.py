@@ -12,6 +12,7 @@ answering "out of resources", an HTTP error.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import EncapsulatedPDFStorage
 
+from qaportal.config import ConfigError
 from qaportal.dicom import generate_ct_series
 from qaportal.extensions import db
 from qaportal.feeds.result_sr import SRInvalid, validate_basic_text_sr
@@ -32,13 +34,14 @@ from qaportal.feeds.results import (
     part10_bytes,
     result_datasets,
 )
-from qaportal.feeds.send import SendSettings, send_datasets
+from qaportal.feeds.send import SendSettings, send_datasets, stow
 from qaportal.models import DicomPeer, Instance, Opinion, ReportExport, Series, Study
 from qaportal.opinions import service, signing
 from qaportal.reports import storage
 from qaportal.studies import jobs
 from qaportal.studies import service as study_service
 from qaportal.studies.storage import image_store
+from tests.conftest import make_test_app
 from tests.factories import (
     DEFAULT_PASSWORD,
     make_certification,
@@ -56,19 +59,23 @@ IMPRESSION = "Spiculated 2.4 cm nodule, suspicious for malignancy."
 RECOMMENDATIONS = "PET-CT and tissue sampling."
 ADDENDUM = "Addendum: the prior CT confirms interval growth of 6 mm."
 ORTHANC_AE = "RESULTPACS"
+STOW_USER = ("site", "stow-secret-9361")
 SLICES = 3
 
 
 
 @pytest.fixture(scope="module")
 def orthanc():
-    """One Orthanc with a DICOM port that answers only to its own called AE title."""
+    """One Orthanc with a DICOM port that answers only to its own called AE title, and
+    HTTP Basic authentication on its REST API and DICOMweb."""
     if unavailable():
         pytest.skip(unavailable())
     dicom_port = free_port()
     peer = Orthanc(DicomServerEnabled=True, DicomAet=ORTHANC_AE, DicomPort=dicom_port,
                    DicomCheckCalledAet=True, DicomAlwaysAllowStore=True,
-                   DicomCheckModalityHost=False, DicomScpTimeout=10)
+                   DicomCheckModalityHost=False, DicomScpTimeout=10,
+                   AuthenticationEnabled=True, RegisteredUsers=dict([STOW_USER]))
+    peer.http.auth = STOW_USER
     peer.dicom_port = dicom_port
     with peer:
         yield peer
@@ -180,30 +187,21 @@ def test_opinion_objects_are_in_the_study_with_the_pdf_and_the_text(case, tmp_pa
     assert dump.returncode == 0, dump.stderr
     assert "Basic Text SR" in dump.stdout and IMPRESSION in dump.stdout
     assert not dump.stderr.strip(), dump.stderr  # strict checks: no error, no warning
+    # The IOD check passes it, and names what a broken copy breaks.
+    validate_basic_text_sr(sr_ds)
+    broken = pydicom.dcmread(pydicom.filebase.DicomBytesIO(part10_bytes(sr_ds)))
+    del broken.VerifyingObserverSequence
+    broken.ContentSequence[2].ValueType = "NUM"
+    with pytest.raises(SRInvalid) as refused:
+        validate_basic_text_sr(broken)
+    assert "VerifyingObserverSequence" in str(refused.value)
+    assert "NUM is not allowed" in str(refused.value)
     # Building again gives the same UIDs and the same PDF (one export).
     again = result_datasets(req)
     assert [d.SOPInstanceUID for d in again] == [pdf_ds.SOPInstanceUID, sr_ds.SOPInstanceUID]
     assert again[0].EncapsulatedDocument == pdf_ds.EncapsulatedDocument
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ReportExport)
                              .where(ReportExport.created_by_label == RESULT_EXPORT_LABEL)) == 1
-
-
-def test_addendum_objects_join_the_opinion_series(case, tmp_path):
-    req, _files = case
-    addendum = req.opinion.addenda[0]
-    opinion_pdf, opinion_sr = result_datasets(req)
-    pdf_ds, sr_ds = result_datasets(req, addendum)
-    assert pdf_ds.SeriesInstanceUID == opinion_pdf.SeriesInstanceUID
-    assert sr_ds.SeriesInstanceUID == opinion_sr.SeriesInstanceUID
-    assert pdf_ds.SOPInstanceUID != opinion_pdf.SOPInstanceUID
-    assert sr_ds.SOPInstanceUID != opinion_sr.SOPInstanceUID
-    assert (pdf_ds.InstanceNumber, sr_ds.InstanceNumber) == (2, 2)
-    assert pdf_ds.DocumentTitle == "Second opinion addendum"
-    texts = _sr_text(sr_ds)
-    assert ADDENDUM in texts and not any(IMPRESSION in t for t in texts)
-    assert ADDENDUM in " ".join(pdf_text(bytes(pdf_ds.EncapsulatedDocument)).split())
-    dump = _dsrdump(tmp_path, sr_ds)
-    assert dump.returncode == 0 and ADDENDUM in dump.stdout, dump.stderr
 
 
 def test_unsigned_or_imageless_requests_are_refused(app):
@@ -225,20 +223,25 @@ def test_unsigned_or_imageless_requests_are_refused(app):
         result_datasets(signed_req)
 
 
-def test_the_iod_check_refuses_what_a_basic_text_sr_may_not_hold(case):
-    req, _files = case
-    _pdf, sr_ds = result_datasets(req)
-    validate_basic_text_sr(sr_ds)
-    broken = pydicom.dcmread(pydicom.filebase.DicomBytesIO(part10_bytes(sr_ds)))
-    del broken.VerifyingObserverSequence
-    broken.ContentSequence[2].ValueType = "NUM"
-    with pytest.raises(SRInvalid) as refused:
-        validate_basic_text_sr(broken)
-    assert "VerifyingObserverSequence" in str(refused.value)
-    assert "NUM is not allowed" in str(refused.value)
+def _check_addendum_objects(opinion_sets, addendum_sets, tmp_path) -> None:
+    """The addendum's objects join the opinion's series, with the addendum's text."""
+    (opinion_pdf, opinion_sr), (pdf_ds, sr_ds) = opinion_sets, addendum_sets
+    assert pdf_ds.SeriesInstanceUID == opinion_pdf.SeriesInstanceUID
+    assert sr_ds.SeriesInstanceUID == opinion_sr.SeriesInstanceUID
+    assert pdf_ds.SOPInstanceUID != opinion_pdf.SOPInstanceUID
+    assert sr_ds.SOPInstanceUID != opinion_sr.SOPInstanceUID
+    assert (pdf_ds.InstanceNumber, sr_ds.InstanceNumber) == (2, 2)
+    assert pdf_ds.DocumentTitle == "Second opinion addendum"
+    texts = _sr_text(sr_ds)
+    assert ADDENDUM in texts and not any(IMPRESSION in t for t in texts)
+    assert ADDENDUM in " ".join(pdf_text(bytes(pdf_ds.EncapsulatedDocument)).split())
+    dump = _dsrdump(tmp_path, sr_ds)
+    assert dump.returncode == 0 and ADDENDUM in dump.stdout, dump.stderr
+    assert not dump.stderr.strip(), dump.stderr
 
 
-def test_c_store_and_stow_put_both_objects_in_orthancs_copy_of_the_study(case, orthanc):
+def test_opinion_by_c_store_and_addendum_by_stow_land_in_orthancs_copy_of_the_study(
+        case, orthanc, tmp_path):
     req, files = case
     for path in files:
         orthanc.upload(path.read_bytes())
@@ -254,10 +257,15 @@ def test_c_store_and_stow_put_both_objects_in_orthancs_copy_of_the_study(case, o
     assert result.peer_status == "0x0000" and "stored 2 of 2" in result.detail
 
     addendum_sets = result_datasets(req, req.opinion.addenda[0])
-    stow = send_datasets(_peer(send_kind="stow", stow_url=orthanc.url + "/dicom-web"),
-                         addendum_sets)
-    assert stow.ok, stow.detail
-    assert stow.peer_status == "200"
+    _check_addendum_objects(datasets, addendum_sets, tmp_path)
+    refused = send_datasets(_peer(send_kind="stow", stow_url=orthanc.url + "/dicom-web"),
+                            addendum_sets)  # no credentials kept for this peer
+    assert not refused.ok and refused.peer_status == "401", refused.detail
+    stowed = stow(orthanc.url + "/dicom-web/", addendum_sets, SendSettings(),
+                  credentials=":".join(STOW_USER))
+    assert stowed.ok, stowed.detail
+    assert stowed.peer_status == "200" and "stored 2 of 2" in stowed.detail
+    assert STOW_USER[1] not in stowed.detail + refused.detail
 
     instances = orthanc.study_instances(study_id)
     assert len(instances) == SLICES + 4
@@ -317,13 +325,48 @@ def test_a_failure_status_is_reported_and_no_patient_data_in_the_detail(app):
 
 def test_http_errors_and_missing_destinations_are_failures(app, orthanc):
     ds = _small_pdf_dataset()
-    wrong = send_datasets(_peer(send_kind="stow", stow_url=orthanc.url + "/no-such-root"), [ds])
-    assert not wrong.ok and wrong.peer_status == "404"
+    wrong = stow(orthanc.url + "/no-such-root", [ds], SendSettings(),
+                 credentials=":".join(STOW_USER))
+    assert not wrong.ok and wrong.peer_status == "404" and "HTTP 404" in wrong.detail
+    bad_password = stow(orthanc.url + "/dicom-web", [ds], SendSettings(),
+                        credentials="site:wrong")
+    assert not bad_password.ok and bad_password.peer_status == "401"
     closed = send_datasets(_peer(send_kind="stow", stow_url=f"http://127.0.0.1:{free_port()}"),
                            [ds])
     assert not closed.ok and closed.peer_status == "no connection"
     nowhere = send_datasets(_peer(send_kind="none"), [ds])
     assert not nowhere.ok and "no result destination" in nowhere.detail
+
+
+def test_send_settings_come_from_the_config(app, tmp_path, db_url):
+    assert SendSettings.from_app() == SendSettings("QAPORTAL", 30.0)
+    app.config["DICOM_LISTEN_AE"] = "PORTALSCP"
+    assert SendSettings.from_app().ae_title == "PORTALSCP"
+    app.config.update(DICOM_SEND_AE="PORTALSCU", DICOM_SEND_TIMEOUT=4.5)
+    assert SendSettings.from_app() == SendSettings("PORTALSCU", 4.5)
+    for n, bad in enumerate(({"DICOM_SEND_AE": "A" * 17}, {"DICOM_SEND_AE": "BACK\\SLASH"},
+                             {"DICOM_SEND_TIMEOUT": 0})):
+        with pytest.raises(ConfigError, match="DICOM_SEND"):
+            make_test_app(tmp_path / f"bad{n}", db_url, **bad)
+
+
+def test_a_peer_that_never_answers_times_out(app):
+    """A socket that takes connections (its backlog) and never says a word."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        settings = SendSettings(timeout=1)
+        started = time.monotonic()
+        dicom = send_datasets(_peer(send_kind="dicom", send_host="127.0.0.1", send_port=port,
+                                    send_ae="SILENT"), [_small_pdf_dataset()], settings)
+        web = send_datasets(_peer(send_kind="stow", stow_url=f"http://127.0.0.1:{port}"),
+                            [_small_pdf_dataset()], settings)
+        seconds = time.monotonic() - started
+    assert not dicom.ok and dicom.peer_status == "no answer", dicom
+    assert "no answer within 1 s" in dicom.detail
+    assert not web.ok and web.peer_status == "timeout" and "no answer within 1 s" in web.detail
+    assert seconds < 6
 
 
 def _small_pdf_dataset():

@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import socket
+import threading
 from dataclasses import dataclass
 
 import requests
@@ -102,7 +103,8 @@ def _no_delay(event) -> None:
 
 
 class _ConnectErrors(logging.Handler):
-    """Keep the transport's connection error of this association (pynetdicom only logs it)."""
+    """Keep the errors pynetdicom logs while associating (it returns no reason): a
+    connection error (its reactor thread) or an ACSE timeout (the calling thread)."""
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -111,11 +113,15 @@ class _ConnectErrors(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append((record.threadName or "", record.getMessage()))
 
-    def reason(self, threads: set[str]) -> str | None:
-        """Return the last connection error the association's own threads logged."""
-        mine = [m for name, m in self.messages
-                if name in threads and m.startswith("TCP Initialisation Error")]
-        return mine[-1].removeprefix("TCP Initialisation Error: ") if mine else None
+    def reason(self, threads: set[str]) -> tuple[str, str] | None:
+        """Return (status, reason) from the errors the association's own threads logged."""
+        mine = [m for name, m in self.messages if name in threads]
+        for message in reversed(mine):
+            if message.startswith("TCP Initialisation Error"):
+                return "no connection", message.removeprefix("TCP Initialisation Error: ")
+            if "timeout" in message.lower():
+                return "no answer", None
+        return None
 
 
 def _status_text(code: int) -> str:
@@ -160,12 +166,11 @@ def c_store(host: str, port: int, called_ae: str, datasets: list[Dataset],
             status, text = _rejection(assoc)
             return SendResult(False, status, f"{where}: {text}")
         if not assoc.is_established:
-            reason = capture.reason({assoc.name, assoc.dul.name})
-            if reason is not None:
-                status = "no connection"
-            else:
-                status = "aborted" if assoc.is_aborted else "no answer"
-                reason = ("the peer aborted the association" if assoc.is_aborted
+            status, reason = capture.reason(
+                {assoc.name, assoc.dul.name, threading.current_thread().name}) or (
+                "aborted" if assoc.is_aborted else "no answer", None)
+            if reason is None:
+                reason = ("the peer aborted the association" if status == "aborted"
                           else f"no answer within {settings.timeout:g} s")
             return SendResult(False, status, f"{where}: association not established "
                                              f"({reason})")
@@ -174,8 +179,12 @@ def c_store(host: str, port: int, called_ae: str, datasets: list[Dataset],
         finally:
             if assoc.is_established:
                 assoc.release()
-    except Exception as exc:  # noqa: BLE001 - whatever the network does, no raise
-        return SendResult(False, "error", f"{where}: {type(exc).__name__}: {exc}")
+    except OSError as exc:  # the name does not resolve, no route...
+        return SendResult(False, "no connection",
+                          f"{where}: {exc.strerror or type(exc).__name__}")
+    except Exception as exc:  # noqa: BLE001 - whatever happens, no raise
+        # Only the exception's type: its message may quote a data set's values.
+        return SendResult(False, "error", f"{where}: unexpected {type(exc).__name__}")
     finally:
         transport_log.removeHandler(capture)
         ae.shutdown()
@@ -271,7 +280,10 @@ def stow(base_url: str, datasets: list[Dataset], settings: SendSettings, *,
     except requests.Timeout:
         return SendResult(False, "timeout", f"{where}: no answer within {settings.timeout:g} s")
     except requests.RequestException as exc:
-        return SendResult(False, "no connection", f"{where}: {type(exc).__name__}")
+        return SendResult(False, "no connection", f"{where}: cannot connect "
+                                                   f"({type(exc).__name__})")
+    except Exception as exc:  # noqa: BLE001 - whatever happens, no raise (type only, as above)
+        return SendResult(False, "error", f"{where}: unexpected {type(exc).__name__}")
     code = str(response.status_code)
     if response.status_code not in (200, 202):
         return SendResult(False, code, f"{where}: HTTP {code} {response.reason or ''}".strip())
