@@ -121,6 +121,10 @@ class Defaults:
     AUDIT_ANCHOR_FILE: str | None = None
     AUDIT_CHECKPOINT_EVERY = 100
     AUDIT_SYSLOG = True
+    # Results sent back to a peer: the portal's calling AE title (DICOM_LISTEN_AE, else
+    # "QAPORTAL", when unset) and the time limit (s) of each step of a C-STORE or STOW-RS.
+    DICOM_SEND_AE: str | None = None
+    DICOM_SEND_TIMEOUT = 30.0
     # A frame or thumbnail of a series the user viewed this recently writes no new entry.
     AUDIT_SERIES_VIEW_MINUTES = 30
     # Job queue (huey): unset keeps it in instance/jobs.sqlite (one machine); a
@@ -225,6 +229,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "DELIVERY_RETRY_BASE_SECONDS": ("DELIVERY_RETRY_BASE_SECONDS", float),
     "DELIVERY_RETRY_MAX_SECONDS": ("DELIVERY_RETRY_MAX_SECONDS", float),
     "DELIVERY_LEASE_SECONDS": ("DELIVERY_LEASE_SECONDS", float),
+    "DICOM_SEND_AE": ("DICOM_SEND_AE", str),
+    "DICOM_SEND_TIMEOUT": ("DICOM_SEND_TIMEOUT", float),
 }
 
 
@@ -320,6 +326,7 @@ def _finish(app) -> None:
     cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
     _check_pdf(cfg, instance)
     _check_audit(cfg, instance)
+    _check_send(cfg)
     _check_jobs(cfg)
 
 
@@ -337,6 +344,17 @@ def _check_jobs(cfg) -> None:
                  "DELIVERY_LEASE_SECONDS"):
         if not 0 < float(cfg[name]) <= 7 * 86400:
             raise ConfigError(f"QAPORTAL_{name} must be between 0 and 604800 seconds")
+
+
+def _check_send(cfg) -> None:
+    """Refuse a calling AE title DICOM forbids and a time limit that cannot work."""
+    title = cfg.get("DICOM_SEND_AE")
+    if title is not None and not (0 < len(title.strip()) <= 16 and title.isascii()
+                                  and "\\" not in title):
+        raise ConfigError("QAPORTAL_DICOM_SEND_AE must be 1 to 16 ASCII characters, "
+                          "without a backslash")
+    if not 0 < float(cfg["DICOM_SEND_TIMEOUT"]) <= 3600:
+        raise ConfigError("QAPORTAL_DICOM_SEND_TIMEOUT must be between 0 and 3600 seconds")
 
 
 def _check_audit(cfg, instance: Path) -> None:
