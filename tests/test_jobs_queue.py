@@ -82,12 +82,13 @@ def test_the_sla_check_and_the_sweep_run_every_minute(tmp_path):
         assert due == {"qaportal.sla_check", "qaportal.sweep_deliveries"}
 
 
-def _start_worker(app, *args: str) -> tuple[subprocess.Popen, object]:
+def start_worker(app, *args: str) -> tuple[subprocess.Popen, object]:
+    """Run `qaportal worker ARGS` on the test app's database, instance and queue settings."""
     env = console_env(Path(app.instance_path),
                       QAPORTAL_DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-                      QAPORTAL_SECRET_KEY=app.config["SECRET_KEY"], QAPORTAL_LOCAL="1",
-                      QAPORTAL_DELIVERY_RETRY_BASE_SECONDS="60")
-    for key in ("JOB_QUEUE_URL", "JOB_QUEUE_NAME"):
+                      QAPORTAL_SECRET_KEY=app.config["SECRET_KEY"], QAPORTAL_LOCAL="1")
+    for key in ("JOB_QUEUE_URL", "JOB_QUEUE_NAME", "DELIVERY_MAX_ATTEMPTS",
+                "DELIVERY_RETRY_BASE_SECONDS"):
         env[f"QAPORTAL_{key}"] = str(app.config[key] or "")
     log = open(f"{app.instance_path}/worker.log", "w+")  # noqa: SIM115 - closed by the test
     proc = subprocess.Popen(
@@ -97,7 +98,8 @@ def _start_worker(app, *args: str) -> tuple[subprocess.Popen, object]:
     return proc, log
 
 
-def _wait(condition, proc, log, seconds: float = 15) -> float:
+def wait_for(condition, proc, log, seconds: float = 15) -> float:
+    """Poll the database until condition() holds; return the seconds it took."""
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         db.session.rollback()
@@ -110,6 +112,11 @@ def _wait(condition, proc, log, seconds: float = 15) -> float:
         time.sleep(0.05)
     log.seek(0)
     pytest.fail(f"not done in {seconds} s; worker log: {log.read()}")
+
+
+def wait_until_up(proc, log) -> None:
+    """Wait for the worker's first line (it has queued a sweep and is consuming)."""
+    wait_for(lambda: log.seek(0) or "qaportal worker: " in log.read(), proc, log, 30)
 
 
 def test_the_worker_runs_queued_jobs_and_stops_cleanly(app, backend):
@@ -125,22 +132,23 @@ def test_the_worker_runs_queued_jobs_and_stops_cleanly(app, backend):
     service.claim(signed, b)
     make_peer(a, "SITEPACS", port=closed_port())
     db.session.commit()
-    proc, log = _start_worker(app, "--workers", "2")
+    proc, log = start_worker(app, "--workers", "2")
     try:
-        # The worker is up (it queues a sweep at start, which finds nothing due).
-        _wait(lambda: log.seek(0) or "qaportal worker: 2 thread(s)" in log.read(), proc, log,
-              30)
+        wait_until_up(proc, log)
         # Jobs queued by this process (as a web process would) start within 5 s.
         queue(app).enqueue("sla_check")
-        took = _wait(lambda: db.session.get(OpinionRequest, overdue.id).breached_at, proc, log)
+        took = wait_for(lambda: db.session.get(OpinionRequest, overdue.id).breached_at, proc, log)
         assert took < 5
         signing.save_draft(signed, b, FILLED)
         signing.sign(signed, b, DEFAULT_PASSWORD)
         db.session.commit()  # the delivery's job is queued now
-        took = _wait(lambda: db.session.scalar(sa.select(Delivery.last_error)), proc, log)
+        took = wait_for(lambda: db.session.scalar(sa.select(Delivery.last_error)), proc, log)
         assert took < 5
         (row,) = db.session.scalars(sa.select(Delivery)).all()
-        assert (row.status, row.attempts) == ("queued", 1)  # the next attempt in a minute
+        # This study has no stored images to build the objects from: failed at once, with
+        # the reason (tests/test_feeds_delivery.py sends real ones).
+        assert (row.status, row.attempts) == ("failed", 1)
+        assert "cannot be built" in row.last_error
         assert db.session.scalar(sa.select(AuditEvent.actor_label).where(
             AuditEvent.action == "delivery.attempt")) == "worker"
         # SIGTERM (a service manager) and SIGINT (Ctrl-C) both stop it gracefully.

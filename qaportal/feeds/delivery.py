@@ -97,18 +97,30 @@ def claim(delivery_id: int) -> int | None:
 
 def _send(delivery: Delivery) -> Outcome:
     """Build the signed object's DICOM instances and send them to the peer."""
+    from qaportal.feeds.results import ResultError, result_datasets
+    from qaportal.feeds.send import send_datasets
+
     peer = delivery.peer
     if not peer.active or peer.send_kind == "none":
         return Outcome(False, detail="the destination was switched off", final=True)
     try:
-        from qaportal.feeds.results import result_datasets
-        from qaportal.feeds.send import send_datasets
-
         datasets = result_datasets(delivery.request, delivery.addendum)
-        uids = tuple(str(ds.SOPInstanceUID) for ds in datasets)
+        db.session.commit()  # the case packet rendered for it is kept (and reused)
+    except ResultError as exc:  # no point retrying: the message names no patient data
+        db.session.rollback()
+        return Outcome(False, detail=f"the result objects cannot be built: {exc}", final=True)
+    except Exception as exc:  # noqa: BLE001 - a failed render is retried like a failed send
+        db.session.rollback()
+        current_app.logger.exception("delivery %s: building the result objects failed",
+                                     delivery.id)
+        return Outcome(False, detail="the result objects could not be built "
+                                     f"({type(exc).__name__})")
+    uids = tuple(str(ds.SOPInstanceUID) for ds in datasets)
+    try:
         result = send_datasets(peer, datasets)
-    except Exception as exc:  # noqa: BLE001 - any failure is this attempt's outcome
-        return Outcome(False, detail=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the sender reports failures; this is a bug
+        current_app.logger.exception("delivery %s: sending failed", delivery.id)
+        return Outcome(False, detail=f"sending failed ({type(exc).__name__})")
     status = "" if result.peer_status is None else str(result.peer_status)
     return Outcome(bool(result.ok), status, str(result.detail or ""), uids)
 
