@@ -164,3 +164,16 @@ def test_the_worker_runs_queued_jobs_and_stops_cleanly(app, backend):
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_the_worker_says_when_its_queue_cannot_be_reached(tmp_path):
+    from tests.console import qaportal
+    from tests.test_feeds_delivery import closed_port
+
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    env = console_env(instance, QAPORTAL_JOB_QUEUE_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    done = qaportal(env, "worker")
+    assert done.returncode == 3
+    assert done.stderr.startswith("error: the job queue on Redis redis://127.0.0.1:")
+    assert "cannot be reached" in done.stderr and "Traceback" not in done.stderr

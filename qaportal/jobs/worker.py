@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 
 import click
 from flask import current_app
@@ -45,7 +46,12 @@ def worker(workers: int, no_periodic: bool, shutdown_timeout: float) -> None:
         initial_delay=0.1, backoff=1.15, max_delay=0.5, scheduler_interval=1,
         shutdown_timeout=shutdown_timeout or None)
     # Anything queued in the database while no worker ran (or whose job was lost).
-    jobs.enqueue("sweep_deliveries")
+    try:
+        jobs.enqueue("sweep_deliveries")
+    except Exception as exc:  # noqa: BLE001 - Redis down, a queue file not writable
+        click.echo(f"error: the job queue on {describe_backend(app.config)} cannot be "
+                   f"reached: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(3)
     click.echo(f"qaportal worker: {workers} thread(s), queue {app.config['JOB_QUEUE_NAME']!r} "
                f"on {describe_backend(app.config)}", err=True)
     consumer.run()
