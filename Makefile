@@ -29,14 +29,14 @@ system-deps-run:
 system-deps-test:
 	@bash scripts/ensure-debs.sh $(TEST_DEBS)
 
-# E-mail links point where this serves (QAPORTAL_BASE_URL, when set, wins).
+# E-mail links point where this serves (QAPORTAL_BASE_URL, when set, wins). gunicorn and
+# the job worker (`qaportal worker`) run from scripts/serve.sh, which stops both together.
 run: export QAPORTAL_SERVED_URL = http://$(HOST):$(PORT)
 run: $(STAMP) system-deps-run
 	QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal db upgrade
 	@if [ "$${QAPORTAL_DEMO:-1}" != "0" ]; then QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal demo; fi
-	@echo "Serving qaportal on http://$(HOST):$(PORT) (Ctrl-C to stop)"
-	QAPORTAL_LOCAL=1 exec $(VENV)/bin/gunicorn --workers $(WORKERS) --bind $(HOST):$(PORT) \
-		--access-logfile - --timeout 120 'qaportal:create_app()'
+	@echo "Serving qaportal on http://$(HOST):$(PORT) with a job worker (Ctrl-C to stop)"
+	QAPORTAL_LOCAL=1 exec scripts/serve.sh $(VENV) $(HOST):$(PORT) $(WORKERS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check qaportal tests benchmarks migrations/env.py

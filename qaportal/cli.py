@@ -18,10 +18,12 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(audit_verify)
     app.cli.add_command(sla_check)
     from qaportal.auth.token_cli import token_group
+    from qaportal.jobs.worker import worker
     from qaportal.reports.cli import report_group
     from qaportal.studies.cli import deidentify, import_study, verify_storage
 
-    for command in (import_study, verify_storage, deidentify, report_group, token_group):
+    for command in (import_study, verify_storage, deidentify, report_group, token_group,
+                    worker):
         app.cli.add_command(command)
 
 
@@ -129,7 +131,8 @@ def audit_verify() -> None:
 
 @click.command("sla-check")
 def sla_check() -> None:
-    """Warn of approaching second-opinion deadlines and escalate breaches (safe every minute)."""
+    """Warn of approaching second-opinion deadlines and escalate breaches (safe every minute;
+    `qaportal worker` runs it every minute)."""
     from qaportal.extensions import db
     from qaportal.opinions.escalation import check_deadlines
 

@@ -121,8 +121,24 @@ class Defaults:
     AUDIT_ANCHOR_FILE: str | None = None
     AUDIT_CHECKPOINT_EVERY = 100
     AUDIT_SYSLOG = True
+    # Results sent back to a peer: the portal's calling AE title (DICOM_LISTEN_AE, else
+    # "QAPORTAL", when unset) and the time limit (s) of each step of a C-STORE or STOW-RS.
+    DICOM_SEND_AE: str | None = None
+    DICOM_SEND_TIMEOUT = 30.0
     # A frame or thumbnail of a series the user viewed this recently writes no new entry.
     AUDIT_SERIES_VIEW_MINUTES = 30
+    # Job queue (huey): unset keeps it in instance/jobs.sqlite (one machine); a
+    # redis://host:6379/N URL shares it between machines. Jobs of one portal share the name.
+    JOB_QUEUE_URL: str | None = None
+    JOB_QUEUE_NAME = "qaportal"
+    # Deliveries of signed results to the requesting site: attempts before "failed", the
+    # delay before the second attempt (doubled for each further one, capped at
+    # DELIVERY_RETRY_MAX_SECONDS), and how long one attempt may hold its delivery before a
+    # sweep hands it to another worker.
+    DELIVERY_MAX_ATTEMPTS = 5
+    DELIVERY_RETRY_BASE_SECONDS = 30.0
+    DELIVERY_RETRY_MAX_SECONDS = 3600.0
+    DELIVERY_LEASE_SECONDS = 600.0
 
 
 # A web origin: scheme, host name or bracketed IPv6 address, optional port.
@@ -207,6 +223,14 @@ ENV_SETTINGS: dict[str, Any] = {
     "AUDIT_CHECKPOINT_EVERY": ("AUDIT_CHECKPOINT_EVERY", int),
     "AUDIT_SYSLOG": ("AUDIT_SYSLOG", _bool),
     "DICOMWEB_CORS_ORIGINS": ("DICOMWEB_CORS_ORIGINS", _roles),  # comma-separated origins
+    "JOB_QUEUE_URL": ("JOB_QUEUE_URL", str),
+    "JOB_QUEUE_NAME": ("JOB_QUEUE_NAME", str),
+    "DELIVERY_MAX_ATTEMPTS": ("DELIVERY_MAX_ATTEMPTS", int),
+    "DELIVERY_RETRY_BASE_SECONDS": ("DELIVERY_RETRY_BASE_SECONDS", float),
+    "DELIVERY_RETRY_MAX_SECONDS": ("DELIVERY_RETRY_MAX_SECONDS", float),
+    "DELIVERY_LEASE_SECONDS": ("DELIVERY_LEASE_SECONDS", float),
+    "DICOM_SEND_AE": ("DICOM_SEND_AE", str),
+    "DICOM_SEND_TIMEOUT": ("DICOM_SEND_TIMEOUT", float),
 }
 
 
@@ -302,6 +326,35 @@ def _finish(app) -> None:
     cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
     _check_pdf(cfg, instance)
     _check_audit(cfg, instance)
+    _check_send(cfg)
+    _check_jobs(cfg)
+
+
+def _check_jobs(cfg) -> None:
+    """Refuse a job queue or delivery setting that cannot work."""
+    url = cfg.get("JOB_QUEUE_URL")
+    if url and not str(url).startswith(("redis://", "rediss://", "unix://", "sqlite:///")):
+        raise ConfigError("QAPORTAL_JOB_QUEUE_URL must be a redis://host:port/db URL (or "
+                          "sqlite:///path for a queue file elsewhere than the instance folder)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(cfg["JOB_QUEUE_NAME"])):
+        raise ConfigError("QAPORTAL_JOB_QUEUE_NAME must be 1-64 letters, digits, '.', '_', '-'")
+    if int(cfg["DELIVERY_MAX_ATTEMPTS"]) < 1:
+        raise ConfigError("QAPORTAL_DELIVERY_MAX_ATTEMPTS must be at least 1")
+    for name in ("DELIVERY_RETRY_BASE_SECONDS", "DELIVERY_RETRY_MAX_SECONDS",
+                 "DELIVERY_LEASE_SECONDS"):
+        if not 0 < float(cfg[name]) <= 7 * 86400:
+            raise ConfigError(f"QAPORTAL_{name} must be between 0 and 604800 seconds")
+
+
+def _check_send(cfg) -> None:
+    """Refuse a calling AE title DICOM forbids and a time limit that cannot work."""
+    title = cfg.get("DICOM_SEND_AE")
+    if title is not None and not (0 < len(title.strip()) <= 16 and title.isascii()
+                                  and "\\" not in title):
+        raise ConfigError("QAPORTAL_DICOM_SEND_AE must be 1 to 16 ASCII characters, "
+                          "without a backslash")
+    if not 0 < float(cfg["DICOM_SEND_TIMEOUT"]) <= 3600:
+        raise ConfigError("QAPORTAL_DICOM_SEND_TIMEOUT must be between 0 and 3600 seconds")
 
 
 def _check_audit(cfg, instance: Path) -> None:

@@ -612,3 +612,30 @@ EXPECTED.update({
                             "method": "POST",
                             "params": lambda objs, users: {"study_uid": "1.2.826.0.1.3680043.2"}},
 })
+
+
+# -- Deliveries of signed results: a manual resend (requester/owner, QA, admins) -------------
+def _delivery(users):
+    from qaportal.extensions import db
+    from qaportal.models import Delivery, DicomPeer
+    from tests.factories import make_opinion_request, make_study
+
+    owner = users["radiologist"]
+    req = make_opinion_request(make_study(owner), owner)
+    peer = DicomPeer(ae_title="MATRIXPACS", addresses=["127.0.0.1"], owner_id=owner.id,
+                     send_kind="dicom", send_host="127.0.0.1", send_port=1, send_ae="MATRIXPACS")
+    db.session.add(peer)
+    db.session.flush()
+    row = Delivery(request_id=req.id, peer_id=peer.id, status="failed", attempts=5)
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+OBJECTS["delivery"] = _delivery
+EXPECTED["opinions.resend_delivery"] = {
+    ANONYMOUS: LOGIN, "radiologist": 302, "reviewer": 404, "qa_manager": 302, "admin": 302,
+    "method": "POST", "unrelated": "radiologist",
+    "params": lambda objs, users: {"request_id": objs["delivery"].request_id,
+                                   "delivery_id": objs["delivery"].id},
+}

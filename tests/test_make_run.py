@@ -1,10 +1,13 @@
-"""`make run`'s path for real: migrate, seed the demo, serve with gunicorn, sign in."""
+"""`make run`'s path for real: migrate, seed the demo, serve with gunicorn and the job worker
+(scripts/serve.sh), sign in, stop both."""
 
 from __future__ import annotations
 
 import http.cookiejar
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -28,8 +31,10 @@ def test_the_makefile_runs_these_commands():
     recipe = (ROOT / "Makefile").read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert "QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal db upgrade" in recipe
     assert "QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal demo" in recipe
-    assert "QAPORTAL_LOCAL=1 exec $(VENV)/bin/gunicorn" in recipe
-    assert "'qaportal:create_app()'" in recipe
+    assert "QAPORTAL_LOCAL=1 exec scripts/serve.sh $(VENV) $(HOST):$(PORT) $(WORKERS)" in recipe
+    serve = (ROOT / "scripts" / "serve.sh").read_text()
+    assert 'start "job worker" "$VENV/bin/qaportal" worker' in serve
+    assert "'qaportal:create_app()'" in serve
 
 
 def _free_port() -> int:
@@ -70,13 +75,14 @@ def test_make_run_serves_a_working_demo(tmp_path):
         f.name for f in instance.iterdir()}
 
     port = _free_port()
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    log = tmp_path / "gunicorn.log"
+    venv = Path(sys.executable).parent.parent
+    log = tmp_path / "serve.log"
     log_file = log.open("w")
+    out = tmp_path / "serve.out"
+    out_file = out.open("w")
     server = subprocess.Popen(
-        [str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}", "--timeout", "60",
-         "qaportal:create_app()"],
-        env=env, cwd=instance, stdout=subprocess.DEVNULL, stderr=log_file)
+        ["bash", str(ROOT / "scripts" / "serve.sh"), str(venv), f"127.0.0.1:{port}", "2"],
+        env=env, cwd=instance, stdout=out_file, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for(f"{base}/health", server, log)
@@ -100,7 +106,31 @@ def test_make_run_serves_a_working_demo(tmp_path):
         assert "/login" not in redirect.value.headers["Location"]
         home = browser.open(f"{base}/", timeout=10).read().decode()
         assert "Dr. Ada Radley" in home
+
+        # The job worker runs beside gunicorn, and stops when the script is stopped.
+        started = dict(re.findall(r"started (job worker|gunicorn) \(pid (\d+)\)",
+                                  out.read_text()))
+        worker = int(started["job worker"])
+        deadline = time.monotonic() + 30
+        while "qaportal worker: 2 thread(s)" not in log.read_text():
+            assert _alive(worker) and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) != 0
+        assert not _alive(worker) and not _alive(int(started["gunicorn"]))
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=60)
         log_file.close()
+        out_file.close()
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting for its parent."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"

@@ -10,6 +10,7 @@ from qaportal.models.credentials import (
     Privilege,
     UserSubspecialty,
 )
+from qaportal.models.delivery import DELIVERY_STATUSES, Delivery
 from qaportal.models.discrepancy import (
     CaseEvent,
     CommitteeMember,
@@ -71,4 +72,6 @@ __all__ = [
     "ApiToken",
     # hospital feeds
     "SEND_KINDS", "DicomPeer",
+    # deliveries of signed results
+    "DELIVERY_STATUSES", "Delivery",
 ]

@@ -1,4 +1,5 @@
-"""The SLA check run from cron: warn as deadlines approach, escalate breaches (idempotent)."""
+"""The SLA check, run every minute by the job worker (and once by `qaportal sla-check`): warn
+as deadlines approach, escalate breaches (idempotent)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from qaportal import audit
 from qaportal.auth.forms import EmptyForm
 from qaportal.blind_roles import BLIND_HOLDER_REASON
 from qaportal.extensions import db
+from qaportal.feeds.delivery import can_resend, deliveries_of
 from qaportal.models import OpinionRequest, User
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.opinion import PRIORITY_LABELS
@@ -140,6 +141,8 @@ def _render_detail(req: OpinionRequest, view: str, status: int = 200, **forms):
         "addendum_form": forms.get("addendum_form") or AddendumForm(),
         "reroute_form": forms.get("reroute_form"),
         "not_offered": {},
+        "deliveries": deliveries_of(req) if view == "full" else [],
+        "can_resend": view == "full" and can_resend(user, req),
     }
     if req.status == "declined" and user.id == req.requester_id:
         form = context["reroute_form"] or RerouteForm()

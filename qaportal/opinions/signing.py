@@ -7,6 +7,7 @@ from datetime import date
 from qaportal import audit
 from qaportal.auth.service import check_totp
 from qaportal.extensions import db
+from qaportal.feeds.delivery import create_deliveries
 from qaportal.models import Opinion, OpinionAddendum, OpinionRequest, User, utcnow
 from qaportal.models.opinion import AGREEMENTS, COVERAGE_ANSWERS
 from qaportal.notify import notify
@@ -146,6 +147,8 @@ def sign(req: OpinionRequest, user: User, secret: str) -> Opinion:
     audit.record("opinion.signed", req, actor=user, method=method,
                  license_jurisdiction=licence.jurisdiction,
                  turnaround_minutes=req.turnaround_minutes)
+    # The outbox: the result goes back to the requesting site once this commits.
+    create_deliveries(req, actor=user)
     notify(req.requester, "opinion.signed",
            f"{user.full_name} signed the opinion on your {describe(req)}", request_link(req))
     return opinion
@@ -171,6 +174,7 @@ def add_addendum(req: OpinionRequest, user: User, text: str, secret: str) -> Opi
     db.session.flush()
     audit.record("opinion.addendum_signed", req, actor=user, addendum_id=addendum.id,
                  method=method)
+    create_deliveries(req, addendum, actor=user)
     notify(req.requester, "opinion.addendum",
            f"{user.full_name} added an addendum to the opinion on your {describe(req)}",
            request_link(req))
