@@ -17,6 +17,7 @@ from qaportal.models.discrepancy import (
     DiscrepancyCase,
 )
 from qaportal.models.feeds import SEND_KINDS, DicomPeer
+from qaportal.models.incoming_read import READ_STATUSES, IncomingRead
 from qaportal.models.learning import (
     Conference,
     ConferenceAttendee,
@@ -70,5 +71,5 @@ __all__ = [
     # personal API tokens
     "ApiToken",
     # hospital feeds
-    "SEND_KINDS", "DicomPeer",
+    "SEND_KINDS", "DicomPeer", "READ_STATUSES", "IncomingRead",
 ]
