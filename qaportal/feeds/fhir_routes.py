@@ -36,11 +36,15 @@ def outcome(status: int, issues: list[str], code: str = "invalid",
     return response
 
 
-@bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     code = {401: "login", 403: "forbidden", 404: "not-found", 413: "too-costly"}.get(
         exc.code or 500, "processing")
     return outcome(exc.code or 500, [exc.description or exc.name], code)
+
+
+# Per status code: the app's own handlers by code would otherwise answer with a page.
+for _status in (400, 401, 403, 404, 405, 413, 415, 422, 500):
+    bp.register_error_handler(_status, _http_error)
 
 
 @bp.before_request
