@@ -612,3 +612,14 @@ EXPECTED.update({
                             "method": "POST",
                             "params": lambda objs, users: {"study_uid": "1.2.826.0.1.3680043.2"}},
 })
+
+
+# -- Reads received by HL7/FHIR: the FHIR endpoint (the roles that upload) and the
+# administrators' page of unmapped readers. An empty form to the FHIR endpoint gets past
+# the role check to the media type check (415).
+EXPECTED.update({
+    "fhir.diagnostic_report_create": {**only(("radiologist",), status=415), ANONYMOUS: 401,
+                                      "method": "POST"},
+    "admin.unmapped_reader_list": only(("admin",)),
+    "admin.unmapped_reader_map": {**only(("admin",), status=302), "method": "POST"},
+})

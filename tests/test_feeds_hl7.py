@@ -257,3 +257,9 @@ def test_an_oversized_message_is_refused(app, db, feed):
         server.server_close()
     assert (answer["code"], answer["control"]) == ("AR", "BIG1")
     assert rows(db) == []
+
+
+def test_the_command_is_registered_with_its_options(app):
+    result = app.test_cli_runner().invoke(args=["hl7-listen", "--help"])
+    assert result.exit_code == 0
+    assert "--port" in result.output and "--bind" in result.output

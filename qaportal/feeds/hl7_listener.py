@@ -10,6 +10,7 @@ reads. Anything else is answered AR and nothing is stored.
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import socketserver
 import threading
@@ -185,6 +186,11 @@ def hl7_listen(port: int | None, bind: str | None) -> None:
     bind = bind or app.config["HL7_LISTEN_BIND"]
     server = MllpServer(app, bind, port)
     click.echo(f"HL7 listener on {bind}:{server.server_address[1]} (MLLP); Ctrl-C stops it.")
+
+    def _stop(signum, frame):  # SIGTERM (service managers): stop like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
