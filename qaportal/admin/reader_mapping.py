@@ -16,7 +16,7 @@ from wtforms.validators import DataRequired, Length
 from qaportal import audit
 from qaportal.admin import bp
 from qaportal.extensions import db
-from qaportal.feeds.reads import match_waiting_reads_for_reader, unmapped_readers
+from qaportal.feeds import reads  # the module: it imports the study rules, which import us
 from qaportal.models import User, UserRole
 from qaportal.permissions import role_required
 
@@ -44,7 +44,7 @@ def _form(identifier: str = "") -> MapReaderForm:
 @role_required("admin")
 def unmapped_reader_list():
     """The reader identifiers reads are waiting for, with a form to map each one."""
-    rows = unmapped_readers()
+    rows = reads.unmapped_readers()
     return render_template("admin/unmapped_readers.html", rows=rows,
                            forms={r.reader_identifier: _form(r.reader_identifier)
                                   for r in rows})
@@ -70,7 +70,7 @@ def unmapped_reader_map():
     db.session.flush()
     audit.record("admin.reader_id_set", user, actor=current_user._get_current_object(),
                  via="unmapped_readers")
-    matched = match_waiting_reads_for_reader(user)
+    matched = reads.match_waiting_reads_for_reader(user)
     db.session.commit()
     flash(f"Mapped to {user.full_name}; {matched} waiting read(s) matched.", "success")
     return redirect(url_for("admin.unmapped_reader_list"))
