@@ -52,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.auditlog import bp as audit_bp
     from qaportal.auth import bp as auth_bp
     from qaportal.dicomweb import bp as dicomweb_bp
+    from qaportal.feeds.fhir_routes import bp as fhir_bp
     from qaportal.home import bp as home_bp
     from qaportal.notifications import bp as notifications_bp
     from qaportal.opinions import bp as opinions_bp
@@ -61,7 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.studies import bp as studies_bp
 
     for bp in (auth_bp, home_bp, admin_bp, audit_bp, studies_bp, notifications_bp,
-               opinions_bp, reviews_bp, qa_bp, reports_bp, dicomweb_bp):
+               opinions_bp, reviews_bp, qa_bp, reports_bp, dicomweb_bp, fhir_bp):
         app.register_blueprint(bp)
 
     from qaportal.auth import tokens

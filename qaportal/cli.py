@@ -25,6 +25,9 @@ def register_commands(app: Flask) -> None:
     for command in (import_study, verify_storage, deidentify, report_group, token_group,
                     worker):
         app.cli.add_command(command)
+    from qaportal.feeds.hl7_listener import hl7_listen
+
+    app.cli.add_command(hl7_listen)
 
 
 def _fail(message: str, code: int = 1):

@@ -86,6 +86,12 @@ class Defaults:
     # DICOMweb from web pages of other origins (a viewer served elsewhere): none by default.
     # Each entry is an exact origin, e.g. "https://viewer.example.org"; never "*".
     DICOMWEB_CORS_ORIGINS: tuple[str, ...] = ()
+    # HL7 v2 listener (`qaportal hl7-listen`): MLLP port and bind address, the largest
+    # message accepted, and how long an idle connection stays open (seconds).
+    HL7_LISTEN_PORT = 2575
+    HL7_LISTEN_BIND = "127.0.0.1"
+    HL7_MAX_MESSAGE_BYTES = 1024**2
+    HL7_IDLE_TIMEOUT = 300.0
     # E-mail: SMTP when QAPORTAL_SMTP_HOST is set, else .eml files in instance/outbox/.
     SMTP_HOST: str | None = None
     SMTP_PORT = 587
@@ -231,6 +237,10 @@ ENV_SETTINGS: dict[str, Any] = {
     "DELIVERY_LEASE_SECONDS": ("DELIVERY_LEASE_SECONDS", float),
     "DICOM_SEND_AE": ("DICOM_SEND_AE", str),
     "DICOM_SEND_TIMEOUT": ("DICOM_SEND_TIMEOUT", float),
+    "HL7_LISTEN_PORT": ("HL7_LISTEN_PORT", int),
+    "HL7_LISTEN_BIND": ("HL7_LISTEN_BIND", str),
+    "HL7_MAX_MESSAGE_BYTES": ("HL7_MAX_MESSAGE_BYTES", int),
+    "HL7_IDLE_TIMEOUT": ("HL7_IDLE_TIMEOUT", float),
 }
 
 

@@ -639,3 +639,12 @@ EXPECTED["opinions.resend_delivery"] = {
     "params": lambda objs, users: {"request_id": objs["delivery"].request_id,
                                    "delivery_id": objs["delivery"].id},
 }
+# -- Reads received by HL7/FHIR: the FHIR endpoint (the roles that upload) and the
+# administrators' page of unmapped readers. An empty form to the FHIR endpoint gets past
+# the role check to the media type check (415).
+EXPECTED.update({
+    "fhir.diagnostic_report_create": {**only(("radiologist",), status=415), ANONYMOUS: 401,
+                                      "method": "POST"},
+    "admin.unmapped_reader_list": only(("admin",)),
+    "admin.unmapped_reader_map": {**only(("admin",), status=302), "method": "POST"},
+})

@@ -1,6 +1,6 @@
 """deliveries of signed results
 
-Revision ID: 0015_deliveries
+Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-04 17:40:00
 
@@ -10,7 +10,7 @@ queue's worker sends from, with its attempts, status and the peer's answer.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0015_deliveries'
+revision = '0015'
 down_revision = '0014'
 branch_labels = None
 depends_on = None

@@ -18,6 +18,7 @@ from qaportal.models.discrepancy import (
     DiscrepancyCase,
 )
 from qaportal.models.feeds import SEND_KINDS, DicomPeer
+from qaportal.models.incoming_read import READ_STATUSES, IncomingRead
 from qaportal.models.learning import (
     Conference,
     ConferenceAttendee,
@@ -74,4 +75,5 @@ __all__ = [
     "SEND_KINDS", "DicomPeer",
     # deliveries of signed results
     "DELIVERY_STATUSES", "Delivery",
+    "SEND_KINDS", "DicomPeer", "READ_STATUSES", "IncomingRead",
 ]

@@ -168,12 +168,18 @@ class Ingester:
         self.written_keys.clear()
 
     def release(self, run: IngestRun) -> None:
-        """Delete the stored files no row refers to (call after the commit)."""
+        """Delete the stored files no row refers to (call after the commit), then match
+        the owner's reads waiting for the run's studies (HL7/FHIR reads sent before their
+        images; this commits on its own). Every ingest path calls this after its commit."""
         for key in run.unused_keys:
             self.store.delete(key)
         unused = set(run.unused_keys)
         self.written_keys = [k for k in self.written_keys if k not in unused]
         run.unused_keys.clear()
+        if run.study_ids:
+            from qaportal.feeds.reads import match_after_ingest
+
+            match_after_ingest(self.owner.id, run.study_ids)
 
     def _key_for(self, series_uid: str) -> str:
         """Return a new random key sharing its shard prefix with the rest of this series.
