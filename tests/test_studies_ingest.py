@@ -155,6 +155,22 @@ def test_failed_transaction_leaves_no_files_and_no_rows(owner, app, tmp_path, mo
     assert not list(image_store().iter_keys())
 
 
+def test_a_failure_after_the_commit_never_deletes_committed_files(owner, monkeypatch):
+    """The callers' error path discards the run's files; once committed, they must stay."""
+    from qaportal.feeds import reads
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("simulated failure after the commit")
+
+    monkeypatch.setattr(reads, "match_after_ingest", fail)
+    batch = jobs.new_batch(owner, "cli")
+    with pytest.raises(RuntimeError):
+        jobs.import_files([sample("CT_small.dcm")], owner.id, batch.id)
+    db.session.rollback()
+    inst = db.session.scalars(sa.select(Instance)).one()
+    assert image_store().path(inst.storage_key).is_file()
+
+
 def test_uploading_a_study_someone_else_stored_makes_the_uploaders_own_copy(app, tmp_path):
     first = make_user(roles=("radiologist",))
     second = make_user(roles=("radiologist",))

@@ -170,11 +170,13 @@ class Ingester:
     def release(self, run: IngestRun) -> None:
         """Delete the stored files no row refers to (call after the commit), then match
         the owner's reads waiting for the run's studies (HL7/FHIR reads sent before their
-        images; this commits on its own). Every ingest path calls this after its commit."""
+        images; this commits on its own). Every ingest path calls this after its commit.
+
+        The files are committed now: they are forgotten first, so that a `discard()` in a
+        caller's error path, after anything here fails, never deletes a committed file."""
+        self.written_keys = []
         for key in run.unused_keys:
             self.store.delete(key)
-        unused = set(run.unused_keys)
-        self.written_keys = [k for k in self.written_keys if k not in unused]
         run.unused_keys.clear()
         if run.study_ids:
             from qaportal.feeds.reads import match_after_ingest
