@@ -23,6 +23,9 @@ def register_commands(app: Flask) -> None:
 
     for command in (import_study, verify_storage, deidentify, report_group, token_group):
         app.cli.add_command(command)
+    from qaportal.feeds.listen_cli import dicom_listen
+
+    app.cli.add_command(dicom_listen)
 
 
 def _fail(message: str, code: int = 1):

@@ -123,6 +123,15 @@ class Defaults:
     AUDIT_SYSLOG = True
     # A frame or thumbnail of a series the user viewed this recently writes no new entry.
     AUDIT_SERIES_VIEW_MINUTES = 30
+    # DICOM listener (`qaportal dicom-listen`): its AE title, port and bind address; DICOM
+    # TLS when a certificate and key (PEM files) are set, and client certificates required
+    # (verified against this CA bundle) when DICOM_TLS_CA is set too.
+    DICOM_LISTEN_AE = "QAPORTAL"
+    DICOM_LISTEN_PORT = 11112
+    DICOM_LISTEN_BIND = "127.0.0.1"
+    DICOM_TLS_CERT: str | None = None
+    DICOM_TLS_KEY: str | None = None
+    DICOM_TLS_CA: str | None = None
 
 
 # A web origin: scheme, host name or bracketed IPv6 address, optional port.
@@ -207,6 +216,12 @@ ENV_SETTINGS: dict[str, Any] = {
     "AUDIT_CHECKPOINT_EVERY": ("AUDIT_CHECKPOINT_EVERY", int),
     "AUDIT_SYSLOG": ("AUDIT_SYSLOG", _bool),
     "DICOMWEB_CORS_ORIGINS": ("DICOMWEB_CORS_ORIGINS", _roles),  # comma-separated origins
+    "DICOM_LISTEN_AE": ("DICOM_LISTEN_AE", str),
+    "DICOM_LISTEN_PORT": ("DICOM_LISTEN_PORT", int),
+    "DICOM_LISTEN_BIND": ("DICOM_LISTEN_BIND", str),
+    "DICOM_TLS_CERT": ("DICOM_TLS_CERT", str),
+    "DICOM_TLS_KEY": ("DICOM_TLS_KEY", str),
+    "DICOM_TLS_CA": ("DICOM_TLS_CA", str),
 }
 
 
