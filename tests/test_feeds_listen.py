@@ -23,6 +23,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE, build_context
 from pynetdicom.sop_class import CTImageStorage, Verification
 
+from qaportal.dicom import generate_ct_series
 from qaportal.extensions import db
 from qaportal.feeds.listener import ListenConfig, Listener
 from qaportal.models import AuditEvent, DicomPeer, Instance, Study, UploadBatch
@@ -30,6 +31,8 @@ from qaportal.studies.jobs import import_files, new_batch
 from qaportal.studies.storage import image_store
 from tests.conftest import make_test_app
 from tests.factories import make_user
+from tests.orthanc import Orthanc, free_port
+from tests.orthanc import unavailable as orthanc_unavailable
 from tests.studyfiles import sample
 
 DCMTK = shutil.which("storescu") and shutil.which("echoscu") and shutil.which("dcmconv")
@@ -153,6 +156,7 @@ def ct_copy(folder: Path, name: str, **changes) -> Path:
             delattr(ds, keyword)
         else:
             setattr(ds, keyword, value)
+    del ds[0xFFFCFFFC]  # Data Set Trailing Padding: dcmtk-based senders leave it out
     folder.mkdir(parents=True, exist_ok=True)
     ds.save_as(folder / name, enforce_file_format=True)
     return folder / name
@@ -278,3 +282,101 @@ def test_ownership_rule_is_the_uploads(world, tmp_path):
     studies = world.rows(Study, Study.study_uid == uid)
     assert sorted(s.owner_id for s in studies) == sorted([world.owner_id, other_id])
     assert [s.instance_count for s in studies] == [1, 1]
+
+
+def _certificate(folder: Path, name: str, issuer=None):
+    """A key and certificate for name (self-signed, or signed by issuer=(key, cert)); the
+    certificate is also a CA so that it can sign the client's."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signer_key, signer = issuer or (key, None)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject)
+            .issuer_name(signer.subject if signer else subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                           x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None),
+                           critical=True)
+            .sign(signer_key, hashes.SHA256()))
+    key_path, cert_path = folder / f"{name}.key", folder / f"{name}.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key, cert, key_path, cert_path
+
+
+def test_dicom_tls_with_client_certificates(world, tmp_path):
+    import ssl
+
+    ca_key, ca_cert, server_key, server_cert = _certificate(tmp_path, "listener")
+    _, _, client_key, client_cert = _certificate(tmp_path, "pacs", issuer=(ca_key, ca_cert))
+    listener = Listener(world.app, ListenConfig("QAPORTAL", 0, "127.0.0.1", str(server_cert),
+                                                str(server_key), str(server_cert)))
+    listener.start()
+    try:
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(server_cert))
+        client.load_cert_chain(str(client_cert), str(client_key))
+        ae = AE(ae_title="PYSCU")
+        ae.requested_contexts = [build_context(CTImageStorage)]
+        before = len(world.ends("PYSCU"))
+        assoc = ae.associate("127.0.0.1", listener.port, ae_title="QAPORTAL",
+                             tls_args=(client, "localhost"))
+        assert assoc.is_established
+        ds = pydicom.dcmread(ct_copy(tmp_path, "tls.dcm"))
+        assert assoc.send_c_store(ds).Status == SUCCESS
+        assoc.release()
+        end, batch = world.next_end("PYSCU", before)
+        assert batch.stored == 1 and world.stored_bytes(ds.SOPInstanceUID)
+        assert world.audit("feeds.dicom_association_accepted")[-1]["tls"] is True
+        # Plain TCP, and TLS without a client certificate, never get an association.
+        plain = ae.associate("127.0.0.1", listener.port, ae_title="QAPORTAL")
+        assert not plain.is_established
+        anonymous = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(server_cert))
+        refused = ae.associate("127.0.0.1", listener.port, ae_title="QAPORTAL",
+                               tls_args=(anonymous, "localhost"))
+        assert not refused.is_established
+    finally:
+        listener.stop()
+
+
+@pytest.mark.skipif(bool(orthanc_unavailable()), reason=orthanc_unavailable() or "")
+def test_orthanc_sends_a_study_by_c_store(world, tmp_path):
+    """Orthanc pushes a study it holds to the listener (`/modalities/{id}/store`): the
+    portal then holds the same instances, element for element."""
+    study_uid = generate_uid()
+    files = generate_ct_series(tmp_path / "ct", slices=4, study_uid=study_uid,
+                               patient=("ORTHANC^PUSH", "OP1"))
+    files.append(ct_copy(tmp_path, "extra.dcm", StudyInstanceUID=study_uid, PatientID="OP1",
+                         PatientName="ORTHANC^PUSH"))
+    modality = {"portal": ["QAPORTAL", "127.0.0.1", world.port]}
+    before = len(world.ends("ORTHANC"))
+    with Orthanc(DicomServerEnabled=True, DicomPort=free_port(), DicomAet="ORTHANC",
+                 DicomModalities=modality) as orthanc:
+        ids = {orthanc.upload(p.read_bytes())["ParentStudy"] for p in files}
+        assert len(ids) == 1
+        answer = orthanc.post("/modalities/portal/store",
+                              {"Resources": list(ids), "Synchronous": True}).json()
+        assert answer.get("FailedInstancesCount", 0) == 0
+        theirs = {i["MainDicomTags"]["SOPInstanceUID"]: orthanc.instance_file(i["ID"])
+                  for i in orthanc.study_instances(ids.pop())}
+    end, batch = world.next_end("ORTHANC", before)
+    assert (batch.stored, batch.errors, end["ended"]) == (len(files), [], "released")
+    [study] = world.rows(Study, Study.study_uid == study_uid)
+    assert study.owner_id == world.owner_id and study.instance_count == len(theirs)
+    for sop_uid, data in theirs.items():
+        ours = pydicom.dcmread(io.BytesIO(world.stored_bytes(sop_uid)))
+        original = pydicom.dcmread(io.BytesIO(data))
+        assert ours == original and ours.PixelData == original.PixelData
+        assert ours.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID

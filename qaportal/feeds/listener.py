@@ -48,6 +48,7 @@ TRANSFER_SYNTAXES = [
 ]
 MAX_PDU = 1024 * 1024  # what peers may send in one P-DATA PDU (fewer, larger reads)
 MAX_ASSOCIATIONS = 32
+TLS_HANDSHAKE_TIMEOUT = 10.0  # seconds
 REJECT_PERMANENT, SERVICE_USER, CALLING_AE_NOT_RECOGNIZED = 0x01, 0x01, 0x03
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,16 @@ class NoDelayAssociationServer(ThreadedAssociationServer):
         client, address = self.socket.accept()
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context:
-            client = self.ssl_context.wrap_socket(client, server_side=True)
+            # The handshake runs here, in the accepting thread: bounded, so that a peer
+            # that connects and stays silent cannot hold up every other connection.
+            previous = client.gettimeout()
+            client.settimeout(TLS_HANDSHAKE_TIMEOUT)
+            try:
+                client = self.ssl_context.wrap_socket(client, server_side=True)
+            except OSError:
+                client.close()
+                raise
+            client.settimeout(previous)
         return client, address
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -34,6 +35,32 @@ from qaportal.studies.storage import image_store
 SOURCE = "dicom"  # UploadBatch.source of what arrived through the DICOM listener
 SUCCESS = 0x0000
 log = logging.getLogger(__name__)
+
+
+class _OneFileSync:
+    """The image store, syncing the one file an instance stored with fsync (the file and
+    its folder) rather than a whole-filesystem sync, which on a busy disk also waits for
+    everybody else's writes."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def sync(self, keys) -> None:
+        for key in keys:
+            path = self._store.path(key)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 class AssociationReceiver:
@@ -89,7 +116,10 @@ class AssociationReceiver:
     def _ingest(self, item: SourceItem) -> int:
         owner = db.session.get(User, self.owner_id)
         batch = self._batch(owner)
-        ingester = Ingester(owner, image_store(), batch, audit_runs=False)
+        store = image_store()
+        if hasattr(store, "path"):  # a filesystem store
+            store = _OneFileSync(store)
+        ingester = Ingester(owner, store, batch, audit_runs=False)
         ingester._key_prefix = self._key_prefix
         try:
             ingester.prepare([item])
