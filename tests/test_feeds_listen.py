@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -56,6 +60,8 @@ class World:
     listener: Listener
     owner_id: int
     port: int
+    instance: Path
+    db_url: str
 
     def rows(self, model, *where):
         with self.app.app_context():
@@ -93,7 +99,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, postgres_url):
     tmp = tmp_path_factory.mktemp("listen")
-    app = make_test_app(tmp, postgres_url or f"sqlite:///{tmp / 'test.sqlite'}")
+    url = postgres_url or f"sqlite:///{tmp / 'test.sqlite'}"
+    app = make_test_app(tmp, url)
     with app.app_context():
         owner = make_user(("radiologist",), email="pacs-owner@example.test")
         retired = make_user(("radiologist",), email="retired@example.test", active=False)
@@ -109,7 +116,7 @@ def world(tmp_path_factory, postgres_url):
     listener = Listener(app, ListenConfig("QAPORTAL", 0, "127.0.0.1"))
     listener.start()
     try:
-        yield World(app, listener, owner_id, listener.port)
+        yield World(app, listener, owner_id, listener.port, tmp / "instance", url)
     finally:
         listener.stop()
         with app.app_context():
@@ -380,3 +387,36 @@ def test_orthanc_sends_a_study_by_c_store(world, tmp_path):
         original = pydicom.dcmread(io.BytesIO(data))
         assert ours == original and ours.PixelData == original.PixelData
         assert ours.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+
+
+@needs_dcmtk
+def test_the_dicom_listen_command(world, tmp_path):
+    """`qaportal dicom-listen` as a process: options over settings, C-ECHO and C-STORE from
+    a known peer, a clean stop on SIGTERM."""
+    env = {**os.environ, "QAPORTAL_INSTANCE_PATH": str(world.instance),
+           "QAPORTAL_DATABASE_URL": world.db_url, "QAPORTAL_SECRET_KEY": "test-secret-key",
+           "QAPORTAL_LOCAL": "1", "QAPORTAL_DICOM_LISTEN_AE": "FROMSETTING",
+           "QAPORTAL_DICOM_LISTEN_PORT": "1", "QAPORTAL_DICOM_LISTEN_BIND": "127.0.0.1"}
+    proc = subprocess.Popen([sys.executable, "-m", "qaportal.cli", "dicom-listen", "--ae",
+                             "PORTAL2", "--port", "0", "--bind", "127.0.0.1"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"on 127\.0\.0\.1 port (\d+) as AE PORTAL2", line)
+        assert match, line + proc.stderr.read() if proc.poll() is not None else line
+        port = match.group(1)
+        echo = subprocess.run(["echoscu", "-aet", "STORESCU", "-aec", "PORTAL2", "127.0.0.1",
+                               port], capture_output=True, text=True, timeout=30)
+        assert echo.returncode == 0, echo.stderr
+        before = len(world.ends("STORESCU"))
+        path = ct_copy(tmp_path, "cli.dcm")
+        sent = subprocess.run(["storescu", "-aet", "STORESCU", "-aec", "PORTAL2", "127.0.0.1",
+                               port, str(path)], capture_output=True, text=True, timeout=30)
+        assert sent.returncode == 0, sent.stderr
+        end, batch = world.next_end("STORESCU", before + 1)  # after the echo's association
+        assert batch.stored == 1 and end["ended"] == "released"
+        assert world.stored_bytes(pydicom.dcmread(path).SOPInstanceUID)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped" in out
