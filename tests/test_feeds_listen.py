@@ -171,9 +171,12 @@ def ct_copy(folder: Path, name: str, **changes) -> Path:
 
 @needs_dcmtk
 def test_echoscu_and_storescu_store_every_syntax_byte_for_byte(world, tmp_path):
+    before = len(world.ends("STORESCU"))
     echo = subprocess.run(["echoscu", "-aet", "STORESCU", "-aec", "QAPORTAL", "127.0.0.1",
                            str(world.port)], capture_output=True, text=True, timeout=30)
     assert echo.returncode == 0, echo.stderr
+    end, batch = world.next_end("STORESCU", before)
+    assert (end["received"], end["ended"], batch) == (0, "released", None)
     for name, propose in SENT:
         # Written by dcmtk first (explicit lengths), as storescu encodes what it sends.
         path = tmp_path / f"dcmtk-{name}"
@@ -282,9 +285,11 @@ def test_ownership_rule_is_the_uploads(world, tmp_path):
         db.session.commit()
         other_id = other.id
         import_files([path], other.id, new_batch(other, "cli").id)
+    before = len(world.ends("PYSCU"))
     assoc = scu(world)
     assert assoc.send_c_store(pydicom.dcmread(path)).Status == SUCCESS
     assoc.release()
+    assert world.next_end("PYSCU", before)[1].stored == 1
     uid = pydicom.dcmread(path).StudyInstanceUID
     studies = world.rows(Study, Study.study_uid == uid)
     assert sorted(s.owner_id for s in studies) == sorted([world.owner_id, other_id])
@@ -405,15 +410,16 @@ def test_the_dicom_listen_command(world, tmp_path):
         match = re.search(r"on 127\.0\.0\.1 port (\d+) as AE PORTAL2", line)
         assert match, line + proc.stderr.read() if proc.poll() is not None else line
         port = match.group(1)
+        before = len(world.ends("STORESCU"))
         echo = subprocess.run(["echoscu", "-aet", "STORESCU", "-aec", "PORTAL2", "127.0.0.1",
                                port], capture_output=True, text=True, timeout=30)
         assert echo.returncode == 0, echo.stderr
-        before = len(world.ends("STORESCU"))
+        world.next_end("STORESCU", before)
         path = ct_copy(tmp_path, "cli.dcm")
         sent = subprocess.run(["storescu", "-aet", "STORESCU", "-aec", "PORTAL2", "127.0.0.1",
                                port, str(path)], capture_output=True, text=True, timeout=30)
         assert sent.returncode == 0, sent.stderr
-        end, batch = world.next_end("STORESCU", before + 1)  # after the echo's association
+        end, batch = world.next_end("STORESCU", before + 1)  # after the echo's
         assert batch.stored == 1 and end["ended"] == "released"
         assert world.stored_bytes(pydicom.dcmread(path).SOPInstanceUID)
     finally:
