@@ -3,7 +3,9 @@
 Both servers start on loopback with empty storage and get the same files and the same
 requests: STOW-RS of a 500-slice 512x512 CT built from a real slice (50 instances per
 request, 1 and 4 clients), WADO-RS whole-study retrieve, series metadata, one frame, one
-rendered frame, and QIDO-RS over 1,000 studies. Prints each pair, the ratio and the targets.
+rendered frame, and QIDO-RS over 1,000 studies; then C-STORE: dcmtk's storescu sending the
+CT over one association to `qaportal dicom-listen` and to Orthanc's DICOM port
+(benchmarks/cstore.py). Prints each pair, the ratio and the targets.
 Installs nothing: without Debian's orthanc and orthanc-dicomweb it measures the portal alone.
 Run from the repository root: `python benchmarks/vs_orthanc.py [--workers 3] [--slices 500]`.
 """
@@ -37,6 +39,7 @@ from pydicom.uid import generate_uid
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import cstore  # noqa: E402
 from qaportal.dicom import generate_ct_series  # noqa: E402
 from tests.orthanc import Orthanc, unavailable  # noqa: E402
 
@@ -336,12 +339,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (make run: 3)")
     parser.add_argument("--repeat", type=int, default=20, help="N for the medians")
     parser.add_argument("--only", choices=["portal", "orthanc"], help="measure one server")
+    parser.add_argument("--cstore-only", action="store_true", help="measure C-STORE alone")
     parser.add_argument("--profile", metavar="DIR",
                         help="write a cProfile file per portal request into DIR")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="qaportal-vs-orthanc-") as tmp:
         root = Path(tmp)
+        if args.cstore_only:
+            fig = cstore.measure(root, cstore.ct_files(root, args.slices), args.only)
+            cstore.report(fig, args.slices)
+            return
         t = time.perf_counter()
         a, b = ct_study(root, "a", args.slices), ct_study(root, "b", args.slices)
         small = batches(small_studies(args.studies))
@@ -364,6 +372,8 @@ def main() -> None:
             print(f"portal ({args.workers} gunicorn workers):",
                   {k: round(v, 1) for k, v in portal_fig.items()})
         report(portal_fig, orthanc_fig)
+        cstore.report(cstore.measure(root, cstore.ct_files(root, args.slices), args.only),
+                      args.slices)
     if args.profile:
         summarise_profiles(Path(args.profile))
 

@@ -18,16 +18,15 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(audit_verify)
     app.cli.add_command(sla_check)
     from qaportal.auth.token_cli import token_group
+    from qaportal.feeds.hl7_listener import hl7_listen
+    from qaportal.feeds.listen_cli import dicom_listen
     from qaportal.jobs.worker import worker
     from qaportal.reports.cli import report_group
     from qaportal.studies.cli import deidentify, import_study, verify_storage
 
     for command in (import_study, verify_storage, deidentify, report_group, token_group,
-                    worker):
+                    worker, hl7_listen, dicom_listen):
         app.cli.add_command(command)
-    from qaportal.feeds.hl7_listener import hl7_listen
-
-    app.cli.add_command(hl7_listen)
 
 
 def _fail(message: str, code: int = 1):

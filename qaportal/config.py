@@ -145,6 +145,15 @@ class Defaults:
     DELIVERY_RETRY_BASE_SECONDS = 30.0
     DELIVERY_RETRY_MAX_SECONDS = 3600.0
     DELIVERY_LEASE_SECONDS = 600.0
+    # DICOM listener (`qaportal dicom-listen`): its AE title, port and bind address; DICOM
+    # TLS when a certificate and key (PEM files) are set, and client certificates required
+    # (verified against this CA bundle) when DICOM_TLS_CA is set too.
+    DICOM_LISTEN_AE = "QAPORTAL"
+    DICOM_LISTEN_PORT = 11112
+    DICOM_LISTEN_BIND = "127.0.0.1"
+    DICOM_TLS_CERT: str | None = None
+    DICOM_TLS_KEY: str | None = None
+    DICOM_TLS_CA: str | None = None
 
 
 # A web origin: scheme, host name or bracketed IPv6 address, optional port.
@@ -241,6 +250,12 @@ ENV_SETTINGS: dict[str, Any] = {
     "HL7_LISTEN_BIND": ("HL7_LISTEN_BIND", str),
     "HL7_MAX_MESSAGE_BYTES": ("HL7_MAX_MESSAGE_BYTES", int),
     "HL7_IDLE_TIMEOUT": ("HL7_IDLE_TIMEOUT", float),
+    "DICOM_LISTEN_AE": ("DICOM_LISTEN_AE", str),
+    "DICOM_LISTEN_PORT": ("DICOM_LISTEN_PORT", int),
+    "DICOM_LISTEN_BIND": ("DICOM_LISTEN_BIND", str),
+    "DICOM_TLS_CERT": ("DICOM_TLS_CERT", str),
+    "DICOM_TLS_KEY": ("DICOM_TLS_KEY", str),
+    "DICOM_TLS_CA": ("DICOM_TLS_CA", str),
 }
 
 

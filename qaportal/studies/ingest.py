@@ -111,13 +111,17 @@ class Ingester:
     """Ingest files for one owner: prepare (parse, store, sync), then write rows."""
 
     def __init__(self, owner: User, store: ImageStore, batch: UploadBatch | None = None, *,
-                 check: Callable[[InstanceHeader], str | None] | None = None):
+                 check: Callable[[InstanceHeader], str | None] | None = None,
+                 audit_runs: bool = True):
         self.owner = owner
         self.store = store
         self.batch = batch
         # A caller's own rule on a parsed header (STOW-RS: the target study): a reason to
         # refuse the file, or None; a refused file is never stored.
         self.check = check
+        # False: the caller audits the batch's totals itself (a DICOM association stores
+        # and commits one instance at a time; one entry per instance would flood the log).
+        self.audit_runs = audit_runs
         self.entries: list[Prepared | tuple[str, str]] = []  # input order; (name, reason)
         self.written_keys: list[str] = []
         self._key_prefix: dict[str, str] = {}  # series uid -> shard prefix, within this run
@@ -377,6 +381,8 @@ class Ingester:
             batch.bytes_stored += run.bytes_stored
             batch.errors = [*batch.errors, *run.errors]
             batch.study_ids = sorted(set(batch.study_ids) | run.study_ids)
+        if not self.audit_runs:
+            return
         audit.record("study.files_ingested", batch or None, actor=self.owner,
                      stored=run.stored, duplicates=run.duplicates, conflicts=run.conflicts,
                      rejected=len(run.errors) - run.conflicts, studies=sorted(run.study_ids))
