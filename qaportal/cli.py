@@ -18,11 +18,14 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(audit_verify)
     app.cli.add_command(sla_check)
     from qaportal.auth.token_cli import token_group
+    from qaportal.feeds.peer_cli import peer_group, reader_id_group
     from qaportal.reports.cli import report_group
     from qaportal.studies.cli import deidentify, import_study, verify_storage
 
     for command in (import_study, verify_storage, deidentify, report_group, token_group):
         app.cli.add_command(command)
+    app.cli.add_command(peer_group)
+    app.cli.add_command(reader_id_group)
 
 
 def _fail(message: str, code: int = 1):

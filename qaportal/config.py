@@ -118,6 +118,8 @@ class Defaults:
     # the append-only checkpoint file (instance/audit-anchor.log when unset), a checkpoint
     # every this many entries, and a copy of each checkpoint to syslog (/dev/log).
     AUDIT_KEY: str | None = None
+    # Key of the DICOM peers' credentials at rest (see qaportal/feeds/secrets.py).
+    FEEDS_KEY: str | None = None
     AUDIT_ANCHOR_FILE: str | None = None
     AUDIT_CHECKPOINT_EVERY = 100
     AUDIT_SYSLOG = True
@@ -207,6 +209,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "AUDIT_CHECKPOINT_EVERY": ("AUDIT_CHECKPOINT_EVERY", int),
     "AUDIT_SYSLOG": ("AUDIT_SYSLOG", _bool),
     "DICOMWEB_CORS_ORIGINS": ("DICOMWEB_CORS_ORIGINS", _roles),  # comma-separated origins
+    "FEEDS_KEY": ("FEEDS_KEY", str),
 }
 
 
@@ -302,6 +305,19 @@ def _finish(app) -> None:
     cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
     _check_pdf(cfg, instance)
     _check_audit(cfg, instance)
+    _check_feeds_key(cfg, instance, embedded)
+
+
+def _check_feeds_key(cfg, instance: Path, embedded: bool) -> None:
+    """Key of the peers' credentials at rest (qaportal/feeds/secrets.py): the setting, else
+    an instance file on the embedded database, else derived there from SECRET_KEY."""
+    if cfg.get("FEEDS_KEY"):
+        if len(cfg["FEEDS_KEY"]) < 32:
+            raise ConfigError("QAPORTAL_FEEDS_KEY must be at least 32 characters (64 hex digits "
+                              "from `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+    elif embedded:
+        cfg["FEEDS_KEY"] = _instance_secret(instance, "feeds-key")
+        cfg["FEEDS_KEY_FILE"] = str(instance / "feeds-key")
 
 
 def _check_audit(cfg, instance: Path) -> None:
