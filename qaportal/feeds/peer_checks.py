@@ -25,7 +25,12 @@ _LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 class PeerError(ValueError):
-    """A value about a peer that cannot be used; the message says why."""
+    """A value about a peer that cannot be used; the message says why, field names the
+    setting it is about (for a form) when known."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def clean_ae_title(value: str | None, what: str = "AE title") -> str:
@@ -53,6 +58,8 @@ def clean_address(entry: str) -> str:
     text = entry.strip()
     if not text:
         raise PeerError("an empty address")
+    if "%" in text:
+        raise PeerError(f"{text!r}: give the address without a zone (%interface)")
     try:
         if "/" in text:
             return str(ipaddress.ip_network(text, strict=True))

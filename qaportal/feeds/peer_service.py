@@ -65,8 +65,13 @@ def _credentials_change(peer: DicomPeer, spec: PeerSpec, credentials: str | None
     """Seal new credentials into the peer; return what changed ("set", "removed") or None."""
     if credentials is not None and credentials.strip():
         if spec.send_kind != "stow":
-            raise PeerError("credentials are only for a STOW-RS destination")
-        peer.stow_credentials = seal(parse_stow_credentials(credentials))
+            raise PeerError("credentials are only for a STOW-RS destination",
+                            "stow_credentials")
+        try:
+            text = parse_stow_credentials(credentials)
+        except PeerError as exc:
+            raise PeerError(str(exc), "stow_credentials") from None
+        peer.stow_credentials = seal(text)
         return "set"
     if (clear or spec.send_kind != "stow") and peer.stow_credentials:
         peer.stow_credentials = None
@@ -80,7 +85,7 @@ def create_peer(spec: PeerSpec, *, credentials: str | None = None, by: User | No
     taken = _ae_taken(spec.ae_title)
     if taken is not None:
         raise PeerError(f"a peer with the AE title {taken.ae_title!r} exists already "
-                        "(change it instead)")
+                        "(change it instead)", "ae_title")
     peer = DicomPeer(active=True, created_by_id=by.id if by else None, addresses=[])
     _apply(peer, spec)
     creds = _credentials_change(peer, spec, credentials, clear=False)
@@ -98,7 +103,7 @@ def update_peer(peer: DicomPeer, spec: PeerSpec, *, credentials: str | None = No
     cleared or the destination is no longer STOW-RS). Return the changes audited."""
     taken = _ae_taken(spec.ae_title, exclude_id=peer.id)
     if taken is not None:
-        raise PeerError(f"another peer has the AE title {taken.ae_title!r}")
+        raise PeerError(f"another peer has the AE title {taken.ae_title!r}", "ae_title")
     before = _state(peer)
     _apply(peer, spec)
     creds = _credentials_change(peer, spec, credentials, clear_credentials)
