@@ -213,18 +213,26 @@ def test_a_peer_whose_credentials_do_not_open_gives_a_clear_error(app, owner):
         stow_authorization(_peer("STOW1"))
 
 
-def test_key_on_sqlite_is_an_instance_file(app):
+def test_key_on_sqlite_is_an_instance_file(tmp_path):
+    # Whatever database the run uses: this app is on the embedded SQLite (never opened).
+    app = create_app({"INSTANCE_PATH": str(tmp_path / "i"), "TESTING": True, "LOCAL": True,
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'q.sqlite'}"})
     path = app.config["FEEDS_KEY_FILE"]
-    assert path.endswith("feeds-key")
+    assert path == str(tmp_path / "i" / "feeds-key")
     mode = stat.S_IMODE(os.stat(path).st_mode)
     assert mode == 0o600
     with open(path) as fh:
         assert fh.read().strip() == app.config["FEEDS_KEY"]
-    app.config["FEEDS_KEY"] = "z" * 40
-    token = seal("a:b")
-    app.config["FEEDS_KEY"] = "y" * 40
-    with pytest.raises(SecretError, match="instance file .*feeds-key"):
-        unseal(token)
+    with app.app_context():
+        assert unseal(seal("a:b")) == "a:b"
+        token = seal("a:b")
+        app.config["FEEDS_KEY"] = "y" * 40  # as if the file had been replaced
+        with pytest.raises(SecretError, match="instance file .*feeds-key"):
+            unseal(token)
+    again = create_app({"INSTANCE_PATH": str(tmp_path / "i"), "TESTING": True, "LOCAL": True,
+                        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'q.sqlite'}"})
+    with again.app_context():  # the next start reads the same file
+        assert unseal(token) == "a:b"
 
 
 def test_key_on_a_server_database_derives_from_secret_key(tmp_path):
