@@ -45,7 +45,7 @@ def clean_ae_title(value: str | None, what: str = "AE title") -> str:
     if len(text) > AE_MAX:
         raise PeerError(f"the {what} {text[:40]!r} is longer than {AE_MAX} characters")
     if "\\" in text:
-        raise PeerError(f"the {what} {text!r} holds a backslash, which DICOM does not allow")
+        raise PeerError(f"the {what} '{text}' holds a backslash, which DICOM does not allow")
     bad = sorted({c for c in text if not " " <= c <= "~"})
     if bad:
         shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
