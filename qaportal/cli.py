@@ -20,12 +20,13 @@ def register_commands(app: Flask) -> None:
     from qaportal.auth.token_cli import token_group
     from qaportal.feeds.hl7_listener import hl7_listen
     from qaportal.feeds.listen_cli import dicom_listen
+    from qaportal.feeds.peer_cli import peer_group, reader_id_group
     from qaportal.jobs.worker import worker
     from qaportal.reports.cli import report_group
     from qaportal.studies.cli import deidentify, import_study, verify_storage
 
     for command in (import_study, verify_storage, deidentify, report_group, token_group,
-                    worker, hl7_listen, dicom_listen):
+                    worker, hl7_listen, dicom_listen, peer_group, reader_id_group):
         app.cli.add_command(command)
 
 

@@ -124,6 +124,8 @@ class Defaults:
     # the append-only checkpoint file (instance/audit-anchor.log when unset), a checkpoint
     # every this many entries, and a copy of each checkpoint to syslog (/dev/log).
     AUDIT_KEY: str | None = None
+    # Key of the DICOM peers' credentials at rest (see qaportal/feeds/secrets.py).
+    FEEDS_KEY: str | None = None
     AUDIT_ANCHOR_FILE: str | None = None
     AUDIT_CHECKPOINT_EVERY = 100
     AUDIT_SYSLOG = True
@@ -256,6 +258,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "DICOM_TLS_CERT": ("DICOM_TLS_CERT", str),
     "DICOM_TLS_KEY": ("DICOM_TLS_KEY", str),
     "DICOM_TLS_CA": ("DICOM_TLS_CA", str),
+    "FEEDS_KEY": ("FEEDS_KEY", str),
 }
 
 
@@ -353,6 +356,7 @@ def _finish(app) -> None:
     _check_audit(cfg, instance)
     _check_send(cfg)
     _check_jobs(cfg)
+    _check_feeds_key(cfg, instance, embedded)
 
 
 def _check_jobs(cfg) -> None:
@@ -380,6 +384,18 @@ def _check_send(cfg) -> None:
                           "without a backslash")
     if not 0 < float(cfg["DICOM_SEND_TIMEOUT"]) <= 3600:
         raise ConfigError("QAPORTAL_DICOM_SEND_TIMEOUT must be between 0 and 3600 seconds")
+
+
+def _check_feeds_key(cfg, instance: Path, embedded: bool) -> None:
+    """Key of the peers' credentials at rest (qaportal/feeds/secrets.py): the setting, else
+    an instance file on the embedded database, else derived there from SECRET_KEY."""
+    if cfg.get("FEEDS_KEY"):
+        if len(cfg["FEEDS_KEY"]) < 32:
+            raise ConfigError("QAPORTAL_FEEDS_KEY must be at least 32 characters (64 hex digits "
+                              "from `python -c 'import secrets; print(secrets.token_hex(32))'`)")
+    elif embedded:
+        cfg["FEEDS_KEY"] = _instance_secret(instance, "feeds-key")
+        cfg["FEEDS_KEY_FILE"] = str(instance / "feeds-key")
 
 
 def _check_audit(cfg, instance: Path) -> None:

@@ -648,3 +648,30 @@ EXPECTED.update({
     "admin.unmapped_reader_list": only(("admin",)),
     "admin.unmapped_reader_map": {**only(("admin",), status=302), "method": "POST"},
 })
+
+
+# -- hospital feeds: known DICOM peers (administrators only) ---------------------------------
+def _peer(users):
+    from qaportal.extensions import db
+    from qaportal.models import DicomPeer
+
+    peer = DicomPeer(ae_title="MATRIX_PEER", addresses=["127.0.0.1"],
+                     owner_id=users["radiologist"].id)
+    db.session.add(peer)
+    db.session.flush()
+    return peer
+
+
+OBJECTS["peer"] = _peer  # a site whose studies the matrix radiologist owns
+
+# Empty form data: the admin gets the form back with the errors (422).
+EXPECTED.update({
+    "admin.peers": only(("admin",)),
+    "admin.peer_new": {**only(("admin",)), "POST": {"admin": 422}},
+    "admin.peer_edit": {**only(("admin",)), "POST": {"admin": 422},
+                        "params": lambda objs, users: {"peer_id": objs["peer"].id}},
+    "admin.peer_action": {
+        **only(("admin",), status=302), "method": "POST",
+        "params": lambda objs, users: {"peer_id": objs["peer"].id, "action": "enable"},
+    },
+})

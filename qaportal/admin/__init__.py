@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-from qaportal.admin import reader_mapping, routes  # noqa: E402,F401
+from qaportal.admin import peer_routes, reader_mapping, routes  # noqa: E402,F401

@@ -53,6 +53,11 @@ class UserForm(FlaskForm):
         "Subspecialties", choices=[(s, SUBSPECIALTY_LABELS[s]) for s in SUBSPECIALTIES]
     )
     active = BooleanField("Active", default=True)
+    reader_id = StringField(
+        "Reader identifier", validators=[Optional(), Length(max=64)],
+        description="The id the RIS gives this radiologist in its reports (an NPI or a local "
+                    "id). Radiologists only; leave empty for none.",
+    )
     submit = SubmitField("Save")
 
     def validate_roles(self, field):

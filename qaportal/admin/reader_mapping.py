@@ -13,10 +13,10 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField
 from wtforms.validators import DataRequired, Length
 
-from qaportal import audit
 from qaportal.admin import bp
 from qaportal.extensions import db
 from qaportal.feeds import reads  # the module: it imports the study rules, which import us
+from qaportal.feeds.reader_ids import ReaderIdError, set_reader_id
 from qaportal.models import User, UserRole
 from qaportal.permissions import role_required
 
@@ -62,15 +62,14 @@ def unmapped_reader_map():
     user = db.session.get(User, form.user_id.data)
     if user is None:
         abort(404)
-    taken = db.session.scalar(sa.select(User.id).where(User.reader_id == identifier))
-    if taken is not None:
-        flash("Another account already carries this reader identifier.", "error")
+    waiting = reads.waiting_count(identifier)
+    try:
+        set_reader_id(user, identifier, by=current_user._get_current_object())
+    except ReaderIdError as exc:
+        db.session.rollback()
+        flash(f"Not mapped: {exc}.", "error")
         return redirect(url_for("admin.unmapped_reader_list"))
-    user.reader_id = identifier
-    db.session.flush()
-    audit.record("admin.reader_id_set", user, actor=current_user._get_current_object(),
-                 via="unmapped_readers")
-    matched = reads.match_waiting_reads_for_reader(user)
+    matched = waiting - reads.waiting_count(identifier)
     db.session.commit()
     flash(f"Mapped to {user.full_name}; {matched} waiting read(s) matched.", "success")
     return redirect(url_for("admin.unmapped_reader_list"))

@@ -19,6 +19,7 @@ from qaportal.admin.forms import (
 from qaportal.auth import tokens
 from qaportal.auth.forms import EmptyForm
 from qaportal.extensions import db
+from qaportal.feeds.reader_ids import ReaderIdError, set_reader_id
 from qaportal.models import ApiToken, User, UserRole
 from qaportal.models.credentials import validity_status
 from qaportal.passwords import generate_password
@@ -84,9 +85,14 @@ def user_edit(user_id: int):
                 roles=form.roles.data, subspecialties=form.subspecialties.data,
                 active=form.active.data, by=current_user,
             )
+            set_reader_id(user, form.reader_id.data, by=current_user, roles=form.roles.data)
         except service.AdminError as exc:
             db.session.rollback()
             flash(str(exc), "error")
+        except ReaderIdError as exc:
+            db.session.rollback()
+            form.reader_id.errors = [*form.reader_id.errors, str(exc)]
+            return _render_edit(user, form=form, status=422)
         else:
             db.session.commit()
             flash("Saved.", "success")

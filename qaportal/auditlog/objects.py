@@ -18,6 +18,7 @@ from qaportal.extensions import db
 from qaportal.models import (
     AuditEvent,
     Conference,
+    DicomPeer,
     DiscrepancyCase,
     OpinionRequest,
     Review,
@@ -70,6 +71,8 @@ KINDS: dict[str, ObjectKind] = {
     "licenses": ObjectKind("Licence"),
     "board_certifications": ObjectKind("Board certification"),
     "privileges": ObjectKind("Hospital privilege"),
+    "dicom_peers": ObjectKind("DICOM peer", DicomPeer, "admin.peer_edit", "peer_id",
+                              lambda user, obj: can_manage_users(user)),
 }
 
 

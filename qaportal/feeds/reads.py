@@ -251,6 +251,13 @@ def match_after_ingest(owner_id: int, study_ids) -> int:
         return 0
 
 
+def waiting_count(reader_identifier: str) -> int:
+    """Return how many reads wait for an account with this reader identifier."""
+    return db.session.scalar(sa.select(sa.func.count()).select_from(IncomingRead).where(
+        IncomingRead.status == "waiting_reader",
+        IncomingRead.reader_identifier == reader_identifier)) or 0
+
+
 def match_waiting_reads_for_reader(user: User) -> int:
     """Match the reads waiting for this account's reader identifier; return how many matched.
 
