@@ -64,8 +64,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                opinions_bp, reviews_bp, qa_bp, reports_bp, dicomweb_bp):
         app.register_blueprint(bp)
 
+    from qaportal import request_session
     from qaportal.auth import tokens
     from qaportal.dicomweb import cors as dicomweb_cors
+
+    request_session.init_app(app)  # rows loaded by a view survive its commit
 
     tokens.init_app(app)  # Bearer authentication: the first hook, before require_login
     dicomweb_cors.init_app(app)  # CORS preflights before it (they carry no credentials)
