@@ -28,15 +28,20 @@ def _assignment_or_404(assignment_id: int) -> ReviewAssignment:
     return assignment
 
 
-def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignment]:
-    stmt = sa.select(ReviewAssignment).where(ReviewAssignment.reviewer_id == current_user.id,
+def assignments_stmt(reviewer_id: int, status: str) -> sa.Select:
+    """A reviewer's assignments in one state: open ones by due date, the others newest first
+    (the order of the index on reviewer, status, submission time and id)."""
+    stmt = sa.select(ReviewAssignment).where(ReviewAssignment.reviewer_id == reviewer_id,
                                              ReviewAssignment.status == status)
     if status == "assigned":
-        stmt = stmt.order_by(ReviewAssignment.due_at.is_(None), ReviewAssignment.due_at,
+        return stmt.order_by(ReviewAssignment.due_at.is_(None), ReviewAssignment.due_at,
                              ReviewAssignment.id)
-    else:
-        stmt = stmt.order_by(ReviewAssignment.submitted_at.desc(), ReviewAssignment.id.desc())
-    return list(db.session.scalars(stmt.limit(limit).options(*loading.assignment_rows())))
+    return stmt.order_by(ReviewAssignment.submitted_at.desc(), ReviewAssignment.id.desc())
+
+
+def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignment]:
+    stmt = assignments_stmt(current_user.id, status).limit(limit)
+    return list(db.session.scalars(stmt.options(*loading.assignment_rows())))
 
 
 @bp.route("/")

@@ -17,9 +17,7 @@ from qaportal.models import (
     Conference,
     ConferenceAttendee,
     DiscrepancyCase,
-    OriginalRead,
     Review,
-    ReviewAssignment,
     loading,
 )
 from qaportal.models.discrepancy import STATUS_LABELS
@@ -127,10 +125,7 @@ def vote(case_id: int):
 def feedback_list():
     cases = db.session.scalars(
         sa.select(DiscrepancyCase)
-        .join(Review, Review.id == DiscrepancyCase.review_id)
-        .join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
-        .join(OriginalRead, OriginalRead.id == ReviewAssignment.read_id)
-        .where(OriginalRead.reader_id == current_user.id,
+        .where(DiscrepancyCase.reader_id == current_user.id,
                DiscrepancyCase.decided_at.is_not(None))
         .order_by(DiscrepancyCase.status != "decided", DiscrepancyCase.decided_at.desc())
         .options(*loading.case_rows())
