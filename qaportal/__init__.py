@@ -68,14 +68,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.auth import tokens
     from qaportal.dicomweb import cors as dicomweb_cors
 
-    request_session.init_app(app)  # rows loaded by a view survive its commit
-
     tokens.init_app(app)  # Bearer authentication: the first hook, before require_login
     dicomweb_cors.init_app(app)  # CORS preflights before it (they carry no credentials)
     hooks.init_app(app)
     ratelimit.init_app(app)
     navigation.init_app(app)
     templating.init_app(app)
+    request_session.init_app(app)  # last: its hook goes first (rows survive a view's commit)
 
     from qaportal.cli import register_commands
 
