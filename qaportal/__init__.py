@@ -65,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                opinions_bp, reviews_bp, qa_bp, reports_bp, dicomweb_bp, fhir_bp):
         app.register_blueprint(bp)
 
+    from qaportal import request_session
     from qaportal.auth import tokens
     from qaportal.dicomweb import cors as dicomweb_cors
 
@@ -74,6 +75,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ratelimit.init_app(app)
     navigation.init_app(app)
     templating.init_app(app)
+    request_session.init_app(app)  # last: its hook goes first (rows survive a view's commit)
 
     from qaportal.cli import register_commands
 

@@ -133,7 +133,10 @@ def knows_reader_ids(study_id: int) -> set[int]:
 
 def held_blind_role(user_id: int, study_id: int) -> bool:
     """Return True when the user holds or held a blind role on the study."""
-    return bool(blind_pairs([study_id], user_id))
+    from qaportal.access_prefetch import holds_blind_role
+
+    held = holds_blind_role(user_id, study_id)  # known already on a page listing studies
+    return bool(blind_pairs([study_id], user_id)) if held is None else held
 
 
 def has_non_blind_relation(user_id: int, study_id: int) -> bool:

@@ -54,18 +54,19 @@ def study_access_mode(user: User, study) -> str | None:
     """
     import sqlalchemy as sa
 
+    from qaportal.access_prefetch import grant_modes
     from qaportal.extensions import db
     from qaportal.models import StudyAccess
 
     if user.id == study.owner_id or user.has_role("qa_manager", "admin"):
         return "full"
-    modes = set(db.session.scalars(
-        sa.select(StudyAccess.mode).where(
+    modes = grant_modes(user.id, study.id)  # known already on a page listing studies
+    if modes is None:
+        modes = set(db.session.scalars(sa.select(StudyAccess.mode).where(
             StudyAccess.study_id == study.id,
             StudyAccess.user_id == user.id,
             StudyAccess.revoked_at.is_(None),
-        )
-    ))
+        )))
     if not modes:
         return None
     return "full" if "full" in modes else "deidentified"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from flask import current_app, url_for
 
 from qaportal.extensions import db
@@ -108,5 +109,18 @@ def describe(ev: AuditEvent, viewer: User) -> ObjectRef | None:
 
 
 def describe_all(events: Iterable[AuditEvent], viewer: User) -> dict[int, ObjectRef | None]:
-    """Return describe() for each event, keyed by seq."""
+    """Return describe() for each event, keyed by seq.
+
+    The page's objects are loaded first, one query per table named (describe() then finds
+    each in the session instead of selecting it alone).
+    """
+    events = list(events)
+    wanted: dict[type, set[int]] = {}
+    for ev in events:
+        kind = KINDS.get(ev.object_type or "")
+        if kind is not None and kind.model is not None and (ev.object_id or "").isdigit():
+            wanted.setdefault(kind.model, set()).add(int(ev.object_id))
+    loaded = []  # held here so that the session keeps them while describe() looks them up
+    for model, ids in wanted.items():
+        loaded += db.session.scalars(sa.select(model).where(model.id.in_(sorted(ids)))).all()
     return {ev.seq: describe(ev, viewer) for ev in events}

@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate; importing this registers them all."""
 
+from qaportal.models import case_reader  # noqa: F401 (keeps a case's reader up to date)
 from qaportal.models.api_token import ApiToken
 from qaportal.models.audit import AuditEvent, AuditHead
 from qaportal.models.base import Base, utcnow

@@ -39,10 +39,16 @@ class DiscrepancyCase(Base):
             "status NOT IN ('decided', 'closed') OR (final_score IS NOT NULL "
             "AND outcome IS NOT NULL AND rationale <> '')", name="decision_complete"),
         sa.CheckConstraint("round >= 1", name="round_positive"),
+        # The reader's feedback (home page count, feedback list): their cases by state.
+        sa.Index("ix_discrepancy_cases_reader_status", "reader_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     review_id: Mapped[int] = mapped_column(sa.ForeignKey("reviews.id"), unique=True)
+    # The reader of the reviewed read, kept here so that a reader's cases are found without
+    # joining every case to its read; set on insert and follows a corrected read's reader
+    # (qaportal/models/case_reader.py).
+    reader_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(sa.String(12), default="open", index=True)
     round: Mapped[int] = mapped_column(default=1)  # a dispute starts another round
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)

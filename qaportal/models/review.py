@@ -161,6 +161,12 @@ class ReviewAssignment(Base):
         return self.status == "assigned" and self.due_at is not None and self.due_at < now
 
 
+# A reviewer's worklist: their assignments in one state, the submitted ones newest first.
+sa.Index("ix_review_assignments_reviewer_status_submitted", ReviewAssignment.reviewer_id,
+         ReviewAssignment.status, ReviewAssignment.submitted_at.desc(),
+         ReviewAssignment.id.desc())
+
+
 @dataclass(frozen=True)
 class EffectiveScore:
     """A review's score as it stands after any amendments."""

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from qaportal.access_prefetch import prefetched
 from qaportal.extensions import db
-from qaportal.models import OpinionRequest, Study, User
+from qaportal.models import OpinionRequest, Study, User, loading
 from qaportal.models.opinion import ACTIVE_STATUSES
 from qaportal.permissions import can_claim_opinion_request
 
@@ -38,7 +39,7 @@ def _filtered(stmt: sa.Select, priority: str | None, status: str | None,
 def worklist(user: User, *, priority: str | None = None, status: str | None = None,
              modality: str | None = None, sent_limit: int = 100) -> Worklist:
     """Return the user's requests, the unclaimed requests of their pools and what they sent."""
-    base = sa.select(OpinionRequest)
+    base = sa.select(OpinionRequest).options(*loading.opinion_request_rows())
     result = Worklist()
     default_status = status or None
     mine = base.where(OpinionRequest.consultant_id == user.id)
@@ -52,7 +53,8 @@ def worklist(user: User, *, priority: str | None = None, status: str | None = No
             OpinionRequest.requester_id != user.id,
         )
         candidates = db.session.scalars(_filtered(pool, priority, None, modality)).all()
-        result.pool = [r for r in candidates if can_claim_opinion_request(user, r)]
+        with prefetched(user, [r.study for r in candidates]):
+            result.pool = [r for r in candidates if can_claim_opinion_request(user, r)]
     sent = base.where(OpinionRequest.requester_id == user.id)
     sent = _filtered(sent, priority, default_status, modality)
     rows = db.session.scalars(sent.limit(sent_limit)).all()

@@ -6,6 +6,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from qaportal import audit
+from qaportal.access_prefetch import prefetched
 from qaportal.auth.forms import EmptyForm
 from qaportal.blind_roles import BLIND_HOLDER_REASON
 from qaportal.extensions import db
@@ -57,7 +58,10 @@ def worklist():
     audit.record("opinion.worklist_viewed", mine=len(lists.mine), pool=len(lists.pool),
                  sent=len(lists.sent))
     db.session.commit()
-    return render_template("opinions/worklist.html", lists=lists, form=form, sla_state=sla_state)
+    shown = lists.mine + lists.pool + lists.sent + (lists.everyone or [])
+    with prefetched(current_user, [r.study for r in shown]):
+        return render_template("opinions/worklist.html", lists=lists, form=form,
+                               sla_state=sla_state)
 
 
 def _recipient_choices(form, study, requester: User) -> tuple[list, dict]:

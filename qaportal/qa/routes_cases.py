@@ -16,6 +16,7 @@ from qaportal.models import (
     Review,
     ReviewAssignment,
     User,
+    loading,
 )
 from qaportal.models.discrepancy import CASE_STATUSES, STATUS_LABELS
 from qaportal.models.review import CATEGORY_LABELS, REVIEW_SCORES, SCORE_LABELS
@@ -47,7 +48,8 @@ def reviews():
     if flag == "corrected":  # scored on a read corrected since
         stmt = stmt.where(Review.id.in_(corrected_review_ids()))
     total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
-    items = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    items = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+                               .options(*loading.review_rows())).all()
     audit.record("qa.identities_viewed", page="reviews", count=len(items))
     db.session.commit()
     return render_template("qa/reviews.html", reviews=items, total=total, page=page,
@@ -114,7 +116,7 @@ def cases():
                                                DiscrepancyCase.opened_at)
     if status in CASE_STATUSES:
         stmt = stmt.where(DiscrepancyCase.status == status)
-    items = db.session.scalars(stmt).all()
+    items = db.session.scalars(stmt.options(*loading.case_rows())).all()
     audit.record("qa.identities_viewed", page="cases", count=len(items))
     db.session.commit()
     return render_template("qa/cases.html", cases=items, status=status,

@@ -9,8 +9,6 @@ from qaportal.home.panels import panel
 from qaportal.models import (
     CommitteeMember,
     DiscrepancyCase,
-    OriginalRead,
-    Review,
     ReviewAssignment,
     User,
     utcnow,
@@ -29,12 +27,12 @@ def _reviewer(user: User) -> dict:
             "committee": committee}
 
 
+def feedback_waiting_stmt(reader_id: int) -> sa.Select:
+    """Count the decided cases about the reader's reads that wait for their answer."""
+    return (sa.select(sa.func.count()).select_from(DiscrepancyCase)
+            .where(DiscrepancyCase.reader_id == reader_id, DiscrepancyCase.status == "decided"))
+
+
 @panel("Peer-review feedback", "reviews/panel_feedback.html", ("radiologist",), order=30)
 def _feedback(user: User) -> dict:
-    waiting = db.session.scalar(
-        sa.select(sa.func.count()).select_from(DiscrepancyCase)
-        .join(Review, Review.id == DiscrepancyCase.review_id)
-        .join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
-        .join(OriginalRead, OriginalRead.id == ReviewAssignment.read_id)
-        .where(OriginalRead.reader_id == user.id, DiscrepancyCase.status == "decided")) or 0
-    return {"waiting": waiting}
+    return {"waiting": db.session.scalar(feedback_waiting_stmt(user.id)) or 0}

@@ -7,9 +7,10 @@ from flask import Response, abort, flash, jsonify, redirect, render_template, ur
 from flask_login import current_user
 
 from qaportal import audit
+from qaportal.access_prefetch import prefetched
 from qaportal.auth.forms import EmptyForm
 from qaportal.extensions import db
-from qaportal.models import ReviewAssignment, Study, User, utcnow
+from qaportal.models import ReviewAssignment, Study, User, loading, utcnow
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
 from qaportal.permissions import can_work_review, is_blind_access, role_required
 from qaportal.reviews import bp, service
@@ -27,15 +28,20 @@ def _assignment_or_404(assignment_id: int) -> ReviewAssignment:
     return assignment
 
 
-def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignment]:
-    stmt = sa.select(ReviewAssignment).where(ReviewAssignment.reviewer_id == current_user.id,
+def assignments_stmt(reviewer_id: int, status: str) -> sa.Select:
+    """A reviewer's assignments in one state: open ones by due date, the others newest first
+    (the order of the index on reviewer, status, submission time and id)."""
+    stmt = sa.select(ReviewAssignment).where(ReviewAssignment.reviewer_id == reviewer_id,
                                              ReviewAssignment.status == status)
     if status == "assigned":
-        stmt = stmt.order_by(ReviewAssignment.due_at.is_(None), ReviewAssignment.due_at,
+        return stmt.order_by(ReviewAssignment.due_at.is_(None), ReviewAssignment.due_at,
                              ReviewAssignment.id)
-    else:
-        stmt = stmt.order_by(ReviewAssignment.submitted_at.desc(), ReviewAssignment.id.desc())
-    return list(db.session.scalars(stmt.limit(limit)))
+    return stmt.order_by(ReviewAssignment.submitted_at.desc(), ReviewAssignment.id.desc())
+
+
+def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignment]:
+    stmt = assignments_stmt(current_user.id, status).limit(limit)
+    return list(db.session.scalars(stmt.options(*loading.assignment_rows())))
 
 
 @bp.route("/")
@@ -43,8 +49,9 @@ def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignm
 def worklist():
     open_ = _my_assignments("assigned")
     done = _my_assignments("submitted", limit=50)
-    rows_open = [(a, blind_view(current_user, a.read, a.deidentified)) for a in open_]
-    rows_done = [(a, blind_view(current_user, a.read, a.deidentified)) for a in done]
+    with prefetched(current_user, [a.read.study for a in open_ + done]):
+        rows_open = [(a, blind_view(current_user, a.read, a.deidentified)) for a in open_]
+        rows_done = [(a, blind_view(current_user, a.read, a.deidentified)) for a in done]
     audit.record("review.worklist_viewed", open=len(open_), done=len(done))
     db.session.commit()
     return render_template("reviews/worklist.html", rows_open=rows_open, rows_done=rows_done,
@@ -55,8 +62,10 @@ def worklist():
 @role_required("reviewer")
 def worklist_json():
     items = []
-    for a in _my_assignments("assigned") + _my_assignments("submitted", limit=50):
-        view = blind_view(current_user, a.read, a.deidentified)
+    assignments = _my_assignments("assigned") + _my_assignments("submitted", limit=50)
+    with prefetched(current_user, [a.read.study for a in assignments]):
+        views = [blind_view(current_user, a.read, a.deidentified) for a in assignments]
+    for a, view in zip(assignments, views, strict=True):
         items.append({
             "id": a.id, "status": a.status, "source": a.source,
             "due_at": a.due_at.isoformat() if a.due_at else None,

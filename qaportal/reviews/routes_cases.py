@@ -7,17 +7,18 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
+from sqlalchemy.orm import selectinload
 
 from qaportal import audit
+from qaportal.access_prefetch import prefetched
 from qaportal.extensions import db
 from qaportal.models import (
     CommitteeMember,
     Conference,
     ConferenceAttendee,
     DiscrepancyCase,
-    OriginalRead,
     Review,
-    ReviewAssignment,
+    loading,
 )
 from qaportal.models.discrepancy import STATUS_LABELS
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
@@ -58,6 +59,7 @@ def committee_list():
         sa.select(DiscrepancyCase).join(CommitteeMember)
         .where(CommitteeMember.user_id == current_user.id)
         .order_by(DiscrepancyCase.status == "closed", DiscrepancyCase.opened_at)
+        .options(selectinload(DiscrepancyCase.votes))
     ).all()
     rows = [(c, case_service.own_vote(c, current_user)) for c in cases]
     audit.record("discrepancy.committee_list_viewed", count=len(rows))
@@ -123,15 +125,15 @@ def vote(case_id: int):
 def feedback_list():
     cases = db.session.scalars(
         sa.select(DiscrepancyCase)
-        .join(Review, Review.id == DiscrepancyCase.review_id)
-        .join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
-        .join(OriginalRead, OriginalRead.id == ReviewAssignment.read_id)
-        .where(OriginalRead.reader_id == current_user.id,
+        .where(DiscrepancyCase.reader_id == current_user.id,
                DiscrepancyCase.decided_at.is_not(None))
         .order_by(DiscrepancyCase.status != "decided", DiscrepancyCase.decided_at.desc())
+        .options(*loading.case_rows())
     ).all()
-    rows = [(c, present_for(current_user, c.review.assignment.read.study,
-                            deidentified=True).view) for c in cases]
+    studies = [c.review.assignment.read.study for c in cases]
+    with prefetched(current_user, studies):
+        rows = [(c, present_for(current_user, study, deidentified=True).view)
+                for c, study in zip(cases, studies, strict=True)]
     audit.record("discrepancy.feedback_list_viewed", count=len(rows))
     db.session.commit()
     return render_template("reviews/feedback_list.html", rows=rows, status_labels=STATUS_LABELS,

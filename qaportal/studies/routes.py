@@ -16,9 +16,10 @@ from flask import (
 from flask_login import current_user
 
 from qaportal import audit
+from qaportal.access_prefetch import prefetched
 from qaportal.dicom import StoredFileCorrupt, StoredFileMissing
 from qaportal.extensions import db
-from qaportal.models import Study, User
+from qaportal.models import Study, User, loading
 from qaportal.permissions import (
     BLIND_SOURCES,
     can_correct_read,
@@ -54,8 +55,10 @@ def index():
     total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(page, pages)
-    studies = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    rows = [(s, present_for(current_user, s).view) for s in studies]
+    studies = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+                                 .options(*loading.study_rows())).all()
+    with prefetched(current_user, studies):
+        rows = [(s, present_for(current_user, s).view) for s in studies]
     audit.record("study.list_viewed", page=page, count=len(rows), **flt.audit_details())
     db.session.commit()
     return render_template("studies/index.html", rows=rows, total=total, page=page,
