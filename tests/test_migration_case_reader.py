@@ -24,18 +24,18 @@ def _case_for(conn, reader: int, reviewer: int, n: int) -> int:
 
 @pytest.mark.usefixtures("migrating_app")
 def test_cases_get_the_reader_of_their_read():
-    upgrade(revision="0014")
+    upgrade(revision="0016")
     with db.engine.begin() as conn:
         users = [_insert(conn, "users", email=f"u{i}@m.test", session_version=1)
                  for i in range(3)]
         first = _case_for(conn, users[0], users[2], 1)
         second = _case_for(conn, users[1], users[2], 2)
-    upgrade(revision="0015_scale_indexes")
+    upgrade(revision="0017")
     with db.engine.begin() as conn:
         readers = dict(conn.execute(sa.text(
             "SELECT id, reader_id FROM discrepancy_cases")).tuples().all())
     assert readers == {first: users[0], second: users[1]}
-    downgrade(revision="0014")
+    downgrade(revision="0016")
     with db.engine.begin() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("discrepancy_cases")}
     assert "reader_id" not in columns

@@ -1,7 +1,7 @@
 """indexes for the list pages; a discrepancy case's reader
 
-Revision ID: 0015_scale_indexes
-Revises: 0014
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-04 18:00:00
 
 The study list's upload order (created_at DESC, id DESC), the reviewer's worklist (reviewer,
@@ -12,8 +12,8 @@ feedback.
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0015_scale_indexes'
-down_revision = '0014'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
