@@ -19,9 +19,10 @@ from qaportal.extensions import db as _db
 from qaportal.feeds.peer_service import stow_authorization
 from qaportal.feeds.peers import address_allowed, find_peer
 from qaportal.feeds.secrets import SecretError, seal, unseal
-from qaportal.models import AuditEvent, DicomPeer, User
+from qaportal.models import DicomPeer, User
 from tests.console import console_env, qaportal
 from tests.factories import make_user
+from tests.feeds_world import audit_actions, peer_by_ae
 
 SECRET = "stow-user:Harbour-Lantern-77"
 
@@ -36,14 +37,8 @@ def _error(result) -> str:
     return lines[0]
 
 
-def _peer(ae: str) -> DicomPeer | None:
-    _db.session.expire_all()
-    return _db.session.scalar(sa.select(DicomPeer).where(DicomPeer.ae_title == ae))
-
-
-def _actions(prefix: str) -> list[AuditEvent]:
-    return list(_db.session.scalars(sa.select(AuditEvent).where(
-        AuditEvent.action.like(prefix + "%")).order_by(AuditEvent.seq)))
+_peer = peer_by_ae
+_actions = audit_actions
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ from __future__ import annotations
 import re
 
 import pytest
-import sqlalchemy as sa
 from flask import g
 
 from qaportal.extensions import db as _db
 from qaportal.feeds.secrets import unseal
-from qaportal.models import AuditEvent, DicomPeer, User
+from qaportal.models import DicomPeer, User
 from tests.conftest import make_test_app
 from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.feeds_world import audit_actions, peer_by_ae
 
 SECRET = "stow-user:Harbour-Lantern-77"
 
@@ -29,13 +29,10 @@ def _form(owner_user, **over) -> dict:
 
 
 def _peer(ae: str = "CT_NORTH") -> DicomPeer | None:
-    _db.session.expire_all()
-    return _db.session.scalar(sa.select(DicomPeer).where(DicomPeer.ae_title == ae))
+    return peer_by_ae(ae)
 
 
-def _actions(prefix: str) -> list[AuditEvent]:
-    return list(_db.session.scalars(sa.select(AuditEvent).where(
-        AuditEvent.action.like(prefix + "%")).order_by(AuditEvent.seq)))
+_actions = audit_actions
 
 
 @pytest.fixture
