@@ -650,6 +650,25 @@ EXPECTED.update({
 })
 
 
+def _fhir_read(users):
+    from qaportal.extensions import db
+    from qaportal.models import IncomingRead
+
+    row = IncomingRead(source="fhir", kind="report", message_id="MATRIX-1",
+                       owner_id=users["radiologist"].id, accession_number="MATRIXACC",
+                       report_text="Matrix report.", status="waiting_images")
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+OBJECTS["fhir_read"] = _fhir_read  # a read the matrix radiologist sent by FHIR
+EXPECTED["fhir.diagnostic_report_read"] = {
+    **only(("radiologist",)), ANONYMOUS: 401, "unrelated": "radiologist",
+    "params": lambda objs, users: {"read_id": objs["fhir_read"].id},
+}
+
+
 # -- hospital feeds: known DICOM peers (administrators only) ---------------------------------
 def _peer(users):
     from qaportal.extensions import db

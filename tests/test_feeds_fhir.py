@@ -135,6 +135,32 @@ def test_a_final_read_that_differs_is_refused_with_422(client, db, site):
     assert study.read.report_text == "No acute findings." and len(study.read.versions) == 1
 
 
+def test_the_location_of_a_created_report_reads_it_back_for_its_sender_only(client, db, site):
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+    created = post(client, report("ACC-LOC"), site["write"])
+    assert created.status_code == 201
+    location = created.headers["Location"]
+    assert location.startswith("/fhir/DiagnosticReport/")
+    got = client.get(location, headers={"Authorization": f"Bearer {site['read']}"})
+    assert got.status_code == 200 and got.mimetype == FHIR
+    back = DiagnosticReport.model_validate(got.get_json())  # a valid resource
+    assert back.id == created.get_json()["id"] and back.status == "final"
+    assert back.conclusion == "No acute findings."
+    assert {i.value for i in back.identifier} == {"RPT-1", "ACC-LOC"}
+    assert got.headers["X-QAPortal-Read-Status"] == "waiting_images"
+    viewed = db.session.scalars(sa.select(AuditEvent).where(
+        AuditEvent.action == "feeds.read_viewed")).all()
+    assert len(viewed) == 1 and viewed[0].actor_id == site["owner"].id
+    stranger = make_user(["radiologist"])
+    theirs = tokens.create(stranger, label="x", scopes=("read",), expires_days=None,
+                           by=stranger)
+    db.session.commit()
+    other = client.get(location, headers={"Authorization": f"Bearer {theirs.secret}"})
+    assert other.status_code == 404 and other.get_json()["resourceType"] == "OperationOutcome"
+    assert client.get(location).status_code == 401
+
+
 def test_no_token_is_401_and_a_read_scope_is_403(client, db, site):
     assert post(client, report(), None).status_code == 401
     r = post(client, report(), site["read"])

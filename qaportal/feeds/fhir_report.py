@@ -145,3 +145,42 @@ def _issued(value) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# FHIR DiagnosticReport.status of what the portal kept (HL7-style result status).
+_STATUS_OUT = {"F": "final", "C": "corrected", "P": "preliminary"}
+
+
+def as_resource(row) -> dict:
+    """Return the received read as a DiagnosticReport: its identifiers, status, issued time,
+    interpreter and text as kept (the resource a 201 Location names)."""
+    identifiers = []
+    if row.message_id:
+        entry = {"value": row.message_id}
+        if row.sending_application:
+            entry["system"] = row.sending_application
+        identifiers.append(entry)
+    if row.accession_number:
+        identifiers.append({"type": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+            "code": ACCESSION_TYPE}]}, "value": row.accession_number})
+    body: dict = {"resourceType": "DiagnosticReport", "id": str(row.id),
+                  "status": _STATUS_OUT.get(row.result_status, "unknown"),
+                  "code": {"text": "Imaging report"}}
+    if identifiers:
+        body["identifier"] = identifiers
+    if row.finalized_at is not None:
+        body["issued"] = row.finalized_at.isoformat()
+    if row.reader_identifier or row.reader_name:
+        interpreter: dict = {}
+        if row.reader_identifier:
+            interpreter["identifier"] = {"value": row.reader_identifier}
+        if row.reader_name:
+            interpreter["display"] = row.reader_name
+        body["resultsInterpreter"] = [interpreter]
+    if row.study_uid:
+        body["imagingStudy"] = [{"identifier": {"system": "urn:dicom:uid",
+                                                "value": f"urn:oid:{row.study_uid}"}}]
+    if row.report_text:
+        body["conclusion"] = row.report_text
+    return body

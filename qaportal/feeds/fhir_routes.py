@@ -19,6 +19,7 @@ from qaportal import audit
 from qaportal.auth.tokens import audited_in_transaction, record_use
 from qaportal.extensions import csrf, db
 from qaportal.feeds import fhir_report, reads
+from qaportal.models import IncomingRead
 from qaportal.permissions import role_required
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
@@ -50,11 +51,12 @@ for _status in (400, 401, 403, 404, 405, 413, 415, 422, 500):
 @bp.before_request
 def check_csrf_and_scope():
     token = g.get("api_token")
+    reading = request.method in ("GET", "HEAD")
     if token is None:
-        if current_app.config.get("WTF_CSRF_ENABLED", True):
+        if not reading and current_app.config.get("WTF_CSRF_ENABLED", True):
             csrf.protect()
-    elif "write" not in token.scope_set:
-        abort(403, description="this API token lacks the write scope")
+    elif (scope := "read" if reading else "write") not in token.scope_set:
+        abort(403, description=f"this API token lacks the {scope} scope")
 
 
 @bp.route("/DiagnosticReport", methods=["POST"])
@@ -98,13 +100,32 @@ def diagnostic_report_create():
         break
     if row.status in ("waiting_images", "ordered"):
         reads.retry_waiting(row.id)
-    location = url_for("fhir.diagnostic_report_create", _external=False) + f"/{row.id}"
+    location = url_for("fhir.diagnostic_report_read", read_id=row.id)
     if row.status == "refused":
         return outcome(422, [row.error or "the read was refused"], "business-rule",
                        Location=location)
     body = {**body, "id": str(row.id)}
     response = Response(json.dumps(body), status=status, mimetype=FHIR_JSON)
     response.headers["Location"] = location
+    response.headers["X-QAPortal-Read-Status"] = row.status
+    return response
+
+
+@bp.route("/DiagnosticReport/<int:read_id>")
+@audited_in_transaction
+@role_required("radiologist")
+def diagnostic_report_read(read_id: int):
+    """The report as received, with what became of it; only its sender (the owner) reads it:
+    another caller gets 404, as for an id that does not exist."""
+    owner = current_user._get_current_object()
+    row = db.session.get(IncomingRead, read_id)
+    if row is None or row.owner_id != owner.id or row.source != "fhir" or row.kind != "report":
+        abort(404, description="no such DiagnosticReport")
+    audit.record("feeds.read_viewed", row, actor=owner, source="fhir")
+    record_use()
+    body = json.dumps(fhir_report.as_resource(row))
+    db.session.commit()
+    response = Response(body, mimetype=FHIR_JSON)
     response.headers["X-QAPortal-Read-Status"] = row.status
     return response
 
