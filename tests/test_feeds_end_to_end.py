@@ -82,7 +82,7 @@ def world(tmp_path_factory, postgres_url):
     app = make_test_app(tmp, url)
     ctx = app.app_context()
     ctx.push()
-    stack = []
+    stack, orthanc = [], None
     try:
         make_user(("radiologist",), email="site-owner@example.test", licenses=["CA"],
                   full_name="Dr Owen Site")
@@ -94,6 +94,18 @@ def world(tmp_path_factory, postgres_url):
         make_certification(consultant)
         db.session.commit()
 
+        # The worker first: it starts (imports, opens its queue) while Orthanc starts.
+        proc, log = start_worker(app)
+
+        def stop_worker():
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+            log.close()
+        stack.append(stop_worker)
         listener = Listener(app, ListenConfig("QAPORTAL", 0, "127.0.0.1"))
         listener.start()
         stack.append(listener.stop)
@@ -107,18 +119,6 @@ def world(tmp_path_factory, postgres_url):
                                                       listener.port]})
         orthanc.dicom_port = dicom_port
         orthanc.start()
-        stack.append(orthanc.stop)
-        proc, log = start_worker(app)
-
-        def stop_worker():
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-            log.close()
-        stack.append(stop_worker)
         # The site, its PACS and its reader, as an administrator registers them.
         out = _cli(app, "peer", "add", ORTHANC_AE, "--address", "127.0.0.1", "--owner",
                    "site-owner@example.test", "--send-dicom",
@@ -130,8 +130,12 @@ def world(tmp_path_factory, postgres_url):
         yield World(app=app, listener=listener, mllp_port=mllp.server_address[1],
                     orthanc=orthanc, worker=(proc, log), tmp=tmp)
     finally:
+        if orthanc is not None and orthanc.proc is not None and orthanc.proc.poll() is None:
+            orthanc.proc.terminate()  # it takes seconds to stop: meanwhile, the others stop
         for stop in reversed(stack):
             stop()
+        if orthanc is not None:
+            orthanc.stop()
         db.session.remove()
         db.engine.dispose()
         ctx.pop()
@@ -182,8 +186,9 @@ def _pushed_study(world) -> tuple[Study, str]:
     study = db.session.scalar(sa.select(Study).where(Study.study_uid == study_uid))
     assert study is not None and study.owner_id == owner.id
     assert study.instance_count == SLICES and study.accession_number == ACCESSION
-    batch = db.session.scalar(sa.select(UploadBatch).where(UploadBatch.user_id == owner.id))
-    assert (batch.source, batch.stored, batch.errors) == ("dicom", SLICES, [])
+    [batch] = db.session.scalars(sa.select(UploadBatch)).all()  # no other way in
+    assert (batch.user_id, batch.source, batch.stored, batch.errors) == (
+        owner.id, "dicom", SLICES, [])
     return study, orthanc_study
 
 
