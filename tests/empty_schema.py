@@ -24,6 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from qaportal import sqlite_journal
 from qaportal.extensions import db
 
 # Everything create_all makes or a test could change in the schema. Oids change when an
@@ -155,7 +156,11 @@ def reset_sqlite(path: Path) -> None:
     db.drop_all()
     db.create_all()
     if new_file and template_dir is not None:
-        db.engine.dispose()  # every connection closed: the file is whole before it is copied
+        # The write-ahead log merged into the file and every connection closed: the main
+        # file alone is the whole database before it is copied.
+        with db.engine.connect() as conn:
+            sqlite_journal.checkpoint(conn)
+        db.engine.dispose()
         template = template_dir / "empty.sqlite"
         shutil.copyfile(path, template)
         _sqlite_template = template

@@ -208,3 +208,24 @@ def test_burned_in_prone_modality_is_flagged(owner):
     run_import(owner, [sample("examples_ybr_color.dcm")])
     study = db.session.scalars(sa.select(Study)).one()
     assert study.modalities == "US" and study.burned_in_suspected
+
+
+def test_modalities_follow_the_series_added_in_later_uploads(owner, tmp_path):
+    """A study's modality list is rewritten when an upload adds a series to it, and left
+    as it is by an upload adding files to series it has already."""
+    uid = "1.2.826.0.1.3680043.9.7.42"
+    ct = generate_ct_series(tmp_path / "ct", slices=3, study_uid=uid)
+    run_import(owner, ct[:2])
+    study = db.session.scalars(sa.select(Study)).one()
+    assert study.modalities == "CT"
+    mr = modified_copy("CT_small.dcm", tmp_path / "mr.dcm", StudyInstanceUID=uid,
+                       SeriesInstanceUID="1.2.826.0.1.3680043.9.7.43", Modality="MR",
+                       PatientID=read_header(ct[0]).patient_id,
+                       PatientName=read_header(ct[0]).patient_name)
+    batch = run_import(owner, [mr])
+    assert batch.stored == 1 and not batch.errors
+    db.session.refresh(study)
+    assert study.modalities == "CT/MR" and study.series_count == 2
+    run_import(owner, ct[2:])  # a file of the CT series already there
+    db.session.refresh(study)
+    assert study.modalities == "CT/MR" and study.instance_count == 4

@@ -38,40 +38,55 @@ SUCCESS = 0x0000
 log = logging.getLogger(__name__)
 
 
+SYNC_THREADS = 2  # the file's fsync and its folder's run side by side
+
+
 class _BackgroundSync:
     """The image store, syncing the file an instance stored (fsync of the file and of its
-    folder) in a helper thread while the instance's rows are written; `wait()` before the
+    folder) in helper threads while the instance's rows are written; `wait()` before the
     commit makes it durable first, as the ingest requires. One file's fsync also costs far
-    less than a whole-filesystem sync on a busy disk."""
+    less than a whole-filesystem sync on a busy disk.
+
+    The file and its folder are synced at the same time, not one after the other: both
+    are awaited before the commit, so the order between them changes nothing (the rows,
+    and so the C-STORE success, come only after both), and a journaling filesystem can
+    serve the two in one journal commit. The folder is synced for every instance: each
+    instance is acknowledged on its own, so its directory entry (the rename into the store)
+    must be on disk before its own response; a folder fsync deferred to the end of a
+    series would leave acknowledged instances nameless after a crash."""
 
     def __init__(self, store, pool: ThreadPoolExecutor) -> None:
         self._store = store
         self._pool = pool
-        self._pending: Future | None = None
+        self._pending: list[Future] = []
 
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
     def sync(self, keys) -> None:
-        keys = list(keys)
-        if keys:
-            self._pending = self._pool.submit(self._fsync, [self._store.path(k) for k in keys])
+        paths = [self._store.path(k) for k in keys]
+        targets = [*paths, *sorted({p.parent for p in paths})]
+        self._pending = [self._pool.submit(_fsync, t) for t in targets]
 
     def wait(self) -> None:
         """Return once the files are on disk (raise the OSError if they could not be)."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        pending, self._pending = self._pending, []
+        errors = []
+        for future in pending:  # every one finished before returning, even after an error
+            try:
+                future.result()
+            except OSError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
-    @staticmethod
-    def _fsync(paths: list[Path]) -> None:
-        for path in paths:
-            for target in (path, path.parent):
-                fd = os.open(target, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+
+def _fsync(target: Path) -> None:
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class AssociationReceiver:
@@ -131,7 +146,8 @@ class AssociationReceiver:
         store = image_store()
         if hasattr(store, "path"):  # a filesystem store
             if self._sync_pool is None:
-                self._sync_pool = ThreadPoolExecutor(1, thread_name_prefix="dicom-fsync")
+                self._sync_pool = ThreadPoolExecutor(SYNC_THREADS,
+                                                     thread_name_prefix="dicom-fsync")
             store = _BackgroundSync(store, self._sync_pool)
         ingester = Ingester(owner, store, batch, audit_runs=False)
         ingester._key_prefix = self._key_prefix

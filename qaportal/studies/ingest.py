@@ -239,9 +239,11 @@ class Ingester:
             run.bytes_stored += entry.size
             run.results.append({"file": entry.name, "status": "stored"})
         studies, created = self._studies_for(new)
-        series = self._series_for(new, studies)
+        series, grown = self._series_for(new, studies)
         self._add_instances(new, series)
-        self._finish_studies(studies.values())  # row updates before the audit chain's lock
+        # Row updates before the audit chain's lock; only a study that gained a series can
+        # have gained a modality (files added to known series leave the list as it is).
+        self._finish_studies([studies[uid] for uid in sorted(grown)])
         for study in created:
             audit.record("study.created", study, actor=self.owner)
         run.study_ids |= touched | {s.id for s in studies.values()}
@@ -291,9 +293,10 @@ class Ingester:
             db.session.flush()
         return studies, created
 
-    def _series_for(self, new: Sequence[Prepared],
-                    studies: dict[str, Study]) -> dict[SeriesKey, Series]:
-        """Return the series of new files within their study, creating missing ones."""
+    def _series_for(self, new: Sequence[Prepared], studies: dict[str, Study],
+                    ) -> tuple[dict[SeriesKey, Series], set[str]]:
+        """Return the series of new files within their study, creating missing ones, and
+        the UIDs of the studies a series was added to."""
         first: dict[SeriesKey, InstanceHeader] = {}
         for r in new:
             first.setdefault((r.header.study_uid, r.header.series_uid), r.header)
@@ -317,7 +320,7 @@ class Ingester:
             _increment(studies[study_uid], "series_count", n)
         if missing:
             db.session.flush()
-        return series
+        return series, set(added)
 
     def _add_instances(self, new: Sequence[Prepared],
                        series: dict[SeriesKey, Series]) -> None:
@@ -364,8 +367,10 @@ class Ingester:
                 study.burned_in_suspected = True
 
     def _finish_studies(self, studies: Iterable[Study]) -> None:
-        """Write the counters, then each study's modalities (from all its series)."""
+        """Write the counters, then the modalities (from all its series) of studies."""
         db.session.flush()
+        if not studies:
+            return
         for study in studies:
             modalities = sorted({s.modality for s in study.series if s.modality})
             study.modalities = "/".join(modalities)[:64]
