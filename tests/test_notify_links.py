@@ -67,4 +67,5 @@ def test_base_url_must_be_absolute(tmp_path):
 def test_make_run_passes_the_address_it_serves_on():
     makefile = (ROOT / "Makefile").read_text()
     assert "run: export QAPORTAL_SERVED_URL = http://$(HOST):$(PORT)" in makefile
-    assert "--bind $(HOST):$(PORT)" in makefile
+    assert "scripts/serve.sh $(VENV) $(HOST):$(PORT)" in makefile  # serve.sh binds gunicorn there
+    assert '--bind "$BIND"' in (ROOT / "scripts" / "serve.sh").read_text()

@@ -210,14 +210,21 @@ def _locked(stmt: sa.Select) -> list[IncomingRead]:
     return list(db.session.scalars(stmt.order_by(IncomingRead.id).with_for_update()))
 
 
+_FOR_IMAGES = ("waiting_images", "ordered")
+
+
+def _waiting_for_images(owner_id: int) -> bool:
+    return bool(db.session.scalar(sa.select(sa.exists().where(
+        IncomingRead.owner_id == owner_id, IncomingRead.status.in_(_FOR_IMAGES)))))
+
+
 def match_waiting_reads_for_studies(owner_id: int, study_ids) -> int:
     """Match the owner's waiting reads and orders to these studies; return how many matched."""
     ids = sorted(set(study_ids))
     if not ids:
         return 0
-    waiting = ("waiting_images", "ordered")
-    if not db.session.scalar(sa.select(sa.exists().where(
-            IncomingRead.owner_id == owner_id, IncomingRead.status.in_(waiting)))):
+    waiting = _FOR_IMAGES
+    if not _waiting_for_images(owner_id):
         return 0  # the common case: one indexed lookup per ingest
     rows = db.session.execute(sa.select(Study.study_uid, Study.accession_number)
                               .where(Study.id.in_(ids), Study.owner_id == owner_id)).all()
@@ -242,6 +249,9 @@ def match_after_ingest(owner_id: int, study_ids) -> int:
     waiting (matched by the next ingest of the study or an administrator's retry).
     """
     try:
+        if not _waiting_for_images(owner_id):
+            db.session.rollback()  # nothing to write: end the read, without a commit
+            return 0
         matched = match_waiting_reads_for_studies(owner_id, study_ids)
         db.session.commit()
         return matched
