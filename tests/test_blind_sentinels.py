@@ -202,7 +202,7 @@ def world(app, client, auth, db, tmp_path):
         "user_id": [u.id for u in (reader, uploader, *users.values())],
         "batch_id": list(db.session.scalars(sa.select(UploadBatch.id))),
         "rule_id": [1], "run_id": [1], "document_id": ["0" * 32], "kind": sorted(REPORTS),
-        "filename": ["css/app.css"], "peer_id": [1],
+        "filename": ["css/app.css"], "peer_id": [1], "read_id": [1],
         **dicomweb_values(study),
     }
     remapped = {k: v[1] for k, v in dicomweb_values(study).items() if k.endswith("_uid")}

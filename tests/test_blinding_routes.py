@@ -95,7 +95,7 @@ def world(app, client, auth, db, tmp_path):
         # No objects of these kinds in this world: the route still answers (404/403).
         "request_id": [1], "rule_id": [1], "run_id": [1], "document_id": ["0" * 32],
         "kind": sorted(REPORTS),
-        "filename": ["css/app.css"], "peer_id": [1],
+        "filename": ["css/app.css"], "peer_id": [1], "read_id": [1],
         **dicomweb_values(study),
     }
     return {"reader": reader, "reviewer": reviewer, "member": member, "values": values,
