@@ -96,8 +96,12 @@ def measure(root: Path, files: list[Path], only: str | None = None) -> dict[str,
         print(f"Orthanc C-STORE not measured: {reason}")
     elif only != "portal":
         dicom_port = free_port()
+        # Orthanc's DICOM server is DCMTK's: its sockets get TCP_NODELAY from this variable
+        # (Orthanc's own "TcpNoDelay" is for HTTP only). Without it Orthanc stalls on
+        # delayed ACKs and runs at about a tenth of its speed here (21 vs 214-255 inst/s).
         with Orthanc(folder=root / "orthanc-dicom", DicomServerEnabled=True,
-                     DicomPort=dicom_port, DicomAet="ORTHANC") as orthanc:
+                     DicomPort=dicom_port, DicomAet="ORTHANC",
+                     env={"TCP_NODELAY": "1"}) as orthanc:
             fig["cstore_orthanc"] = len(files) / storescu(dicom_port, "ORTHANC", files)
             stored = orthanc.get("/statistics").json()["CountInstances"]
             if stored != len(files):

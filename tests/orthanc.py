@@ -82,8 +82,9 @@ class Orthanc:
     """One Orthanc process with its own folder; use as a context manager or start()/stop()."""
 
     def __init__(self, peers: dict[str, Peer] | None = None, *, folder: Path | None = None,
-                 timeout: float = 60, **options) -> None:
+                 timeout: float = 60, env: dict[str, str] | None = None, **options) -> None:
         self.peers = dict(peers or {})
+        self.env = dict(env or {})  # added to the process's environment
         self.own_folder = folder is None
         self.folder = Path(folder or tempfile.mkdtemp(prefix="qaportal-orthanc-"))
         self.port = free_port()
@@ -122,7 +123,7 @@ class Orthanc:
         self.folder.mkdir(parents=True, exist_ok=True)
         config_path = self.folder / "orthanc.json"
         config_path.write_text(json.dumps(self.config(), indent=2))
-        env = {**os.environ, "LD_PRELOAD": str(loopback_shim())}
+        env = {**os.environ, **self.env, "LD_PRELOAD": str(loopback_shim())}
         self.log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen([str(ORTHANC), str(config_path)], cwd=self.folder,
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
