@@ -52,6 +52,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.auditlog import bp as audit_bp
     from qaportal.auth import bp as auth_bp
     from qaportal.dicomweb import bp as dicomweb_bp
+    from qaportal.feeds import demo as _feeds_demo  # noqa: F401 - registers its demo step
     from qaportal.feeds.fhir_routes import bp as fhir_bp
     from qaportal.home import bp as home_bp
     from qaportal.notifications import bp as notifications_bp

@@ -27,6 +27,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 start "job worker" "$VENV/bin/qaportal" worker --workers 2
+# The hospital feeds' listeners, on loopback by default (QAPORTAL_DICOM_LISTEN_PORT, 11112;
+# QAPORTAL_HL7_LISTEN_PORT, 2575; their *_BIND settings). One that cannot start (its port
+# taken) says why and exits; the portal is served all the same.
+start "DICOM listener" "$VENV/bin/qaportal" dicom-listen
+start "HL7 listener" "$VENV/bin/qaportal" hl7-listen
 
 start gunicorn "$VENV/bin/gunicorn" --workers "$WORKERS" --bind "$BIND" --access-logfile - \
     --timeout 120 'qaportal:create_app()'

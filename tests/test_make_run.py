@@ -1,5 +1,6 @@
-"""`make run`'s path for real: migrate, seed the demo, serve with gunicorn and the job worker
-(scripts/serve.sh), sign in, stop both."""
+"""`make run`'s path for real: migrate, seed the demo, serve with gunicorn, the job worker and
+the DICOM and HL7 listeners (scripts/serve.sh), sign in, feed the demo's known peer by
+C-ECHO, C-STORE and an HL7 ORU, stop them all."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from qaportal.dicom import generate_ct_series
 from tests.console import ROOT, console_env, qaportal
+from tests.test_feeds_hl7 import oru, send
 
 PASSWORD = "violet-harbour-lantern-42"
 # Runs its own SQLite instance in subprocesses: the SQLite pass of `make test` runs it and the
@@ -34,6 +37,8 @@ def test_the_makefile_runs_these_commands():
     assert "QAPORTAL_LOCAL=1 exec scripts/serve.sh $(VENV) $(HOST):$(PORT) $(WORKERS)" in recipe
     serve = (ROOT / "scripts" / "serve.sh").read_text()
     assert 'start "job worker" "$VENV/bin/qaportal" worker' in serve
+    assert 'start "DICOM listener" "$VENV/bin/qaportal" dicom-listen' in serve
+    assert 'start "HL7 listener" "$VENV/bin/qaportal" hl7-listen' in serve
     assert "'qaportal:create_app()'" in serve
 
 
@@ -62,7 +67,10 @@ def _wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 40
 
 def test_make_run_serves_a_working_demo(tmp_path):
     instance = tmp_path / "instance"
-    env = console_env(instance, QAPORTAL_LOCAL="1", QAPORTAL_DEMO_PASSWORD=PASSWORD)
+    dicom_port, hl7_port = _free_port(), _free_port()
+    env = console_env(instance, QAPORTAL_LOCAL="1", QAPORTAL_DEMO_PASSWORD=PASSWORD,
+                      QAPORTAL_DICOM_LISTEN_PORT=str(dicom_port),
+                      QAPORTAL_HL7_LISTEN_PORT=str(hl7_port))
     instance.mkdir()
     upgrade = qaportal(env, "db", "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
@@ -107,23 +115,50 @@ def test_make_run_serves_a_working_demo(tmp_path):
         home = browser.open(f"{base}/", timeout=10).read().decode()
         assert "Dr. Ada Radley" in home
 
-        # The job worker runs beside gunicorn, and stops when the script is stopped.
-        started = dict(re.findall(r"started (job worker|gunicorn) \(pid (\d+)\)",
-                                  out.read_text()))
-        worker = int(started["job worker"])
+        # The job worker and the listeners run beside gunicorn, and stop when it stops.
+        started = {name: int(pid) for name, pid in re.findall(
+            r"started (job worker|gunicorn|DICOM listener|HL7 listener) \(pid (\d+)\)",
+            out.read_text())}
+        assert len(started) == 4, out.read_text()
         deadline = time.monotonic() + 30
         while "qaportal worker: 2 thread(s)" not in log.read_text():
-            assert _alive(worker) and time.monotonic() < deadline, log.read_text()
+            assert _alive(started["job worker"]) and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
+        _feed_the_demo_peer(dicom_port, hl7_port, log, tmp_path)
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) != 0
-        assert not _alive(worker) and not _alive(int(started["gunicorn"]))
+        assert not any(_alive(pid) for pid in started.values()), started
     finally:
         if server.poll() is None:
             server.terminate()
             server.wait(timeout=60)
         log_file.close()
         out_file.close()
+
+
+def _dcmtk(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*args], capture_output=True, text=True, timeout=60)
+
+
+def _feed_the_demo_peer(dicom_port: int, hl7_port: int, log: Path, tmp_path: Path) -> None:
+    """The demo's known peer (DEMO_PACS on this machine) echoes, stores an image and sends
+    a read, as docs/demo.md shows."""
+    peer = ["-aet", "DEMO_PACS", "-aec", "QAPORTAL", "127.0.0.1", str(dicom_port)]
+    deadline = time.monotonic() + 30
+    while (echo := _dcmtk("echoscu", *peer)).returncode != 0:
+        assert time.monotonic() < deadline, echo.stderr + log.read_text()
+        time.sleep(0.3)
+    files = generate_ct_series(tmp_path / "pushed", slices=2, patient=("MAKE^RUN", "MAKERUN"))
+    stored = _dcmtk("storescu", "--required", *peer, *map(str, files))
+    assert stored.returncode == 0, stored.stderr
+    while True:
+        try:
+            ack = send(hl7_port, oru("MAKERUN1", "ACCMAKERUN", reader="DEMO-RAD-1"))
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+    assert ack[0]["code"] == "AA" and ack[0]["control"] == "MAKERUN1", ack
 
 
 def _alive(pid: int) -> bool:
