@@ -14,7 +14,7 @@ from .deidentify import (
 )
 from .errors import DicomRejected, StoredFileCorrupt, StoredFileMissing
 from .generate import generate_ct_series
-from .parse import InstanceHeader, ParseLimits, read_header
+from .parse import InstanceHeader, ParseLimits, header_dataset, read_header
 from .render import (
     WINDOW_PRESETS,
     default_window,
@@ -47,6 +47,7 @@ __all__ = [
     "deidentify_file",
     "frame_count",
     "generate_ct_series",
+    "header_dataset",
     "iter_files",
     "new_key",
     "read_header",

@@ -355,3 +355,8 @@ def meta_sop_uids(path: str | os.PathLike[str] | None) -> tuple[str, str]:
     return (sop_class if _UID_TEXT.fullmatch(sop_class) else "",
             sop_uid if _UID_TEXT.fullmatch(sop_uid) else "")
 
+
+def header_dataset(data: bytes) -> Dataset:
+    """Return the header of a stored file (one the ingest accepted), without its pixel data,
+    as a pydicom Dataset: for building objects that copy its patient and study values."""
+    return dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)

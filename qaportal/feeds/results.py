@@ -22,12 +22,12 @@ import io
 import uuid
 from datetime import UTC, datetime
 
-import pydicom
 import sqlalchemy as sa
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
+from qaportal.dicom import header_dataset
 from qaportal.extensions import db
 from qaportal.feeds.result_sr import (
     BASIC_TEXT_SR,
@@ -169,7 +169,7 @@ def study_header(study) -> Dataset:
         raise ResultError(f"study #{study.id} has no stored images to take the patient from")
     inst = min((i for i, _ in instances), key=lambda i: (i.size_bytes, i.id))
     data = image_store().read_verified(inst.storage_key, inst.sha256)
-    header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    header = header_dataset(data)
     if str(header.get("StudyInstanceUID", "")) != study.study_uid:
         raise ResultError(f"study #{study.id}: its stored file names another study")
     return header
