@@ -9,11 +9,15 @@ WORKERS ?= 3
 # Debian packages: fonts and HarfBuzz subsetting for the PDF reports, poppler for checking them,
 # Chromium for the browser tests, Orthanc with its DICOMweb plugin as the interop peer (gcc
 # builds the small preloaded bind() that keeps Orthanc on loopback: tests/orthanc_loopback.c),
-# dcmtk's storescu/echoscu as the DICOM network peer.
+# dcmtk's storescu/echoscu as the DICOM network peer, redis-server as the job queue's backend
+# (the tests start their own on a free loopback port: tests/redis_server.py), nginx in front
+# of two app servers (tests/test_two_servers.py starts its own). The packages' own services
+# are neither started nor enabled by the install (scripts/ensure-debs.sh).
 RUN_DEBS := fonts-dejavu-core fonts-noto-core libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0
-TEST_DEBS := $(RUN_DEBS) chromium poppler-utils orthanc orthanc-dicomweb gcc libc6-dev dcmtk
+TEST_DEBS := $(RUN_DEBS) chromium poppler-utils orthanc orthanc-dicomweb gcc libc6-dev dcmtk \
+	redis-server nginx
 
-.PHONY: run test lint bench install system-deps-run system-deps-test clean
+.PHONY: run test lint bench install ohif system-deps-run system-deps-test clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,6 +26,12 @@ $(STAMP): pyproject.toml setup.py
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# OHIF's prebuilt viewer (served at /viewer/ohif/): the pinned @ohif/app from the npm registry,
+# checked by its sha512 and unpacked into vendor/ohif (ignored, never committed; a no-op once
+# there). Without it the portal runs and its own viewer works; /viewer/ohif/ answers 503.
+ohif:
+	@python3 qaportal/ohif/fetch.py || echo "make: continuing without the OHIF viewer (see the error above)"
 
 system-deps-run:
 	@bash scripts/ensure-debs.sh $(RUN_DEBS)
@@ -32,7 +42,7 @@ system-deps-test:
 # E-mail links point where this serves (QAPORTAL_BASE_URL, when set, wins). gunicorn and
 # the job worker (`qaportal worker`) run from scripts/serve.sh, which stops both together.
 run: export QAPORTAL_SERVED_URL = http://$(HOST):$(PORT)
-run: $(STAMP) system-deps-run
+run: $(STAMP) system-deps-run ohif
 	QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal db upgrade
 	@if [ "$${QAPORTAL_DEMO:-1}" != "0" ]; then QAPORTAL_LOCAL=1 $(VENV)/bin/qaportal demo; fi
 	@echo "Serving qaportal on http://$(HOST):$(PORT) with a job worker (Ctrl-C to stop)"
@@ -41,12 +51,14 @@ run: $(STAMP) system-deps-run
 lint: $(STAMP)
 	$(VENV)/bin/ruff check qaportal tests benchmarks migrations/env.py
 
-# SQLite always; PostgreSQL too when QAPORTAL_TEST_DATABASE_URL is set (CI sets it).
-test: $(STAMP) system-deps-test lint
+# SQLite always; PostgreSQL too when QAPORTAL_TEST_DATABASE_URL is set (CI sets it). The
+# PostgreSQL pass runs only the tests that reach that database (--postgres-only, tests/conftest.py):
+# the others would run exactly as in the SQLite pass.
+test: $(STAMP) system-deps-test ohif lint
 	env -u QAPORTAL_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 	@if [ -n "$${QAPORTAL_TEST_DATABASE_URL:-}" ]; then \
 		echo "== again on PostgreSQL ($${QAPORTAL_TEST_DATABASE_URL})"; \
-		$(PY) -m pytest -m "not e2e and not slow" $(PYTEST_ARGS); \
+		$(PY) -m pytest -m "not e2e and not slow" --postgres-only $(PYTEST_ARGS); \
 	fi
 
 bench: $(STAMP)

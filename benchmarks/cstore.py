@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,10 +107,61 @@ def measure(root: Path, files: list[Path], only: str | None = None) -> dict[str,
             stored = orthanc.get("/statistics").json()["CountInstances"]
             if stored != len(files):
                 raise RuntimeError(f"Orthanc stored {stored} of {len(files)} instances")
+    fig["cstore_floor"] = durable_write_floor(root, files)
+    fig["cstore_pynetdicom"] = pynetdicom_floor(files)
     if only != "orthanc":
         with portal_listener(root) as port:
             fig["cstore_portal"] = len(files) / storescu(port, "QAPORTAL", files)
     return fig
+
+
+def durable_write_floor(root: Path, files: list[Path]) -> float:
+    """inst/s of writing each file once and making it durable, one after the other.
+
+    C-STORE is one request at a time (storescu waits for each response) and a response may
+    only be sent once its instance is durable, so no receiver that keeps that promise can
+    beat this figure on this disk: it is the ceiling for both servers.
+    """
+    folder = root / "durable-floor"
+    folder.mkdir()
+    blobs = [f.read_bytes() for f in files]
+    start = time.perf_counter()
+    for i, blob in enumerate(blobs):
+        fd = os.open(folder / f"{i}.dcm", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, blob)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+    elapsed = time.perf_counter() - start
+    shutil.rmtree(folder)
+    return len(blobs) / elapsed
+
+
+def pynetdicom_floor(files: list[Path]) -> float:
+    """inst/s of storescu to a pynetdicom Storage SCP that stores nothing.
+
+    The same AE settings and server class as `qaportal dicom-listen` (largest PDU,
+    TCP_NODELAY), and a handler that answers success at once: what the library's receive
+    path costs before anything is written.
+    """
+    from pynetdicom import evt
+
+    from qaportal.feeds.listener import NoDelayAssociationServer, application_entity
+
+    ae = application_entity("NOOPSCP")
+    port = free_port()
+    server = ae.make_server(("127.0.0.1", port), ae_title="NOOPSCP",
+                            evt_handlers=[(evt.EVT_C_STORE, lambda event: 0x0000)],
+                            server_class=NoDelayAssociationServer)
+    ae._servers.append(server)  # as AE.start_server does: shutdown() expects it
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        return len(files) / storescu(port, "NOOPSCP", files)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 def ct_files(root: Path, slices: int) -> list[Path]:
@@ -136,6 +188,20 @@ def report(fig: dict[str, float], slices: int) -> None:
     if p and o:
         line += f", ratio {p / o:.2f}x (target >= 2x Orthanc: {'met' if p >= 2 * o else 'MISSED'})"
     print(line)
+    floor = fig.get("cstore_floor")
+    if floor:
+        line = (f"  ceiling on this disk (write + fdatasync of each instance in turn, nothing "
+                f"else): {floor:.0f} inst/s")
+        if o:
+            line += f"; 2x Orthanc would need {2 * o:.0f} inst/s"
+        print(line)
+    bare = fig.get("cstore_pynetdicom")
+    if bare:
+        print(f"  pynetdicom alone (same AE and server, storing nothing): {bare:.0f} inst/s")
+    if floor and bare:
+        both = 1 / (1 / floor + 1 / bare)
+        print(f"  both costs in turn, as one C-STORE after another must pay them: at most "
+              f"{both:.0f} inst/s")
 
 
 if __name__ == "__main__":

@@ -161,16 +161,20 @@ def seed(root: Path, readers: int, subject_reviews: int) -> dict:
                 "comment": "Missed finding." if disc else "", "learning_case": False,
                 "submitted_at": now})
         ex(sa.insert(Review), review_rows)
-        significant = ex(sa.select(Review.id, Review.score).where(
-            Review.score.in_(("2b", "3a", "3b"))).order_by(Review.id)).all()
+        significant = ex(
+            sa.select(Review.id, Review.score, OriginalRead.reader_id)
+            .join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
+            .join(OriginalRead, OriginalRead.id == ReviewAssignment.read_id)
+            .where(Review.score.in_(("2b", "3a", "3b"))).order_by(Review.id)).all()
         case_rows = []
-        for k, (review_id, score) in enumerate(significant):
+        for k, (review_id, score, reader_id) in enumerate(significant):
             opened = now - timedelta(days=rng.randrange(1, 200))
             status = ("closed", "decided", "committee", "open")[k % 4] if k % 5 else "closed"
             decided = status in ("decided", "closed")
             final = (score if k % 3 else "2a") if decided else None
             case_rows.append({
-                "review_id": review_id, "status": status, "round": 1, "opened_at": opened,
+                "review_id": review_id, "reader_id": reader_id, "status": status, "round": 1,
+                "opened_at": opened,
                 "status_at": opened, "final_score": final,
                 "outcome": ("upheld" if final == score else "downgraded") if decided else None,
                 "rationale": "Consensus." if decided else "", "reader_response": ""})

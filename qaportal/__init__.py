@@ -52,10 +52,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.auditlog import bp as audit_bp
     from qaportal.auth import bp as auth_bp
     from qaportal.dicomweb import bp as dicomweb_bp
+    from qaportal.exports import bp as exports_bp
     from qaportal.feeds import demo as _feeds_demo  # noqa: F401 - registers its demo step
     from qaportal.feeds.fhir_routes import bp as fhir_bp
     from qaportal.home import bp as home_bp
+    from qaportal.marks import bp as marks_bp
     from qaportal.notifications import bp as notifications_bp
+    from qaportal.ohif import bp as ohif_bp
     from qaportal.opinions import bp as opinions_bp
     from qaportal.qa import bp as qa_bp
     from qaportal.reports import bp as reports_bp
@@ -63,7 +66,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from qaportal.studies import bp as studies_bp
 
     for bp in (auth_bp, home_bp, admin_bp, audit_bp, studies_bp, notifications_bp,
-               opinions_bp, reviews_bp, qa_bp, reports_bp, dicomweb_bp, fhir_bp):
+               opinions_bp, reviews_bp, qa_bp, reports_bp, dicomweb_bp, fhir_bp, exports_bp,
+               marks_bp, ohif_bp):
         app.register_blueprint(bp)
 
     from qaportal import request_session

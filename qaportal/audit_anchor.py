@@ -58,11 +58,17 @@ class Checkpoint:
     at: str
     legacy: int  # entries 1..legacy were written before anchoring began (no MAC)
     line: int = 0  # line number in the anchor file (1-based)
+    # True when `audit-verify` wrote it after checking every entry up to it: an
+    # incremental run may start there. A checkpoint written beside an entry is a sighting.
+    verified: bool = False
 
     def fields(self) -> dict:
-        """Return what the line's MAC covers."""
-        return {"at": self.at, "hash": self.entry_hash, "legacy": self.legacy,
-                "seq": self.seq, "v": 1}
+        """Return what the line's MAC covers (lines without "verified" predate the flag)."""
+        fields = {"at": self.at, "hash": self.entry_hash, "legacy": self.legacy,
+                  "seq": self.seq, "v": 1}
+        if self.verified:
+            fields["verified"] = True
+        return fields
 
 
 def checkpoint_line(key: str, cp: Checkpoint) -> str:
@@ -92,7 +98,7 @@ def read_checkpoints(path: str | os.PathLike, key: str) -> list[Checkpoint]:
         try:
             data = json.loads(raw)
             cp = Checkpoint(int(data["seq"]), str(data["hash"]), str(data["at"]),
-                            int(data["legacy"]), number)
+                            int(data["legacy"]), number, data.get("verified") is True)
             mac = str(data["mac"])
         except (ValueError, KeyError, TypeError) as exc:
             raise AnchorError(number, "not a checkpoint") from exc

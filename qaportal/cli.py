@@ -110,14 +110,17 @@ def demo() -> None:
 
 
 @click.command("audit-verify")
+@click.option("--incremental", is_flag=True,
+              help="Check only what was written since the last verified checkpoint (that "
+                   "entry is re-hashed and must match it); a full pass when there is none.")
 @with_appcontext
-def audit_verify() -> None:
+def audit_verify(incremental: bool) -> None:
     """Check the audit log's hash chain, MACs and anchor checkpoints; exit 0 when intact,
-    1 naming the first bad entry; an intact run writes a checkpoint of the head."""
-    from qaportal.audit import anchor_head, verify
+    1 naming the first bad entry; an intact run writes a verified checkpoint of the head."""
+    from qaportal.audit_verify import anchor_head, verify
 
     try:
-        result = verify()
+        result = verify(incremental=incremental)
     except OSError as exc:  # the anchor file exists but cannot be read: nothing was checked
         _fail(f"anchor file cannot be read: {exc}", EXIT_UNAVAILABLE)
     if result.ok:

@@ -81,6 +81,19 @@ class Defaults:
     # CACHE_ROOT/verified, shared by the worker processes).
     VERIFIED_FILE_MAX_AGE_HOURS = 24.0
     AUDIT_PAGE_SIZE = 50
+    # The other keyset lists (worklists, cases, committee, feedback, notifications, opinion
+    # requests): rows per page (qaportal.paging).
+    LIST_PAGE_SIZE = 50
+    # A peer reviewer keeps the images of a submitted review this many days; then the
+    # review's access grant ends (qaportal/reviews/access.py, the worker's sweep).
+    REVIEW_ACCESS_DAYS = 30.0
+    # Long lists count their rows up to this many, then say "more than" (qaportal.paging).
+    LIST_COUNT_CAP = 10_000
+    # Long exports go to the job queue (qaportal.exports): a report over more days than
+    # this, an audit CSV of more entries than this.
+    REPORT_BACKGROUND_DAYS = 366
+    AUDIT_CSV_DIRECT_MAX = 100_000
+    EXPORT_JOB_MAX_HOURS = 6.0  # a job running longer was left by a worker that died
     # QIDO-RS: at most this many results per answer (a Warning header says when more exist).
     QIDO_MAX_RESULTS = 1000
     # DICOMweb from web pages of other origins (a viewer served elsewhere): none by default.
@@ -212,6 +225,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "UPLOAD_MAX_FILES": ("UPLOAD_MAX_FILES", int),
     "IMAGE_ROOT": ("IMAGE_ROOT", str),
     "CACHE_ROOT": ("CACHE_ROOT", str),
+    "UPLOAD_TMP": ("UPLOAD_TMP", str),
+    "OHIF_DIR": ("OHIF_DIR", str),
     "RENDER_MAX_PIXELS": ("RENDER_MAX_PIXELS", int),
     "MAX_FRAMES_PER_INSTANCE": ("MAX_FRAMES_PER_INSTANCE", int),
     "MAX_INFLATED_BYTES": ("MAX_INFLATED_BYTES", int),
@@ -235,6 +250,8 @@ ENV_SETTINGS: dict[str, Any] = {
     "EXPORT_ROOT": ("EXPORT_ROOT", str),
     "REVIEW_CASE_SCORES": ("REVIEW_CASE_SCORES", _roles),  # comma-separated, e.g. 2a,2b,3a,3b
     "REVIEW_DUE_DAYS": ("REVIEW_DUE_DAYS", int),
+    "REVIEW_ACCESS_DAYS": ("REVIEW_ACCESS_DAYS", float),
+    "LIST_PAGE_SIZE": ("LIST_PAGE_SIZE", int),
     "AUDIT_KEY": ("AUDIT_KEY", str),
     "AUDIT_ANCHOR_FILE": ("AUDIT_ANCHOR_FILE", str),
     "AUDIT_CHECKPOINT_EVERY": ("AUDIT_CHECKPOINT_EVERY", int),

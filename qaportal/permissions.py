@@ -201,3 +201,18 @@ def can_see_feedback(user: User, case) -> bool:
 def can_view_conference(user: User, conference) -> bool:
     """QA managers and the invited attendees see a conference."""
     return user.has_role("qa_manager") or any(a.user_id == user.id for a in conference.attendees)
+
+
+# --- Viewer marks (qaportal/marks) ----------------------------------------------
+
+def can_see_marks(user: User, mark) -> bool:
+    """An opinion's marks: whoever sees the request in full (requester, consultant, QA
+    staff). A review's marks: their author (the reviewer: their own only), QA staff, and
+    the committee of a discrepancy case opened from that review."""
+    if mark.opinion_request_id is not None:
+        return opinion_request_view(user, mark.opinion_request) == "full"
+    if mark.author_id == user.id or user.has_role("qa_manager", "admin"):
+        return True
+    review = mark.review_assignment.review
+    return (review is not None and review.case is not None
+            and can_score_case(user, review.case))

@@ -33,8 +33,20 @@ def filesize(value: int | None) -> str:
     return f"{size:.1f} TB"
 
 
+def page_url(endpoint: str, args: dict, param: str = "cursor", cursor: str = "") -> str:
+    """Return the URL of one page of a keyset list: the list's filters and other lists'
+    cursors kept, this list's cursor set (or dropped for its first page)."""
+    from flask import url_for
+
+    params = {k: v for k, v in args.items() if v not in (None, "") and k != param}
+    if cursor:
+        params[param] = cursor
+    return url_for(endpoint, **params)
+
+
 def init_app(app: Flask) -> None:
     """Register the filters."""
+    app.add_template_global(page_url, "page_url")
     app.add_template_filter(person_name, "person_name")
     app.add_template_filter(filesize, "filesize")
     app.add_template_filter(count_noun, "count_noun")

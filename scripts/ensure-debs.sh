@@ -14,11 +14,19 @@ fi
 echo "Installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
-# Packages that ship a service (orthanc) must not start it: tests start their own copies.
+# Packages that ship a service (orthanc, nginx, redis-server) must not start it, nor enable it
+# for the next boot: tests start their own copies on ports of their own.
 policy=/usr/sbin/policy-rc.d
 own_policy=0
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
 fi
 trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
+enabled() { find /etc/systemd/system -path '*.wants/*.service' -printf '%f\n' 2>/dev/null | sort -u; }
+before=$(enabled)
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+if command -v systemctl >/dev/null; then
+  for unit in $(comm -13 <(echo "$before") <(enabled)); do
+    systemctl disable --quiet "$unit" 2>/dev/null || true
+  done
+fi

@@ -2,7 +2,9 @@
 
 Set QAPORTAL_TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test) to run on
 PostgreSQL: the run creates a database of its own on that server and drops it at the end.
-Tests share that database one after another; each starts with every table emptied and the
+With --postgres-only (the PostgreSQL pass of `make test`) the tests that never reach that
+database are deselected: they already ran, identically, in the SQLite pass. Tests share that
+database one after another; each starts with every table emptied and the
 schema rebuilt if a test changed it (tests/empty_schema.py). Tests that run migrations make
 databases of their own (tests/test_migrations.py).
 """
@@ -21,16 +23,54 @@ from flask.testing import FlaskClient
 
 from qaportal import create_app
 from qaportal.extensions import db as _db
-from tests import empty_schema
+from tests import empty_schema, route_builders
 from tests.factories import DEFAULT_PASSWORD
 
+route_builders.install()  # each rule's URL builder compiled once per run, not per test's app
+
 # The `people` fixture of the second-opinion tests (a module may define its own instead).
-pytest_plugins = ["tests.opinion_world", "tests.dicomweb_world"]
+pytest_plugins = ["tests.opinion_world", "tests.dicomweb_world", "tests.marks_world",
+                  "tests.redis_server"]
 
 PG_ENV = "QAPORTAL_TEST_DATABASE_URL"
 
 # Fast Argon2 parameters for tests; a test checks the production defaults separately.
 FAST_HASHING = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--postgres-only", action="store_true",
+        help="with QAPORTAL_TEST_DATABASE_URL: deselect the tests that never reach it (see "
+             "pytest_collection_modifyitems); the PostgreSQL pass of `make test` uses it")
+
+
+def _reaches_postgres(item) -> bool:
+    """Whether the test can use the PostgreSQL database of QAPORTAL_TEST_DATABASE_URL.
+
+    The URL reaches a test only through the postgres_url fixture (db_url, app, client and
+    every world fixture ask for it) or by reading the variable itself; the app never reads
+    it. A test with neither runs exactly as it does without the variable: in the PostgreSQL
+    pass it would only run the SQLite pass again.
+    """
+    if "postgres_url" in getattr(item, "fixturenames", ("postgres_url",)):
+        return True
+    path = getattr(item, "path", None)
+    source = path.read_text(encoding="utf-8") if path is not None and path.exists() else PG_ENV
+    return PG_ENV in source or "PG_ENV" in source
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("postgres_only"):
+        return
+    if not os.environ.get(PG_ENV):
+        raise pytest.UsageError(f"--postgres-only needs {PG_ENV}")
+    keep, drop = [], []
+    for item in items:
+        (keep if _reaches_postgres(item) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def _admin_url(url: str) -> sa.URL:

@@ -694,3 +694,90 @@ EXPECTED.update({
         "params": lambda objs, users: {"peer_id": objs["peer"].id, "action": "enable"},
     },
 })
+
+
+# -- long exports in the job queue (only the person who asked sees the job) ------------------
+def _export_job(users):
+    from qaportal.extensions import db
+    from qaportal.models import ExportJob
+
+    job = ExportJob(kind="audit_csv", parameters={}, requested_by_id=users["qa_manager"].id,
+                    status="queued", progress=0, rows_done=0)
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
+OBJECTS["export_job"] = _export_job  # queued, asked for by the matrix QA manager
+
+
+def _job(objs, users):
+    return {"job_id": objs["export_job"].id}
+
+
+_JOB_VIEWERS = {**only(("radiologist", "qa_manager", "admin")), "radiologist": 404,
+                "admin": 404, "params": _job}
+EXPECTED.update({
+    "auditlog.export_job": {**only(("qa_manager", "admin"), status=302), "method": "POST"},
+    "exports.jobs": only(("radiologist", "qa_manager", "admin")),
+    "exports.job": {**_JOB_VIEWERS, "unrelated": "qa_manager"},
+    "exports.job_status": {**_JOB_VIEWERS, "unrelated": "qa_manager"},
+    "exports.download": {**_JOB_VIEWERS, "qa_manager": 409, "unrelated": "qa_manager"},
+})
+
+
+# -- viewer marks: a key image drawn (whoever sees the opinion or review in full) ------------
+def _viewer_mark(users):
+    from pydicom.data import get_testdata_file
+
+    from qaportal.extensions import db
+    from qaportal.models import OpinionRequest, Study, ViewerMark, utcnow
+    from qaportal.studies import jobs
+    from tests.factories import make_user
+
+    owner = users["radiologist"]
+    run = jobs.import_files([("ct.dcm", get_testdata_file("CT_small.dcm"))], owner.id,
+                            jobs.new_batch(owner, "cli").id)
+    study = db.session.get(Study, next(iter(run.study_ids)))
+    inst = study.series[0].instances[0]
+    consultant = make_user(["radiologist"])
+    now = utcnow()
+    req = OpinionRequest(study_id=study.id, requester_id=owner.id, consultant_id=consultant.id,
+                         named_consultant_id=consultant.id, clinical_question="Matrix?",
+                         priority="routine", status="accepted", due_at=now, accepted_at=now)
+    db.session.add(req)
+    db.session.flush()
+    mark = ViewerMark(opinion_request_id=req.id, instance_id=inst.id, kind="sr",
+                      title="Matrix marks", author_id=consultant.id,
+                      measurements=[{"label": "L", "graphic_type": "POINT", "points": [[5, 5]],
+                                     "coordinates": "2D", "image_id": inst.id, "frame": None}],
+                      key_images=[{"image_id": inst.id, "frame": None}])
+    db.session.add(mark)
+    db.session.flush()
+    return mark
+
+
+OBJECTS["viewer_mark"] = _viewer_mark  # on an opinion the matrix radiologist requested
+EXPECTED["marks.key_image"] = {
+    ANONYMOUS: LOGIN, "radiologist": 200, "reviewer": 404, "qa_manager": 200, "admin": 200,
+    "unrelated": "radiologist",
+    "params": lambda objs, users: {"mark_id": objs["viewer_mark"].id, "index": 0},
+}
+
+
+# -- OHIF viewer at /viewer/ohif/ (qaportal/ohif): sign-in only. A page naming a study
+# (?StudyInstanceUIDs=, a query the matrix cannot send) answers only to those whose DICOMweb
+# serves it under that UID: tests/test_ohif.py. Without the fetched build (no network at
+# `make test`) its pages answer 503.
+def _ohif_page_status() -> int:
+    from qaportal.ohif.fetch import DEFAULT_DEST
+
+    return 200 if (DEFAULT_DEST / "dist" / "index.html").is_file() else 503
+
+
+EXPECTED.update({
+    "ohif.index": everyone(302),
+    "ohif.app_config": everyone(200),
+    "ohif.serve": {**everyone(_ohif_page_status()),
+                   "params": lambda objs, users: {"path": "viewer"}},
+})

@@ -20,8 +20,6 @@ from tests.factories import (
     make_user,
 )
 
-TODAY = date.today()
-FROM, TO = TODAY - timedelta(days=60), TODAY
 REVIEWER_NAMES = ("Zebulon Reviewerson", "Xanthe Scorekeeper")
 COMMITTEE_NAMES = ("Montgomery Committeeman", "Ophelia Adjudicator")
 OTHER_READERS = ("Peregrine Otherreader", "Quintessa Colleague")
@@ -36,17 +34,17 @@ def _decide(case, members, qa, score, outcome):
 
 def build_world() -> dict:
     """Create the department; return the people and the expected counts."""
-    now = utcnow()
+    now, today = utcnow(), date.today()
     qa = make_user(["qa_manager"], full_name="Quinn Quality")
     subject = make_user(
         ["radiologist"], full_name="Olivia Oppenheimer", email="olivia@example.test",
         subspecialties=["neuro"],
-        licenses=["CA", ("TX", TODAY - timedelta(days=800), TODAY - timedelta(days=10))])
-    make_certification(subject, expires_on=TODAY + timedelta(days=20))
+        licenses=["CA", ("TX", today - timedelta(days=800), today - timedelta(days=10))])
+    make_certification(subject, expires_on=date.today() + timedelta(days=20))
     make_privilege(subject, "Diagnostic CT interpretation", notes="Proctoring completed.")
     make_privilege(subject, "Neuroradiology MR interpretation", facility="Lakeside Clinic",
-                   valid_to=TODAY + timedelta(days=15))
-    make_privilege(subject, "Image-guided biopsy", valid_to=TODAY - timedelta(days=40))
+                   valid_to=date.today() + timedelta(days=15))
+    make_privilege(subject, "Image-guided biopsy", valid_to=date.today() - timedelta(days=40))
     reviewers = [make_user(["reviewer"], full_name=n) for n in REVIEWER_NAMES]
     committee = [make_user(["reviewer"], full_name=n) for n in COMMITTEE_NAMES]
     others = [make_user(["radiologist"], full_name=n) for n in OTHER_READERS]
@@ -84,4 +82,5 @@ def build_world() -> dict:
                         requested_at=now - timedelta(days=1))  # open, overdue
     db.session.commit()
     return {"qa": qa, "subject": subject, "reviewers": reviewers, "committee": committee,
-            "others": others, "upheld_case": upheld, "from": FROM, "to": TO}
+            "others": others, "upheld_case": upheld, "from": date.today() - timedelta(days=60),
+            "to": date.today()}

@@ -12,14 +12,12 @@ from qaportal.extensions import db as _db
 from qaportal.models import AuditEvent, Privilege
 from tests.factories import DEFAULT_PASSWORD, make_user
 
-TODAY = date.today()
-
 
 def _add(client, user, **over):
     data = {"priv-facility": "St Mary's Medical Center",
             "priv-description": "Diagnostic CT interpretation",
-            "priv-granted_on": (TODAY - timedelta(days=700)).isoformat(),
-            "priv-valid_to": (TODAY + timedelta(days=400)).isoformat(),
+            "priv-granted_on": (date.today() - timedelta(days=700)).isoformat(),
+            "priv-valid_to": (date.today() + timedelta(days=400)).isoformat(),
             "priv-notes": "Proctoring completed."}
     data.update({f"priv-{k}": v for k, v in over.items()})
     return client.post(f"/admin/users/{user.id}/privileges", data=data)
@@ -30,7 +28,7 @@ def test_privileges_are_added_shown_with_validity_and_removed(client, login_as, 
     user = make_user()
     db.session.commit()
     assert _add(client, user).status_code == 302
-    soon, past = TODAY + timedelta(days=10), TODAY - timedelta(days=3)
+    soon, past = date.today() + timedelta(days=10), date.today() - timedelta(days=3)
     assert _add(client, user, facility="Valley Hospital", description="Neuro MR",
                 valid_to=soon.isoformat(), notes="").status_code == 302
     assert _add(client, user, facility="Old Clinic", description="Mammography",
@@ -113,8 +111,8 @@ def test_radiologist_sees_own_privileges_on_the_account_page(client, login_as, d
 
     user = login_as("radiologist")
     make_privilege(user, "Diagnostic CT interpretation",
-                   valid_to=TODAY + timedelta(days=5))
+                   valid_to=date.today() + timedelta(days=5))
     db.session.commit()
     html = client.get("/account").get_data(as_text=True)
     assert "Diagnostic CT interpretation" in html
-    assert f"expires {(TODAY + timedelta(days=5)).isoformat()}" in html
+    assert f"expires {(date.today() + timedelta(days=5)).isoformat()}" in html

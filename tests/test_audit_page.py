@@ -1,4 +1,4 @@
-"""The audit log page: readable, linked objects; the "Verify the chain" action."""
+"""The audit log page: readable, linked objects; the two verify actions."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.test_audit_anchor import _delete_and_rehash
 
 def test_verify_the_chain_shows_the_result_and_is_audited(app, client, login_as, db):
     manager = login_as("qa_manager")
-    response = client.post("/audit/verify", follow_redirects=True)
+    response = client.post("/audit/verify", data={"scope": "all"}, follow_redirects=True)
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert "audit log intact: 1 entries" in html and "flash-success" in html
@@ -32,13 +32,45 @@ def test_verify_the_chain_names_the_tampered_entry(app, client, login_as, db):
         audit.record("test.event", actor_label="test", number=i)
     db.session.commit()
     _delete_and_rehash(db, 2)
-    html = client.post("/audit/verify", follow_redirects=True).get_data(as_text=True)
+    html = client.post("/audit/verify", data={"scope": "all"},
+                       follow_redirects=True).get_data(as_text=True)
     assert "audit log broken at entry 2: its MAC does not match" in html
     assert "flash-error" in html
     db.session.expire_all()
     verified = db.session.scalar(sa.select(AuditEvent).where(
         AuditEvent.action == "audit.verified"))
     assert verified.details["ok"] is False and verified.details["bad_seq"] == 2
+
+
+def test_verify_new_entries_starts_at_the_last_verified_checkpoint(app, client, login_as, db):
+    login_as("admin")
+    for i in range(3):
+        audit.record("test.event", actor_label="test", number=i)
+    db.session.commit()
+    html = client.post("/audit/verify", data={"scope": "all"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "audit log intact" in html and "checked after" not in html
+    full = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "audit.verified"))
+    for i in range(3):
+        audit.record("test.event", actor_label="test", number=10 + i)
+    db.session.commit()
+    html = client.post("/audit/verify", data={"scope": "new"},
+                       follow_redirects=True).get_data(as_text=True)
+    # The default button re-reads only what follows the checkpoint the full pass wrote.
+    assert "checked after the verified checkpoint of" in html
+    assert f"at entry {full.details['count']})" in html
+    last = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "audit.verified")
+                              .order_by(AuditEvent.seq.desc())).first()
+    assert last.details["scope"] == "new" and last.details["since"] == full.details["count"]
+    # A change after the newest verified checkpoint is found by the quick check.
+    for i in range(2):
+        audit.record("test.event", actor_label="test", number=20 + i)
+    db.session.commit()
+    _delete_and_rehash(db, last.seq + 1)
+    html = client.post("/audit/verify", data={"scope": "new"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert f"audit log broken at entry {last.seq + 1}" in html and "flash-error" in html
+    assert client.post("/audit/verify", data={"scope": "everything"}).status_code == 400
 
 
 def _token(html: str) -> str:

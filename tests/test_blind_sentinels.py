@@ -25,6 +25,7 @@ from qaportal.qa import learning
 from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
+from tests.marks_world import make_mark
 from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
 from tests.test_blinding_routes import DIRECTORY, _texts
@@ -105,13 +106,13 @@ REACHED = {
                       "/studies/{sid}/series/{series}/frames.json",
                       "/studies/{sid}/deidentified.zip", "/studies/", "/reviews/",
                       DICOMWEB_INSTANCE + "/frames/1", DICOMWEB_INSTANCE + "/rendered",
-                      "/dicomweb/studies/{study_uid}/thumbnail"],
+                      "/dicomweb/studies/{study_uid}/thumbnail", "/marks/{mark}/key-images/0.png"],
     "full_reviewer": ["/reviews/{a_full}", "/reviews/{a_full}/record.txt",
                       "/reviews/assignments.json", "/studies/{sid}", "/studies/{sid}/viewer",
                       "/studies/{sid}/series/{series}/frames.json",
                       "/studies/{sid}/deidentified.zip"],
     "member": ["/reviews/committee/{case}", "/reviews/committee", "/studies/{sid}",
-               "/studies/{sid}/series/{series}/frames.json"],
+               "/studies/{sid}/series/{series}/frames.json", "/marks/{mark}/key-images/0.png"],
     "attendee": ["/reviews/conferences/{conf}", "/reviews/conferences", "/studies/{sid}",
                  "/studies/{sid}/viewer",
                  "/notifications/"],
@@ -161,6 +162,8 @@ def world(app, client, auth, db, tmp_path):
     deid, full = users["deid_reviewer"], users["full_reviewer"]
     a_deid = make_assignment(study.read, deid, deidentified=True)
     a_full = make_assignment(study.read, full, deidentified=False)
+    # The de-identified reviewer measured in the viewer (linked while the review was open).
+    mark = make_mark(deid, study.series[0].instances[0], assignment=a_deid)
     service.reveal(a_full, f"Impression: {EVERYTHING}", full)
     service.submit(a_full, full, score="2a", category="perceptual",
                    comment=f"Full: {EVERYTHING}")
@@ -202,12 +205,14 @@ def world(app, client, auth, db, tmp_path):
         "user_id": [u.id for u in (reader, uploader, *users.values())],
         "batch_id": list(db.session.scalars(sa.select(UploadBatch.id))),
         "rule_id": [1], "run_id": [1], "document_id": ["0" * 32], "kind": sorted(REPORTS),
-        "filename": ["css/app.css"], "peer_id": [1], "read_id": [1],
+        "filename": ["css/app.css"], "peer_id": [1], "read_id": [1], "job_id": [1],
+        "path": ["viewer"],
+        "mark_id": [mark.id], "index": [0],
         **dicomweb_values(study),
     }
     remapped = {k: v[1] for k, v in dicomweb_values(study).items() if k.endswith("_uid")}
     ids = {"sid": study.id, "series": series.id, "a_deid": a_deid.id, "a_full": a_full.id,
-           "case": case.id, "conf": conf.id, "req": req.id, **remapped,
+           "case": case.id, "conf": conf.id, "req": req.id, "mark": mark.id, **remapped,
            "suid": remapped["study_uid"], "seuid": remapped["series_uid"]}
     return {"users": users, "values": values, "ids": ids,
             "original_uids": [u.lower() for u in originals]}

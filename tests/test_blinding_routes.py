@@ -23,6 +23,7 @@ from qaportal.qa import learning
 from qaportal.reports.registry import REPORTS
 from qaportal.reviews import service
 from tests.factories import make_assignment, make_user
+from tests.marks_world import make_mark
 from tests.pdftools import pdf_text
 from tests.route_walk import dicomweb_values, get_urls
 from tests.studyfiles import modified_copy
@@ -66,6 +67,7 @@ def world(app, client, auth, db, tmp_path):
     # The reviewer sees it in full, scores 3b naming the reader; a committee member scores
     # naming the reviewer; QA decides naming both; the reader gets the feedback.
     a = make_assignment(study.read, reviewer, deidentified=False)
+    mark = make_mark(reviewer, study.series[0].instances[0], assignment=a)  # from the viewer
     service.reveal(a, "Apical nodule?", reviewer)
     review = service.submit(a, reviewer, score="3b", category="perceptual",
                             comment="Missed the apical nodule", learning_case=True)
@@ -95,11 +97,13 @@ def world(app, client, auth, db, tmp_path):
         # No objects of these kinds in this world: the route still answers (404/403).
         "request_id": [1], "rule_id": [1], "run_id": [1], "document_id": ["0" * 32],
         "kind": sorted(REPORTS),
-        "filename": ["css/app.css"], "peer_id": [1], "read_id": [1],
+        "filename": ["css/app.css"], "peer_id": [1], "read_id": [1], "job_id": [1],
+        "path": ["viewer"],
+        "mark_id": [mark.id], "index": [0],
         **dicomweb_values(study),
     }
     return {"reader": reader, "reviewer": reviewer, "member": member, "values": values,
-            "assignment": a, "case": case, "conf": conf, "study": study}
+            "assignment": a, "case": case, "conf": conf, "study": study, "mark": mark}
 
 
 def _texts(resp) -> list[str]:
@@ -144,7 +148,8 @@ def test_reviewer_never_sees_the_reader_on_any_route(app, client, auth, world):
     sid, aid = w["study"].id, w["assignment"].id
     for url in (f"/studies/{sid}", f"/studies/{sid}/viewer", f"/studies/{sid}/deidentified.zip",
                 f"/reviews/{aid}", f"/reviews/{aid}/record.txt", "/reviews/assignments.json",
-                f"/reviews/conferences/{w['conf'].id}"):
+                f"/reviews/conferences/{w['conf'].id}",
+                f"/marks/{w['mark'].id}/key-images/0.png"):
         assert seen[url] == 200, url  # the walk reached the pages that matter
 
 
@@ -152,7 +157,8 @@ def test_committee_member_never_sees_the_reader_or_reviewer(app, client, auth, w
     w = world
     seen = _walk(app, client, auth, w["member"], w["values"], _terms(READER, REVIEWER))
     for url in (f"/reviews/committee/{w['case'].id}", "/reviews/committee",
-                f"/studies/{w['study'].id}", f"/studies/{w['study'].id}/viewer"):
+                f"/studies/{w['study'].id}", f"/studies/{w['study'].id}/viewer",
+                f"/marks/{w['mark'].id}/key-images/0.png"):
         assert seen[url] == 200, url
 
 

@@ -75,6 +75,19 @@ def test_environment_overrides_defaults(tmp_path, clean_env):
     assert cfg["SESSION_COOKIE_SECURE"] is False
 
 
+def test_the_folders_a_server_keeps_to_itself_can_be_set(tmp_path, clean_env):
+    """Several servers: the instance folder local, images and exports shared (README)."""
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).config["UPLOAD_TMP"] == str(
+        tmp_path / "tmp")
+    for name, folder in (("UPLOAD_TMP", "/srv/upload-tmp"), ("CACHE_ROOT", "/var/cache/qp"),
+                         ("IMAGE_ROOT", "/mnt/shared/images"),
+                         ("EXPORT_ROOT", "/mnt/shared/exports")):
+        clean_env.setenv(f"QAPORTAL_{name}", folder)
+    cfg = create_app({"INSTANCE_PATH": str(tmp_path)}).config
+    assert (cfg["UPLOAD_TMP"], cfg["CACHE_ROOT"], cfg["IMAGE_ROOT"], cfg["EXPORT_ROOT"]) == (
+        "/srv/upload-tmp", "/var/cache/qp", "/mnt/shared/images", "/mnt/shared/exports")
+
+
 def test_instance_config_file_overrides_defaults_and_env_wins(tmp_path, clean_env):
     (tmp_path / "config.py").write_text(
         "SECRET_KEY = 'from-the-file'\nIDLE_TIMEOUT_MINUTES = 12\nLOCKOUT_THRESHOLD = 7\n"

@@ -25,24 +25,14 @@ from tests.console import console_env
 from tests.factories import make_opinion_request, make_study, make_user
 from tests.test_feeds_delivery import FILLED, closed_port, make_peer
 
-REDIS = "redis://127.0.0.1:6379"
-REDIS_DB = 11  # the tests' own database number on the shared server
-
-
-def _redis_or_skip() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(f"{REDIS}/{REDIS_DB}", socket_connect_timeout=1).ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip("no Redis server on 127.0.0.1:6379 (start redis-server to run this)")
+REDIS_DB = 11  # any database number: the server is the run's own (tests/redis_server.py)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 def backend(request) -> dict:
     if request.param == "redis":
-        _redis_or_skip()
-        return {"JOB_QUEUE_URL": f"{REDIS}/{REDIS_DB}",
+        server = request.getfixturevalue("redis_server")
+        return {"JOB_QUEUE_URL": f"{server.url}/{REDIS_DB}",
                 "JOB_QUEUE_NAME": f"qaportal-test-{uuid.uuid4().hex[:12]}"}
     return {}
 
@@ -62,7 +52,9 @@ def test_the_queue_follows_the_settings(tmp_path):
     huey = make_huey(app.config, app.instance_path)
     assert isinstance(huey, SqliteHuey) and huey.name == "qaportal"
     assert huey.storage.filename == str(tmp_path / "jobs.sqlite")
-    redis_cfg = {**app.config, "JOB_QUEUE_URL": f"{REDIS}/3", "JOB_QUEUE_NAME": "site-a"}
+    # Built, not connected: no traffic goes to this address.
+    redis_cfg = {**app.config, "JOB_QUEUE_URL": "redis://127.0.0.1:6379/3",
+                 "JOB_QUEUE_NAME": "site-a"}
     huey = make_huey(redis_cfg, app.instance_path)
     assert isinstance(huey, RedisHuey) and huey.name == "site-a"
     assert huey.storage.conn.connection_pool.connection_kwargs["db"] == 3
@@ -79,7 +71,8 @@ def test_the_sla_check_and_the_sweep_run_every_minute(tmp_path):
     huey = queue(app).huey
     for minute in (0, 1, 37):
         due = {t.name for t in huey.read_periodic(datetime(2026, 1, 5, 9, minute, tzinfo=UTC))}
-        assert due == {"qaportal.sla_check", "qaportal.sweep_deliveries"}
+        assert due == {"qaportal.sla_check", "qaportal.sweep_deliveries",
+                       "qaportal.sweep_exports", "qaportal.sweep_review_access"}
 
 
 def start_worker(app, *args: str) -> tuple[subprocess.Popen, object]:
@@ -90,7 +83,11 @@ def start_worker(app, *args: str) -> tuple[subprocess.Popen, object]:
     for key in ("JOB_QUEUE_URL", "JOB_QUEUE_NAME", "DELIVERY_MAX_ATTEMPTS",
                 "DELIVERY_RETRY_BASE_SECONDS"):
         env[f"QAPORTAL_{key}"] = str(app.config[key] or "")
-    log = open(f"{app.instance_path}/worker.log", "w+")  # noqa: SIM115 - closed by the test
+    # Append mode: the worker and this process share the file's offset, and the test's
+    # seek(0) before each read must not make the worker write over the first lines.
+    path = Path(app.instance_path) / "worker.log"
+    path.unlink(missing_ok=True)
+    log = open(path, "a+")  # noqa: SIM115 - closed by the test
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from qaportal.cli import main; "
          "sys.argv[0] = 'qaportal'; main()", "worker", *args],

@@ -159,11 +159,11 @@ def test_department_rate_and_modality_filter(db, history):
 
 
 def test_modality_breakdown_and_trend(db, history):
-    facts = stats.review_facts(db.session, _period())
-    by_mod = stats.modality_breakdown(facts)
+    figures = stats.breakdown(db.session, _period())
+    by_mod = figures.modalities
     assert (by_mod["CT"].n, by_mod["CT"].significant) == (7, 2)
     assert (by_mod["MR"].n, by_mod["MR"].significant) == (4, 0)
-    trend = stats.monthly_trend(facts, _period())
+    trend = figures.months
     assert sum(t.rate.n for t in trend) == 11
     assert sum(t.rate.k for t in trend) == 2
     assert len({t.month for t in trend}) == len(trend) >= 2

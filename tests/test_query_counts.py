@@ -28,9 +28,10 @@ from tests.factories import (
 )
 
 N = 3
-# Pages of the audit log long enough to show every entry at both sizes (a full page at
-# both would hide a per-row query); the other paged lists hold more than 3N rows a page.
-FULL_PAGES = {"AUDIT_PAGE_SIZE": 10_000}
+# Pages of the audit log and the other keyset lists long enough to show every entry at both
+# sizes (a full page at both would hide a per-row query); the study list and the QA reviews
+# list hold more than 3N rows a page.
+FULL_PAGES = {"AUDIT_PAGE_SIZE": 10_000, "LIST_PAGE_SIZE": 10_000}
 
 # (name, role of the signed-in user, URL): every listing page and JSON endpoint, and the
 # home page of each role.
@@ -50,6 +51,15 @@ PAGES = [
     ("consultant worklist", "consultant", "/opinions/"),
     ("opinion request list", "reader", "/opinions/"),
     ("notifications", "reader", "/notifications/"),
+    # the keyset lists from a cursor (the boundary row found or not, the same statements)
+    ("discrepancy cases, every state", "qa", "/qa/cases?status=all&cursor=n2"),
+    ("committee list, cursor", "member", "/reviews/committee?cursor=p2"),
+    ("review worklist, cursors", "reviewer", "/reviews/?cursor=n2&done=p9"),
+    ("review worklist json, cursors", "reviewer", "/reviews/assignments.json?cursor=p9&done=n2"),
+    ("reader feedback list, cursor", "reader", "/reviews/feedback?cursor=p3"),
+    ("consultant worklist, cursors", "consultant", "/opinions/?cursor=n1&pool=n1&sent=p2"),
+    ("opinion requests, qa", "qa", "/opinions/?all=n1"),
+    ("notifications, cursor", "reader", "/notifications/?cursor=p4"),
     ("home, radiologist", "reader", "/"),
     ("home, consultant", "consultant", "/"),
     ("home, reviewer", "reviewer", "/"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -27,7 +27,6 @@ from tests.report_world import (
     COMMITTEE_NAMES,
     OTHER_READERS,
     REVIEWER_NAMES,
-    TODAY,
     build_world,
 )
 
@@ -94,7 +93,7 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
     assert html.count('class="point highlight') == 1  # the radiologist, ringed
 
     period = stats.Period(w["from"], w["to"])
-    own = stats.summarize(stats.review_facts(db.session, period, reader_id=w["subject"].id))
+    own = stats.summary(db.session, period, reader_id=w["subject"].id)
     dept = stats.department_rate(db.session, period)
     # Hand-checked: 29 scored reviews (one "unable" left out), one confirmed 3b; the 2b
     # downgraded to 2a and the pending 3a do not count. Department: 2 of 69.
@@ -111,9 +110,10 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
     assert_no_one_else_named(text)
     # Credentials and hospital privileges with their validity.
     assert "✗ expired" in text and "⚠ expires" in text and "TX" in text
-    soon, gone = TODAY + timedelta(days=15), TODAY - timedelta(days=40)
+    today = date.today()
+    soon, gone = today + timedelta(days=15), today - timedelta(days=40)
     for needle in ("Diagnostic CT interpretation", "Harbourview Medical", "Proctoring",
-                   "Lakeside Clinic", "Image-guided biopsy", f"✓ to {TODAY + timedelta(365)}",
+                   "Lakeside Clinic", "Image-guided biopsy", f"✓ to {today + timedelta(365)}",
                    f"⚠ expires {soon}", f"✗ expired {gone}"):
         assert needle in text, needle
     assert "4 credentials expired or expiring" in text  # TX, the certification, 2 privileges
@@ -122,7 +122,7 @@ def test_oppe_packet_from_the_web_prints_the_stats_figures(app, client, auth):
     rows = {re.sub(r"<[^>]+>", "", r.split("</td>")[0]).strip(): _squash(re.sub(
         r"<[^>]+>", " ", r)) for r in re.findall(r"<tr>(.*?)</tr>", html.split(
             'class="privileges"')[1].split("</table>")[0], re.S)[1:]}
-    assert f"✓ to {TODAY + timedelta(365)}" in rows["Diagnostic CT interpretation"]
+    assert f"✓ to {date.today() + timedelta(365)}" in rows["Diagnostic CT interpretation"]
     assert "Proctoring completed." in rows["Diagnostic CT interpretation"]
     assert f"⚠ expires {soon}" in rows["Neuroradiology MR interpretation"]
     assert f"✗ expired {gone}" in rows["Image-guided biopsy"]

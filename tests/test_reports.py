@@ -17,8 +17,11 @@ from qaportal.reports.registry import PEER_REVIEW_STATEMENT, REPORTS
 from tests.factories import make_certification, make_export, make_user
 from tests.pdftools import info, page_png, page_texts, pdf_text
 
-TODAY = date.today()
-PERIOD = {"date_from": (TODAY - timedelta(days=1)).isoformat(), "date_to": TODAY.isoformat()}
+
+def _period() -> dict:
+    """Yesterday and today, read when a test runs (a run may cross midnight)."""
+    today = date.today()
+    return {"date_from": (today - timedelta(days=1)).isoformat(), "date_to": today.isoformat()}
 
 
 def _export(client, kind, data):
@@ -36,7 +39,7 @@ def _squash(text: str) -> str:
 
 def test_audit_export_is_recorded_audited_stored_and_printed(app, client, login_as):
     qa = login_as("qa_manager")
-    resp = _export(client, "audit", {**PERIOD, "confidential": "y"})
+    resp = _export(client, "audit", {**_period(), "confidential": "y"})
     assert resp.status_code == 200, resp.data
     body = resp.get_json()
     doc_id = body["document_id"]
@@ -44,7 +47,7 @@ def test_audit_export_is_recorded_audited_stored_and_printed(app, client, login_
 
     record = db.session.scalar(sa.select(ReportExport))
     assert (record.document_id, record.kind, record.created_by_id) == (doc_id, "audit", qa.id)
-    assert record.parameters["date_from"] == PERIOD["date_from"]
+    assert record.parameters["date_from"] == _period()["date_from"]
     stored = Path(app.config["EXPORT_ROOT"]) / record.storage_key
     data = stored.read_bytes()
     assert len(data) == record.size_bytes and record.page_count == body["pages"]
@@ -68,7 +71,7 @@ def test_audit_export_is_recorded_audited_stored_and_printed(app, client, login_
 
 def test_confidentiality_statement_only_when_asked(client, login_as):
     login_as("admin")
-    resp = _export(client, "audit", PERIOD)
+    resp = _export(client, "audit", _period())
     record = db.session.scalar(sa.select(ReportExport))
     resp = client.get(f"/reports/exports/{record.document_id}.pdf")
     assert resp.status_code == 200
@@ -76,22 +79,22 @@ def test_confidentiality_statement_only_when_asked(client, login_as):
 
 
 def test_credentials_roster_marks_expired_and_expiring(app, client, login_as):
-    soon = TODAY + timedelta(days=10)
+    soon = date.today() + timedelta(days=10)
     alice = make_user(full_name="Alice Adams", subspecialties=["neuro"], licenses=[
-        ("NY", TODAY - timedelta(days=700), TODAY - timedelta(days=3)),
-        ("TX", TODAY - timedelta(days=100), soon)])
-    make_certification(alice, expires_on=TODAY + timedelta(days=900))
+        ("NY", date.today() - timedelta(days=700), date.today() - timedelta(days=3)),
+        ("TX", date.today() - timedelta(days=100), soon)])
+    make_certification(alice, expires_on=date.today() + timedelta(days=900))
     make_user(full_name="Bob Brown", licenses=["CA"])
     make_user(roles=("reviewer",), full_name="Rita Reviewer-Only")
     make_user(full_name="Dee Activated", licenses=["CA"], active=False)
     login_as("qa_manager")
-    resp = _export(client, "credentials", {"as_of": TODAY.isoformat(), "confidential": "y"})
+    resp = _export(client, "credentials", {"as_of": date.today().isoformat(), "confidential": "y"})
     assert resp.status_code == 200, resp.data
     data = client.get(resp.get_json()["download_url"]).data
     text = _squash(pdf_text(data))
     assert "Alice Adams" in text and "Bob Brown" in text
     assert "Rita Reviewer-Only" not in text and "Dee Activated" not in text
-    assert f"expired {TODAY - timedelta(days=3)}" in text
+    assert f"expired {date.today() - timedelta(days=3)}" in text
     assert f"expires {soon}" in text
     assert "Neuroradiology" in text
     assert "Credentialing committee chair" in text  # the sign-off block
@@ -115,7 +118,7 @@ def test_page_one_of_each_report_is_rendered_for_people(app):
 
 def test_preview_is_the_print_html_and_is_audited(client, login_as):
     login_as("qa_manager")
-    resp = client.get("/reports/audit/preview", query_string={**PERIOD, "csrf_token": "x"})
+    resp = client.get("/reports/audit/preview", query_string={**_period(), "csrf_token": "x"})
     assert resp.status_code == 200
     html = resp.get_data(as_text=True)
     assert "Preview — not an export" in html and 'href="/static/css/print.css"' in html
@@ -154,7 +157,7 @@ def test_reports_pages_by_role(client, login_as, roles, status, index):
     login_as(*roles)
     assert client.get("/reports/").status_code == index
     assert client.get("/reports/credentials/preview").status_code in (status, 400)
-    assert _export(client, "credentials", {"as_of": TODAY.isoformat()}).status_code in (
+    assert _export(client, "credentials", {"as_of": date.today().isoformat()}).status_code in (
         status, 400)
     assert client.get("/reports/verify").status_code == 200
 
@@ -254,7 +257,7 @@ def test_long_table_repeats_its_header_on_every_page(client, login_as):
     for i in range(160):
         audit.record("bulk.event", qa, actor=qa, n=i)
     db.session.commit()
-    resp = _export(client, "audit", PERIOD)
+    resp = _export(client, "audit", _period())
     assert resp.status_code == 200, resp.data
     data = client.get(resp.get_json()["download_url"]).data
     header = re.compile(r"#\s+TIME \(UTC\)\s+ACTOR\s+ACTION\s+OBJECT\s+FROM\s+DETAILS\s+HASH",

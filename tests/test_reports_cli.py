@@ -14,16 +14,14 @@ from qaportal.reports.service import verify_file
 from tests.factories import make_user
 from tests.pdftools import pdf_text
 
-TODAY = date.today()
-
 
 def test_report_audit_writes_a_recorded_pdf(app, tmp_path):
     make_user(roles=("qa_manager",))
     db.session.commit()
     out = tmp_path / "audit.pdf"
     result = app.test_cli_runner().invoke(args=[
-        "report", "audit", "--from", (TODAY - timedelta(days=2)).isoformat(),
-        "--to", TODAY.isoformat(), "--action", "report.", "--confidential", "-o", str(out)])
+        "report", "audit", "--from", (date.today() - timedelta(days=2)).isoformat(),
+        "--to", date.today().isoformat(), "--action", "report.", "--confidential", "-o", str(out)])
     assert result.exit_code == 0, result.output
     doc_id = re.search(r"QAP-[A-Z2-7]{16}", result.output).group(0)
     data = out.read_bytes()
@@ -46,7 +44,7 @@ def test_report_credentials_defaults_to_today(app, tmp_path):
     result = app.test_cli_runner().invoke(args=["report", "credentials", "-o", str(out)])
     assert result.exit_code == 0, result.output
     text = pdf_text(out.read_bytes())
-    assert "Carla Credentialed" in text and f"Status as of {TODAY:%d %B %Y}" in text
+    assert "Carla Credentialed" in text and f"Status as of {date.today():%d %B %Y}" in text
     # the roster is confidential by default; --no-confidential turns it off
     assert "privileged and protected" in text
 

@@ -213,7 +213,12 @@ def test_other_reviewers_get_404(client, auth, db, case):
         assert client.get(url).status_code == 404
     assert client.post(f"/reviews/{a.id}/reveal", data={}).status_code == 404
     assert client.post(f"/reviews/{a.id}/submit", data={"score": "1"}).status_code == 404
-    assert client.get("/reviews/assignments.json").get_json() == {"assignments": []}
+    assert client.get("/reviews/assignments.json").get_json() == {
+        "assignments": [], "next": None, "next_done": None, "page_size": 50}
+    # another reviewer's assignment named as a cursor starts this reviewer's list over
+    for cursor in (f"n{a.id}", f"p{a.id}"):
+        body = client.get(f"/reviews/assignments.json?cursor={cursor}&done={cursor}").get_json()
+        assert body["assignments"] == [] and body["next"] is None
 
 
 def test_radiologist_without_reviewer_role_is_refused(client, login_as):

@@ -61,6 +61,28 @@ SEED = [
        FROM reviews, LATERAL (SELECT (ARRAY['closed', 'closed', 'closed', 'decided', 'open',
                                             'committee'])[1 + reviews.id % 6] AS status) s
        WHERE score = '3b'""",
+    # three committee seats on each case, held across the department (each member holds a
+    # small share of the seats, as in a department: the member's index is the cheap path),
+    # notifications, a second-opinion request per study
+    # (one in twenty open in the neuro pool, one in twenty accepted, the rest signed)
+    """INSERT INTO committee_members (case_id, user_id, added_at)
+       SELECT id, 1 + (3 * id + k) % 60, opened_at
+       FROM discrepancy_cases, generate_series(0, 2) k""",
+    """INSERT INTO notifications (user_id, kind, message, link, created_at)
+       SELECT 1 + g % 60, 'note', 'A note.', '', now() - g * interval '1 minute'
+       FROM generate_series(1, 2 * :studies) g""",
+    """INSERT INTO opinion_requests (id, study_id, requester_id, request_type,
+        clinical_question, clinical_history, preliminary_read, payer_criteria, priority, pool,
+        named_consultant_id, consultant_id, deidentified, status, requested_at, due_at,
+        cancel_reason)
+       SELECT g, g, 1 + g % :readers, 'opinion', 'Q?', '', '', '', 'routine',
+              CASE WHEN g % 2 = 0 THEN 'neuro' END,
+              CASE WHEN g % 2 = 1 THEN 1 + (g + 7) % :readers END,
+              CASE WHEN g % 2 = 1 OR g % 20 <> 0 THEN 1 + (g + 7) % :readers END, false,
+              CASE WHEN g % 20 = 0 THEN 'open' WHEN g % 20 = 1 THEN 'accepted'
+                   ELSE 'signed' END,
+              now() - g * interval '1 minute', now() - g * interval '1 minute' + interval '1 day',
+              '' FROM generate_series(1, :studies) g""",
 ]
 
 
@@ -122,20 +144,121 @@ def test_study_list_page_reads_the_upload_order_index(department):
     assert "ix_studies_created_at_id" in indexes_used(found) and not sorts(found)
 
 
-@pytest.mark.parametrize("status", ["submitted", "assigned"])
-def test_reviewer_worklist_reads_the_reviewer_index(department, status):
-    from qaportal.reviews.routes import assignments_stmt
+@pytest.mark.parametrize(("status", "index"), [
+    ("submitted", "ix_review_assignments_reviewer_status_submitted"),
+    ("assigned", "ix_review_assignments_reviewer_status_due")])
+def test_reviewer_worklist_reads_the_reviewer_index(department, status, index):
+    from qaportal.reviews.lists import assignments_stmt
 
     found = plan(assignments_stmt(READERS + 1, status).limit(50))
-    assert "ix_review_assignments_reviewer_status_submitted" in indexes_used(found)
-    if status == "submitted":  # read in the index's order: no sort
-        assert not sorts(found)
+    assert index in indexes_used(found) and not sorts(found)  # read in the index's order
 
 
-def test_feedback_waiting_reads_the_reader_index(department):
-    from qaportal.reviews.panels import feedback_waiting_stmt
+def _keyset_page_stmts(stmt, keys, id_col, boundary_id: int):
+    """The first page's statement and the next page's (after boundary_id), as keyset_page
+    runs them."""
+    from qaportal.paging import _after, _leading_bound
 
-    found = plan(feedback_waiting_stmt(1))
-    assert indexes_used(found) == {"ix_discrepancy_cases_reader_status"}
-    assert found["Plans"][0]["Node Type"] == "Index Only Scan"  # no table row read at all
+    values = db.session.execute(stmt.order_by(None).with_only_columns(*[k.expr for k in keys])
+                                .where(id_col == boundary_id)).first()
+    assert values is not None, "the boundary row is in the list"
+    first = stmt.order_by(None).order_by(*[k.order() for k in keys]).limit(51)
+    nxt = (stmt.order_by(None).where(_leading_bound(keys, tuple(values), False),
+                                     _after(keys, tuple(values), reverse=False))
+           .order_by(*[k.order() for k in keys]).limit(51))
+    back = (stmt.order_by(None).where(_leading_bound(keys, tuple(values), True),
+                                      _after(keys, tuple(values), reverse=True))
+            .order_by(*[k.order(reverse=True) for k in keys]).limit(51))
+    return first, nxt, back
+
+
+def _lists():
+    """(name, statement, keys, id column, index) of every keyset list but the study list."""
+    from qaportal.models import (
+        CommitteeMember,
+        DiscrepancyCase,
+        Notification,
+        OpinionRequest,
+        ReviewAssignment,
+    )
+    from qaportal.notifications.routes import ORDER, notifications_stmt
+    from qaportal.opinions.queries import DUE_ORDER, SENT_ORDER
+    from qaportal.qa.routes_cases import CASE_ORDER, cases_stmt
+    from qaportal.reviews import lists
+
+    reviewer, reader, op = READERS + 1, 1, OpinionRequest
+    req = sa.select(op)
+    return [
+        ("worklist, open", lists.assignments_stmt(reviewer, "assigned"), lists.OPEN_ORDER,
+         ReviewAssignment.id, "ix_review_assignments_reviewer_status_due"),
+        ("worklist, submitted", lists.assignments_stmt(reviewer, "submitted"),
+         lists.DONE_ORDER, ReviewAssignment.id, "ix_review_assignments_reviewer_status_submitted"),
+        ("qa cases, not closed", cases_stmt(""), CASE_ORDER, DiscrepancyCase.id,
+         "ix_discrepancy_cases_active_opened"),
+        # a state of the open work may be read from the partial index too, in order
+        ("qa cases, one state", cases_stmt("decided"), CASE_ORDER, DiscrepancyCase.id,
+         ("ix_discrepancy_cases_status_opened", "ix_discrepancy_cases_active_opened")),
+        ("qa cases, all", cases_stmt("all"), CASE_ORDER, DiscrepancyCase.id,
+         "ix_discrepancy_cases_opened"),
+        ("reader feedback", lists.feedback_stmt(2), lists.FEEDBACK_ORDER,
+         DiscrepancyCase.id, "ix_discrepancy_cases_reader_decided"),
+        ("committee seats", lists.seats_stmt(reviewer), lists.SEAT_ORDER, CommitteeMember.id,
+         "ix_committee_members_user_seat"),
+        ("notifications", notifications_stmt(reader), ORDER, Notification.id,
+         "ix_notifications_user_created"),
+        ("opinions, mine", req.where(op.consultant_id == 9, op.status.in_(("open", "accepted"))),
+         DUE_ORDER, op.id, "ix_opinion_requests_consultant_active"),
+        ("opinions, mine, one state", req.where(op.consultant_id == 9, op.status == "signed"),
+         DUE_ORDER, op.id, "ix_opinion_requests_consultant_status_due"),
+        ("opinions, sent", req.where(op.requester_id == reader), SENT_ORDER, op.id,
+         "ix_opinion_requests_requester_due"),
+        ("opinions, all", req.where(op.status.in_(("open", "accepted", "declined"))), DUE_ORDER,
+         op.id, "ix_opinion_requests_due"),
+        ("opinions, pool", req.where(op.status == "open", op.consultant_id.is_(None),
+                                     op.pool.in_(["neuro"]), op.requester_id != reader),
+         DUE_ORDER, op.id, "ix_opinion_requests_pool_unclaimed"),
+    ]
+
+
+LIST_NAMES = ["worklist, open", "worklist, submitted", "qa cases, not closed",
+              "qa cases, one state", "qa cases, all", "reader feedback", "committee seats",
+              "notifications", "opinions, mine", "opinions, mine, one state", "opinions, sent",
+              "opinions, all", "opinions, pool"]
+
+
+def _sorted_rows(node: dict) -> int:
+    """The most rows any Sort node of the plan expects to sort (0: no sort)."""
+    here = node.get("Plan Rows", 0) if "Sort" in node["Node Type"] else 0
+    return max([here, *(_sorted_rows(c) for c in node.get("Plans", []))])
+
+
+def _seq_scans(node: dict) -> bool:
+    return node["Node Type"] == "Seq Scan" or any(_seq_scans(c) for c in node.get("Plans", []))
+
+
+def summary(node: dict, depth: int = 0) -> str:
+    """The plan as indented node types, index names and conditions (for failures, the docs)."""
+    parts = [node["Node Type"], node.get("Index Name", ""), node.get("Index Cond", "")]
+    line = "  " * depth + " ".join(p for p in parts if p) + f" rows={node.get('Plan Rows')}"
+    return "\n".join([line, *(summary(c, depth + 1) for c in node.get("Plans", []))])
+
+
+@pytest.mark.parametrize("name", LIST_NAMES)
+def test_keyset_pages_read_their_index(department, name):
+    """The first page, the page after a boundary row in the middle of the list and the page
+    before it read the list's own index, no sequential scan: in the index's order (no Sort
+    node) or, when the planner finds it cheaper, sorting the few rows the index range gives
+    (at most a thousand estimated: a short list, or the rows from the boundary to the list's
+    end), never a long list."""
+    [(_, stmt, keys, id_col, index)] = [x for x in _lists() if x[0] == name]
+    names = {index} if isinstance(index, str) else set(index)
+    ids = db.session.scalars(stmt.with_only_columns(id_col).limit(2_000)).all()
+    assert len(ids) >= 10, f"{name}: the seed gives the list rows"
+    steps = _keyset_page_stmts(stmt, keys, id_col, ids[len(ids) // 2])
+    for step, found in zip(("first", "next", "previous"), map(plan, steps), strict=True):
+        shown = f"{name}, {step} page:\n{summary(found)}"
+        print(shown)  # pytest -s shows the plans (cited in docs/architecture.md)
+        assert not _seq_scans(found), shown
+        assert names & indexes_used(found), shown
+        assert not sorts(found) or 0 < _sorted_rows(found) <= 1_000, shown
 

@@ -1,8 +1,8 @@
 """The audit log's filter form (GET, no CSRF)."""
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, IntegerField, StringField
-from wtforms.validators import NumberRange, Optional
+from wtforms import DateField, StringField
+from wtforms.validators import Optional
 
 
 class AuditFilterForm(FlaskForm):
@@ -17,4 +17,4 @@ class AuditFilterForm(FlaskForm):
     object_id = StringField("Object id", validators=[Optional()])
     date_from = DateField("From", validators=[Optional()])
     date_to = DateField("To", validators=[Optional()])
-    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1)])
+    cursor = StringField("Page", validators=[Optional()])  # qaportal.paging cursor

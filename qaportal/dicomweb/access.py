@@ -98,10 +98,23 @@ def candidate_studies(user: User) -> sa.Select:
     return visible_studies(user)
 
 
+# A copy holding only documents (the SR/KOS a viewer saved into the caller's own copy)
+# is served only when no copy with images shares its StudyInstanceUID.
+DOCUMENT_MODALITIES = frozenset({"SR", "KO", "PR"})
+
+
+def documents_only(study: Study) -> bool:
+    """Whether the study holds only structured reports, key-object selections or states."""
+    kinds = {m for m in (study.modalities or "").split("/") if m}
+    return bool(kinds) and kinds <= DOCUMENT_MODALITIES
+
+
 def pick(targets: Iterable[Target], user: User) -> dict[str, Target]:
-    """Return one target per served StudyInstanceUID: the caller's own copy, else the earliest."""
+    """Return one target per served StudyInstanceUID: a copy with images before one of
+    documents only, then the caller's own copy, else the earliest."""
     chosen: dict[str, Target] = {}
-    for t in sorted(targets, key=lambda t: (t.study.owner_id != user.id, t.study.id)):
+    for t in sorted(targets, key=lambda t: (documents_only(t.study),
+                                            t.study.owner_id != user.id, t.study.id)):
         chosen.setdefault(t.study_uid, t)
     return chosen
 
@@ -112,14 +125,14 @@ def find_study(user: User, study_uid: str) -> Target:
     # Served as stored: the original UID.
     plain = db.session.scalars(base.where(Study.study_uid == study_uid)).all()
     found = [t for t in reachable(user, plain) if not t.deidentified]
-    if not found and study_uid.startswith("2.25."):
+    if all(documents_only(t.study) for t in found) and study_uid.startswith("2.25."):
         # Served de-identified: only through a grant (owners and QA see everything as stored).
         granted = db.session.scalars(
             sa.select(Study).join(StudyAccess, StudyAccess.study_id == Study.id).where(
                 StudyAccess.user_id == user.id, StudyAccess.revoked_at.is_(None),
                 Study.owner_id != user.id).distinct()).all()
-        found = [t for t in reachable(user, granted)
-                 if t.deidentified and t.study_uid == study_uid]
+        found += [t for t in reachable(user, granted)
+                  if t.deidentified and t.study_uid == study_uid]
     chosen = pick(found, user).get(study_uid)
     if chosen is None:
         abort(404)

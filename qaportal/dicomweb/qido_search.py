@@ -11,6 +11,7 @@ number and id, so pages of limit/offset never overlap.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from qaportal.dicomweb.access import Target, pick, reachable
+from qaportal.dicomweb.access import DOCUMENT_MODALITIES, Target, pick, reachable
 from qaportal.dicomweb.matching import Key
 from qaportal.dicomweb.qido_fields import (
     Attr,
@@ -164,14 +165,25 @@ def _access(user: User) -> tuple[sa.ColumnElement[bool], list[Target]]:
     cond = Study.owner_id == user.id
     if full:
         cond = sa.or_(cond, Study.id.in_(full))
+    served = sorted({t.study_uid for t in deid})
+    if served:  # marks saved under a de-identified UID: the images' copy answers for it
+        cond = sa.and_(cond, sa.not_(sa.and_(Study.study_uid.in_(served),
+                                             Study.modalities.in_(_DOCUMENT_SETS))))
     return cond, deid
+
+
+# The modality lists of a copy holding documents only (access.documents_only), as stored:
+# sorted and joined by "/".
+_DOCUMENT_SETS = ["/".join(c) for n in (1, 2, 3)
+                  for c in itertools.combinations(sorted(DOCUMENT_MODALITIES), n)]
 
 
 def _picked(cond: sa.ColumnElement[bool], user_id: int) -> sa.Select:
     """The ids of the studies served as stored, one per StudyInstanceUID (access.pick)."""
     rank = sa.func.row_number().over(
         partition_by=Study.study_uid,
-        order_by=(sa.case((Study.owner_id == user_id, 0), else_=1), Study.id))
+        order_by=(sa.case((Study.modalities.in_(_DOCUMENT_SETS), 1), else_=0),
+                  sa.case((Study.owner_id == user_id, 0), else_=1), Study.id))
     ranked = sa.select(Study.id.label("id"), rank.label("rn")).where(cond).subquery()
     return sa.select(ranked.c.id).where(ranked.c.rn == 1)
 

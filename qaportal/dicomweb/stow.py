@@ -23,10 +23,14 @@ from qaportal.dicomweb.dicomjson import element, tag
 from qaportal.dicomweb.multipart_related import DICOM, RelatedReader
 from qaportal.dicomweb.negotiate import Offer, choose_or_406, parse_media_type
 from qaportal.dicomweb.stow_ingest import Outcome, StowIngest, part_item
+from qaportal.marks.context import HEADER as CONTEXT_HEADER
+from qaportal.marks.context import from_request as marks_context
+from qaportal.marks.linking import LinkResult, link_stored
 from qaportal.permissions import role_required
 
 ANSWERS = [Offer(dicomjson.DICOM_JSON), Offer("application/json")]
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+_UNSAFE = re.compile(r"[^\x20-\x7e]|\\")
 
 RETRIEVE_URL = 0x00081190
 FAILED_SOP_SEQUENCE = 0x00081198
@@ -38,7 +42,7 @@ FAILURE_REASON = 0x00081197
 
 @bp.route("/studies", methods=["POST"], endpoint="stow_studies")
 @audited_in_transaction
-@role_required("radiologist")
+@role_required("radiologist", "reviewer")
 def stow_studies():
     """Store instances of any studies (each into the caller's own copy of its study)."""
     return _store(None)
@@ -46,7 +50,7 @@ def stow_studies():
 
 @bp.route("/studies/<study_uid>", methods=["POST"], endpoint="stow_study")
 @audited_in_transaction
-@role_required("radiologist")
+@role_required("radiologist", "reviewer")
 def stow_study(study_uid: str):
     """Store instances of one study; an instance of another study fails (0xA900)."""
     if len(study_uid) > 64 or not _UID.fullmatch(study_uid):
@@ -56,13 +60,17 @@ def stow_study(study_uid: str):
 
 def _store(target_study: str | None):
     answer = choose_or_406(request.headers.get("Accept"), ANSWERS)
+    user = current_user._get_current_object()
+    # A viewer's SR or KOS is linked to the caller's open opinion or review (qaportal.marks);
+    # a reviewer may store only those (403 without the context header).
+    context = marks_context(user, request.headers.get(CONTEXT_HEADER))
     boundary = _boundary()
     cfg = current_app.config
     reader = RelatedReader(request.stream, boundary.encode("latin-1"), root_type=DICOM,
                            make_file=request.receive_file,
                            max_part_bytes=cfg["UPLOAD_MAX_FILE_BYTES"],
                            max_parts=cfg["UPLOAD_MAX_FILES"])
-    ingest = StowIngest(current_user._get_current_object(), target_study)
+    ingest = StowIngest(user, target_study, check=context.check)
     try:
         for part in reader.iter_parts():
             ingest.add(part_item(part, cfg["UPLOAD_MAX_FILE_BYTES"]))
@@ -77,7 +85,21 @@ def _store(target_study: str | None):
     status = 200 if len(stored) == len(outcomes) else 202 if stored else 409
     out = dicomjson.response(_response_dataset(outcomes, target_study), status)
     out.mimetype = answer.type
+    _link_headers(out, link_stored(context, outcomes))
     return out
+
+
+def _link_headers(out, results: list[LinkResult]) -> None:
+    """Say what became of each stored SR/KOS: the drafts linked, and (PS3.18 Warning
+    header, code 299) why any was not."""
+    linked = sorted({r.linked_to for r in results if r.linked_to})
+    if linked:
+        out.headers["X-QAPortal-Marks-Linked"] = ", ".join(linked)
+    for r in results:
+        if r.reason:
+            # Printable ASCII only: a label read from the document may hold anything.
+            text = _UNSAFE.sub("?", r.reason.replace('"', "'"))[:300]
+            out.headers.add("Warning", f'299 qaportal "{text}"')
 
 
 MAX_BOUNDARY = 200

@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,7 @@ PROCESSING_FAILURE = 0x0110
 DUPLICATE_SOP_INSTANCE = 0x0111
 
 NOT_IN_TARGET = "not stored: its StudyInstanceUID is not the study this request stores to"
+NOT_THE_CONTEXT_STUDY = "not stored: its StudyInstanceUID is not the study of "
 _RESOURCE_PREFIXES = ("too many frames", "deflated data set inflates past", "too large")
 
 
@@ -71,7 +72,7 @@ def failure_code(reason: str) -> int:
     """Return the Failure Reason code for an ingest refusal (the upload's text)."""
     if reason == CONFLICT:
         return DUPLICATE_SOP_INSTANCE
-    if reason == NOT_IN_TARGET:
+    if reason == NOT_IN_TARGET or reason.startswith(NOT_THE_CONTEXT_STUDY):
         return DOES_NOT_MATCH
     if reason.startswith(_RESOURCE_PREFIXES):
         return OUT_OF_RESOURCES
@@ -110,9 +111,11 @@ class StowIngest:
     deletes whatever was stored. No database access happens in the second thread.
     """
 
-    def __init__(self, owner: User, target_study: str | None) -> None:
+    def __init__(self, owner: User, target_study: str | None,
+                 check: Callable[[InstanceHeader], str | None] | None = None) -> None:
         self.owner = owner
         self.target_study = target_study
+        self._check = check  # a further refusal (the viewer marks' context), no database
         self.items: list[SourceItem] = []
         self._outside: list[InstanceHeader] = []  # refused for the target study, in order
         self.ingester = Ingester(owner, image_store(), None, check=self._in_target)
@@ -133,7 +136,7 @@ class StowIngest:
         if self.target_study is not None and header.study_uid != self.target_study:
             self._outside.append(header)
             return NOT_IN_TARGET
-        return None
+        return self._check(header) if self._check is not None else None
 
     def _items(self) -> Iterator[SourceItem]:
         while (item := self._queue.get()) is not _END:

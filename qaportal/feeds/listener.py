@@ -120,6 +120,21 @@ def _clean_ae(value: object) -> str:
     return "".join(c if c.isprintable() else "?" for c in text.strip())[:16]
 
 
+def application_entity(ae_title: str) -> AE:
+    """The listener's AE: every storage SOP class in TRANSFER_SYNTAXES, Verification, the
+    largest PDU, and pynetdicom's per-message logging off (never patient data in logs)."""
+    _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    ae = AE(ae_title=ae_title)
+    ae.maximum_pdu_size = MAX_PDU
+    ae.maximum_associations = MAX_ASSOCIATIONS
+    for context in AllStoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
+    return ae
+
+
 class Listener:
     """The Storage SCP: decides on associations and hands their instances to receivers."""
 
@@ -129,15 +144,7 @@ class Listener:
         self._receivers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self.server: NoDelayAssociationServer | None = None
-        _config.LOG_HANDLER_LEVEL = "none"  # no per-message log lines
-        _config.LOG_REQUEST_IDENTIFIERS = False  # never patient data in logs
-        _config.LOG_RESPONSE_IDENTIFIERS = False
-        self.ae = AE(ae_title=config.ae_title)
-        self.ae.maximum_pdu_size = MAX_PDU
-        self.ae.maximum_associations = MAX_ASSOCIATIONS
-        for context in AllStoragePresentationContexts:
-            self.ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
-        self.ae.add_supported_context(Verification, TRANSFER_SYNTAXES[:3])
+        self.ae = application_entity(config.ae_title)
 
     def handlers(self) -> list:
         return [(evt.EVT_REQUESTED, self._on_request), (evt.EVT_C_STORE, self._on_store),

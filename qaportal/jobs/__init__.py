@@ -31,11 +31,14 @@ PENDING_KEY = "qaportal_pending_jobs"
 # The jobs: a name known to every process, and the function that does the work.
 TASKS: dict[str, Callable[..., None]] = {
     "deliver": tasks.deliver,
+    "export": tasks.export,
 }
 # Periodic jobs, run by the worker's scheduler every minute (and queueable by name too).
 PERIODIC: dict[str, Callable[..., None]] = {
     "sla_check": tasks.sla_check,
     "sweep_deliveries": tasks.sweep_deliveries,
+    "sweep_exports": tasks.sweep_exports,
+    "sweep_review_access": tasks.sweep_review_access,
 }
 
 

@@ -14,11 +14,35 @@ def deliver(delivery_id: int) -> None:
     attempt(delivery_id)
 
 
+def export(job_id: int) -> None:
+    """Make a long export (an audit CSV, a report over a long period)."""
+    from qaportal.exports.service import run
+
+    run(job_id)
+
+
+def sweep_exports() -> None:
+    """Queue again the exports still waiting; fail those a dead worker left running."""
+    from qaportal.exports.service import sweep
+
+    sweep()
+
+
 def sweep_deliveries() -> None:
     """Queue the deliveries that are due, and take back those of an attempt that died."""
     from qaportal.feeds.delivery import sweep
 
     sweep()
+
+
+def sweep_review_access() -> None:
+    """End the study access of reviews submitted long enough ago, or cancelled."""
+    from qaportal.reviews.access import sweep
+
+    ended = sweep()
+    db.session.commit()
+    if ended:
+        current_app.logger.info("review access ended: %d grant(s)", ended)
 
 
 def sla_check() -> None:

@@ -12,12 +12,17 @@ from flask.cli import with_appcontext
 from huey.consumer import Consumer
 
 from qaportal.jobs import describe_backend, queue
+from qaportal.jobs.periodic import OncePerMinuteScheduler
 
 
 class PortalConsumer(Consumer):
     """huey's consumer, stopping gracefully on SIGTERM as on SIGINT: the jobs in hand
     finish (up to the shutdown timeout), then the process exits; a second signal stops
-    at once (an interrupted delivery is taken back by the sweep when its lease ends)."""
+    at once (an interrupted delivery is taken back by the sweep when its lease ends).
+    Its scheduler queues the every-minute jobs only for a minute no other worker of the
+    queue has claimed (qaportal.jobs.periodic)."""
+
+    scheduler_class = OncePerMinuteScheduler
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

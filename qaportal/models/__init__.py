@@ -18,6 +18,7 @@ from qaportal.models.discrepancy import (
     CommitteeVote,
     DiscrepancyCase,
 )
+from qaportal.models.export_job import EXPORT_JOB_STATUSES, ExportJob
 from qaportal.models.feeds import SEND_KINDS, DicomPeer
 from qaportal.models.incoming_read import READ_STATUSES, IncomingRead
 from qaportal.models.learning import (
@@ -54,6 +55,7 @@ from qaportal.models.study import (
     UploadBatch,
 )
 from qaportal.models.user import ROLES, User, UserRole
+from qaportal.models.viewer_mark import ViewerMark
 
 __all__ = [
     "ACCESS_MODES", "REPORT_KINDS", "ROLES", "SUBSPECIALTIES", "AuditEvent", "AuditHead", "Base",
@@ -70,6 +72,8 @@ __all__ = [
     "RateLimitCounter", "UserSession",
     # read corrections
     "OriginalReadVersion",
+    # long exports made by the job queue
+    "EXPORT_JOB_STATUSES", "ExportJob",
     # personal API tokens
     "ApiToken",
     # hospital feeds
@@ -77,4 +81,6 @@ __all__ = [
     # deliveries of signed results
     "DELIVERY_STATUSES", "Delivery",
     "SEND_KINDS", "DicomPeer", "READ_STATUSES", "IncomingRead",
+    # viewer marks (measurements and key images)
+    "ViewerMark",
 ]

@@ -84,6 +84,18 @@ class DiscrepancyCase(Base):
         return bool(self.members) and all(m.user_id in voted for m in self.members)
 
 
+# The QA case list's orders (oldest opened first): every case, the cases not closed
+# (partial), one state; the reader's feedback list, newest decision first (0020).
+_NOT_CLOSED = "status <> 'closed'"
+sa.Index("ix_discrepancy_cases_opened", DiscrepancyCase.opened_at, DiscrepancyCase.id)
+sa.Index("ix_discrepancy_cases_active_opened", DiscrepancyCase.opened_at, DiscrepancyCase.id,
+         postgresql_where=sa.text(_NOT_CLOSED), sqlite_where=sa.text(_NOT_CLOSED))
+sa.Index("ix_discrepancy_cases_status_opened", DiscrepancyCase.status, DiscrepancyCase.opened_at,
+         DiscrepancyCase.id)
+sa.Index("ix_discrepancy_cases_reader_decided", DiscrepancyCase.reader_id,
+         DiscrepancyCase.decided_at.desc(), DiscrepancyCase.id.desc())
+
+
 class CommitteeMember(Base):
     """A colleague who adjudicates a case; never its reader or reviewer."""
 
@@ -92,12 +104,16 @@ class CommitteeMember(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(sa.ForeignKey("discrepancy_cases.id"), index=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))  # indexed below
     added_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     case: Mapped[DiscrepancyCase] = relationship(back_populates="members")
     user: Mapped[User] = relationship(foreign_keys=[user_id])
+
+
+# A member's committee list, newest seat first; also every lookup by member (0020).
+sa.Index("ix_committee_members_user_seat", CommitteeMember.user_id, CommitteeMember.id)
 
 
 class CommitteeVote(Base):

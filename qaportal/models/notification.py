@@ -25,3 +25,8 @@ class Notification(Base):
     dedupe_key: Mapped[str | None] = mapped_column(sa.String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     read_at: Mapped[datetime | None]
+
+
+# The notification list, newest first (0020).
+sa.Index("ix_notifications_user_created", Notification.user_id, Notification.created_at.desc(),
+         Notification.id.desc())

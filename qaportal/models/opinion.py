@@ -33,6 +33,10 @@ COVERAGE_LABELS = {"supported": "Supported", "not_supported": "Not supported",
 SIGNATURE_METHODS = ("password", "totp")
 
 
+_UNCLAIMED = "status = 'open' AND consultant_id IS NULL"
+_HELD = "status IN ('open', 'accepted')"  # a consultant's worklist by default
+
+
 class OpinionRequest(Base):
     """A radiologist's request for a second opinion on one study."""
 
@@ -50,6 +54,17 @@ class OpinionRequest(Base):
         sa.CheckConstraint("status <> 'accepted' OR consultant_id IS NOT NULL",
                            name="accepted_has_consultant"),
         sa.Index("ix_opinion_requests_status_due", "status", "due_at"),
+        # The worklist's lists by due time (0020): assigned to me (what I hold; one state),
+        # sent by me, every request,
+        # and the unclaimed ones of a pool (partial: open and unclaimed only).
+        sa.Index("ix_opinion_requests_consultant_active", "consultant_id", "due_at", "id",
+                 postgresql_where=sa.text(_HELD), sqlite_where=sa.text(_HELD)),
+        sa.Index("ix_opinion_requests_consultant_status_due", "consultant_id", "status",
+                 "due_at", "id"),
+        sa.Index("ix_opinion_requests_requester_due", "requester_id", "due_at", "id"),
+        sa.Index("ix_opinion_requests_due", "due_at", "id"),
+        sa.Index("ix_opinion_requests_pool_unclaimed", "pool", "due_at", "id",
+                 postgresql_where=sa.text(_UNCLAIMED), sqlite_where=sa.text(_UNCLAIMED)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

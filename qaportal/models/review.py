@@ -165,6 +165,9 @@ class ReviewAssignment(Base):
 sa.Index("ix_review_assignments_reviewer_status_submitted", ReviewAssignment.reviewer_id,
          ReviewAssignment.status, ReviewAssignment.submitted_at.desc(),
          ReviewAssignment.id.desc())
+# ...the open ones by due date (NULLs last, PostgreSQL's default for ASC) (0020).
+sa.Index("ix_review_assignments_reviewer_status_due", ReviewAssignment.reviewer_id,
+         ReviewAssignment.status, ReviewAssignment.due_at, ReviewAssignment.id)
 
 
 @dataclass(frozen=True)

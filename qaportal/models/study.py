@@ -170,6 +170,8 @@ class StudyAccess(Base):
     __table_args__ = (
         sa.UniqueConstraint("study_id", "user_id", "source_type", "source_id"),
         enum_check("mode", ACCESS_MODES),
+        # A workflow object's grants (the review-access sweep, qaportal/reviews/access.py).
+        sa.Index("ix_study_access_source", "source_type", "source_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

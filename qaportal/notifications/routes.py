@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, redirect, render_template, url_for
+from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from qaportal.auth.forms import EmptyForm
@@ -11,8 +11,7 @@ from qaportal.extensions import db
 from qaportal.models import Notification, utcnow
 from qaportal.notifications import bp
 from qaportal.notify import unread_count
-
-PAGE_SIZE = 100
+from qaportal.paging import Key, keyset_page
 
 
 @bp.app_context_processor
@@ -25,13 +24,22 @@ def _bell():
     return {"notification_count": count}
 
 
+# Newest first: the order of ix_notifications_user_created (user_id, created_at DESC, id DESC).
+ORDER = (Key(Notification.created_at, desc=True), Key(Notification.id, desc=True))
+
+
+def notifications_stmt(user_id: int) -> sa.Select:
+    """A user's notifications, newest first."""
+    return (sa.select(Notification).where(Notification.user_id == user_id)
+            .order_by(*[k.order() for k in ORDER]))
+
+
 @bp.route("/")
 def index():
-    items = db.session.scalars(
-        sa.select(Notification).where(Notification.user_id == current_user.id)
-        .order_by(Notification.created_at.desc(), Notification.id.desc()).limit(PAGE_SIZE)
-    ).all()
-    return render_template("notifications/index.html", items=items, form=EmptyForm())
+    page = keyset_page(db.session, notifications_stmt(current_user.id), ORDER, Notification.id,
+                       request.args.get("cursor"), current_app.config["LIST_PAGE_SIZE"])
+    return render_template("notifications/index.html", items=page.items, page=page,
+                           form=EmptyForm())
 
 
 def _safe_link(link: str) -> str:

@@ -24,12 +24,17 @@ def _ask_for_opinion(user: User, study: Study, mode: str) -> list[StudyAction]:
     return []
 
 
+# The panel reads the first this many of each list ("20+ waiting" beyond).
+PANEL_PAGE = 20
+
+
 @panel("Second opinions", "opinions/panel.html", ("radiologist",), order=10)
 def _panel(user: User) -> dict:
-    lists = worklist(user, sent_limit=20)
+    lists = worklist(user, size=PANEL_PAGE)
     work = sorted(lists.mine + lists.pool, key=lambda r: r.due_at)
+    more = any(lists.pages[p].older for p in ("cursor", "pool") if p in lists.pages)
     return {
-        "work": work[:6], "total": len(work),
+        "work": work[:6], "total": len(work), "more": more,
         "overdue": sum(1 for r in work if sla_state(r) == "overdue"),
         "waiting": sum(1 for r in lists.sent if r.is_active),
         "sla_state": sla_state,

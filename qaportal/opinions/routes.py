@@ -11,6 +11,7 @@ from qaportal.auth.forms import EmptyForm
 from qaportal.blind_roles import BLIND_HOLDER_REASON
 from qaportal.extensions import db
 from qaportal.feeds.delivery import can_resend, deliveries_of
+from qaportal.marks.display import opinion_marks
 from qaportal.models import OpinionRequest, User
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.opinion import PRIORITY_LABELS
@@ -30,6 +31,7 @@ from qaportal.opinions.forms import (
     WorklistFilterForm,
 )
 from qaportal.opinions.helpers import images_url, request_or_404, study_mode
+from qaportal.opinions.queries import CURSOR_PARAMS
 from qaportal.opinions.queries import worklist as build_worklist
 from qaportal.opinions.sla import sla_state
 from qaportal.permissions import (
@@ -54,6 +56,8 @@ def worklist():
         priority=form.priority.data if ok else None,
         status=form.status.data if ok else None,
         modality=form.modality.data if ok else None,
+        cursors={p: request.args.get(p, "") for p in CURSOR_PARAMS},
+        size=current_app.config["LIST_PAGE_SIZE"],
     )
     audit.record("opinion.worklist_viewed", mine=len(lists.mine), pool=len(lists.pool),
                  sent=len(lists.sent))
@@ -61,7 +65,16 @@ def worklist():
     shown = lists.mine + lists.pool + lists.sent + (lists.everyone or [])
     with prefetched(current_user, [r.study for r in shown]):
         return render_template("opinions/worklist.html", lists=lists, form=form,
-                               sla_state=sla_state)
+                               sla_state=sla_state, args=_list_args(form if ok else None))
+
+
+def _list_args(form) -> dict[str, str]:
+    """The worklist's filters and every list's cursor, for its pagers' links."""
+    args = {p: request.args.get(p, "") for p in CURSOR_PARAMS}
+    if form is not None:
+        args.update(priority=form.priority.data or "", status=form.status.data or "",
+                    modality=form.modality.data or "")
+    return args
 
 
 def _recipient_choices(form, study, requester: User) -> tuple[list, dict]:
@@ -147,6 +160,7 @@ def _render_detail(req: OpinionRequest, view: str, status: int = 200, **forms):
         "not_offered": {},
         "deliveries": deliveries_of(req) if view == "full" else [],
         "can_resend": view == "full" and can_resend(user, req),
+        "marks": opinion_marks(req) if view == "full" else [],
     }
     if req.status == "declined" and user.id == req.requester_id:
         form = context["reroute_form"] or RerouteForm()

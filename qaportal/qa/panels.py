@@ -13,7 +13,7 @@ from qaportal.qa import stats
 @panel("Peer-review quality", "qa/panel_qa.html", ("qa_manager",), order=20)
 def _qa(user: User) -> dict:
     now = utcnow()
-    by_age = stats.open_cases_by_age(db.session, now)
+    by_age = stats.open_case_age_counts(db.session, now)
     overdue = db.session.scalar(sa.select(sa.func.count()).where(
         ReviewAssignment.status == "assigned", ReviewAssignment.due_at < now)) or 0
-    return {"by_age": {k: len(v) for k, v in by_age.items()}, "overdue": overdue}
+    return {"by_age": by_age, "overdue": overdue}

@@ -17,12 +17,16 @@ from qaportal.permissions import role_required
 from qaportal.qa import bp, stats
 from qaportal.qa.forms import StatsFilter
 
+# The dashboard lists this many open cases (the oldest); the full list is /qa/cases, paged.
+DASHBOARD_OPEN_CASES = 20
+
 
 @bp.route("/")
 @role_required("qa_manager")
 def dashboard():
     now = utcnow()
-    by_age = stats.open_cases_by_age(db.session, now)
+    by_age = stats.open_cases_by_age(db.session, now, limit=DASHBOARD_OPEN_CASES)
+    age_counts = stats.open_case_age_counts(db.session, now)
     case_ids = [cid for items in by_age.values() for cid, _ in items]
     cases = {c.id: c for c in db.session.scalars(
         sa.select(DiscrepancyCase).where(DiscrepancyCase.id.in_(case_ids)))} if case_ids else {}
@@ -38,7 +42,8 @@ def dashboard():
     audit.record("qa.dashboard_viewed")
     db.session.commit()
     return render_template(
-        "qa/dashboard.html", by_age=by_age, cases=cases, counts=counts,
+        "qa/dashboard.html", by_age=by_age, age_counts=age_counts, cases=cases, counts=counts,
+        shown_cases=len(case_ids), open_cases=sum(age_counts.values()),
         status_labels=STATUS_LABELS, open_reviews=open_reviews, overdue=overdue, dept=dept,
         period=period, reviewers=stats.reviewer_stats(db.session, now),
     )
@@ -61,13 +66,12 @@ def statistics():
     form.validate()
     period = _period_from(form)
     modality = (form.modality.data or "").strip().upper() or None
-    facts = stats.review_facts(db.session, period, modality)
-    readers = stats.reader_stats(db.session, period, modality, facts=facts)
-    dept = stats.department_rate(facts)
+    figures = stats.breakdown(db.session, period, modality)
+    readers, dept = figures.readers, figures.total.rate
     p = dept.p or 0.0
     positions = {r.reader_id: stats.funnel_position(p, r.n, r.significant) for r in readers}
     funnel = stats.funnel_svg([(r.reader_name, r.n, r.significant) for r in readers], p)
-    trend_points = stats.monthly_trend(facts, period)
+    trend_points = figures.months
     trend = stats.trend_svg([(t.month, t.rate.n, t.rate.k) for t in trend_points], p)
     audit.record("qa.stats_viewed", start=period.start.isoformat(), end=period.end.isoformat(),
                  modality=modality)
@@ -76,7 +80,7 @@ def statistics():
         "qa/stats.html", form=form, period=period, modality=modality, readers=readers,
         dept=dept, positions=positions, funnel=Markup(funnel),  # noqa: S704 (our own SVG)
         trend=Markup(trend), trend_points=trend_points,  # noqa: S704
-        modalities=stats.modality_breakdown(facts), scores=RADPEER_SCORES,
+        modalities=figures.modalities, scores=RADPEER_SCORES,
         references=stats.REFERENCE_RATES, reviewers=stats.reviewer_stats(db.session, utcnow()),
-        dept_summary=stats.summarize(facts),
+        dept_summary=figures.total,
     )

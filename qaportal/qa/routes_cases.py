@@ -6,7 +6,7 @@ These pages show the reader and the reviewer together: each view is audited.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from qaportal import audit
@@ -20,6 +20,7 @@ from qaportal.models import (
 )
 from qaportal.models.discrepancy import CASE_STATUSES, STATUS_LABELS
 from qaportal.models.review import CATEGORY_LABELS, REVIEW_SCORES, SCORE_LABELS
+from qaportal.paging import Key, capped_count, keyset_page
 from qaportal.permissions import role_required
 from qaportal.qa import bp
 from qaportal.qa import cases as case_service
@@ -30,16 +31,15 @@ from qaportal.studies.corrections import corrected_review_ids, reviews_on_correc
 from qaportal.studies.presenter import present
 
 PAGE_SIZE = 100
+REVIEW_ORDER = (Key(Review.submitted_at, desc=True), Key(Review.id, desc=True))
 
 
 @bp.route("/reviews")
 @role_required("qa_manager")
 def reviews():
-    page = max(1, request.args.get("page", 1, type=int))
     score = request.args.get("score", "")
     source = request.args.get("source", "")
-    stmt = (sa.select(Review).join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
-            .order_by(Review.submitted_at.desc(), Review.id.desc()))
+    stmt = sa.select(Review).join(ReviewAssignment, ReviewAssignment.id == Review.assignment_id)
     if score in REVIEW_SCORES:
         stmt = stmt.where(Review.score == score)
     if source in ("sample", "adhoc", "legacy"):
@@ -47,15 +47,15 @@ def reviews():
     flag = request.args.get("flag", "")
     if flag == "corrected":  # scored on a read corrected since
         stmt = stmt.where(Review.id.in_(corrected_review_ids()))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
-    items = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-                               .options(*loading.review_rows())).all()
-    audit.record("qa.identities_viewed", page="reviews", count=len(items))
+    page = keyset_page(db.session, stmt, REVIEW_ORDER, Review.id, request.args.get("cursor"),
+                       PAGE_SIZE, options=loading.review_rows())
+    total, capped = capped_count(db.session, stmt, current_app.config["LIST_COUNT_CAP"])
+    audit.record("qa.identities_viewed", page="reviews", count=len(page.items))
     db.session.commit()
-    return render_template("qa/reviews.html", reviews=items, total=total, page=page,
-                           corrected=reviews_on_corrected_reads(r.id for r in items),
-                           pages=max(1, -(-total // PAGE_SIZE)), score=score, source=source,
-                           flag=flag,
+    return render_template("qa/reviews.html", reviews=page.items, total=total, capped=capped,
+                           page=page,
+                           corrected=reviews_on_corrected_reads(r.id for r in page.items),
+                           score=score, source=source, flag=flag,
                            score_labels=SCORE_LABELS, scores=REVIEW_SCORES)
 
 
@@ -108,20 +108,40 @@ def amend(review_id: int):
     return redirect(url_for("qa.review_detail", review_id=review.id))
 
 
+# Oldest opened first: the order of ix_discrepancy_cases_opened (opened_at, id), of its
+# part over the cases not closed (ix_discrepancy_cases_active_opened) and of
+# ix_discrepancy_cases_status_opened (status, opened_at, id).
+CASE_ORDER = (Key(DiscrepancyCase.opened_at), Key(DiscrepancyCase.id))
+# ?status=: "" the cases not closed (the QA work), one state, or "all".
+CASE_FILTERS = ("", *CASE_STATUSES, "all")
+
+
+def cases_stmt(status: str) -> sa.Select:
+    """The discrepancy cases of one filter, oldest opened first."""
+    stmt = sa.select(DiscrepancyCase).order_by(*[k.order() for k in CASE_ORDER])
+    if status in CASE_STATUSES:
+        return stmt.where(DiscrepancyCase.status == status)
+    if status == "all":
+        return stmt
+    return stmt.where(DiscrepancyCase.status != "closed")
+
+
 @bp.route("/cases")
 @role_required("qa_manager")
 def cases():
     status = request.args.get("status", "")
-    stmt = sa.select(DiscrepancyCase).order_by(DiscrepancyCase.status == "closed",
-                                               DiscrepancyCase.opened_at)
-    if status in CASE_STATUSES:
-        stmt = stmt.where(DiscrepancyCase.status == status)
-    items = db.session.scalars(stmt.options(*loading.case_rows())).all()
-    audit.record("qa.identities_viewed", page="cases", count=len(items))
+    if status not in CASE_FILTERS:
+        status = ""
+    stmt = cases_stmt(status)
+    page = keyset_page(db.session, stmt, CASE_ORDER, DiscrepancyCase.id,
+                       request.args.get("cursor"), current_app.config["LIST_PAGE_SIZE"],
+                       options=loading.case_rows())
+    total, capped = capped_count(db.session, stmt, current_app.config["LIST_COUNT_CAP"])
+    audit.record("qa.identities_viewed", page="cases", count=len(page.items))
     db.session.commit()
-    return render_template("qa/cases.html", cases=items, status=status,
-                           statuses=CASE_STATUSES, status_labels=STATUS_LABELS,
-                           score_labels=SCORE_LABELS)
+    return render_template("qa/cases.html", cases=page.items, page=page, total=total,
+                           capped=capped, status=status, statuses=CASE_STATUSES,
+                           status_labels=STATUS_LABELS, score_labels=SCORE_LABELS)
 
 
 def _case_or_404(case_id: int) -> DiscrepancyCase:

@@ -7,12 +7,14 @@ Pure functions over a SQLAlchemy session or plain values; no Flask. Definitions:
   the review went to adjudication, else the review's own (amended) score (legacy imports).
   Cases still under adjudication are "pending" and not counted as confirmed.
 - The period is that of the original reads (their finalization date, inclusive bounds).
+The database does the counting (qaportal.qa.aggregates: grouped conditional counts, one
+query per page however many reviews the period holds); this module folds the few grouped
+rows into rates, Wilson intervals and funnel positions.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -20,21 +22,13 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from qaportal.models import (
-    DiscrepancyCase,
-    OriginalRead,
-    Review,
-    ReviewAmendment,
-    ReviewAssignment,
-    Study,
-    User,
-)
-from qaportal.models.review import RADPEER_SCORES, SIGNIFICANT_SCORES
+from qaportal.models import DiscrepancyCase, ReviewAssignment, User
+from qaportal.qa import aggregates
+from qaportal.qa.aggregates import COUNT_LABELS, RATE_SOURCES, SCORE_LABELS
 from qaportal.qa.charts import funnel_svg, trend_svg
 
 Z95 = 1.959964
 Z998 = 3.090232
-RATE_SOURCES = ("sample", "legacy")
 
 # Published reference rates (DOMAIN.md); the ACR says no official benchmark exists.
 REFERENCE_RATES = (
@@ -188,110 +182,32 @@ def funnel_position(p: float, n: int, k: int) -> str:
     return "within"
 
 
-def _has_modality(modalities: str, modality: str | None) -> bool:
-    return modality is None or modality.upper() in modalities.upper().split("/")
+def _from_counts(counts: Sequence[int], reader_id: int = 0, reader_name: str = "",
+                 z: float = 1.96) -> ReaderStats:
+    """Return the figures of one group's counts (in the order of aggregates.COUNT_LABELS)."""
+    c = dict(zip(COUNT_LABELS, counts, strict=True))
+    distribution = {score: c[label] for score, label in SCORE_LABELS.items()}
+    n = sum(distribution.values())
+    return ReaderStats(reader_id, reader_name, n=n, distribution=distribution,
+                       significant=c["significant"], pending=c["pending"], unable=c["unable"],
+                       adhoc=c["adhoc"], rate=make_rate(c["significant"], n, z))
 
 
-def review_facts(session: Session, period: Period, modality: str | None = None, *,
-                 reader_id: int | None = None) -> list[ReviewFact]:
-    """Load every submitted review of reads finalized in the period, flattened."""
-    start, end = period.bounds()
-    stmt = (
-        sa.select(Review.id, Review.score, Review.category, ReviewAssignment.reviewer_id,
-                  ReviewAssignment.source, OriginalRead.reader_id, OriginalRead.finalized_at,
-                  Study.modalities, DiscrepancyCase.status, DiscrepancyCase.final_score)
-        .join(ReviewAssignment, Review.assignment_id == ReviewAssignment.id)
-        .join(OriginalRead, ReviewAssignment.read_id == OriginalRead.id)
-        .join(Study, OriginalRead.study_id == Study.id)
-        .outerjoin(DiscrepancyCase, DiscrepancyCase.review_id == Review.id)
-        .order_by(Review.id)
-    )
-    if reader_id is not None:
-        stmt = stmt.where(OriginalRead.reader_id == reader_id,
-                          OriginalRead.finalized_at >= start, OriginalRead.finalized_at < end)
-    else:
-        # The period's reads as a semi-join: only reviewed reads are then joined to their
-        # study (joining every read of the period first made a year's report 2-3x slower).
-        stmt = stmt.where(ReviewAssignment.read_id.in_(
-            sa.select(OriginalRead.id).where(OriginalRead.finalized_at >= start,
-                                             OriginalRead.finalized_at < end)))
-    rows = session.execute(stmt).all()
-    amended = dict(session.execute(
-        sa.select(ReviewAmendment.review_id, ReviewAmendment.score).order_by(ReviewAmendment.id)
-    ).all())  # later amendments overwrite earlier ones in the dict
-    facts = []
-    for r in rows:
-        if not _has_modality(r.modalities or "", modality):
-            continue
-        score = amended.get(r.id, r.score)
-        if r.status is None:
-            confirmed, pending = score in SIGNIFICANT_SCORES, False
-        elif r.status in ("decided", "closed"):
-            confirmed, pending = r.final_score in SIGNIFICANT_SCORES, False
-        else:
-            confirmed, pending = False, score in SIGNIFICANT_SCORES
-        facts.append(ReviewFact(
-            review_id=r.id, reader_id=r.reader_id, reviewer_id=r.reviewer_id,
-            modality=(r.modalities or "").split("/")[0] or "?",
-            month=f"{r.finalized_at.year:04d}-{r.finalized_at.month:02d}",  # not strftime:
-            score=score, source=r.source,  # it was half the time of a year's report
-            confirmed=confirmed, pending=pending,
-        ))
-    return facts
+def _add(into: dict, key, counts: Sequence[int]) -> None:
+    """Add counts to into[key] elementwise."""
+    have = into.get(key)
+    into[key] = list(counts) if have is None else [x + y for x, y in zip(have, counts,
+                                                                           strict=True)]
 
 
-def summarize(facts: Iterable[ReviewFact], z: float = 1.96) -> ReaderStats:
-    """Count reviews, scores, confirmed and pending discrepancies over some facts."""
-    s = ReaderStats(reader_id=0, reader_name="")
-    dist: Counter[str] = Counter()
-    for f in facts:
-        if f.source not in RATE_SOURCES:
-            s.adhoc += 1
-            continue
-        if f.score not in RADPEER_SCORES:
-            s.unable += 1
-            continue
-        s.n += 1
-        dist[f.score] += 1
-        s.significant += f.confirmed
-        s.pending += f.pending
-    s.distribution = {sc: dist.get(sc, 0) for sc in RADPEER_SCORES}
-    s.rate = make_rate(s.significant, s.n, z)
-    return s
+def empty_stats() -> ReaderStats:
+    """Return the figures of no reviews at all."""
+    return _from_counts([0] * len(COUNT_LABELS))
 
 
-def department_rate(session_or_facts, period: Period | None = None,
-                    modality: str | None = None) -> Rate:
-    """Return the department's significant-discrepancy rate (from a session or facts)."""
-    if hasattr(session_or_facts, "execute"):  # a Session or a scoped_session
-        facts = review_facts(session_or_facts, period, modality)
-    else:
-        facts = list(session_or_facts)
-    return summarize(facts).rate
-
-
-def reader_stats(session: Session, period: Period, modality: str | None = None,
-                 facts: Sequence[ReviewFact] | None = None) -> list[ReaderStats]:
-    """Return per-reader statistics for the period (and modality), by reader name."""
-    facts = review_facts(session, period, modality) if facts is None else facts
-    by_reader: dict[int, list[ReviewFact]] = defaultdict(list)
-    for f in facts:
-        by_reader[f.reader_id].append(f)
-    names = _names(session, by_reader)
-    out = []
-    for reader_id, items in by_reader.items():
-        s = summarize(items)
-        s.reader_id, s.reader_name = reader_id, names.get(reader_id, f"#{reader_id}")
-        out.append(s)
-    return sorted(out, key=lambda s: (s.reader_name, s.reader_id))
-
-
-def modality_breakdown(facts: Iterable[ReviewFact]) -> dict[str, ReaderStats]:
-    """Return statistics per (first-listed) modality of the given facts."""
-    groups: dict[str, list[ReviewFact]] = defaultdict(list)
-    for f in facts:
-        groups[f.modality].append(f)
-    return {m: summarize(items) for m, items in sorted(groups.items())}
+def first_modality(modalities: str | None) -> str:
+    """Return the first-listed modality of a study ("CT/MR" → "CT"; none → "?")."""
+    return (modalities or "").split("/")[0] or "?"
 
 
 @dataclass(frozen=True)
@@ -302,18 +218,99 @@ class TrendPoint:
     rate: Rate
 
 
-def monthly_trend(facts: Iterable[ReviewFact], period: Period) -> list[TrendPoint]:
-    """Return the rate per calendar month of the period (empty months included)."""
-    groups: dict[str, list[ReviewFact]] = defaultdict(list)
-    for f in facts:
-        groups[f.month].append(f)
+@dataclass(frozen=True)
+class Breakdown:
+    """A period's figures: in all, per reader (by name), per first modality, per month."""
+
+    total: ReaderStats
+    readers: list[ReaderStats]
+    modalities: dict[str, ReaderStats]
+    months: list[TrendPoint]
+
+
+def period_months(period: Period) -> list[str]:
+    """Return every calendar month of the period as "YYYY-MM"."""
     out = []
     y, m = period.start.year, period.start.month
     while (y, m) <= (period.end.year, period.end.month):
-        key = f"{y:04d}-{m:02d}"
-        out.append(TrendPoint(key, summarize(groups.get(key, [])).rate))
+        out.append(f"{y:04d}-{m:02d}")
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     return out
+
+
+def breakdown(session: Session, period: Period, modality: str | None = None, *,
+              reader_id: int | None = None) -> Breakdown:
+    """Return the period's figures (of one reader when given) from one grouped query.
+
+    The database counts per (reader, listed modalities, month); the few groups are folded
+    here into the totals, readers, first modalities and months the pages show.
+    """
+    start, end = period.bounds()
+    by = ("reader_id", "modalities", "month")
+    rows = aggregates.grouped_counts(session, start, end, by=by,
+                                     modality=modality, reader_id=reader_id)
+    total, readers, modalities, months = [0] * len(COUNT_LABELS), {}, {}, {}
+    for row in rows:
+        counts = tuple(row)[len(by):]
+        total = [x + y for x, y in zip(total, counts, strict=True)]
+        _add(readers, row.reader_id, counts)
+        _add(modalities, first_modality(row.modalities), counts)
+        _add(months, row.month, counts)
+    names = _names(session, readers)
+    zero = [0] * len(COUNT_LABELS)
+    return Breakdown(
+        total=_from_counts(total),
+        readers=sorted((_from_counts(c, rid, names.get(rid, f"#{rid}"))
+                        for rid, c in readers.items()),
+                       key=lambda s: (s.reader_name, s.reader_id)),
+        modalities={m: _from_counts(c) for m, c in sorted(modalities.items())},
+        months=[TrendPoint(m, _from_counts(months.get(m, zero)).rate)
+                for m in period_months(period)],
+    )
+
+
+def summary(session: Session, period: Period, modality: str | None = None, *,
+            reader_id: int | None = None) -> ReaderStats:
+    """Return the period's counts in all (of one reader when given): one aggregate row."""
+    start, end = period.bounds()
+    (row,) = aggregates.grouped_counts(session, start, end, modality=modality,
+                                       reader_id=reader_id)
+    return _from_counts(tuple(row), reader_id or 0)
+
+
+def department_rate(session: Session, period: Period, modality: str | None = None) -> Rate:
+    """Return the department's significant-discrepancy rate for the period."""
+    return summary(session, period, modality).rate
+
+
+def reader_stats(session: Session, period: Period,
+                 modality: str | None = None) -> list[ReaderStats]:
+    """Return per-reader statistics for the period (and modality), by reader name."""
+    start, end = period.bounds()
+    rows = aggregates.grouped_counts(session, start, end, by=("reader_id",), modality=modality)
+    names = _names(session, [r.reader_id for r in rows])
+    out = [_from_counts(tuple(row)[1:], row.reader_id, names.get(row.reader_id,
+                                                                   f"#{row.reader_id}"))
+           for row in rows]
+    return sorted(out, key=lambda s: (s.reader_name, s.reader_id))
+
+
+def review_facts(session: Session, period: Period, modality: str | None = None, *,
+                 reader_id: int | None = None) -> list[ReviewFact]:
+    """Return the period's submitted reviews one by one (meant for one reader's: the OPPE
+    packet lists its confirmed discrepancies), flattened, by review id."""
+    start, end = period.bounds()
+    return [
+        ReviewFact(
+            review_id=r.id, reader_id=r.reader_id, reviewer_id=r.reviewer_id,
+            modality=first_modality(r.modalities),
+            month=f"{r.finalized_at.year:04d}-{r.finalized_at.month:02d}",
+            score=r.score, source=r.source, confirmed=bool(r.confirmed),
+            pending=bool(r.pending),
+        )
+        for r in aggregates.review_rows(session, start, end, modality=modality,
+                                        reader_id=reader_id)
+    ]
 
 
 def reviewer_stats(session: Session, now: datetime) -> list[ReviewerStats]:
@@ -347,17 +344,34 @@ def age_bucket(days: int) -> str:
     raise AssertionError("unreachable")
 
 
-def open_cases_by_age(session: Session, now: datetime) -> dict[str, list[tuple[int, int]]]:
-    """Return open (not closed) cases as (case id, age in days) per age bucket, oldest first."""
+def open_cases_by_age(session: Session, now: datetime, limit: int | None = None
+                      ) -> dict[str, list[tuple[int, int]]]:
+    """Return open (not closed) cases as (case id, age in days) per age bucket, oldest first;
+    the `limit` oldest only when given (ix_discrepancy_cases_active_opened)."""
     rows = session.execute(
         sa.select(DiscrepancyCase.id, DiscrepancyCase.opened_at)
-        .where(DiscrepancyCase.status != "closed").order_by(DiscrepancyCase.opened_at)
+        .where(DiscrepancyCase.status != "closed")
+        .order_by(DiscrepancyCase.opened_at, DiscrepancyCase.id).limit(limit)
     ).all()
     out: dict[str, list[tuple[int, int]]] = {label: [] for _, label in AGE_BUCKETS}
     for case_id, opened in rows:
         days = max(0, (now - opened).days)
         out[age_bucket(days)].append((case_id, days))
     return out
+
+
+def open_case_age_counts(session: Session, now: datetime) -> dict[str, int]:
+    """Return the number of open (not closed) cases per age bucket, counted in one statement."""
+    opened = DiscrepancyCase.opened_at
+    # (now - opened).days <= limit exactly when opened > now - (limit + 1) days
+    cols = [sa.func.count().filter(opened > now - timedelta(days=limit + 1))
+            for limit, _ in AGE_BUCKETS if limit is not None]
+    row = session.execute(sa.select(*cols, sa.func.count())
+                          .where(DiscrepancyCase.status != "closed")).one()
+    cumulative = [int(n or 0) for n in row]
+    labels = [label for _, label in AGE_BUCKETS]
+    return {label: n - (cumulative[i - 1] if i else 0)
+            for i, (label, n) in enumerate(zip(labels, cumulative, strict=True))}
 
 
 def _names(session: Session, ids) -> dict[int, str]:
@@ -368,9 +382,11 @@ def _names(session: Session, ids) -> dict[int, str]:
 
 
 __all__ = [
-    "AGE_BUCKETS", "RATE_SOURCES", "REFERENCE_RATES", "Z95", "Z998", "Period", "Rate",
-    "ReaderStats", "ReviewFact", "ReviewerStats", "TrendPoint", "age_bucket",
-    "department_rate", "funnel_limits", "funnel_position", "funnel_svg", "make_rate",
-    "modality_breakdown", "monthly_trend", "open_cases_by_age", "reader_stats",
-    "review_facts", "reviewer_stats", "summarize", "trend_svg", "wilson_interval",
+    "AGE_BUCKETS", "RATE_SOURCES", "REFERENCE_RATES", "Z95", "Z998", "Breakdown", "Period",
+    "Rate", "ReaderStats", "ReviewFact", "ReviewerStats", "TrendPoint", "age_bucket",
+    "breakdown", "department_rate", "empty_stats", "first_modality", "funnel_limits",
+    "funnel_position", "funnel_svg", "make_rate", "open_case_age_counts", "open_cases_by_age",
+    "period_months",
+    "reader_stats",
+    "review_facts", "reviewer_stats", "summary", "trend_svg", "wilson_interval",
 ]

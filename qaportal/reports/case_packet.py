@@ -20,6 +20,8 @@ from wtforms import BooleanField, SelectField
 from wtforms.validators import InputRequired, NumberRange
 
 from qaportal.extensions import db
+from qaportal.marks.display import marks_of
+from qaportal.marks.display import present as present_marks
 from qaportal.models import OpinionRequest, Study, User
 from qaportal.models.opinion import (
     AGREEMENT_LABELS,
@@ -209,6 +211,9 @@ def build_context(params: dict[str, Any], user: User | None) -> dict[str, Any]:
         "turnaround": turnaround(req),
         "images": images,
         "images_note": images_note,
+        "marks": present_marks(marks_of(opinion_request_id=req.id),
+                               author_label=lambda u: u.full_name, blind=deid, study=study,
+                               pdf=True),
         "integrity": integrity(study, scrub=scrub),
         "audit": audit_excerpt(req),
         "today": date.today(),

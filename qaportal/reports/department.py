@@ -58,10 +58,10 @@ def build_department(params: dict[str, Any], user: User | None) -> dict[str, Any
     show_names = bool(params.get("show_names"))
     now = utcnow()
 
-    facts = stats.review_facts(session, period)
-    readers = stats.reader_stats(session, period, facts=facts)
+    figures = stats.breakdown(session, period)
+    readers = figures.readers
     volume = qa_data.read_volume(session, period)
-    dept_summary = stats.summarize(facts)
+    dept_summary = figures.total
     dept = dept_summary.rate
     p = dept.p or 0.0
 
@@ -84,8 +84,7 @@ def build_department(params: dict[str, Any], user: User | None) -> dict[str, Any
     outliers = {r["label"] for r in rows if r["position"] != "within"}
     points = [(r["label"], r["stats"].n, r["stats"].significant) for r in rows if r["stats"]]
     funnel = stats.funnel_svg(points, p, labels=outliers, height=330) if points else None
-    trend_points = stats.monthly_trend(facts, period)
-    trend = stats.trend_svg([(t.month, t.rate.n, t.rate.k) for t in trend_points], p,
+    trend = stats.trend_svg([(t.month, t.rate.n, t.rate.k) for t in figures.months], p,
                             height=210)
 
     reviewers = stats.reviewer_stats(session, now)
@@ -117,7 +116,7 @@ def build_department(params: dict[str, Any], user: User | None) -> dict[str, Any
         "funnel": Markup(funnel) if funnel else None,  # noqa: S704 (our own SVG)
         "trend": Markup(trend) if dept.n else None,  # noqa: S704
         "scores": RADPEER_SCORES,
-        "modalities": stats.modality_breakdown(facts),
+        "modalities": figures.modalities,
         "modality_volume": modality_volume,
         "reviewers": reviewer_rows,
         "by_age": by_age,

@@ -62,11 +62,11 @@ def _credentials(user: User, day: date) -> dict[str, Any]:
     }
 
 
-def _modality_rows(facts: list[stats.ReviewFact], volume: Counter[str]) -> list[dict]:
-    breakdown = stats.modality_breakdown(facts)
+def _modality_rows(breakdown: dict[str, stats.ReaderStats],
+                   volume: Counter[str]) -> list[dict]:
     rows = []
     for modality in sorted(set(volume) | set(breakdown)):
-        s = breakdown.get(modality) or stats.summarize([])
+        s = breakdown.get(modality) or stats.empty_stats()
         reads = volume.get(modality, 0)
         rows.append({"modality": modality, "reads": reads, "stats": s,
                      "reviewed": s.n + s.unable + s.adhoc,
@@ -87,29 +87,25 @@ def build_packet(params: dict[str, Any], user: User | None, *, fppe: bool) -> di
         raise LookupError("radiologist not found")
     now = utcnow()
 
-    facts = stats.review_facts(session, period)  # the whole department, once
-    mine = [f for f in facts if f.reader_id == reader.id]
-    own = stats.summarize(mine)
-    dept = stats.department_rate(facts)
+    # The radiologist's own figures and rows; the department's only as aggregates.
+    mine = stats.breakdown(session, period, reader_id=reader.id)
+    own = mine.total
+    readers = stats.reader_stats(session, period)
+    dept = stats.make_rate(sum(r.significant for r in readers), sum(r.n for r in readers))
     p = dept.p or 0.0
-    by_reader: dict[int, list[stats.ReviewFact]] = {}
-    for f in facts:
-        by_reader.setdefault(f.reader_id, []).append(f)
-    points = []
-    for rid, items in by_reader.items():
-        s = stats.summarize(items)
-        points.append((reader.full_name if rid == reader.id else PEER_LABEL, s.n, s.significant))
+    points = [(reader.full_name if r.reader_id == reader.id else PEER_LABEL, r.n, r.significant)
+              for r in readers]
     funnel = stats.funnel_svg(points, p, labels=False, highlight=reader.full_name, height=290,
                               title="Significant-discrepancy rate: this radiologist among "
                                     "the department's readers") if points else None
-    trend_points = stats.monthly_trend(mine, period)
-    months = len(trend_points)
-    trend = stats.trend_svg([(t.month, t.rate.n, t.rate.k) for t in trend_points], p,
+    months = len(mine.months)
+    trend = stats.trend_svg([(t.month, t.rate.n, t.rate.k) for t in mine.months], p,
                             height=210,
                             title="Monthly significant-discrepancy rate (this radiologist)")
 
     volume = qa_data.read_volume(session, period, reader.id).get(reader.id, Counter())
-    confirmed = qa_data.confirmed_items(session, mine)
+    confirmed = qa_data.confirmed_items(
+        session, stats.review_facts(session, period, reader_id=reader.id))
     categories = Counter(i.category or "unspecified" for i in confirmed)
     outcomes = Counter(i.outcome or "not adjudicated (imported)" for i in confirmed)
 
@@ -127,10 +123,10 @@ def build_packet(params: dict[str, Any], user: User | None, *, fppe: bool) -> di
         "months": months,
         "credentials": _credentials(reader, now.date()),
         "total_reads": sum(volume.values()),
-        "modality_rows": _modality_rows(mine, volume),
+        "modality_rows": _modality_rows(mine.modalities, volume),
         "own": own,
         "dept": dept,
-        "dept_readers": len(by_reader),
+        "dept_readers": len(readers),
         "position": stats.funnel_position(p, own.n, own.significant),
         "funnel": Markup(funnel) if funnel else None,  # noqa: S704 (our own SVG)
         "trend": Markup(trend) if own.n else None,  # noqa: S704

@@ -27,6 +27,7 @@ from qaportal.models import (
 from qaportal.models.opinion import PRIORITIES, PRIORITY_LABELS
 from qaportal.opinions.sla import target_hours, turnaround_stats
 from qaportal.qa import stats
+from qaportal.qa.stats import first_modality
 
 POSITION_LABELS = {
     "high99": "Above the 99.8 % limit", "high95": "Above the 95 % limit",
@@ -81,11 +82,6 @@ FORMATTERS = {"pct": pct, "rate_pct": rate_pct, "rate_ci": rate_ci,
 
 
 # --- case volume --------------------------------------------------------------------------
-
-def first_modality(modalities: str | None) -> str:
-    """Return the first-listed modality, as stats.review_facts groups them."""
-    return (modalities or "").split("/")[0] or "?"
-
 
 def read_volume(session: Session, period: stats.Period,
                 reader_id: int | None = None) -> dict[int, Counter[str]]:

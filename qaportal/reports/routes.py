@@ -109,8 +109,11 @@ def export(kind: str):
         if _wants_json():
             return jsonify(error="Please correct the parameters.", fields=form.errors), 400
         return _index_page(kind, form, 400)
+    params = form.params()
+    if service.runs_in_background(params):
+        return _queue_export(kind, form, params)
     try:
-        record, pdf = service.create_export(kind, form.params(), current_user)
+        record, pdf = service.create_export(kind, params, current_user)
     except service.ReportError as exc:
         return _export_failed(kind, form, str(exc), 403)
     except PdfError as exc:
@@ -124,6 +127,22 @@ def export(kind: str):
                        seconds=round(pdf.seconds, 1), title=record.title)
     flash(f"Report {record.document_id} is ready ({record.page_count} pages).", "success")
     return redirect(url_for("reports.index", kind=kind))
+
+
+def _queue_export(kind: str, form, params: dict):
+    """A report over a long period: made by the job worker, its page shows the progress."""
+    from qaportal.exports.routes import status_json
+    from qaportal.exports.service import start_report
+
+    if not REPORTS[kind].allowed(current_user, params):
+        return _export_failed(kind, form, "You may not produce this report with these "
+                              "parameters.", 403)
+    job = start_report(current_user, kind, params)
+    db.session.commit()
+    if _wants_json():
+        return jsonify({**status_json(job), "job_url": url_for("exports.job", job_id=job.id)}), 202
+    flash("The report covers a long period: it is being made in the background.", "success")
+    return redirect(url_for("exports.job", job_id=job.id))
 
 
 def _export_failed(kind: str, form, message: str, status: int):

@@ -93,6 +93,15 @@ def render_options(document_id: str) -> RenderOptions:
                          identifier=document_id)
 
 
+def runs_in_background(params: dict[str, Any]) -> bool:
+    """Whether a web export of these parameters goes to the job queue: a period longer
+    than REPORT_BACKGROUND_DAYS (a year by default) takes longer than a request should."""
+    first, last = params.get("date_from"), params.get("date_to")
+    if not isinstance(first, date) or not isinstance(last, date):
+        return False
+    return (last - first).days + 1 > int(current_app.config["REPORT_BACKGROUND_DAYS"])
+
+
 def create_export(kind: str, params: dict[str, Any], user: User | None,
                   *, label: str | None = None) -> tuple[ReportExport, RenderedPdf]:
     """Render the report to PDF, store it, record it and audit it; the caller commits.

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, jsonify, redirect, render_template, url_for
+from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from qaportal import audit
 from qaportal.access_prefetch import prefetched
 from qaportal.auth.forms import EmptyForm
 from qaportal.extensions import db
-from qaportal.models import ReviewAssignment, Study, User, loading, utcnow
+from qaportal.marks.display import marks_lines, reviewer_marks
+from qaportal.models import ReviewAssignment, Study, User, utcnow
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
-from qaportal.permissions import can_work_review, is_blind_access, role_required
-from qaportal.reviews import bp, service
+from qaportal.paging import Page
+from qaportal.permissions import (
+    can_work_review,
+    is_blind_access,
+    role_required,
+    study_access_mode,
+)
+from qaportal.reviews import bp, lists, service
 from qaportal.reviews.blinding import BlindCase, blind_view, for_assignment
 from qaportal.reviews.forms import ImpressionForm, ScoreForm
 from qaportal.studies.actions import StudyAction, study_action
@@ -28,41 +35,37 @@ def _assignment_or_404(assignment_id: int) -> ReviewAssignment:
     return assignment
 
 
-def assignments_stmt(reviewer_id: int, status: str) -> sa.Select:
-    """A reviewer's assignments in one state: open ones by due date, the others newest first
-    (the order of the index on reviewer, status, submission time and id)."""
-    stmt = sa.select(ReviewAssignment).where(ReviewAssignment.reviewer_id == reviewer_id,
-                                             ReviewAssignment.status == status)
-    if status == "assigned":
-        return stmt.order_by(ReviewAssignment.due_at.is_(None), ReviewAssignment.due_at,
-                             ReviewAssignment.id)
-    return stmt.order_by(ReviewAssignment.submitted_at.desc(), ReviewAssignment.id.desc())
-
-
-def _my_assignments(status: str, limit: int | None = None) -> list[ReviewAssignment]:
-    stmt = assignments_stmt(current_user.id, status).limit(limit)
-    return list(db.session.scalars(stmt.options(*loading.assignment_rows())))
+def _pages() -> tuple[Page, Page]:
+    """This reviewer's page of open assignments (?cursor=) and of submitted ones (?done=)."""
+    return (lists.assignments_page(current_user.id, "assigned", request.args.get("cursor")),
+            lists.assignments_page(current_user.id, "submitted", request.args.get("done")))
 
 
 @bp.route("/")
 @role_required("reviewer")
 def worklist():
-    open_ = _my_assignments("assigned")
-    done = _my_assignments("submitted", limit=50)
+    open_page, done_page = _pages()
+    open_, done = open_page.items, done_page.items
     with prefetched(current_user, [a.read.study for a in open_ + done]):
         rows_open = [(a, blind_view(current_user, a.read, a.deidentified)) for a in open_]
         rows_done = [(a, blind_view(current_user, a.read, a.deidentified)) for a in done]
     audit.record("review.worklist_viewed", open=len(open_), done=len(done))
     db.session.commit()
     return render_template("reviews/worklist.html", rows_open=rows_open, rows_done=rows_done,
+                           open_page=open_page, done_page=done_page,
+                           cursors={"cursor": request.args.get("cursor", ""),
+                                    "done": request.args.get("done", "")},
                            now=utcnow(), score_labels=SCORE_LABELS)
 
 
 @bp.route("/assignments.json")
 @role_required("reviewer")
 def worklist_json():
+    """A page of open assignments then a page of submitted ones; `next` and `next_done` are
+    the cursors of the following pages (?cursor=, ?done=), null on the last page."""
     items = []
-    assignments = _my_assignments("assigned") + _my_assignments("submitted", limit=50)
+    open_page, done_page = _pages()
+    assignments = open_page.items + done_page.items
     with prefetched(current_user, [a.read.study for a in assignments]):
         views = [blind_view(current_user, a.read, a.deidentified) for a in assignments]
     for a, view in zip(assignments, views, strict=True):
@@ -76,7 +79,8 @@ def worklist_json():
         })
     audit.record("review.worklist_viewed", format="json", count=len(items))
     db.session.commit()
-    return jsonify(assignments=items)
+    return jsonify(assignments=items, next=open_page.older, next_done=done_page.older,
+                   page_size=open_page.size)
 
 
 def _render_review(assignment: ReviewAssignment, *, impression_form=None, score_form=None,
@@ -87,6 +91,10 @@ def _render_review(assignment: ReviewAssignment, *, impression_form=None, score_
         impression_form=impression_form or ImpressionForm(formdata=None),
         score_form=score_form or ScoreForm(formdata=None),
         score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS, now=utcnow(),
+        marks=reviewer_marks(assignment, current_user),
+        # the images close REVIEW_ACCESS_DAYS after submission (qaportal/reviews/access.py)
+        images_closed=(assignment.status == "submitted"
+                       and study_access_mode(current_user, assignment.read.study) is None),
     ), status
 
 
@@ -164,6 +172,7 @@ def _record_text(a: ReviewAssignment, case: BlindCase) -> str:
                   f"Comment: {case.text(r.comment) or '-'}",
                   f"Good learning case: {'yes' if r.learning_case else 'no'}",
                   f"Submitted: {r.submitted_at.isoformat()}"]
+    lines += marks_lines(reviewer_marks(a, a.reviewer), case.text)
     return "\n".join(lines) + "\n"
 
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy.orm import selectinload
 
 from qaportal import audit
 from qaportal.access_prefetch import prefetched
 from qaportal.extensions import db
+from qaportal.marks.display import committee_marks
 from qaportal.models import (
-    CommitteeMember,
     Conference,
     ConferenceAttendee,
     DiscrepancyCase,
     Review,
-    loading,
 )
 from qaportal.models.discrepancy import STATUS_LABELS
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
@@ -30,7 +28,7 @@ from qaportal.permissions import (
     study_access_mode,
 )
 from qaportal.qa import cases as case_service
-from qaportal.reviews import bp
+from qaportal.reviews import bp, lists
 from qaportal.reviews.blinding import blind_case, scrub
 from qaportal.reviews.forms import FeedbackForm, VoteForm
 from qaportal.studies import scrubber
@@ -55,16 +53,11 @@ def _member_labels(case: DiscrepancyCase) -> dict[int, str]:
 @bp.route("/committee")
 @role_required("reviewer", "radiologist")
 def committee_list():
-    cases = db.session.scalars(
-        sa.select(DiscrepancyCase).join(CommitteeMember)
-        .where(CommitteeMember.user_id == current_user.id)
-        .order_by(DiscrepancyCase.status == "closed", DiscrepancyCase.opened_at)
-        .options(selectinload(DiscrepancyCase.votes))
-    ).all()
-    rows = [(c, case_service.own_vote(c, current_user)) for c in cases]
+    page = lists.seats_page(current_user.id, request.args.get("cursor"))
+    rows = [(m.case, case_service.own_vote(m.case, current_user)) for m in page.items]
     audit.record("discrepancy.committee_list_viewed", count=len(rows))
     db.session.commit()
-    return render_template("reviews/committee_list.html", rows=rows,
+    return render_template("reviews/committee_list.html", rows=rows, page=page,
                            status_labels=STATUS_LABELS)
 
 
@@ -88,7 +81,7 @@ def _render_committee(case: DiscrepancyCase, form=None, status: int = 200):
         votes=votes, own=case_service.own_vote(case, current_user),
         all_voted=case.all_voted(), form=form or VoteForm(formdata=None),
         score_labels=SCORE_LABELS, category_labels=CATEGORY_LABELS,
-        status_labels=STATUS_LABELS,
+        status_labels=STATUS_LABELS, marks=committee_marks(assignment),
     ), status
 
 
@@ -123,21 +116,16 @@ def vote(case_id: int):
 @bp.route("/feedback")
 @role_required("radiologist")
 def feedback_list():
-    cases = db.session.scalars(
-        sa.select(DiscrepancyCase)
-        .where(DiscrepancyCase.reader_id == current_user.id,
-               DiscrepancyCase.decided_at.is_not(None))
-        .order_by(DiscrepancyCase.status != "decided", DiscrepancyCase.decided_at.desc())
-        .options(*loading.case_rows())
-    ).all()
+    page = lists.feedback_page(current_user.id, request.args.get("cursor"))
+    cases = page.items
     studies = [c.review.assignment.read.study for c in cases]
     with prefetched(current_user, studies):
         rows = [(c, present_for(current_user, study, deidentified=True).view)
                 for c, study in zip(cases, studies, strict=True)]
     audit.record("discrepancy.feedback_list_viewed", count=len(rows))
     db.session.commit()
-    return render_template("reviews/feedback_list.html", rows=rows, status_labels=STATUS_LABELS,
-                           score_labels=SCORE_LABELS)
+    return render_template("reviews/feedback_list.html", rows=rows, page=page,
+                           status_labels=STATUS_LABELS, score_labels=SCORE_LABELS)
 
 
 def _render_feedback(case: DiscrepancyCase, form=None, status: int = 200):

@@ -105,7 +105,7 @@ class StudySearchForm(FlaskForm):
     date_to = DateField("to", validators=[Optional()])
     status = SelectField("Workflow", validators=[Optional()])
     sort = SelectField("Sort by", validators=[Optional()])
-    page = HiddenField(default="1")
+    cursor = HiddenField(default="")  # qaportal.paging cursor: a row id, no patient data
 
     def validate_date_to(self, field) -> None:
         if field.data and self.date_from.data and field.data < self.date_from.data:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from qaportal.models import OpinionRequest, OriginalRead, ReviewAssignment, Study, StudyAccess, User
+from qaportal.paging import Key
 from qaportal.permissions import BLIND_SOURCES
 from qaportal.studies.queries import visible_studies
 
@@ -27,14 +28,16 @@ STATUSES = {
     "review": "In peer review",
     "none": "Neither",
 }
-SORTS = {
-    "uploaded_desc": ("Uploaded, newest first", (Study.created_at.desc(), Study.id.desc())),
-    "uploaded_asc": ("Uploaded, oldest first", (Study.created_at.asc(), Study.id.asc())),
+SORTS = {  # each ends with the id: a total order, so pages by keyset (qaportal.paging)
+    "uploaded_desc": ("Uploaded, newest first",
+                      (Key(Study.created_at, desc=True), Key(Study.id, desc=True))),
+    "uploaded_asc": ("Uploaded, oldest first", (Key(Study.created_at), Key(Study.id))),
     "date_desc": ("Study date, newest first",
-                  (Study.study_date.desc().nulls_last(), Study.id.desc())),
+                  (Key(Study.study_date, desc=True, nullable=True), Key(Study.id, desc=True))),
     "date_asc": ("Study date, oldest first",
-                 (Study.study_date.asc().nulls_last(), Study.id.asc())),
-    "modality": ("Modality", (Study.modalities.asc(), Study.created_at.desc(), Study.id.desc())),
+                 (Key(Study.study_date, nullable=True), Key(Study.id))),
+    "modality": ("Modality", (Key(Study.modalities), Key(Study.created_at, desc=True),
+                              Key(Study.id, desc=True))),
 }
 DEFAULT_SORT = "uploaded_desc"
 
@@ -155,5 +158,9 @@ def filtered_studies(user: User, flt: StudyFilter) -> sa.Select:
         stmt = stmt.where(_date_condition(flt, full))
     if flt.status in STATUSES and flt.status:
         stmt = stmt.where(_status_condition(flt.status))
-    _label, order = SORTS.get(flt.sort, SORTS[DEFAULT_SORT])
-    return stmt.order_by(*order)
+    return stmt.order_by(*[k.order() for k in sort_keys(flt)])
+
+
+def sort_keys(flt: StudyFilter) -> tuple[Key, ...]:
+    """The list's sort keys for the filter's sort (the default when unknown)."""
+    return SORTS.get(flt.sort, SORTS[DEFAULT_SORT])[1]

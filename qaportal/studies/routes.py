@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import (
     abort,
     current_app,
@@ -20,6 +19,7 @@ from qaportal.access_prefetch import prefetched
 from qaportal.dicom import StoredFileCorrupt, StoredFileMissing
 from qaportal.extensions import db
 from qaportal.models import Study, User, loading
+from qaportal.paging import capped_count, keyset_page
 from qaportal.permissions import (
     BLIND_SOURCES,
     can_correct_read,
@@ -39,6 +39,7 @@ from qaportal.studies.listing import (
     STATUSES,
     StudyFilter,
     filtered_studies,
+    sort_keys,
 )
 from qaportal.studies.presenter import present, present_for
 from qaportal.studies.queries import study_for
@@ -50,22 +51,21 @@ PAGE_SIZE = 50
 @bp.route("/", methods=["GET", "POST"])
 @role_required("radiologist", "reviewer", "qa_manager", "admin")
 def index():
-    form, flt, page = _study_search()
+    form, flt, cursor = _study_search()
     stmt = filtered_studies(current_user, flt)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
-    pages = max(1, -(-total // PAGE_SIZE))
-    page = min(page, pages)
-    studies = db.session.scalars(stmt.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
-                                 .options(*loading.study_rows())).all()
-    with prefetched(current_user, studies):
-        rows = [(s, present_for(current_user, s).view) for s in studies]
-    audit.record("study.list_viewed", page=page, count=len(rows), **flt.audit_details())
+    page = keyset_page(db.session, stmt, sort_keys(flt), Study.id, cursor, PAGE_SIZE,
+                       options=loading.study_rows())
+    total, capped = capped_count(db.session, stmt, current_app.config["LIST_COUNT_CAP"])
+    with prefetched(current_user, page.items):
+        rows = [(s, present_for(current_user, s).view) for s in page.items]
+    audit.record("study.list_viewed", first_page=page.first, count=len(rows),
+                 **flt.audit_details())
     db.session.commit()
-    return render_template("studies/index.html", rows=rows, total=total, page=page,
-                           pages=pages, form=form, flt=flt, page_args=_page_args(flt))
+    return render_template("studies/index.html", rows=rows, total=total, capped=capped,
+                           page=page, form=form, flt=flt, page_args=_page_args(flt))
 
 
-def _study_search() -> tuple[StudySearchForm, StudyFilter, int]:
+def _study_search() -> tuple[StudySearchForm, StudyFilter, str | None]:
     """Read the list's search form: POST (CSRF-checked, may carry a patient name) or GET
     (filters without patient data only: a name or MRN never travels in a URL)."""
     if request.method == "POST":
@@ -75,23 +75,16 @@ def _study_search() -> tuple[StudySearchForm, StudyFilter, int]:
         form.q.data = ""
     form.modality.choices = [("", "Any")] + [(m, m) for m in MODALITIES]
     form.status.choices = list(STATUSES.items())
-    form.sort.choices = [(k, label) for k, (label, _order) in SORTS.items()]
+    form.sort.choices = [(k, label) for k, (label, _keys) in SORTS.items()]
     if request.method == "GET" and not form.sort.data:
         form.sort.data = DEFAULT_SORT
     if not form.validate():  # CSRF itself is checked before the view (CSRFProtect)
-        return form, StudyFilter(), 1
-    page = _int(form.page.data if request.method == "POST" else request.args.get("page"))
+        return form, StudyFilter(), None
+    cursor = form.cursor.data if request.method == "POST" else request.args.get("cursor")
     flt = StudyFilter(text=(form.q.data or "").strip(), modality=form.modality.data or "",
                       date_from=form.date_from.data, date_to=form.date_to.data,
                       status=form.status.data or "", sort=form.sort.data or DEFAULT_SORT)
-    return form, flt, page
-
-
-def _int(value) -> int:
-    try:
-        return max(1, int(value))
-    except (TypeError, ValueError):
-        return 1
+    return form, flt, cursor
 
 
 def _page_args(flt: StudyFilter) -> dict:

@@ -22,3 +22,12 @@
 document.querySelectorAll("input[name$=tz_offset]").forEach(function (el) {
   el.value = String(new Date().getTimezoneOffset());
 });
+// Links to the OHIF viewer (it draws with WebGL2) stay hidden in browsers without WebGL2:
+// the portal's own viewer, beside them, is the fallback.
+(function () {
+  var links = document.querySelectorAll("[data-needs-webgl2]");
+  if (!links.length) { return; }
+  var ok = false;
+  try { ok = !!document.createElement("canvas").getContext("webgl2"); } catch (e) { ok = false; }
+  links.forEach(function (el) { el.hidden = !ok; });
+})();

@@ -34,6 +34,37 @@
     window.open(previewBtn.getAttribute("formaction") + "?" + query, "_blank");
   });
 
+  // A long period: the job worker makes the PDF; follow its status until it is ready.
+  function follow(job) {
+    var out = el("div");
+    var bar = el("progress", "", { max: "100", value: String(job.progress || 0), "class": "export-progress", "aria-label": "Progress" });
+    var text = el("span", "Made in the background (a long period). Waiting for the job worker… ");
+    out.appendChild(bar);
+    out.appendChild(text);
+    out.appendChild(el("a", "Open its page", { href: job.job_url, id: "job-link" }));
+    show(out, "busy");
+    function poll() {
+      fetch(job.status_url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.json(); })
+        .then(function (s) {
+          bar.value = s.progress;
+          if (s.status === "done") {
+            var done = el("div");
+            done.appendChild(el("span", "Ready. "));
+            done.appendChild(el("a", "Download PDF", { href: s.download_url, id: "download-link", "class": "btn btn-primary" }));
+            show(done, "done");
+          } else if (s.status === "failed") {
+            show(el("strong", "The report could not be made: " + (s.message || "see the server log.")), "failed");
+          } else {
+            text.textContent = s.status === "running" ? "Being made in the background: " + s.progress + " %. " : "Waiting for the job worker… ";
+            window.setTimeout(poll, 1000);
+          }
+        })
+        .catch(function () { window.setTimeout(poll, 5000); });
+    }
+    window.setTimeout(poll, 1000);
+  }
+
   form.addEventListener("submit", function (ev) {
     if (ev.submitter && ev.submitter !== exportBtn) { return; }
     ev.preventDefault();
@@ -53,9 +84,14 @@
       headers: { "Accept": "application/json" }
     }).then(function (resp) {
       return resp.json().catch(function () { return { error: "The server answered " + resp.status + "." }; })
-        .then(function (body) { return { ok: resp.ok, body: body }; });
+        .then(function (body) { return { ok: resp.ok, queued: resp.status === 202, body: body }; });
     }).then(function (res) {
       var out = el("div");
+      if (res.queued) {
+        window.clearInterval(timer);
+        follow(res.body);
+        return;
+      }
       if (res.ok) {
         out.appendChild(el("span", "Ready: " + res.body.document_id + " — " + res.body.pages +
           " page" + (res.body.pages === 1 ? "" : "s") + ", " + res.body.seconds + " s. "));
