@@ -198,3 +198,24 @@ def test_the_export_needs_the_csrf_token(tmp_path, db_url):
         assert _exports() == 1
         db.session.remove()
         db.engine.dispose()
+
+
+def test_command_line_export(app, tmp_path):
+    from tests.factories import make_review, make_study
+
+    reviewer = make_user(["reviewer"], full_name="Dr Cli Reviewer")
+    case = cs.open_case(make_review(make_study(make_user(["radiologist"])).read, reviewer,
+                                    "3b"), by=reviewer)
+    db.session.commit()
+    out = tmp_path / "record.pdf"
+    runner = app.test_cli_runner()
+    missing = runner.invoke(args=["report", "committee", "--case", str(case.id + 9),
+                                  "-o", str(out)])
+    assert missing.exit_code == 2 and "no discrepancy case" in missing.output
+    result = runner.invoke(args=["report", "committee", "--case", str(case.id), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    flat = re.sub(r"\s+", " ", pdf_text(out.read_bytes()))
+    assert f"Discrepancy case #{case.id}" in flat and "Dr Cli Reviewer" in flat
+    export = db.session.scalars(sa.select(ReportExport)).one()
+    assert export.kind == "committee" and export.created_by_id is None
+    assert export.parameters == {"case": case.id, "confidential": True}
