@@ -68,6 +68,11 @@ def test_qa_manager_exports_the_committee_record(client, auth, world):
     auth.login(world["qa"])
     page = client.get(f"/qa/cases/{case.id}").get_data(as_text=True)
     assert 'id="committee-record"' in page and f"/qa/cases/{case.id}/record" in page
+    # The QA case page shows the reviewer's marks too, named, with the key image.
+    assert "Length 12 mm" in page and "Nodule RUL" in page and "Dr Vera Reviewer" in page
+    mark_id = re.search(r'id="mark-(\d+)"', page).group(1)
+    assert f"/marks/{mark_id}/key-images/0.png" in page
+    assert client.get(f"/marks/{mark_id}/key-images/0.png").status_code == 200
     r = client.post(f"/qa/cases/{case.id}/record")
     assert r.status_code == 303, r.get_data(as_text=True)[:500]
     export = db.session.scalars(sa.select(ReportExport)).one()

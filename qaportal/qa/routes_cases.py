@@ -20,6 +20,7 @@ from flask_login import current_user
 
 from qaportal import audit
 from qaportal.extensions import db
+from qaportal.marks.display import qa_marks
 from qaportal.models import (
     DiscrepancyCase,
     Review,
@@ -179,7 +180,7 @@ def _render_case(case: DiscrepancyCase, committee_form=None, decision_form=None,
         votes=case_service.visible_votes(case, current_user), users=users,
         corrected=bool(reviews_on_corrected_reads([case.review.id])),
         status_labels=STATUS_LABELS, score_labels=SCORE_LABELS,
-        category_labels=CATEGORY_LABELS,
+        category_labels=CATEGORY_LABELS, marks=qa_marks(case.review.assignment),
     ), status
 
 

@@ -26,8 +26,7 @@ from wtforms.validators import InputRequired, NumberRange
 
 from qaportal import audit
 from qaportal.extensions import db
-from qaportal.marks.display import marks_of
-from qaportal.marks.display import present as present_marks
+from qaportal.marks.display import qa_marks
 from qaportal.models import AuditEvent, DiscrepancyCase, User
 from qaportal.models.discrepancy import STATUS_LABELS
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
@@ -209,9 +208,7 @@ def build_context(params: dict[str, Any], user: User | None) -> dict[str, Any]:
         "disputes": [(e.at, scrub(e.note)) for e in case.events if e.event == "disputed"],
         "history": history(case, scrub),
         "audit": audit_lines(case),
-        "marks": present_marks(marks_of(review_assignment_id=assignment.id),
-                               author_label=lambda u: u.full_name, blind=False, study=study,
-                               pdf=True),
+        "marks": qa_marks(assignment, pdf=True),
         "today": date.today(),
     }
 
