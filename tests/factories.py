@@ -127,6 +127,12 @@ def make_export(user: User | None = None, kind: str = "credentials", **params):
         if kind == "fppe":
             params = {"fppe_trigger": "New privileges", "fppe_criteria": "30 reviews",
                       "fppe_conclusion": None, **params}
+    elif kind == "committee" and "case" not in params:  # an open case on a new review
+        from qaportal.qa.cases import open_case
+
+        reviewer = make_user(["reviewer"])
+        review = make_review(make_study(make_user(["radiologist"])).read, reviewer, "3b")
+        params = {"case": open_case(review, by=reviewer).id, "confidential": True, **params}
     export, pdf = create_export(kind, params, user, label=None if user else "test")
     return export, pdf.data
 

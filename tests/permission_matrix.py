@@ -781,3 +781,9 @@ EXPECTED.update({
     "ohif.serve": {**everyone(_ohif_page_status()),
                    "params": lambda objs, users: {"path": "viewer"}},
 })
+
+
+# -- committee record PDF (qaportal/reports/committee_record.py): QA managers only; the
+# export answers 303 to its download. The reports pages' kind "committee" goes through
+# reports.preview / reports.export like every kind.
+EXPECTED["qa.case_record"] = {**_qa(303, params=_case), "method": "POST"}

@@ -175,6 +175,14 @@ def committee_marks(assignment) -> list[MarkView]:
                    study=assignment.read.study)
 
 
+def qa_marks(assignment, *, pdf: bool = False) -> list[MarkView]:
+    """The reviewer's marks as QA managers see them (QA case page, committee record): the
+    reviewer named, the images drawn (QA sees the study in full)."""
+    return present(marks_of(review_assignment_id=assignment.id),
+                   author_label=lambda u: u.full_name, blind=False,
+                   study=assignment.read.study, pdf=pdf)
+
+
 def marks_lines(views: list[MarkView], scrub=lambda s: s) -> list[str]:
     """The measurement list as plain-text lines (a review record), scrubbed like the rest."""
     if not views:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from qaportal.models.user import User
 
 # Kinds of report the portal can export; each has a ReportDefinition in qaportal.reports.
-REPORT_KINDS = ("oppe", "fppe", "case", "department", "audit", "credentials")
+REPORT_KINDS = ("oppe", "fppe", "case", "department", "audit", "credentials", "committee")
 
 
 class ReportExport(Base):

@@ -6,11 +6,21 @@ These pages show the reader and the reviewer together: each view is audited.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
 from qaportal import audit
 from qaportal.extensions import db
+from qaportal.marks.display import qa_marks
 from qaportal.models import (
     DiscrepancyCase,
     Review,
@@ -21,11 +31,13 @@ from qaportal.models import (
 from qaportal.models.discrepancy import CASE_STATUSES, STATUS_LABELS
 from qaportal.models.review import CATEGORY_LABELS, REVIEW_SCORES, SCORE_LABELS
 from qaportal.paging import Key, capped_count, keyset_page
+from qaportal.pdf import PdfError
 from qaportal.permissions import role_required
 from qaportal.qa import bp
 from qaportal.qa import cases as case_service
 from qaportal.qa.forms import AmendForm, CommitteeForm, DecisionForm
 from qaportal.qa.service import amend_review
+from qaportal.reports import service as report_service
 from qaportal.reviews.service import ReviewError
 from qaportal.studies.corrections import corrected_review_ids, reviews_on_corrected_reads
 from qaportal.studies.presenter import present
@@ -168,7 +180,7 @@ def _render_case(case: DiscrepancyCase, committee_form=None, decision_form=None,
         votes=case_service.visible_votes(case, current_user), users=users,
         corrected=bool(reviews_on_corrected_reads([case.review.id])),
         status_labels=STATUS_LABELS, score_labels=SCORE_LABELS,
-        category_labels=CATEGORY_LABELS,
+        category_labels=CATEGORY_LABELS, marks=qa_marks(case.review.assignment),
     ), status
 
 
@@ -220,3 +232,35 @@ def case_decide(case_id: int):
     flash("Decision recorded; the reader has been notified.", "success")
     return redirect(url_for("qa.case_detail", case_id=case.id))
 
+
+
+@bp.route("/cases/<int:case_id>/record", methods=["POST"])
+@role_required("qa_manager")
+def case_record(case_id: int):
+    """Export the case's committee record as a PDF (report kind "committee"): recorded,
+    verifiable and audited like every report; the browser is sent to its download."""
+    case = _case_or_404(case_id)
+    wants_json = request.accept_mimetypes.best == "application/json"
+    try:
+        export, pdf = report_service.create_export(
+            "committee", {"case": case.id, "confidential": True}, current_user)
+    except report_service.ReportError:
+        abort(403)
+    except PdfError as exc:
+        db.session.rollback()
+        message = f"The PDF could not be made: {exc}."
+        if wants_json:
+            return jsonify(error=message), 503
+        flash(message, "error")
+        return redirect(url_for("qa.case_detail", case_id=case.id))
+    audit.record("discrepancy.record_exported", case, document_id=export.document_id,
+                 sha256=export.sha256)
+    db.session.commit()
+    link = url_for("reports.download", document_id=export.document_id)
+    if wants_json:
+        return jsonify(document_id=export.document_id, download_url=link,
+                       pages=export.page_count, size=export.size_bytes,
+                       seconds=round(pdf.seconds, 1), title=export.title)
+    flash(f"Committee record {export.document_id} is ready ({export.page_count} pages); it "
+          "is listed under Reports.", "success")
+    return redirect(link, code=303)

@@ -8,6 +8,7 @@ bp = Blueprint("reports", __name__, url_prefix="/reports")
 from qaportal.reports import (  # noqa: E402,F401
     audit_trail,
     case_packet,
+    committee_record,  # a discrepancy case's adjudication
     credentials_roster,
     demo,
     department,  # peer review

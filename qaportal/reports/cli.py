@@ -155,6 +155,21 @@ def case_report(output: Path, **params: Any) -> None:
     run_export("case", params, output)
 
 
+@report_group.command("committee")
+@click.option("--case", "case", required=True, type=int, metavar="ID",
+              help="The discrepancy case's number.")
+@output_option
+def committee_report(output: Path, **params: Any) -> None:
+    """The committee record of one discrepancy case (always marked confidential)."""
+    from qaportal.extensions import db
+    from qaportal.models import DiscrepancyCase
+
+    if db.session.get(DiscrepancyCase, params["case"]) is None:
+        click.echo(f"error: case: no discrepancy case #{params['case']}", err=True)
+        sys.exit(2)
+    run_export("committee", {**params, "confidential": True}, output)
+
+
 # --- Peer-review reports -------------------------------------------------------
 
 def _radiologist_option(fn):
