@@ -93,6 +93,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from sqlalchemy.orm import configure_mappers
 
     configure_mappers()
+    if app.config["AUDIT_KEY_CHECK"]:
+        from qaportal import audit_key
+
+        audit_key.check_at_start(app)  # another server's key: refuse to start
     return app
 
 

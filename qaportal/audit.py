@@ -8,7 +8,9 @@ cannot fork the chain.
 
 The chain is anchored outside the database (qaportal/audit_anchor.py): every entry also
 carries an HMAC of its hash under a key the database never sees, and checkpoints of the
-head go to an append-only file and syslog. audit_verify.verify() checks all three.
+head go to an append-only file and syslog. audit_verify.verify() checks all three. The head
+also holds the audit key's fingerprint (qaportal/audit_key.py): an entry is never written
+under another key.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from flask import current_app, has_request_context, request
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
-from qaportal import audit_anchor
+from qaportal import audit_anchor, audit_key
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, AuditHead, User, utcnow
 
@@ -96,12 +98,15 @@ def record(
     label = actor_label or (actor.email if actor is not None else "anonymous")
     ip = request.remote_addr if has_request_context() else None
     object_type, object_id = _object_ref(obj)
-    seq, prev = session.execute(
+    seq, prev, recorded_key = session.execute(
         sa.update(AuditHead)
         .where(AuditHead.id == 1)
         .values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.entry_hash)
+        .returning(AuditHead.seq, AuditHead.entry_hash, AuditHead.key_fingerprint)
     ).one()
+    app = current_app._get_current_object()
+    if not audit_key.matches(app, recorded_key):
+        raise audit_key.AuditKeyMismatch()  # the caller's transaction holds nothing of it
     ev = AuditEvent(
         seq=seq,
         occurred_at=utcnow(),
@@ -115,12 +120,13 @@ def record(
         prev_hash=prev,
     )
     ev.entry_hash = entry_hash(_fields(ev))
-    ev.entry_mac = audit_anchor.entry_mac(current_app.config["AUDIT_KEY"], ev.entry_hash)
+    ev.entry_mac = audit_anchor.entry_mac(app.config["AUDIT_KEY"], ev.entry_hash)
     audit_anchor.schedule(session, seq, ev.entry_hash)
     session.add(ev)
-    session.execute(
-        sa.update(AuditHead).where(AuditHead.id == 1).values(entry_hash=ev.entry_hash)
-    )
+    head = {"entry_hash": ev.entry_hash}
+    if recorded_key is None:  # the first entry since migration 0022 records the key's
+        head["key_fingerprint"] = audit_key.app_fingerprint(app)
+    session.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(**head))
     return ev
 
 

@@ -180,7 +180,10 @@ def main() -> None:
     from qaportal import create_app
     from qaportal.config import ConfigError
 
-    cli = _Group(create_app=lambda: create_app(), help="qaportal administration commands.")
+    # Commands do not check the audit key at start (`db upgrade` must run under any key);
+    # `worker` does, and every audit entry is checked as it is written (qaportal/audit_key.py).
+    cli = _Group(create_app=lambda: create_app({"AUDIT_KEY_CHECK": False}),
+                 help="qaportal administration commands.")
     try:
         cli.main(prog_name="qaportal")
     except ConfigError as exc:

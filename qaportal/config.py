@@ -137,6 +137,9 @@ class Defaults:
     # the append-only checkpoint file (instance/audit-anchor.log when unset), a checkpoint
     # every this many entries, and a copy of each checkpoint to syslog (/dev/log).
     AUDIT_KEY: str | None = None
+    # create_app compares the key's fingerprint with the database's and refuses another key
+    # (qaportal/audit_key.py); the CLI checks in the commands that run for long (worker).
+    AUDIT_KEY_CHECK = True
     # Key of the DICOM peers' credentials at rest (see qaportal/feeds/secrets.py).
     FEEDS_KEY: str | None = None
     AUDIT_ANCHOR_FILE: str | None = None

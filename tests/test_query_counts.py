@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import pytest
 import sqlalchemy as sa
 
 from qaportal.extensions import db
+from qaportal.models import Conference
 from qaportal.qa import cases as case_service
 from tests.factories import (
     make_assignment,
@@ -60,6 +62,12 @@ PAGES = [
     ("consultant worklist, cursors", "consultant", "/opinions/?cursor=n1&pool=n1&sent=p2"),
     ("opinion requests, qa", "qa", "/opinions/?all=n1"),
     ("notifications, cursor", "reader", "/notifications/?cursor=p4"),
+    ("conference list", "reader", "/reviews/conferences"),
+    ("conference list, cursor", "reader", "/reviews/conferences?cursor=n2"),
+    ("conference page (agenda grows)", "reader", "/reviews/conferences/1"),
+    ("qa conferences", "qa", "/qa/conferences"),
+    ("qa conference page (agenda grows)", "qa", "/qa/conferences/1"),
+    ("qa teaching cases", "qa", "/qa/teaching"),
     ("home, radiologist", "reader", "/"),
     ("home, consultant", "consultant", "/"),
     ("home, reviewer", "reviewer", "/"),
@@ -104,7 +112,27 @@ def add_rows(p: dict, count: int) -> None:
                                      rationale="Agreed by the committee.")
         # a second-opinion request from the reader to the consultant's pool
         make_opinion_request(make_study(reader), reader, pool="neuro")
+        # a teaching case from the decided case, on a new conference and on the first one
+        # (whose agenda grows), the reader invited to both; a review flagged for learning
+        add_conference_rows(p, decided.review)
     db.session.commit()
+
+
+def add_conference_rows(p: dict, review) -> None:
+    """A teaching case made of review, on a new conference the reader is invited to and on
+    the first conference; one more learning candidate."""
+    from qaportal.qa import learning
+
+    tc = learning.create_teaching_case(review.assignment.read.study, p["qa"], title="Nodule",
+                                       teaching_point="Look twice.", category=None,
+                                       review=review)
+    conf = learning.create_conference(p["qa"], title="Monthly", held_on=date(2026, 1, 1))
+    learning.add_case(conf, tc, p["qa"])
+    learning.invite(conf, [p["reader"], p["member"]], p["qa"])
+    first = db.session.get(Conference, 1) or conf
+    if first is not conf:
+        learning.add_case(first, tc, p["qa"])
+    make_review(make_study(p["reader"]).read, p["reviewer"], "1", learning_case=True)
 
 
 @contextmanager

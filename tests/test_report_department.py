@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from qaportal.extensions import db
-from qaportal.models import AuditEvent, ReportExport
+from qaportal.models import AuditEvent, ReportExport, utcnow
+from qaportal.qa import cases as case_service
 from qaportal.qa import stats
-from qaportal.reports import qa_data
+from qaportal.reports import department, qa_data
 from qaportal.reports.department import build_department
 from tests.factories import make_review, make_study, make_user
 from tests.pdftools import (
@@ -145,3 +147,56 @@ def test_admin_previews_the_summary(app, client, login_as):
         "date_from": period.start.isoformat(), "date_to": period.end.isoformat()})
     assert resp.status_code == 200
     assert "Department QA summary" in resp.get_data(as_text=True)
+
+
+def test_open_cases_are_counted_not_read(app, tmp_path, monkeypatch):
+    """The summary reads aggregates and the OLDEST_OPEN_CASES oldest open cases: the same
+    statements at 2 open cases and at 12, no statement returning every open case, and the
+    PDF still states the true totals and each age bucket's oldest case."""
+    from tests.test_query_counts import counting
+
+    monkeypatch.setattr(department, "OLDEST_OPEN_CASES", 3)
+    reviewer, reader, qa = make_user(["reviewer"]), make_user(["radiologist"]), make_user(
+        ["qa_manager"])
+    now = utcnow()
+
+    def add_open(ages: list[int]) -> None:
+        for days in ages:
+            case = case_service.open_case(
+                make_review(make_study(reader).read, reviewer, "3b"), by=reviewer)
+            case.opened_at = now - timedelta(days=days, hours=1)
+        db.session.commit()
+
+    period = stats.Period.last_months(1)
+    params = {"date_from": period.start, "date_to": period.end, "show_names": False}
+    add_open([1, 40])
+    with counting() as small:
+        ctx = build_department(params, qa)
+    assert ctx["open_cases"] == 2 and [c.age_days for c in ctx["oldest_open"]] == [40, 1]
+    add_open([0, 3, 8, 20, 31, 60, 95, 120, 200, 6])
+    with counting() as large:
+        ctx = build_department(params, qa)
+    assert len(large) == len(small), set(large) - set(small)
+    for statement in large:  # every read of the cases table aggregates or stops early
+        if "FROM discrepancy_cases" in statement and "!=" in statement:
+            assert "count(" in statement or "LIMIT" in statement, statement
+    ages = [1, 40, 0, 3, 8, 20, 31, 60, 95, 120, 200, 6]
+    expected = []
+    for _limit, label in stats.AGE_BUCKETS:
+        mine = [a for a in ages if stats.age_bucket(a) == label]
+        expected.append((label, len(mine), max(mine) if mine else None))
+    assert [(b.label, b.count, b.oldest_days) for b in ctx["by_age"]] == expected
+    assert ctx["open_cases"] == 12
+    assert [c.age_days for c in ctx["oldest_open"]] == [200, 120, 95]
+
+    out = tmp_path / "dept.pdf"
+    result = app.test_cli_runner().invoke(args=[
+        "report", "department", "--from", period.start.isoformat(), "--to",
+        period.end.isoformat(), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = _squash(pdf_text(out.read_bytes()))
+    assert "Oldest cases not yet closed: 3 of 12" in text
+    assert "The 3 oldest are listed; all 12 are counted in the table above." in text
+    for label, count, oldest in expected:
+        assert f"{label} {count} {f'{oldest} days' if oldest is not None else '—'}" in text
+    assert re.search(r"Case \d+ Awaiting committee \d\d \w{3} \d{4} 200 days", text), text

@@ -439,3 +439,23 @@ def test_an_export_queued_on_one_server_downloads_from_the_other(cluster):
     # Both servers, the worker and the seeding wrote one audit chain under the one key.
     verify = qaportal(cluster["env"], "audit-verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_server_or_worker_with_another_audit_key_refuses_to_start(cluster, tmp_path):
+    """A third server given another QAPORTAL_AUDIT_KEY stops at start-up, naming the setting
+    and printing no key, instead of writing entries audit-verify would reject."""
+    from tests.console import qaportal
+
+    other = secrets.token_hex(32)
+    env = {**cluster["env"], "QAPORTAL_INSTANCE_PATH": str(tmp_path),
+           "QAPORTAL_AUDIT_KEY": other}
+    server = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind",
+         f"127.0.0.1:{_free_port()}", "--no-control-socket", "qaportal:create_app()"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert server.returncode != 0
+    assert "QAPORTAL_AUDIT_KEY differs" in server.stderr, server.stderr[-2000:]
+    worker = qaportal(env, "worker", "-w", "1")
+    assert worker.returncode == 3 and "QAPORTAL_AUDIT_KEY differs" in worker.stderr
+    for output in (server.stdout + server.stderr, worker.stdout + worker.stderr):
+        assert other not in output and cluster["env"]["QAPORTAL_AUDIT_KEY"] not in output

@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from huey.consumer import Consumer
 
+from qaportal import audit_key
 from qaportal.jobs import describe_backend, queue
 from qaportal.jobs.periodic import OncePerMinuteScheduler
 
@@ -44,6 +45,11 @@ def worker(workers: int, no_periodic: bool, shutdown_timeout: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s "
                         "%(message)s")
     app = current_app._get_current_object()
+    try:  # a worker signs audit entries too: the key must be the chain's (audit_key.py)
+        audit_key.check(app)
+    except audit_key.AuditKeyMismatch as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(3)
     jobs = queue(app)
     consumer = PortalConsumer(
         jobs.huey, workers=workers, worker_type="thread", periodic=not no_periodic,

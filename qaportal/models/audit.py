@@ -45,6 +45,9 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     entry_hash: Mapped[str] = mapped_column(sa.String(64))
+    # HMAC of a fixed label under the audit key (qaportal/audit_key.py), never the key: a
+    # server with another key refuses to start and to write (NULL until the first start).
+    key_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 # Updates and deletes are refused by the database itself; verify() catches what a

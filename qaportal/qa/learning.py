@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import date
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from qaportal import audit
 from qaportal.extensions import db
@@ -13,10 +14,13 @@ from qaportal.models import (
     Conference,
     ConferenceAttendee,
     ConferenceCase,
+    DiscrepancyCase,
     Review,
+    ReviewAmendment,
     Study,
     TeachingCase,
     User,
+    loading,
 )
 from qaportal.notify import notify
 from qaportal.reviews.blinding import WITHHELD, scrub
@@ -32,13 +36,26 @@ def _eligible(review: Review) -> bool:
                                               and review.case.status == "closed")
 
 
-def learning_candidates() -> list[Review]:
-    """Return reviews flagged as learning cases (or with a closed case) not yet taught."""
+def candidates_stmt() -> sa.Select:
+    """Reviews flagged as learning cases (as last amended) or with a closed case, not yet
+    taught, newest first: the same rule as `_eligible`, decided by the database."""
     taught = sa.select(TeachingCase.review_id).where(TeachingCase.review_id.is_not(None))
-    reviews = db.session.scalars(
-        sa.select(Review).where(Review.id.not_in(taught)).order_by(Review.id.desc())
-    ).all()
-    return [r for r in reviews if _eligible(r)]
+    last_flag = (sa.select(ReviewAmendment.learning_case)
+                 .where(ReviewAmendment.review_id == Review.id)
+                 .order_by(ReviewAmendment.id.desc()).limit(1).scalar_subquery())
+    closed = sa.exists().where(DiscrepancyCase.review_id == Review.id,
+                               DiscrepancyCase.status == "closed")
+    return (sa.select(Review)
+            .where(Review.id.not_in(taught),
+                   sa.or_(sa.func.coalesce(last_flag, Review.learning_case).is_(True), closed))
+            .order_by(Review.id.desc()))
+
+
+def learning_candidates(limit: int | None = None) -> list[Review]:
+    """Return the newest `limit` learning candidates (all when None), with what the
+    teaching page shows of each loaded."""
+    return list(db.session.scalars(candidates_stmt().limit(limit).options(
+        *loading.review_rows(), selectinload(Review.case))))
 
 
 def teaching_refusal(review: Review) -> str | None:

@@ -5,25 +5,42 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.orm import selectinload
 
 from qaportal import audit
 from qaportal.extensions import db
-from qaportal.models import Conference, Review, TeachingCase, User, UserRole
+from qaportal.models import (
+    Conference,
+    ConferenceAttendee,
+    ConferenceCase,
+    Review,
+    TeachingCase,
+    User,
+    UserRole,
+)
 from qaportal.models.review import CATEGORY_LABELS, SCORE_LABELS
+from qaportal.paging import Key, capped_count, keyset_page
 from qaportal.permissions import role_required
 from qaportal.qa import bp, learning
 from qaportal.qa.forms import AgendaForm, ConferenceForm, InviteForm, MinutesForm, TeachingForm
+from qaportal.reviews import conference_lists
+
+TEACHING_ORDER = (Key(TeachingCase.id, desc=True),)
 
 
 @bp.route("/teaching")
 @role_required("qa_manager")
 def teaching():
-    cases = db.session.scalars(sa.select(TeachingCase).order_by(TeachingCase.id.desc())).all()
-    candidates = learning.learning_candidates()
-    audit.record("learning.teaching_list_viewed", count=len(cases),
+    size = conference_lists.page_size()
+    page = keyset_page(db.session, sa.select(TeachingCase), TEACHING_ORDER, TeachingCase.id,
+                       request.args.get("cursor"), size)
+    candidates = learning.learning_candidates(limit=size)
+    candidate_total = capped_count(db.session, learning.candidates_stmt())
+    audit.record("learning.teaching_list_viewed", count=len(page.items),
                  candidates=len(candidates))
     db.session.commit()
-    return render_template("qa/teaching.html", cases=cases, candidates=candidates,
+    return render_template("qa/teaching.html", cases=page.items, page=page,
+                           candidates=candidates, candidate_total=candidate_total,
                            category_labels=CATEGORY_LABELS, score_labels=SCORE_LABELS)
 
 
@@ -67,25 +84,28 @@ def conferences():
         db.session.commit()
         flash("Conference created.", "success")
         return redirect(url_for("qa.conference", conference_id=conf.id))
-    items = db.session.scalars(sa.select(Conference).order_by(Conference.held_on.desc())).all()
-    audit.record("learning.conference_list_viewed", count=len(items), page="qa")
+    page = conference_lists.all_conferences_page(request.args.get("cursor"))
+    audit.record("learning.conference_list_viewed", count=len(page.items), page="qa")
     db.session.commit()
-    return render_template("qa/conferences.html", conferences=items, form=form)
+    return render_template("qa/conferences.html", conferences=page.items, page=page, form=form)
 
 
 def _conference_forms(conf: Conference, agenda=None, invite=None, minutes=None):
     on_agenda = {c.teaching_case_id for c in conf.cases}
     agenda = agenda or AgendaForm(formdata=None)
+    # Choices read two columns, not whole rows: every teaching case and every active
+    # radiologist or reviewer is a choice (a department has hundreds, not millions).
     agenda.teaching_case_id.choices = [
-        (t.id, f"#{t.id} {t.title}") for t in db.session.scalars(
-            sa.select(TeachingCase).order_by(TeachingCase.id.desc())) if t.id not in on_agenda]
+        (tid, f"#{tid} {title}") for tid, title in db.session.execute(
+            sa.select(TeachingCase.id, TeachingCase.title).order_by(TeachingCase.id.desc()))
+        if tid not in on_agenda]
     invite = invite or InviteForm(formdata=None)
     invited = {a.user_id for a in conf.attendees}
     invite.users.choices = [
-        (u.id, u.full_name) for u in db.session.scalars(
-            sa.select(User).join(UserRole)
+        (uid, name) for uid, name in db.session.execute(
+            sa.select(User.id, User.full_name).join(UserRole)
             .where(UserRole.role.in_(("radiologist", "reviewer")), User.active.is_(True))
-            .order_by(User.full_name).distinct()) if u.id not in invited]
+            .order_by(User.full_name).distinct()) if uid not in invited]
     if minutes is None:
         minutes = MinutesForm(formdata=None, learning_points=conf.learning_points,
                               improvement_actions=conf.improvement_actions,
@@ -95,7 +115,10 @@ def _conference_forms(conf: Conference, agenda=None, invite=None, minutes=None):
 
 
 def _conference_or_404(conference_id: int) -> Conference:
-    conf = db.session.get(Conference, conference_id)
+    """The conference with its agenda and attendees loaded (one query each, not per row)."""
+    conf = db.session.scalar(sa.select(Conference).where(Conference.id == conference_id).options(
+        selectinload(Conference.cases).selectinload(ConferenceCase.teaching_case),
+        selectinload(Conference.attendees).selectinload(ConferenceAttendee.user)))
     if conf is None:
         abort(404)
     return conf

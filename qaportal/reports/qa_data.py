@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -215,3 +215,56 @@ def codes(ids: Iterable[int], prefix: str) -> dict[int, str]:
     ordered = sorted(set(ids))
     width = max(2, len(str(len(ordered))))
     return {uid: f"{prefix}{i:0{width}d}" for i, uid in enumerate(ordered, 1)}
+
+
+# --- open discrepancy cases: aggregates and a bounded list ---------------------------------
+
+@dataclass(frozen=True)
+class AgeBucket:
+    """The open (not closed) cases of one age bucket: how many, and the oldest one's age."""
+
+    label: str
+    count: int
+    oldest_days: int | None
+
+
+def open_case_ages(session: Session, now: datetime) -> list[AgeBucket]:
+    """Count open cases per age bucket (stats.AGE_BUCKETS) and find each bucket's oldest,
+    in one aggregate statement: no case row is read, however many are open."""
+    opened = DiscrepancyCase.opened_at
+    cols, lower = [], None
+    for limit, _ in stats.AGE_BUCKETS:
+        # (now - opened).days <= limit exactly when opened > now - (limit + 1) days
+        start = now - timedelta(days=limit + 1) if limit is not None else None
+        conds = [c for c in (opened > start if start is not None else None,
+                             opened <= lower if lower is not None else None) if c is not None]
+        cond = sa.and_(*conds) if conds else sa.true()
+        cols += [sa.func.count().filter(cond), sa.func.min(opened).filter(cond)]
+        lower = start
+    row = session.execute(sa.select(*cols).where(DiscrepancyCase.status != "closed")).one()
+    out = []
+    for i, (_, label) in enumerate(stats.AGE_BUCKETS):
+        count, oldest = int(row[2 * i] or 0), row[2 * i + 1]
+        out.append(AgeBucket(label, count,
+                             max(0, (now - oldest).days) if oldest is not None else None))
+    return out
+
+
+@dataclass(frozen=True)
+class OpenCase:
+    """One open case as the report lists it: number, state, when opened, age in days."""
+
+    case_id: int
+    status: str
+    opened_at: datetime
+    age_days: int
+
+
+def oldest_open_cases(session: Session, now: datetime, limit: int) -> list[OpenCase]:
+    """The `limit` oldest open cases (ix_discrepancy_cases_active_opened), oldest first."""
+    rows = session.execute(
+        sa.select(DiscrepancyCase.id, DiscrepancyCase.status, DiscrepancyCase.opened_at)
+        .where(DiscrepancyCase.status != "closed")
+        .order_by(DiscrepancyCase.opened_at, DiscrepancyCase.id).limit(limit)).all()
+    return [OpenCase(cid, status, opened, max(0, (now - opened).days))
+            for cid, status, opened in rows]

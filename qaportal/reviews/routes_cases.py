@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -14,7 +13,6 @@ from qaportal.extensions import db
 from qaportal.marks.display import committee_marks
 from qaportal.models import (
     Conference,
-    ConferenceAttendee,
     DiscrepancyCase,
     Review,
 )
@@ -28,7 +26,7 @@ from qaportal.permissions import (
     study_access_mode,
 )
 from qaportal.qa import cases as case_service
-from qaportal.reviews import bp, lists
+from qaportal.reviews import bp, conference_lists, lists
 from qaportal.reviews.blinding import blind_case, scrub
 from qaportal.reviews.forms import FeedbackForm, VoteForm
 from qaportal.studies import scrubber
@@ -185,15 +183,12 @@ def respond(case_id: int):
 
 @bp.route("/conferences")
 def conference_list():
-    confs = db.session.scalars(
-        sa.select(Conference).join(ConferenceAttendee)
-        .where(ConferenceAttendee.user_id == current_user.id)
-        .order_by(Conference.held_on.desc())
-    ).all()
-    rows = [(c, _agenda(c)[1](c.title)) for c in confs]
-    audit.record("learning.conference_list_viewed", count=len(confs))
+    page = conference_lists.conferences_page(current_user.id, request.args.get("cursor"))
+    reviews = conference_lists.load_agendas(page.items)
+    rows = [(c, _agenda(c, reviews)[1](c.title)) for c in page.items]
+    audit.record("learning.conference_list_viewed", count=len(rows))
     db.session.commit()
-    return render_template("reviews/conferences.html", rows=rows)
+    return render_template("reviews/conferences.html", rows=rows, page=page)
 
 
 @bp.route("/conferences/<int:conference_id>")
@@ -201,7 +196,7 @@ def conference(conference_id: int):
     conf = db.session.get(Conference, conference_id)
     if conf is None or not can_view_conference(current_user, conf):
         abort(404)
-    items, conf_text = _agenda(conf)
+    items, conf_text = _agenda(conf, conference_lists.load_agendas([conf]))
     audit.record("learning.conference_viewed", conf)
     db.session.commit()
     return render_template("reviews/conference.html", conf=conf, items=items,
@@ -211,23 +206,25 @@ def conference(conference_id: int):
                            category_labels=CATEGORY_LABELS)
 
 
-def _agenda(conf: Conference) -> tuple[list, Callable[[str | None], str]]:
+def _agenda(conf: Conference, reviews: dict[int, Review]
+            ) -> tuple[list, Callable[[str | None], str]]:
     """Return the agenda as an attendee sees it, each teaching case through the study
     presenter (de-identified, blind), and the scrubber of the conference's own text (title,
-    learning points, actions), which may speak of any case on it."""
+    learning points, actions), which may speak of any case on it. reviews: the teaching
+    cases' reviews by id (conference_lists.load_agendas)."""
     items, texts = [], []
     for item in conf.cases:
         tc = item.teaching_case
         text = present_for(current_user, tc.study, deidentified=True, blind=True,
-                           hide=_teaching_people(tc)).text
+                           hide=_teaching_people(tc, reviews)).text
         texts.append(text)
         items.append((tc, text(tc.title), text(tc.teaching_point)))
     return items, scrubber.chain(*texts)
 
 
-def _teaching_people(tc) -> list:
+def _teaching_people(tc, reviews: dict[int, Review]) -> list:
     """Return the people a teaching case must not name: reader, reviewer, committee."""
-    review = db.session.get(Review, tc.review_id) if tc.review_id else None
+    review = reviews.get(tc.review_id) if tc.review_id else None
     if review is None:
         return []
     people = [review.assignment.read.reader, review.assignment.reviewer]
