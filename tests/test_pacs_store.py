@@ -64,6 +64,20 @@ def test_round_trip_gives_the_bytes_stored(archive, tmp_path):
     assert store.unmapped_instances() == []
 
 
+def test_files_put_without_sync_go_in_one_request_at_sync(archive, tmp_path):
+    store = _store(archive, verify_writes=True)
+    files = generate_ct_series(tmp_path / "ct", slices=3)
+    keys = [new_key() for _ in files]
+    for key, path in zip(keys, files, strict=True):
+        store.put(key, path, sync=False)
+    assert archive.get("/instances").json() == []  # not sent yet
+    store.sync(keys)
+    assert len(archive.get("/instances").json()) == 3
+    for key, path in zip(keys, files, strict=True):
+        data = path.read_bytes()
+        assert store.read_verified(key, _sha(data)) == data
+
+
 def test_a_file_changed_in_the_archive_is_refused(archive, tmp_path):
     store = _store(archive)
     (path,) = generate_ct_series(tmp_path / "ct", slices=1)

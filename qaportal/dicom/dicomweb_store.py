@@ -4,13 +4,15 @@ The archive files instances by their UIDs, the portal by internal keys, so every
 mapped to its (Study, Series, SOP Instance) UIDs in a `KeyIndex` the caller provides (the
 application keeps it in its database, table pacs_objects, in the transaction of the rows
 that name the key; tests may use MemoryIndex). put() reads the UIDs from the file's header
-and STOWs the file as it is; reads ask WADO-RS for the instance with `transfer-syntax=*`,
-so an archive that keeps what it was sent returns the very bytes stored, and every read is
-checked against the recorded SHA-256: an archive that re-encodes, re-compresses or edits
-the files it keeps is refused (StoredFileCorrupt), never served silently.
+and STOWs the file as it is (files put with sync=False wait in memory, per thread, and go
+in one STOW-RS request per 32 MiB or at sync()); reads ask WADO-RS for the instance with
+`transfer-syntax=*`, so an archive that keeps what it was sent returns the very bytes
+stored, and every read is checked against the recorded SHA-256: an archive that
+re-encodes, re-compresses or edits the files it keeps is refused (StoredFileCorrupt), never
+served silently.
 
 delete() drops the key's mapping. DICOMweb defines no deletion, so the instance stays in
-the archive (an orphan `qaportal studies verify-storage` lists) unless the store was made
+the archive (an orphan `qaportal verify-storage --archive-orphans` lists) unless the store was made
 with delete="orthanc": then, when no other key maps to the same SOP Instance UID, the
 instance is removed through Orthanc's own REST API (POST /tools/lookup, DELETE
 /instances/<id>), which must be reachable at the URL's origin with the same credentials.
@@ -40,6 +42,7 @@ UIDs = tuple[str, str, str]  # study, series, SOP instance
 _DICOM = 'multipart/related; type="application/dicom"'
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)*")
 _REMEMBERED = 10_000  # keys put by this process whose UIDs are kept in memory
+_BATCH_BYTES = 32 * 1024 * 1024  # files put with sync=False are sent this many at a time
 
 
 class KeyIndex(Protocol):
@@ -134,31 +137,56 @@ class DicomWebStore:
 
     def put(self, key: str, src_path: str | os.PathLike[str] | BinaryIO,
             *, sync: bool = True) -> StoredFile:
-        """STOW the file to the archive and map key to its UIDs (sync changes nothing: the
-        archive answers once it has the file)."""
+        """Map key to the file's UIDs and STOW the file to the archive: at once, or with
+        sync=False in a batch sent by sync() (or once 32 MiB wait)."""
         validate_key(key)
         with _as_stream(src_path) as src:
             data = src.read()
         uids = file_uids(data)
         sha256 = hashlib.sha256(data).hexdigest()
-        boundary = uuid.uuid4().hex
-        body = b"".join([f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(),
-                         data, f"\r\n--{boundary}--\r\n".encode()])
-        response = self._request(
-            "POST", self.base_url + "/studies", data=body,
-            headers={"Content-Type": f"{_DICOM}; boundary={boundary}",
-                     "Accept": "application/dicom+json"})
-        if response.status_code not in (200, 202):
-            raise ArchiveError(f"archive refused the instance (HTTP {response.status_code})")
-        _check_stow_answer(response)
         self._remember(key, uids)
         self.index.set(key, uids, sha256, len(data))
-        if self.verify_writes and hashlib.sha256(self._fetch(key, uids)).hexdigest() != sha256:
-            raise StoredFileCorrupt(key)  # the archive keeps something else than it was sent
+        pending = self._pending()
+        pending[key] = (uids, sha256, data)
+        if sync or sum(len(p[2]) for p in pending.values()) >= _BATCH_BYTES:
+            self._send_pending()
         return StoredFile(key=key, sha256=sha256, size=len(data))
 
     def sync(self, keys: Iterable[str]) -> None:
-        """Nothing to do: a STOW-RS success means the archive has the file."""
+        """Send the files put with sync=False (one STOW-RS request); a STOW-RS success
+        means the archive has them."""
+        self._send_pending()
+
+    def _pending(self) -> dict[str, tuple[UIDs, str, bytes]]:
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = {}
+        return pending
+
+    def _send_pending(self) -> None:
+        pending = self._pending()
+        if not pending:
+            return
+        batch = list(pending.items())
+        pending.clear()
+        boundary = uuid.uuid4().hex
+        body = []
+        for _, (_, _, data) in batch:
+            body += [f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode(),
+                     data, b"\r\n"]
+        body.append(f"--{boundary}--\r\n".encode())
+        response = self._request(
+            "POST", self.base_url + "/studies", data=b"".join(body),
+            headers={"Content-Type": f"{_DICOM}; boundary={boundary}",
+                     "Accept": "application/dicom+json"})
+        if response.status_code not in (200, 202):
+            raise ArchiveError(f"archive refused the instances (HTTP {response.status_code})")
+        _check_stow_answer(response)
+        if self.verify_writes:
+            for key, (uids, sha256, _) in batch:
+                if hashlib.sha256(self._fetch(key, uids)).hexdigest() != sha256:
+                    # The archive keeps something else than it was sent.
+                    raise StoredFileCorrupt(key)
 
     def open(self, key: str) -> BinaryIO:
         """Return the stored bytes as a stream (unchecked: use read_verified to serve)."""
@@ -190,6 +218,7 @@ class DicomWebStore:
         no other key maps to the same SOP Instance UID."""
         validate_key(key)
         uids = self._uids_or_none(key)
+        self._pending().pop(key, None)
         self.index.drop(key)
         with self._lock:
             self._recent.pop(key, None)
@@ -245,6 +274,8 @@ class DicomWebStore:
 
     def _fetch(self, key: str, uids: UIDs) -> bytes:
         """WADO-RS: the instance as the archive keeps it (transfer-syntax=*)."""
+        if self._pending():
+            self._send_pending()  # this thread's own files first
         response = self._request(
             "GET", self._instance_url(uids),
             headers={"Accept": f"{_DICOM}; transfer-syntax=*"})
