@@ -22,7 +22,7 @@ from qaportal.studies.storage import image_store
 from tests import orthanc as orthanc_peer
 from tests.conftest import make_test_app
 from tests.dicomweb_helpers import DICOM_ANY, ingest, parse_multipart
-from tests.factories import make_user
+from tests.factories import DEFAULT_PASSWORD, make_user
 
 
 @pytest.fixture
@@ -162,7 +162,6 @@ def pacs_app(archive, tmp_path, db_url):
 def test_portal_with_the_pacs_store(pacs_app, archive, tmp_path):
     """Upload over HTTP, then the study page, the viewer's frames and WADO-RS, all served
     from the archive; nothing lands in IMAGE_ROOT."""
-    from tests.factories import DEFAULT_PASSWORD
 
     owner = make_user(roles=("radiologist",))
     db.session.commit()
@@ -244,3 +243,29 @@ def test_dicomweb_store_without_url_is_a_start_up_error(tmp_path, monkeypatch):
     monkeypatch.setenv("QAPORTAL_IMAGE_STORE", "s3")
     with pytest.raises(ConfigError, match="'filesystem' or 'dicomweb'"):
         create_app(config)
+
+
+def test_stow_rs_into_the_portal_and_a_duplicate_with_the_pacs_store(pacs_app, archive,
+                                                                     tmp_path):
+    """STOW-RS parses and stores in a second thread: the files reach the archive, their
+    keys are mapped, and the same files sent again are duplicates whose unused keys are
+    dropped without removing the instances the first keys still name."""
+    from tests.test_dicomweb_stow import stow
+
+    owner = make_user(roles=("radiologist",))
+    db.session.commit()
+    client = pacs_app.test_client()
+    assert client.post("/login", data={"email": owner.email,
+                                       "password": DEFAULT_PASSWORD}).status_code == 302
+    paths = generate_ct_series(tmp_path / "ct", slices=3)
+    first = stow(client, [p.read_bytes() for p in paths])
+    assert first.status_code == 200, first.data[:300]
+    again = stow(client, [p.read_bytes() for p in paths])
+    assert again.status_code == 200, again.data[:300]
+    rows = list(db.session.scalars(sa.select(Instance)))
+    assert len(rows) == 3
+    assert set(db.session.scalars(sa.select(PacsObject.key))) == {r.storage_key for r in rows}
+    assert len(archive.get("/instances").json()) == 3
+    store = image_store()
+    for row in rows:
+        store.verify(row.storage_key, row.sha256)

@@ -2,14 +2,14 @@
 
 The archive files instances by their UIDs, the portal by internal keys, so every key is
 mapped to its (Study, Series, SOP Instance) UIDs in a `KeyIndex` the caller provides (the
-application keeps it in its database, table pacs_objects, in the transaction of the rows
-that name the key; tests may use MemoryIndex). put() reads the UIDs from the file's header
-and STOWs the file as it is (files put with sync=False wait in memory, per thread, and go
-in one STOW-RS request per 32 MiB or at sync()); reads ask WADO-RS for the instance with
-`transfer-syntax=*`, so an archive that keeps what it was sent returns the very bytes
-stored, and every read is checked against the recorded SHA-256: an archive that
-re-encodes, re-compresses or edits the files it keeps is refused (StoredFileCorrupt), never
-served silently.
+application keeps it in its database, table pacs_objects, each key mapped in a transaction
+of its own once the archive has its file; tests may use MemoryIndex). put() reads the
+UIDs from the file's header and STOWs the file as it is (files put with sync=False wait
+in memory, per thread, and go in one STOW-RS request per 32 MiB or at sync()). Reads ask
+WADO-RS for the instance with `transfer-syntax=*`, so an archive that keeps what it was
+sent returns the very bytes stored, and every read is checked against the recorded
+SHA-256: an archive that re-encodes, re-compresses or edits the files it keeps is refused
+(StoredFileCorrupt), never served silently.
 
 delete() drops the key's mapping. DICOMweb defines no deletion, so the instance stays in
 the archive (an orphan `qaportal verify-storage --archive-orphans` lists) unless the store was made
@@ -145,7 +145,6 @@ class DicomWebStore:
         uids = file_uids(data)
         sha256 = hashlib.sha256(data).hexdigest()
         self._remember(key, uids)
-        self.index.set(key, uids, sha256, len(data))
         pending = self._pending()
         pending[key] = (uids, sha256, data)
         if sync or sum(len(p[2]) for p in pending.values()) >= _BATCH_BYTES:
@@ -182,6 +181,8 @@ class DicomWebStore:
         if response.status_code not in (200, 202):
             raise ArchiveError(f"archive refused the instances (HTTP {response.status_code})")
         _check_stow_answer(response)
+        for key, (uids, sha256, data) in batch:  # mapped once the archive has the file
+            self.index.set(key, uids, sha256, len(data))
         if self.verify_writes:
             for key, (uids, sha256, _) in batch:
                 if hashlib.sha256(self._fetch(key, uids)).hexdigest() != sha256:

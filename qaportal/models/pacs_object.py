@@ -13,10 +13,10 @@ from qaportal.models.base import Base, utcnow
 class PacsObject(Base):
     """One key of the DICOMweb image store and the UIDs its instance is filed under.
 
-    Written in the transaction of the rows that name the key (an Instance's storage_key),
-    so a rolled-back upload leaves no mapping; its instance in the archive is then an
-    orphan `qaportal studies verify-storage` reports. The SHA-256 and size are the file's
-    as sent, so the check on read does not depend on any other table.
+    Written in a transaction of its own once the archive acknowledged the file
+    (qaportal/studies/pacs_index.py), like a file written to disk: a rolled-back upload
+    leaves a key no Instance row names, an orphan `qaportal verify-storage` reports. The
+    SHA-256 and size are the file's as sent.
     """
 
     __tablename__ = "pacs_objects"
