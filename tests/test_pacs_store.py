@@ -202,6 +202,10 @@ def test_portal_with_the_pacs_store(pacs_app, archive, tmp_path):
     served = [body for _, body in parse_multipart(answer)]
     assert sorted(served) == sorted(served_copy(d) for d in by_sop.values())
     assert client.get(f"/dicomweb/studies/{study.study_uid}/metadata").status_code == 200
+    thumb = client.get(f"/studies/{study.id}/series/{rows[0].series_id}/thumbnail.png")
+    assert thumb.status_code == 200 and "X-Frame-Error" not in thumb.headers
+    download = client.get(f"/studies/{study.id}/deidentified.zip")
+    assert download.status_code == 200 and download.data[:2] == b"PK"
 
 
 def test_verify_storage_on_the_pacs_store(pacs_app, archive, tmp_path):
