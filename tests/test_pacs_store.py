@@ -273,3 +273,35 @@ def test_stow_rs_into_the_portal_and_a_duplicate_with_the_pacs_store(pacs_app, a
     store = image_store()
     for row in rows:
         store.verify(row.storage_key, row.sha256)
+
+
+def test_c_store_into_the_portal_with_the_pacs_store(pacs_app, archive, tmp_path):
+    """The DICOM listener (C-STORE, its own threads) stores through the PACS store too."""
+    from pynetdicom import AE, build_context
+    from pynetdicom.sop_class import CTImageStorage
+
+    from qaportal.feeds.listener import ListenConfig, Listener
+    from qaportal.models import DicomPeer
+
+    owner = make_user(roles=("radiologist",))
+    db.session.add(DicomPeer(ae_title="PYSCU", addresses=["127.0.0.1"], owner_id=owner.id,
+                             active=True))
+    db.session.commit()
+    listener = Listener(pacs_app, ListenConfig("QAPORTAL", 0, "127.0.0.1"))
+    listener.start()
+    try:
+        paths = generate_ct_series(tmp_path / "ct", slices=2)
+        ae = AE(ae_title="PYSCU")
+        ae.requested_contexts = [build_context(CTImageStorage)]
+        assoc = ae.associate("127.0.0.1", listener.port, ae_title="QAPORTAL")
+        assert assoc.is_established
+        statuses = [assoc.send_c_store(pydicom.dcmread(p)).Status for p in paths]
+        assoc.release()
+    finally:
+        listener.stop()
+    assert statuses == [0, 0]
+    db.session.expire_all()
+    rows = list(db.session.scalars(sa.select(Instance)))
+    assert len(rows) == 2 and len(archive.get("/instances").json()) == 2
+    for row in rows:
+        image_store().verify(row.storage_key, row.sha256)
