@@ -4,7 +4,9 @@ Measures: import through the CLI (`qaportal import-study`), upload over HTTP to 
 with 3 worker processes (as `make run`) as the browser does it (batch, chunks of which two
 are in flight at once, finish), time to the first rendered
 frame of a new series (cold cache), and median per-frame times uncached and cached.
-Run from the repository root: `python benchmarks/ingest.py [--slices N]`.
+`--store dicomweb` keeps the images in a PACS (Debian's Orthanc with its DICOMweb plugin,
+started on a loopback port for the run and stopped after), `--store all` measures both.
+Run from the repository root: `python benchmarks/ingest.py [--slices N] [--store S]`.
 """
 
 from __future__ import annotations
@@ -121,8 +123,9 @@ def chunks(files: list[Path], chunk_bytes: int, max_files: int = 200) -> list[li
     return out
 
 
-def bench_cli(root: Path, folder: Path, files: list[Path], total_mb: float) -> None:
-    app = make_instance(root, "cli")
+def bench_cli(root: Path, folder: Path, files: list[Path], total_mb: float,
+              store: dict | None = None) -> None:
+    app = make_instance(root, "cli", instance_config(root, "cli", store))
     runner = app.test_cli_runner()
     start = time.perf_counter()
     result = runner.invoke(args=["import-study", str(folder), "--owner", "bench@example.test"])
@@ -136,11 +139,27 @@ CONCURRENT_CHUNKS = 2  # upload.js keeps this many chunk requests in flight
 WORKERS = 3  # gunicorn workers, as `make run`
 
 
-def instance_config(root: Path, name: str) -> dict:
+def instance_config(root: Path, name: str, store: dict | None = None) -> dict:
     return {
         "INSTANCE_PATH": str(root / name), "SECRET_KEY": "bench-" + uuid.uuid4().hex,
         "LOCAL": True, "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8, "ARGON2_PARALLELISM": 1,
+        **(store or {}),
     }
+
+
+@contextlib.contextmanager
+def image_store_config(kind: str):
+    """Yield the app settings of the image store `kind`; dicomweb runs its own Orthanc."""
+    if kind == "filesystem":
+        yield {}
+        return
+    from tests.orthanc import Orthanc, unavailable
+
+    reason = unavailable()
+    if reason:
+        raise SystemExit(f"--store dicomweb: {reason}")
+    with Orthanc() as archive:
+        yield {"IMAGE_STORE": "dicomweb", "IMAGE_STORE_URL": archive.url + "/dicom-web"}
 
 
 @contextlib.contextmanager
@@ -174,8 +193,9 @@ def gunicorn(root: Path, config: dict, workers: int = WORKERS):
         proc.wait(timeout=30)
 
 
-def bench_http(root: Path, files: list[Path], total_mb: float) -> dict:
-    config = instance_config(root, "http")
+def bench_http(root: Path, files: list[Path], total_mb: float,
+               store: dict | None = None) -> dict:
+    config = instance_config(root, "http", store)
     app = make_instance(root, "http", config)
     figures: dict[str, float] = {}
     with gunicorn(root, config) as port:
@@ -284,7 +304,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=CONCURRENT_CHUNKS,
                         help="chunk requests in flight at once (upload.js: 2)")
     parser.add_argument("--skip-cli", action="store_true")
+    parser.add_argument("--store", choices=["filesystem", "dicomweb", "all"],
+                        default="filesystem", help="image store(s) to measure with")
     args = parser.parse_args()
+    kinds = ["filesystem", "dicomweb"] if args.store == "all" else [args.store]
     CONCURRENT_CHUNKS = args.concurrency
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="qaportal-bench-") as tmp:
@@ -294,13 +317,19 @@ def main() -> None:
         total_mb = sum(f.stat().st_size for f in files) / 1024**2
         print(f"generated {len(files)} slices ({total_mb:.0f} MB) in "
               f"{time.perf_counter() - start:.1f} s")
-        if not args.skip_cli:
-            bench_cli(root, root / "series", files, total_mb)
-        figures = bench_http(root, files, total_mb)
-    missed = [f"{k} {figures[k]:.1f} (target {'≥' if k.endswith('_s') else '<'} {v})"
-              for k, v in TARGETS.items()
-              if (figures[k] < v if k.endswith("_s") else figures[k] >= v)]
-    print("targets met" if not missed else "targets missed: " + "; ".join(missed))
+        for kind in kinds:
+            print(f"--- image store: {kind}")
+            with image_store_config(kind) as store:
+                folder = root / kind
+                folder.mkdir()
+                if not args.skip_cli:
+                    bench_cli(folder, root / "series", files, total_mb, store)
+                figures = bench_http(folder, files, total_mb, store)
+            missed = [f"{k} {figures[k]:.1f} (target {'≥' if k.endswith('_s') else '<'} {v})"
+                      for k, v in TARGETS.items()
+                      if (figures[k] < v if k.endswith("_s") else figures[k] >= v)]
+            print(f"{kind}: targets met" if not missed
+                  else f"{kind}: targets missed: " + "; ".join(missed))
 
 
 if __name__ == "__main__":

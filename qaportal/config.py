@@ -173,6 +173,18 @@ class Defaults:
     DICOM_TLS_KEY: str | None = None
     DICOM_TLS_CA: str | None = None
 
+    # Where image files are kept: "filesystem" (under IMAGE_ROOT) or "dicomweb" (a PACS at
+    # IMAGE_STORE_URL, STOW-RS/WADO-RS; docs/deployment.md section 8). VERIFY_WRITES reads
+    # each file back after storing it; DELETE "orthanc" also removes deleted files from an
+    # Orthanc archive (DICOMweb has no deletion; "mapping" only forgets them).
+    IMAGE_STORE = "filesystem"
+    IMAGE_STORE_URL: str | None = None
+    IMAGE_STORE_USERNAME: str | None = None
+    IMAGE_STORE_PASSWORD: str | None = None
+    IMAGE_STORE_TIMEOUT = 60.0
+    IMAGE_STORE_VERIFY_WRITES = False
+    IMAGE_STORE_DELETE = "mapping"
+
 
 # A web origin: scheme, host name or bracketed IPv6 address, optional port.
 ORIGIN_RE = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
@@ -227,6 +239,13 @@ ENV_SETTINGS: dict[str, Any] = {
     "UPLOAD_MAX_TOTAL_BYTES": ("UPLOAD_MAX_TOTAL_BYTES", int),
     "UPLOAD_MAX_FILES": ("UPLOAD_MAX_FILES", int),
     "IMAGE_ROOT": ("IMAGE_ROOT", str),
+    "IMAGE_STORE": ("IMAGE_STORE", str),
+    "IMAGE_STORE_URL": ("IMAGE_STORE_URL", str),
+    "IMAGE_STORE_USERNAME": ("IMAGE_STORE_USERNAME", str),
+    "IMAGE_STORE_PASSWORD": ("IMAGE_STORE_PASSWORD", str),
+    "IMAGE_STORE_TIMEOUT": ("IMAGE_STORE_TIMEOUT", float),
+    "IMAGE_STORE_VERIFY_WRITES": ("IMAGE_STORE_VERIFY_WRITES", _bool),
+    "IMAGE_STORE_DELETE": ("IMAGE_STORE_DELETE", str),
     "CACHE_ROOT": ("CACHE_ROOT", str),
     "UPLOAD_TMP": ("UPLOAD_TMP", str),
     "OHIF_DIR": ("OHIF_DIR", str),
@@ -369,6 +388,7 @@ def _finish(app) -> None:
     if int(cfg["API_TOKENS_PER_USER"]) < 1:
         raise ConfigError("QAPORTAL_API_TOKENS_PER_USER must be at least 1")
     cfg.setdefault("IMAGE_ROOT", str(instance / "images"))
+    _check_image_store(cfg)
     cfg.setdefault("CACHE_ROOT", str(instance / "cache"))
     cfg.setdefault("OUTBOX_DIR", str(instance / "outbox"))
     cfg.setdefault("UPLOAD_TMP", str(instance / "tmp"))
@@ -377,6 +397,24 @@ def _finish(app) -> None:
     from qaportal.config_feeds import check_feeds
 
     check_feeds(cfg, instance, embedded)
+
+
+def _check_image_store(cfg) -> None:
+    """Refuse an image store that cannot work (a DICOMweb store without its archive's URL)."""
+    kind = str(cfg.get("IMAGE_STORE") or "filesystem").strip().lower()
+    if kind not in {"filesystem", "dicomweb"}:
+        raise ConfigError("QAPORTAL_IMAGE_STORE must be 'filesystem' or 'dicomweb'")
+    cfg["IMAGE_STORE"] = kind
+    if kind != "dicomweb":
+        return
+    url = str(cfg.get("IMAGE_STORE_URL") or "")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("QAPORTAL_IMAGE_STORE=dicomweb needs QAPORTAL_IMAGE_STORE_URL, the "
+                          "archive's DICOMweb root (e.g. http://127.0.0.1:8042/dicom-web)")
+    if cfg.get("IMAGE_STORE_DELETE", "mapping") not in {"mapping", "orthanc"}:
+        raise ConfigError("QAPORTAL_IMAGE_STORE_DELETE must be 'mapping' or 'orthanc'")
+    if not float(cfg.get("IMAGE_STORE_TIMEOUT", 60)) > 0:
+        raise ConfigError("QAPORTAL_IMAGE_STORE_TIMEOUT must be a positive number of seconds")
 
 
 def _check_audit(cfg, instance: Path) -> None:

@@ -21,6 +21,11 @@ open file), so a write during the read is not served unhashed. A file changed le
 `settle_s` before its check is hashed but not remembered: file times are coarse (a clock
 tick, a second on some filesystems), so a second write within the same tick could keep
 the state the check saw.
+
+A store that is not a local folder (the DICOMweb store) is read through local copies: a
+file is fetched once, checked against its SHA-256 (read_verified), written under the
+records folder's `copies/` (named by its SHA-256, temp file then rename) and from then on
+read there like a stored file. The copies are a cache: deleting them costs a fetch each.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import json
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -39,7 +45,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import StoredFileCorrupt, StoredFileMissing
-from .store import FilesystemStore
+from .store import FilesystemStore, ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +65,18 @@ def _state(st: os.stat_result) -> State:
 class VerifiedFiles:
     """Read stored files checked against their SHA-256, hashing each state once."""
 
-    def __init__(self, store: FilesystemStore, root: str | os.PathLike[str] | None = None,
+    def __init__(self, store: FilesystemStore | ImageStore,
+                 root: str | os.PathLike[str] | None = None,
                  secret: bytes = b"", max_age_s: float = 24 * 3600,
                  settle_s: float = 2.0) -> None:
         if root is not None and not secret:
             raise ValueError("shared verification records need a secret")
         self.store = store
         self.folder = Path(root) if root is not None else None
+        self._copies: str | None = None  # local copies of a remote store's files
+        if not hasattr(store, "file_name"):
+            self._copies = str(self.folder / "copies") if self.folder is not None \
+                else tempfile.mkdtemp(prefix="qaportal-copies-")
         self._db = _Records(self.folder / RECORDS_FILE) if self.folder is not None else None
         self._key = hmac.new(secret, b"qaportal stored-file verification", "sha256").digest()
         self.max_age_s = max_age_s
@@ -86,7 +97,7 @@ class VerifiedFiles:
         """
         started = time.time()
         try:
-            fp = open(self.store.file_name(key), "rb", buffering=0)  # noqa: SIM115
+            fp = open(self._file_name(key, sha256), "rb", buffering=0)  # noqa: SIM115
         except FileNotFoundError as exc:
             raise StoredFileMissing(key) from exc
         with fp:
@@ -112,7 +123,7 @@ class VerifiedFiles:
     def checked_path(self, key: str, sha256: str) -> Path:
         """Return the stored file's path once its current state is verified (for readers
         that open the file by path: the renderer)."""
-        path = self.store.path(key)
+        path = Path(self._file_name(key, sha256))
         started = time.time()
         try:
             fp = open(path, "rb")  # noqa: SIM115
@@ -132,6 +143,28 @@ class VerifiedFiles:
         if before == after and self._settled(before, started):
             self.remember(key, sha256, before)
         return path
+
+    def _file_name(self, key: str, sha256: str) -> str:
+        """Return the local file holding key: the store's own, or a verified local copy."""
+        if self._copies is None:
+            return self.store.file_name(key)
+        sha = sha256.lower()
+        if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+            raise StoredFileCorrupt(key)
+        name = os.path.join(self._copies, sha[:2], sha)
+        if not os.path.exists(name):
+            data = self.store.read_verified(key, sha)  # raises Missing / Corrupt
+            os.makedirs(os.path.dirname(name), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(name))
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, name)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+        return name
 
     # --- records -----------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ from qaportal.dicomweb.access import Target
 from qaportal.extensions import db
 from qaportal.models import Instance, Series
 from qaportal.studies.frames import FrameCache
-from qaportal.studies.storage import image_store
+from qaportal.studies.storage import image_store, is_local
 from qaportal.studies.viewer_routes import frame_renderer
 
 # Files above this size, served as stored, are verified in one pass and sent in a second
@@ -120,8 +120,8 @@ class Server:
         self.cache = cache if cache is not None else metadata_cache()
         self.variant = "stored" if self.ctx is None else "deid-" + _fingerprint(self.ctx)
         # The viewer's renderer remembers which files this process has verified.
-        self.renderer = frame_renderer() if store is None and hasattr(self.store, "path") \
-            else None
+        # A remote store (DICOMweb) is read through its verified local copies.
+        self.renderer = frame_renderer() if store is None else None
 
     def batch(self, todo: list[Item]) -> contextlib.AbstractContextManager:
         """Look up the verification records of todo's files in one query, and keep those of
@@ -145,11 +145,16 @@ class Server:
     def header(self, item: Item) -> Dataset:
         """Return the data set for its metadata: a large file is verified in a streaming pass
         and parsed with its large values left on disk (they become BulkDataURIs)."""
-        path_of = getattr(self.store, "path", None)
-        if item.size <= STREAM_ABOVE or path_of is None or not hasattr(self.store, "verify"):
+        if item.size <= STREAM_ABOVE:
             return self.dataset(item)
-        self.store.verify(item.storage_key, item.sha256)
-        return self._as_served(read_deferred(path_of(item.storage_key), _CHUNK), item)
+        if is_local(self.store):
+            self.store.verify(item.storage_key, item.sha256)
+            path = self.store.path(item.storage_key)
+        elif self.renderer is not None:  # a verified local copy of the archive's file
+            path = self.renderer.verified.checked_path(item.storage_key, item.sha256)
+        else:
+            return self.dataset(item)
+        return self._as_served(read_deferred(path, _CHUNK), item)
 
     def _as_served(self, ds: Dataset, item: Item) -> Dataset:
         """De-identify ds for this caller if need be; check it carries the UIDs asked for."""
@@ -164,7 +169,7 @@ class Server:
     def part10(self, item: Item, syntax: str) -> Iterator[bytes]:
         """Yield the instance as a Part 10 file in `syntax` (one of can_serve's)."""
         if self.ctx is None and syntax == item.syntax:
-            if item.size > STREAM_ABOVE and hasattr(self.store, "verify"):
+            if item.size > STREAM_ABOVE and is_local(self.store):
                 yield from self._stream_large(item)
                 return
             # Read as preamble + rest, so the rest is sent as read (no copy).

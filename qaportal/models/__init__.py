@@ -35,6 +35,7 @@ from qaportal.models.opinion import (
     OpinionMessage,
     OpinionRequest,
 )
+from qaportal.models.pacs_object import PacsObject
 from qaportal.models.read_version import OriginalReadVersion
 from qaportal.models.report import REPORT_KINDS, ReportExport
 from qaportal.models.review import (
@@ -78,6 +79,8 @@ __all__ = [
     "ApiToken",
     # hospital feeds
     "SEND_KINDS", "DicomPeer",
+    # the DICOMweb image store's keys
+    "PacsObject",
     # deliveries of signed results
     "DELIVERY_STATUSES", "Delivery",
     "SEND_KINDS", "DicomPeer", "READ_STATUSES", "IncomingRead",

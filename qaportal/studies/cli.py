@@ -59,15 +59,21 @@ def import_study(paths: tuple[str, ...], owner_email: str) -> None:
 @with_appcontext
 @click.option("--delete-orphans", is_flag=True,
               help="Remove stored files no database row refers to (left by a crash).")
-def verify_storage(delete_orphans: bool) -> None:
-    """Re-hash every stored file; report missing, altered and orphaned files (exit 1 if any)."""
+@click.option("--archive-orphans", is_flag=True,
+              help="DICOMweb store: also list (QIDO-RS) the archive's instances no key maps "
+                   "to; only for an archive the portal does not share.")
+def verify_storage(delete_orphans: bool, archive_orphans: bool) -> None:
+    """Re-hash every stored file; report missing, altered and orphaned files (exit 1 if any).
+
+    With the DICOMweb store every instance is fetched from the archive (WADO-RS) and hashed.
+    """
     from qaportal.dicom import StoredFileCorrupt, StoredFileMissing
     from qaportal.extensions import db
     from qaportal.models import Instance
     from qaportal.studies.storage import image_store, stale_upload_files
 
     store = image_store()
-    missing, altered, checked = [], [], 0
+    missing, altered, unreadable, checked = [], [], [], 0
     keys = set()
     rows = db.session.execute(
         sa.select(Instance.id, Instance.storage_key, Instance.sha256).order_by(Instance.id)
@@ -81,6 +87,8 @@ def verify_storage(delete_orphans: bool) -> None:
             missing.append(inst_id)
         except StoredFileCorrupt:
             altered.append(inst_id)
+        except OSError as exc:  # the archive did not answer (its type only: no details)
+            unreadable.append((inst_id, type(exc).__name__))
     orphans = [k for k in store.iter_keys() if k not in keys] if hasattr(store, "iter_keys") \
         else []
     stale = store.stale_temp_files() if hasattr(store, "stale_temp_files") else []
@@ -96,14 +104,23 @@ def verify_storage(delete_orphans: bool) -> None:
                     path.unlink(missing_ok=True)
             else:
                 store.delete(key)
+        db.session.commit()  # a DICOMweb store's mappings of the deleted keys
+    unmapped = store.unmapped_instances() if archive_orphans and \
+        hasattr(store, "unmapped_instances") else []
     for inst_id in missing:
         click.echo(f"missing: instance {inst_id}")
     for inst_id in altered:
         click.echo(f"altered: instance {inst_id} (SHA-256 differs from the one recorded)")
+    for inst_id, why in unreadable:
+        click.echo(f"unreadable: instance {inst_id} (the store failed: {why})")
+    if unmapped:
+        click.echo(f"{len(unmapped)} instances in the archive that no key maps to "
+                   "(left in place: remove them in the archive)")
     verb = "deleted" if delete_orphans else "found"
     click.echo(f"checked {checked} files: {len(missing)} missing, {len(altered)} altered, "
                f"{len(orphans)} orphaned {verb}")
-    sys.exit(1 if missing or altered or (orphans and not delete_orphans) else 0)
+    sys.exit(1 if missing or altered or unreadable or unmapped
+             or (orphans and not delete_orphans) else 0)
 
 
 @click.command("deidentify")
