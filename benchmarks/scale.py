@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> list[tuple]:
                                             database="postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        print(f"database {name}", flush=True)
         url = server.set(database=name, drivername="postgresql").render_as_string(False)
         try:
             rows = run(args, url, instance, False)
