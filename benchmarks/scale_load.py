@@ -11,6 +11,7 @@ import re
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -91,11 +92,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def measure_pages(base: str, repeat: int = 30, warmup: int = 3) -> list[PageResult]:
+def measure_pages(base: str, repeat: int = 30, warmup: int = 3) -> Iterator[PageResult]:
     """Sign in once per account, warm every page up, then time `repeat` sequential GETs
-    of each; the status is the last one seen that was not 200, else 200."""
+    of each, yielding each page's result as it is done; the status is the last one seen
+    that was not 200, else 200."""
     sessions: dict[int, requests.Session] = {}
-    results = []
     for label, user_id, path in pages():
         if user_id not in sessions:
             sessions[user_id] = sign_in(base, user_id)
@@ -110,8 +111,7 @@ def measure_pages(base: str, repeat: int = 30, warmup: int = 3) -> list[PageResu
                 result.status = r.status_code
             if i >= warmup:
                 result.times_ms.append(took)
-        results.append(result)
-    return results
+        yield result
 
 
 # The load test's mix: mostly home pages and worklists, by role.
