@@ -21,7 +21,8 @@ from tests.conftest import PG_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.slow
+# Not marked slow: `make test` runs slow tests only in the SQLite pass, where this one has no
+# PostgreSQL; in the PostgreSQL pass it takes about a minute.
 
 
 def test_scale_benchmark_seeds_and_serves_every_page(tmp_path):
