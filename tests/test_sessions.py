@@ -207,7 +207,9 @@ def test_two_app_processes_on_one_database_share_the_count(app, client, db, db_u
     second = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path / "second"),
                          "SQLALCHEMY_DATABASE_URI": db_url, "SECRET_KEY": "test-secret-key",
                          "LOCAL": True, "WTF_CSRF_ENABLED": False,
-                         "SIGN_IN_RATE_LIMIT": "3 per minute"})
+                         "SIGN_IN_RATE_LIMIT": "3 per minute",
+                         # two servers of one database share its audit key (audit_key.py)
+                         "AUDIT_KEY": app.config["AUDIT_KEY"]})
     second.test_client_class = Client
     data = {"email": "nobody@example.test", "password": "wrong-password-123"}
     try:
