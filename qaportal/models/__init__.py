@@ -1,6 +1,9 @@
 """SQLAlchemy models, one module per aggregate; importing this registers them all."""
 
-from qaportal.models import case_reader  # noqa: F401 (keeps a case's reader up to date)
+from qaportal.models import (
+    case_reader,  # noqa: F401 (keeps a case's reader up to date)
+    review_counts,  # noqa: F401 (keeps the statistics' counts)
+)
 from qaportal.models.api_token import ApiToken
 from qaportal.models.audit import AuditEvent, AuditHead
 from qaportal.models.base import Base, utcnow
@@ -45,6 +48,7 @@ from qaportal.models.review import (
     SamplingRule,
     SamplingRun,
 )
+from qaportal.models.review_counts import ReviewDayCount, ReviewMonthCount
 from qaportal.models.session import RateLimitCounter, UserSession
 from qaportal.models.study import (
     ACCESS_MODES,
@@ -68,7 +72,7 @@ __all__ = [
     # peer review
     "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",
     "ConferenceCase", "DiscrepancyCase", "Review", "ReviewAmendment", "ReviewAssignment",
-    "SamplingRule", "SamplingRun", "TeachingCase",
+    "ReviewDayCount", "ReviewMonthCount", "SamplingRule", "SamplingRun", "TeachingCase",
     # server-side sessions and rate limits
     "RateLimitCounter", "UserSession",
     # read corrections

@@ -50,6 +50,16 @@ def year_month(column, dialect: str):
     raise NotImplementedError(f"no month bucketing for the {dialect} database")
 
 
+def utc_date(column, dialect: str):
+    """Return an SQL expression for the UTC calendar day of a datetime column (a DATE on
+    PostgreSQL, "YYYY-MM-DD" text on SQLite, which is how SQLite stores a date)."""
+    if dialect == "sqlite":
+        return sa.func.date(column)
+    if dialect == "postgresql":
+        return sa.cast(sa.func.timezone(sa.literal_column("'UTC'"), column), sa.Date)
+    raise NotImplementedError(f"no day bucketing for the {dialect} database")
+
+
 def dialect_of(session: Session) -> str:
     """Return the name of the database dialect the session talks to."""
     return session.get_bind().dialect.name
@@ -62,12 +72,20 @@ def _latest_amendment():
             .group_by(ReviewAmendment.review_id).subquery("latest_amendment"))
 
 
-def _reviews_of_period(start: datetime, end: datetime, modality: str | None,
+def lists_modality(column, modality: str):
+    """Return the condition that a modalities column ("CT/MR") lists the modality."""
+    # "CT/MR" lists CT and MR: match "/CT/" inside "/CT/MR/" (the value's wildcards are
+    # escaped, so "C_" matches nothing).
+    listed = "/" + sa.func.upper(sa.func.coalesce(column, "")) + "/"
+    return listed.contains(f"/{modality.upper()}/", autoescape=True)
+
+
+def _reviews_of_period(start: datetime | None, end: datetime | None, modality: str | None,
                        reader_id: int | None, *, studies: bool = True):
     """Return (FROM clause, WHERE conditions, effective-score expressions) for the period's
     submitted reviews of reads finalized in [start, end), optionally one reader's or those of
     studies listing the modality. The studies are joined only when needed (`studies` or a
-    modality): theirs is the widest table."""
+    modality): theirs is the widest table. No bounds (None, None): every finalized read."""
     latest = _latest_amendment()
     amendment = aliased(ReviewAmendment, name="amendment")
     from_ = (
@@ -81,14 +99,14 @@ def _reviews_of_period(start: datetime, end: datetime, modality: str | None,
         .outerjoin(latest, latest.c.review_id == Review.id)
         .outerjoin(amendment, amendment.id == latest.c.amendment_id)
     )
-    where = [OriginalRead.finalized_at >= start, OriginalRead.finalized_at < end]
+    if start is None or end is None:
+        where = [OriginalRead.finalized_at.is_not(None)]
+    else:
+        where = [OriginalRead.finalized_at >= start, OriginalRead.finalized_at < end]
     if reader_id is not None:
         where.append(OriginalRead.reader_id == reader_id)
     if modality is not None:
-        # "CT/MR" lists CT and MR: match "/CT/" inside "/CT/MR/" (the value's wildcards are
-        # escaped, so "C_" matches nothing).
-        listed = "/" + sa.func.upper(sa.func.coalesce(Study.modalities, "")) + "/"
-        where.append(listed.contains(f"/{modality.upper()}/", autoescape=True))
+        where.append(lists_modality(Study.modalities, modality))
     score = sa.func.coalesce(amendment.score, Review.score)
     status = DiscrepancyCase.status
     confirmed = sa.or_(
@@ -116,25 +134,37 @@ def _count_columns(expr: dict) -> list:
     ]
 
 
-def grouped_counts(session: Session, start: datetime, end: datetime, *,
+def grouped_select(dialect: str, start: datetime | None, end: datetime | None, *,
                    by: Sequence[str] = (), modality: str | None = None,
-                   reader_id: int | None = None) -> list[sa.Row]:
-    """Return the period's review counts (COUNT_LABELS) per group.
-
-    `by` names the grouping keys, any of "reader_id", "modalities" (the study's listed
-    modalities as stored) and "month" ("YYYY-MM" of the read); no key gives one row.
-    """
+                   reader_id: int | None = None) -> sa.Select:
+    """Return the SELECT of grouped_counts (keys labelled as named, then COUNT_LABELS)."""
     from_, where, expr = _reviews_of_period(start, end, modality, reader_id,
                                             studies="modalities" in by)
     keys = {
         "reader_id": OriginalRead.reader_id,
         "modalities": sa.func.coalesce(Study.modalities, ""),
-        "month": year_month(OriginalRead.finalized_at, dialect_of(session)),
+        "month": year_month(OriginalRead.finalized_at, dialect),
+        "day": utc_date(OriginalRead.finalized_at, dialect),
     }
     group = [keys[k].label(k) for k in by]
     stmt = sa.select(*group, *_count_columns(expr)).select_from(from_).where(*where)
     if group:
         stmt = stmt.group_by(*(keys[k] for k in by))
+    return stmt
+
+
+def grouped_counts(session: Session, start: datetime, end: datetime, *,
+                   by: Sequence[str] = (), modality: str | None = None,
+                   reader_id: int | None = None) -> list[sa.Row]:
+    """Return the period's review counts (COUNT_LABELS) per group, counted from the raw rows.
+
+    `by` names the grouping keys, any of "reader_id", "modalities" (the study's listed
+    modalities as stored), "month" ("YYYY-MM" of the read) and "day" (its UTC date); no key
+    gives one row. The pages read the same figures from the summary tables
+    (qaportal.qa.summary); this is the reference they are kept equal to.
+    """
+    stmt = grouped_select(dialect_of(session), start, end, by=by, modality=modality,
+                          reader_id=reader_id)
     return list(session.execute(stmt))
 
 

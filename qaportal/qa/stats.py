@@ -7,9 +7,11 @@ Pure functions over a SQLAlchemy session or plain values; no Flask. Definitions:
   the review went to adjudication, else the review's own (amended) score (legacy imports).
   Cases still under adjudication are "pending" and not counted as confirmed.
 - The period is that of the original reads (their finalization date, inclusive bounds).
-The database does the counting (qaportal.qa.aggregates: grouped conditional counts, one
-query per page however many reviews the period holds); this module folds the few grouped
-rows into rates, Wilson intervals and funnel positions.
+The database does the counting (qaportal.qa.aggregates: grouped conditional counts over the
+raw rows), kept per reader and day, and per reader and month, in summary tables
+(qaportal/models/review_counts.py) that the pages read (qaportal.qa.summary: a year is a few
+thousand small rows however many reviews it holds); this module folds the few grouped rows
+into rates, Wilson intervals and funnel positions.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from qaportal.models import DiscrepancyCase, ReviewAssignment, User
 from qaportal.qa import aggregates
+from qaportal.qa import summary as summary_tables
 from qaportal.qa.aggregates import COUNT_LABELS, RATE_SOURCES, SCORE_LABELS
 from qaportal.qa.charts import funnel_svg, trend_svg
 
@@ -247,8 +250,8 @@ def breakdown(session: Session, period: Period, modality: str | None = None, *,
     """
     start, end = period.bounds()
     by = ("reader_id", "modalities", "month")
-    rows = aggregates.grouped_counts(session, start, end, by=by,
-                                     modality=modality, reader_id=reader_id)
+    rows = summary_tables.grouped_counts(session, start, end, by=by,
+                                         modality=modality, reader_id=reader_id)
     total, readers, modalities, months = [0] * len(COUNT_LABELS), {}, {}, {}
     for row in rows:
         counts = tuple(row)[len(by):]
@@ -273,8 +276,8 @@ def summary(session: Session, period: Period, modality: str | None = None, *,
             reader_id: int | None = None) -> ReaderStats:
     """Return the period's counts in all (of one reader when given): one aggregate row."""
     start, end = period.bounds()
-    (row,) = aggregates.grouped_counts(session, start, end, modality=modality,
-                                       reader_id=reader_id)
+    (row,) = summary_tables.grouped_counts(session, start, end, modality=modality,
+                                           reader_id=reader_id)
     return _from_counts(tuple(row), reader_id or 0)
 
 
@@ -287,7 +290,8 @@ def reader_stats(session: Session, period: Period,
                  modality: str | None = None) -> list[ReaderStats]:
     """Return per-reader statistics for the period (and modality), by reader name."""
     start, end = period.bounds()
-    rows = aggregates.grouped_counts(session, start, end, by=("reader_id",), modality=modality)
+    rows = summary_tables.grouped_counts(session, start, end, by=("reader_id",),
+                                         modality=modality)
     names = _names(session, [r.reader_id for r in rows])
     out = [_from_counts(tuple(row)[1:], row.reader_id, names.get(row.reader_id,
                                                                    f"#{row.reader_id}"))
