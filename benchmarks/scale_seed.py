@@ -185,6 +185,22 @@ def _audit(cur, n: int, key: str) -> None:
     cur.execute("UPDATE audit_head SET seq = %s, entry_hash = %s WHERE id = 1", (n, prev))
 
 
+def _rebuild_summary(url: str) -> str:
+    """Count the seeded reviews into the statistics' summary tables: the rows above bypassed
+    the app, whose ORM keeps them up to date (qaportal/models/review_counts.py)."""
+    import sqlalchemy as sa
+
+    from qaportal.qa.summary import rebuild
+
+    engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.begin() as connection:
+            written = rebuild(connection)
+    finally:
+        engine.dispose()
+    return ", ".join(f"{table} {n:,} rows" for table, n in written.items())
+
+
 def seed(url: str, stage: str, audit_key: str, say=print) -> dict[str, float]:
     """Fill the migrated, empty database at url (postgresql://...); return seconds per step."""
     size = STAGES[stage]
@@ -210,6 +226,11 @@ def seed(url: str, stage: str, audit_key: str, say=print) -> dict[str, float]:
             cur.execute(setval)
         conn.commit()
         times["tables"] = time.perf_counter() - t
+    t = time.perf_counter()
+    summary = _rebuild_summary(url)
+    times["summary"] = time.perf_counter() - t
+    say(f"  statistics summary (qaportal stats rebuild): {summary} in {times['summary']:.1f} s")
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
         t = time.perf_counter()
         _audit(cur, size["audit"], audit_key)
         conn.commit()

@@ -17,6 +17,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo)
     app.cli.add_command(audit_verify)
     app.cli.add_command(sla_check)
+    app.cli.add_command(stats_group)
     from qaportal.auth.token_cli import token_group
     from qaportal.feeds.hl7_listener import hl7_listen
     from qaportal.feeds.listen_cli import dicom_listen
@@ -133,6 +134,27 @@ def audit_verify(incremental: bool) -> None:
                    f"{result.checkpoints} checkpoint(s) matched")
         return
     _fail(result.line())
+
+
+@click.group("stats")
+def stats_group() -> None:
+    """The statistics' summary tables (review counts per reader and day / month)."""
+
+
+@stats_group.command("rebuild")
+@with_appcontext
+def stats_rebuild() -> None:
+    """Count every review again into the summary tables (after bulk SQL that bypassed the app)."""
+    import time
+
+    from qaportal.extensions import db
+    from qaportal.qa.summary import rebuild
+
+    started = time.perf_counter()
+    with db.engine.begin() as connection:
+        written = rebuild(connection)
+    click.echo(f"statistics summary rebuilt in {time.perf_counter() - started:.1f} s: "
+               + ", ".join(f"{table} {n:,} rows" for table, n in written.items()))
 
 
 @click.command("sla-check")

@@ -186,9 +186,10 @@ def rebuild(connection: sa.Connection) -> dict[str, int]:
     cols = ["day", "reader_id", "modalities", *COUNT_COLUMNS]
     select = aggregates.grouped_select(dialect, None, None,
                                        by=("day", "reader_id", "modalities"))
-    days = connection.execute(sa.insert(DAY).from_select(cols, select)).rowcount
-    months = connection.execute(sa.insert(MONTH).from_select(
-        ["month", *cols[1:]], _months_of_days(dialect=dialect))).rowcount
+    connection.execute(sa.insert(DAY).from_select(cols, select))
+    connection.execute(sa.insert(MONTH).from_select(["month", *cols[1:]],
+                                                    _months_of_days(dialect=dialect)))
     if dialect == "postgresql":  # the planner learns the new sizes now, not at autovacuum
         connection.execute(sa.text("ANALYZE review_day_counts, review_month_counts"))
-    return {"review_day_counts": days, "review_month_counts": months}
+    return {t.name: connection.scalar(sa.select(sa.func.count()).select_from(t))
+            for t in (DAY, MONTH)}
