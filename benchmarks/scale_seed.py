@@ -190,6 +190,7 @@ def _rebuild_summary(url: str) -> str:
     the app, whose ORM keeps them up to date (qaportal/models/review_counts.py)."""
     import sqlalchemy as sa
 
+    import qaportal.studies  # noqa: F401 - first, as the app does (qaportal.qa imports demo steps)
     from qaportal.qa.summary import rebuild
 
     engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg"))
