@@ -33,7 +33,11 @@ class AuditEvent(Base):
     # written before anchoring began (migration 0010).
     entry_mac: Mapped[str | None] = mapped_column(sa.String(64))
 
-    __table_args__ = (sa.Index("ix_audit_events_object", "object_type", "object_id"),)
+    __table_args__ = (
+        sa.Index("ix_audit_events_object", "object_type", "object_id"),
+        # the actor filter: a label's entries newest first (qaportal/auditlog/query.py)
+        sa.Index("ix_audit_events_actor_label_seq", "actor_label", "seq"),
+    )
 
 
 class AuditHead(Base):
