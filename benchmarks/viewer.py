@@ -3,8 +3,11 @@
 For each viewer: time from navigation to the first image drawn (pixels that are not a blank
 or uniform frame), then scroll the whole series with the keyboard (one slice per ArrowDown,
 as a reader would) and report whether any step showed a blank frame, and how long it took.
-The portal serves from this process (a threaded WSGI server, as the browser tests), with
-the fetched OHIF build (`make ohif`); Chromium draws OHIF with software WebGL2.
+The portal is served by gunicorn (sync workers, as `make run`), with the fetched OHIF build
+(`make ohif`); Chromium draws OHIF with software WebGL2. OHIF is opened three times: once
+in a throw-away browser (the server compresses the build's files on this first request,
+once: "server cold"), then in a fresh browser profile (empty HTTP cache: the issue's
+figure), then again in that profile (files from the browser's cache: "browser warm").
 Run from the repository root: `python benchmarks/viewer.py [--slices 500]`.
 """
 
@@ -18,9 +21,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 import sqlalchemy as sa  # noqa: E402
+from ingest import gunicorn  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from qaportal import create_app  # noqa: E402
@@ -32,7 +36,6 @@ from qaportal.studies import jobs  # noqa: E402
 from tests.e2e.conftest import CHROMIUM  # noqa: E402
 from tests.e2e.ohif_world import CANVAS_PIXELS, WEBGL_ARGS  # noqa: E402
 from tests.factories import DEFAULT_PASSWORD, make_user  # noqa: E402
-from tests.live import LiveServer  # noqa: E402
 
 EMAIL = "viewer-bench@example.test"
 # The built-in viewer's current frame, read the same way (a same-origin PNG).
@@ -60,11 +63,15 @@ SIGNATURE = """(sel) => {
 }"""
 
 
+def bench_config(root: Path) -> dict:
+    return {"INSTANCE_PATH": str(root / "instance"), "SECRET_KEY": "bench-viewer",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'bench.sqlite'}",
+            "LOCAL": True, "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8,
+            "ARGON2_PARALLELISM": 1}
+
+
 def seed(root: Path, slices: int):
-    app = create_app({"INSTANCE_PATH": str(root / "instance"), "SECRET_KEY": "bench-viewer",
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'bench.sqlite'}",
-                      "LOCAL": True, "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 8,
-                      "ARGON2_PARALLELISM": 1})
+    app = create_app(bench_config(root))
     with app.app_context():
         db.create_all()
         user = make_user(roles=("radiologist",), email=EMAIL)
@@ -114,12 +121,14 @@ def builtin(page, base: str, study_id: int, slices: int) -> dict:
             "scroll": time.monotonic() - t1}
 
 
-def ohif(page, base: str, uid: str, slices: int) -> dict:
+def ohif(page, base: str, uid: str, slices: int, scroll: bool = True) -> dict:
     sel = "canvas.cornerstone-canvas"
     t0 = time.monotonic()
     page.goto(f"{base}/viewer/ohif/viewer?StudyInstanceUIDs={uid}")
     first = poll(lambda: (s := page.evaluate(CANVAS_PIXELS, sel)) and s[0] > 10 and s, 180)
     ttfi = time.monotonic() - t0
+    if not scroll:
+        return {"first": ttfi if first else None, "blank": 0, "moved": 0, "scroll": None}
     box = page.locator(sel).first.bounding_box()  # focus the viewport (overlays cover it)
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     blank, moved, t1 = 0, 0, time.monotonic()
@@ -140,6 +149,7 @@ def ohif(page, base: str, uid: str, slices: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
@@ -148,24 +158,35 @@ def main() -> None:
         print(f"OHIF not available, measuring nothing: {exc}")
         return
     with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
-        app, study_id, uid = seed(Path(tmp), args.slices)
-        server = LiveServer(app).start()
-        try:
+        _app, study_id, uid = seed(Path(tmp), args.slices)
+        with gunicorn(Path(tmp), bench_config(Path(tmp)), args.workers) as port:
+            base = f"http://127.0.0.1:{port}"
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=WEBGL_ARGS)
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                sign_in(page, server.url)
-                results = {"built-in": builtin(page, server.url, study_id, args.slices),
-                           "OHIF": ohif(page, server.url, uid, args.slices)}
+                results = {}
+                for name, scroll in (("OHIF server cold", False), ("OHIF", True),
+                                     ("OHIF browser warm", False)):
+                    if name != "OHIF browser warm":  # a fresh profile: empty HTTP cache
+                        context = browser.new_context(viewport={"width": 1280, "height": 900})
+                        page = context.new_page()
+                        sign_in(page, base)
+                    results[name] = ohif(page, base, uid, args.slices, scroll)
+                    if name == "OHIF server cold":
+                        context.close()
+                results["built-in"] = builtin(page, base, study_id, args.slices)
                 browser.close()
-        finally:
-            server.stop()
-    print(f"{args.slices}-slice CT, Chromium (software WebGL2 for OHIF)")
+    print(f"{args.slices}-slice CT, Chromium (software WebGL2 for OHIF), gunicorn "
+          f"{args.workers} sync workers")
+    print("  OHIF = first open in a fresh browser profile (empty HTTP cache; the issue's "
+          "figure)")
     for name, r in results.items():
         first = f"{r['first']:.2f} s" if r["first"] is not None else "no image"
-        print(f"  {name:9} first image {first:>9}   scrolled {args.slices - 1} slices in "
-              f"{r['scroll']:.1f} s ({r['moved']} steps showed another frame)   "
-              f"blank frames seen: {r['blank']}")
+        line = f"  {name:17} first image {first:>9}"
+        if r["scroll"] is not None:
+            line += (f"   scrolled {args.slices - 1} slices in {r['scroll']:.1f} s "
+                     f"({r['moved']} steps showed another frame)   "
+                     f"blank frames seen: {r['blank']}")
+        print(line)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ a study only under its remapped UID) and each opening is audited.
 
 from __future__ import annotations
 
-from flask import abort, g, make_response, redirect, request, send_from_directory, url_for
+from flask import abort, g, make_response, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import escape
@@ -18,7 +18,7 @@ from qaportal import audit
 from qaportal.dicomweb.access import find_study
 from qaportal.extensions import db
 from qaportal.hooks import CSP
-from qaportal.ohif import assets, bp, config
+from qaportal.ohif import assets, bp, config, static
 from qaportal.ohif.assets import HIDDEN, META_SLOT, BuildError
 from qaportal.ohif.links import CONTEXT_RE
 
@@ -96,9 +96,7 @@ def serve(path: str):
     dist = assets.dist_dir()
     if (dist / path).is_file():
         g.ohif_script = path.endswith(".js")  # a script of the build (a worker's, perhaps)
-        response = send_from_directory(dist, path, max_age=3600)
-        response.headers["Cache-Control"] = "private, max-age=3600"
-        return response
+        return static.send(dist, path, request.headers.get("Accept-Encoding", ""))
     if "." in path.rsplit("/", 1)[-1]:
         abort(404)  # a file the build does not have
     return page()

@@ -1,0 +1,65 @@
+"""The build's files as sent: gzip-compressed once (cached on disk), hashed ones immutable.
+
+OHIF's build is ~200 MB of JavaScript, CSS and WebAssembly, most of it compressing to a
+fifth. Each file is compressed the first time a browser asking for gzip needs it, into
+<instance>/ohif-gzip/ (keyed by the file's size and mtime, written atomically, so workers
+of one server share it and a rebuilt build is compressed again). Files whose name carries a
+content hash (webpack's `name.<16 hex>.js`, `<16 hex>.wasm`) never change under that name:
+the browser may keep them a year without asking. Caching stays private (behind sign-in).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from flask import current_app, send_file, send_from_directory
+
+COMPRESSIBLE = frozenset({".js", ".css", ".wasm", ".json", ".map", ".svg", ".html", ".txt"})
+HASHED = re.compile(r"(^|\.)[0-9a-f]{16,}\.[a-z0-9]+$")
+IMMUTABLE = "private, max-age=31536000, immutable"
+SHORT = "private, max-age=3600"
+
+
+def cache_control(path: str) -> str:
+    return IMMUTABLE if HASHED.search(path.rsplit("/", 1)[-1]) else SHORT
+
+
+def _gzipped(dist: Path, path: str) -> Path:
+    """Return the cached gzip of dist/path, making it if missing or stale."""
+    source = dist / path
+    st = source.stat()
+    cache = Path(current_app.instance_path) / "ohif-gzip"
+    target = cache / f"{path}.{st.st_size}-{int(st.st_mtime)}.gz"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
+                                                           compresslevel=6, mtime=0) as out:
+                with source.open("rb") as src:
+                    shutil.copyfileobj(src, out)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return target
+
+
+def send(dist: Path, path: str, accept_encoding: str):
+    """The response for dist/path: gzip when accepted and worth it, with its caching."""
+    wants_gzip = "gzip" in accept_encoding.lower()
+    if wants_gzip and Path(path).suffix in COMPRESSIBLE:
+        response = send_file(_gzipped(dist, path), mimetype=None, conditional=True,
+                             download_name=Path(path).name, max_age=0)
+        response.headers["Content-Encoding"] = "gzip"
+        response.headers.pop("Content-Disposition", None)
+    else:
+        response = send_from_directory(dist, path, max_age=0)
+    response.vary.add("Accept-Encoding")
+    response.headers["Cache-Control"] = cache_control(path)
+    return response
