@@ -1,7 +1,7 @@
 """the audit log's actor filter reads the entries by label
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 Create Date: 2026-12-05 17:30:00
 
 An index on audit entries' (actor_label, seq): the actor filter first finds the distinct
@@ -13,7 +13,7 @@ whole table at 2M entries.
 from alembic import op
 
 revision = '0025'
-down_revision = '0023'
+down_revision = '0024'
 branch_labels = None
 depends_on = None
 
