@@ -20,3 +20,22 @@ def test_create_app_sets_up_the_orm_mappers(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_app_and_the_cli_do_not_import_weasyprint(tmp_path):
+    # PDFs are rendered in a child process (qaportal.pdf.worker): the web workers and every
+    # CLI command would otherwise pay WeasyPrint's import (0.3 s and its memory) at start-up.
+    code = (
+        "import sys\n"
+        "from qaportal import create_app\n"
+        "import qaportal.cli, qaportal.reports.service, qaportal.reports.routes, qaportal.pdf\n"
+        "create_app()\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'weasyprint')\n"
+        "assert not loaded, loaded[:5]\n"
+        "from qaportal.pdf import AssetFetcher, RefusedURL\n"  # still there when asked for
+        "assert issubclass(RefusedURL, ValueError) and AssetFetcher.__name__ == 'AssetFetcher'\n")
+    env = {**os.environ, "QAPORTAL_INSTANCE_PATH": str(tmp_path), "QAPORTAL_LOCAL": "1"}
+    env.pop("QAPORTAL_DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
