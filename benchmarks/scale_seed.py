@@ -191,12 +191,14 @@ def _rebuild_summary(url: str) -> str:
     import sqlalchemy as sa
 
     import qaportal.studies  # noqa: F401 - first, as the app does (qaportal.qa imports demo steps)
+    from qaportal.qa import workload
     from qaportal.qa.summary import rebuild
 
     engine = sa.create_engine(sa.make_url(url).set(drivername="postgresql+psycopg"))
     try:
         with engine.begin() as connection:
             written = rebuild(connection)
+            written["reviewer_status_counts"] = workload.rebuild(connection)
     finally:
         engine.dispose()
     return ", ".join(f"{table} {n:,} rows" for table, n in written.items())

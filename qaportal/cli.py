@@ -138,7 +138,8 @@ def audit_verify(incremental: bool) -> None:
 
 @click.group("stats")
 def stats_group() -> None:
-    """The statistics' summary tables (review counts per reader and day / month)."""
+    """The statistics' summary tables (review counts per reader and day / month, reviewers'
+    assignments per status)."""
 
 
 @stats_group.command("rebuild")
@@ -148,11 +149,13 @@ def stats_rebuild() -> None:
     import time
 
     from qaportal.extensions import db
+    from qaportal.qa import workload
     from qaportal.qa.summary import rebuild
 
     started = time.perf_counter()
     with db.engine.begin() as connection:
         written = rebuild(connection)
+        written["reviewer_status_counts"] = workload.rebuild(connection)
     click.echo(f"statistics summary rebuilt in {time.perf_counter() - started:.1f} s: "
                + ", ".join(f"{table} {n:,} rows" for table, n in written.items()))
 

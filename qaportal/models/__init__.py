@@ -3,6 +3,7 @@
 from qaportal.models import (
     case_reader,  # noqa: F401 (keeps a case's reader up to date)
     review_counts,  # noqa: F401 (keeps the statistics' counts)
+    reviewer_workload,  # noqa: F401 (keeps the reviewers' workload counts)
 )
 from qaportal.models.api_token import ApiToken
 from qaportal.models.audit import AuditEvent, AuditHead
@@ -49,6 +50,7 @@ from qaportal.models.review import (
     SamplingRun,
 )
 from qaportal.models.review_counts import ReviewDayCount, ReviewMonthCount
+from qaportal.models.reviewer_workload import ReviewerStatusCount
 from qaportal.models.session import RateLimitCounter, UserSession
 from qaportal.models.study import (
     ACCESS_MODES,
@@ -72,7 +74,8 @@ __all__ = [
     # peer review
     "CaseEvent", "CommitteeMember", "CommitteeVote", "Conference", "ConferenceAttendee",
     "ConferenceCase", "DiscrepancyCase", "Review", "ReviewAmendment", "ReviewAssignment",
-    "ReviewDayCount", "ReviewMonthCount", "SamplingRule", "SamplingRun", "TeachingCase",
+    "ReviewDayCount", "ReviewMonthCount", "ReviewerStatusCount", "SamplingRule", "SamplingRun",
+    "TeachingCase",
     # server-side sessions and rate limits
     "RateLimitCounter", "UserSession",
     # read corrections

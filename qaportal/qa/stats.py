@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from qaportal.models import DiscrepancyCase, ReviewAssignment, User
+from qaportal.models import DiscrepancyCase, User
 from qaportal.qa import aggregates
 from qaportal.qa import summary as summary_tables
 from qaportal.qa.aggregates import COUNT_LABELS, RATE_SOURCES, SCORE_LABELS
@@ -318,23 +318,11 @@ def review_facts(session: Session, period: Period, modality: str | None = None, 
 
 
 def reviewer_stats(session: Session, now: datetime) -> list[ReviewerStats]:
-    """Return each reviewer's assigned, completed, open and overdue reviews (not legacy)."""
-    a = ReviewAssignment
-    rows = session.execute(
-        sa.select(
-            a.reviewer_id, User.full_name,
-            sa.func.count(a.id),
-            sa.func.sum(sa.case((a.status == "submitted", 1), else_=0)),
-            sa.func.sum(sa.case((a.status == "assigned", 1), else_=0)),
-            sa.func.sum(sa.case(((a.status == "assigned") & (a.due_at < now), 1), else_=0)),
-        )
-        .join(User, User.id == a.reviewer_id)
-        .where(a.source != "legacy", a.status != "cancelled")
-        .group_by(a.reviewer_id, User.full_name)
-        .order_by(User.full_name)
-    ).all()
-    return [ReviewerStats(r[0], r[1], int(r[2]), int(r[3] or 0), int(r[4] or 0), int(r[5] or 0))
-            for r in rows]
+    """Return each reviewer's assigned, completed, open and overdue reviews (not legacy),
+    read from the per-reviewer status counts (qaportal.qa.workload)."""
+    from qaportal.qa import workload
+
+    return [ReviewerStats(*row) for row in workload.reviewer_rows(session, now)]
 
 
 AGE_BUCKETS = ((7, "0–7 days"), (30, "8–30 days"), (90, "31–90 days"), (None, "over 90 days"))
