@@ -80,3 +80,21 @@ def test_every_signed_in_page_links_to_the_pdf_verify_page(client, login_as):
     login_as("reviewer")
     page = client.get("/").get_data(as_text=True)
     assert 'href="/reports/verify"' in page and "Verify a qaportal PDF" in page
+
+
+def test_reviewer_home_counts_open_and_overdue_reviews_in_the_database(client, login_as, db):
+    # counted by SQL (a reviewer at scale holds thousands): submitted and cancelled
+    # assignments are not "to do", an open one past its due date is overdue
+    from tests.factories import make_assignment, make_study, make_user
+
+    reviewer = login_as("reviewer")
+    owner = make_user(["radiologist"])
+    for due_in_days, status in ((7, "assigned"), (7, "assigned"), (-2, "assigned"),
+                                (-2, "submitted"), (-2, "cancelled")):
+        a = make_assignment(make_study(owner).read, reviewer, source="adhoc",
+                            due_in_days=due_in_days)
+        a.status = status
+    db.session.commit()
+    text = re.sub(r"<[^>]+>|\s+", " ", client.get("/").get_data(as_text=True))
+    found = re.search(r"(\d+) reviews? to do(, +(\d+) overdue)?", text)
+    assert found and (found.group(1), found.group(3)) == ("3", "1"), text[-1500:]

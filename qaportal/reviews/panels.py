@@ -17,13 +17,14 @@ from qaportal.models import (
 
 @panel("Peer reviews", "reviews/panel_reviewer.html", ("reviewer",), order=20)
 def _reviewer(user: User) -> dict:
-    now = utcnow()
-    open_ = db.session.scalars(sa.select(ReviewAssignment).where(
-        ReviewAssignment.reviewer_id == user.id, ReviewAssignment.status == "assigned")).all()
+    a = ReviewAssignment  # counted in the database: a reviewer may hold thousands
+    open_, overdue = db.session.execute(
+        sa.select(sa.func.count(), sa.func.count().filter(a.due_at < utcnow()))
+        .where(a.reviewer_id == user.id, a.status == "assigned")).one()
     committee = db.session.scalar(
         sa.select(sa.func.count()).select_from(DiscrepancyCase).join(CommitteeMember)
         .where(CommitteeMember.user_id == user.id, DiscrepancyCase.status == "committee")) or 0
-    return {"open": len(open_), "overdue": sum(a.is_overdue(now) for a in open_),
+    return {"open": open_, "overdue": overdue,
             "committee": committee}
 
 
