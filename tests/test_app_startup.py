@@ -39,3 +39,21 @@ def test_the_app_and_the_cli_do_not_import_weasyprint(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_package_imports_first_without_an_import_cycle():
+    # Each package imported first in a fresh interpreter: `import qaportal.qa` used to fail
+    # (qa.demo -> demo -> accounts -> admin -> feeds -> studies -> studies.demo -> demo).
+    import qaportal
+
+    root = os.path.dirname(qaportal.__file__)
+    packages = sorted(name for name in os.listdir(root)
+                      if os.path.isfile(os.path.join(root, name, "__init__.py")))
+    assert "qa" in packages and "demo" in packages
+    failures = {}
+    for name in packages:
+        result = subprocess.run([sys.executable, "-c", f"import qaportal.{name}"],
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode:
+            failures[name] = result.stderr.strip().splitlines()[-1]
+    assert not failures, failures

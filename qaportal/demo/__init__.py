@@ -6,8 +6,6 @@ Every step is idempotent: running it again adds what is missing and changes noth
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from qaportal.demo.accounts import (
     DEMO_ACCOUNTS,
     align_passwords,
@@ -16,19 +14,7 @@ from qaportal.demo.accounts import (
     password_chosen,
     seed_accounts,
 )
-
-# Steps take (accounts: dict[key, User]) and return a one-line summary; run by order.
-STEPS: list[tuple[int, Callable[[dict], str | None]]] = []
-
-
-def demo_step(order: int):
-    """Register a demo seeding step; features use it (studies 10, opinions 20, reviews 30)."""
-
-    def decorator(fn: Callable[[dict], str | None]):
-        STEPS.append((order, fn))
-        return fn
-
-    return decorator
+from qaportal.demo.steps import STEPS, demo_step
 
 
 def seed() -> tuple[dict, str, list[str]]:

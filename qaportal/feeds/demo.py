@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from qaportal.demo import demo_step
+from qaportal.demo.steps import demo_step
 from qaportal.extensions import db
 from qaportal.feeds.reader_ids import set_reader_id
 from qaportal.models import DicomPeer

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from qaportal.demo import demo_step
+from qaportal.demo.steps import demo_step
 from qaportal.extensions import db
 from qaportal.models import OpinionRequest, OriginalRead, Study, User, utcnow
 from qaportal.opinions import service, signing

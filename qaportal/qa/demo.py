@@ -9,7 +9,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from qaportal import audit
-from qaportal.demo import demo_step, images
+from qaportal.demo import images
+from qaportal.demo.steps import demo_step
 from qaportal.extensions import db
 from qaportal.models import (
     CaseEvent,

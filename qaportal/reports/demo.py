@@ -6,7 +6,7 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from qaportal.demo import demo_step
+from qaportal.demo.steps import demo_step
 from qaportal.extensions import db
 from qaportal.models import ReportExport
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from qaportal.demo import demo_step
+from qaportal.demo.steps import demo_step
 from qaportal.extensions import db
 from qaportal.models import Study, utcnow
 
