@@ -289,3 +289,24 @@ def test_verify_page_says_when_and_by_whom_the_document_was_made(client, login_a
     page = _verify_upload(client, altered).get_data(as_text=True)
     assert re.search(r"which this portal made\s+on <time[^>]*>"  # when the original was made
                      + re.escape(f"{export.created_at:%Y-%m-%d %H:%M} UTC"), page)
+
+
+def test_audit_trail_report_selects_the_audit_pages_entries(app):
+    # One filter for both: the report reads the audit log page's query (the actor text
+    # resolved to the labels it matches, in any case), so they cannot drift apart.
+    from qaportal.auditlog.query import filtered
+    from qaportal.reports.audit_trail import build_context
+
+    qa = make_user(roles=("qa_manager",), email="quinn.quality@example.test")
+    other = make_user(roles=("radiologist",), email="otto.other@example.test")
+    for i in range(3):
+        audit.record("study.viewed", ("studies", i), actor=qa, mode="full")
+    audit.record("study.viewed", ("studies", 9), actor=other, mode="full")
+    db.session.commit()
+    params = {**_period(), "actor": " QUINN ", "action": "study."}
+    context = build_context({**params, "date_from": date.fromisoformat(params["date_from"]),
+                             "date_to": date.fromisoformat(params["date_to"])}, qa)
+    page = db.session.scalars(filtered(params).order_by(AuditEvent.seq)).all()
+    assert [e.seq for e in context["events"]] == [e.seq for e in page]
+    assert context["total"] == 3 and {e.actor_id for e in page} == {qa.id}
+    assert context["by_actor"] == [("quinn.quality@example.test", 3)]

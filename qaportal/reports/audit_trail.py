@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from qaportal import audit
+from qaportal.auditlog.query import filtered
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, User
 from qaportal.pdf.svg import bar_chart
@@ -21,19 +21,9 @@ TOP = 12
 
 
 def _filtered(params: dict[str, Any]) -> sa.Select:
-    start = datetime.combine(params["date_from"], time.min, tzinfo=UTC)
-    end = datetime.combine(params["date_to"] + timedelta(days=1), time.min, tzinfo=UTC)
-    stmt = sa.select(AuditEvent).where(AuditEvent.occurred_at >= start,
-                                       AuditEvent.occurred_at < end)
-    if params.get("actor"):
-        stmt = stmt.where(AuditEvent.actor_label.ilike(f"%{params['actor'].strip()}%"))
-    if params.get("action"):
-        stmt = stmt.where(AuditEvent.action.like(f"{params['action'].strip()}%"))
-    if params.get("object_type"):
-        stmt = stmt.where(AuditEvent.object_type == params["object_type"].strip())
-    if params.get("object_id"):
-        stmt = stmt.where(AuditEvent.object_id == params["object_id"].strip())
-    return stmt
+    # The audit log page's filters, so the report and the page select the same entries
+    # (the actor text resolved to the labels it matches, read from the label index).
+    return filtered(params)
 
 
 def _counts(stmt: sa.Select, column) -> list[tuple[str, int]]:
