@@ -51,7 +51,7 @@ def build_context(params: dict[str, Any], user: User | None) -> dict[str, Any]:
         "title": "Audit trail",
         "subtitle": f"{params['date_from']:%d %b %Y} – {params['date_to']:%d %b %Y}",
         "filters": filters,
-        "chain": audit.verify(),
+        "chain": audit.verify(incremental=True),
         "total": total,
         "events": events,
         "truncated": total > len(events),

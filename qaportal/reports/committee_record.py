@@ -168,7 +168,7 @@ def audit_lines(case: DiscrepancyCase) -> AuditLines:
                               .where(on_case)) or 0
     newest = db.session.scalars(sa.select(AuditEvent).where(on_case)
                                 .order_by(AuditEvent.seq.desc()).limit(AUDIT_ROWS)).all()
-    return AuditLines(list(reversed(newest)), total, audit.verify())
+    return AuditLines(list(reversed(newest)), total, audit.verify(incremental=True))
 
 
 def build_context(params: dict[str, Any], user: User | None) -> dict[str, Any]:
