@@ -1,7 +1,8 @@
 """Verify the audit chain: every hash, link and MAC, against the anchor file's checkpoints.
 
 A full pass reads every entry once, in seq order, as plain rows streamed from the database
-(no ORM objects), so memory stays flat and 2M entries take well under a minute. An intact
+(no ORM objects), so memory stays flat; a long pass is checked in ranges by worker
+processes (qaportal.audit_ranges), with exactly a single pass's verdict. An intact
 pass writes a *verified* checkpoint of the head; an incremental pass starts from the last
 such checkpoint (its entry is re-hashed and must still match it) and checks only what was
 written since. Entries before that checkpoint are not re-read: run a full pass on a
@@ -10,29 +11,21 @@ schedule as well (docs/deployment.md).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Iterator
+import os
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from qaportal import audit_anchor
-from qaportal.audit import GENESIS, _iso, entry_hash
+from qaportal import audit_anchor, audit_ranges
+from qaportal.audit import GENESIS, entry_hash
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, AuditHead
 
 MAC_MISMATCH = ("its MAC does not match: the entry was written or rewritten without the "
                 "audit key")
 NO_MAC = "it carries no MAC although it was written after anchoring began"
-_COLUMNS = (AuditEvent.seq, AuditEvent.occurred_at, AuditEvent.actor_id,
-            AuditEvent.actor_label, AuditEvent.action, AuditEvent.object_type,
-            AuditEvent.object_id, AuditEvent.source_ip, AuditEvent.details,
-            AuditEvent.prev_hash, AuditEvent.entry_hash, AuditEvent.entry_mac)
-_BATCH = 5000
 
 
 @dataclass
@@ -62,26 +55,6 @@ class Verification:
                 f"({self.count} entries verified before it)")
 
 
-def _fields(row: Any) -> dict[str, Any]:
-    """The hashed content of a streamed row (the same as audit._fields of an entry)."""
-    (seq, occurred_at, actor_id, actor_label, action, object_type, object_id, source_ip,
-     details, prev_hash) = row[:10]
-    return {"seq": seq, "occurred_at": _iso(occurred_at), "actor_id": actor_id,
-            "actor_label": actor_label, "action": action, "object_type": object_type,
-            "object_id": object_id, "source_ip": source_ip, "details": details,
-            "prev_hash": prev_hash}
-
-
-def _rows(session: Session, after: int, upto: int) -> Iterator[Any]:
-    """Entries after..upto in seq order as plain Core rows, streamed in batches (a
-    server-side cursor on PostgreSQL)."""
-    stmt = (sa.select(*_COLUMNS).where(AuditEvent.seq > after, AuditEvent.seq <= upto)
-            .order_by(AuditEvent.seq))
-    result = session.connection().execute(stmt, execution_options={"yield_per": _BATCH})
-    for batch in result.partitions():
-        yield from batch
-
-
 def _start(session: Session, checkpoints: list, head_seq: int):
     """The last verified checkpoint at or before the head, and its entry re-checked.
 
@@ -91,11 +64,12 @@ def _start(session: Session, checkpoints: list, head_seq: int):
     base = max(verified, key=lambda cp: cp.seq, default=None)
     if base is None:
         return None, None
-    row = session.execute(sa.select(*_COLUMNS).where(AuditEvent.seq == base.seq)).one_or_none()
+    row = session.execute(sa.select(*audit_ranges.COLUMNS)
+                          .where(AuditEvent.seq == base.seq)).one_or_none()
     where = f"the verified checkpoint of {base.at} (anchor file line {base.line})"
     if row is None:
         return base, Verification(False, 0, base.seq, f"entry {base.seq} of {where} is missing")
-    if entry_hash(_fields(row)) != row.entry_hash or row.entry_hash != base.entry_hash:
+    if entry_hash(audit_ranges.fields(row)) != row.entry_hash or row.entry_hash != base.entry_hash:
         return base, Verification(False, 0, base.seq, f"it differs from {where}")
     return base, None
 
@@ -127,38 +101,18 @@ def verify(session: Session | None = None, *, incremental: bool = False) -> Veri
     if failure is not None:
         return failure
     since = base.seq if base is not None else 0
-    prev = base.entry_hash if base is not None else GENESIS
-    count = since
-    unsigned_prefix = base is None  # still inside the leading run of entries without a MAC
-    first_mac: tuple[int, str] | None = None
-    first_anchor: tuple[int, str] | None = None
-    keyed = hmac.new(key.encode(), digestmod=hashlib.sha256)
-    for row in _rows(session, since, head_seq):
-        seq = count + 1
-        if row.seq != seq:
-            return Verification(False, count, seq, f"entry {seq} is missing")
-        if row.prev_hash != prev:
-            return Verification(False, count, seq, "link to the previous entry is broken")
-        digest = entry_hash(_fields(row))
-        if digest != row.entry_hash:
-            return Verification(False, count, seq, "content does not match its hash")
-        if row.entry_mac is None:
-            allowed = seq <= legacy if legacy is not None else unsigned_prefix
-            if not allowed and first_mac is None:
-                first_mac = (seq, NO_MAC)
-        else:
-            unsigned_prefix = False
-            if first_mac is None:
-                mac = keyed.copy()
-                mac.update(digest.encode("ascii"))
-                if not hmac.compare_digest(mac.hexdigest(), row.entry_mac):
-                    first_mac = (seq, MAC_MISMATCH)
-        for cp in by_seq.get(seq, ()):
-            if cp.entry_hash != digest and first_anchor is None:
-                first_anchor = (seq, f"it differs from the checkpoint of {cp.at} "
-                                     f"(anchor file line {cp.line})")
-        prev = digest
-        count = seq
+    anchors: audit_ranges.Anchors = {}
+    for seq, cps in by_seq.items():
+        anchors[seq] = [(cp.entry_hash, f"it differs from the checkpoint of {cp.at} "
+                                        f"(anchor file line {cp.line})") for cp in cps]
+    merged = audit_ranges.merge(
+        _check(session, since, head_seq, key, legacy, anchors),
+        count=since, prev=base.entry_hash if base is not None else GENESIS, legacy=legacy,
+        unsigned_prefix=base is None, no_mac=NO_MAC, mac_mismatch=MAC_MISMATCH)
+    count, prev, unsigned_prefix = merged.count, merged.prev, merged.unsigned_prefix
+    first_mac, first_anchor = merged.first_mac, merged.first_anchor
+    if merged.failure is not None:
+        return Verification(False, merged.failure[0] - 1, *merged.failure)
     if head is None or head.seq != count or head.entry_hash != prev:
         return Verification(
             False, count, count + 1, "entries after the last one present were removed"
@@ -181,6 +135,22 @@ def verify(session: Session | None = None, *, incremental: bool = False) -> Veri
     return Verification(True, count, checkpoints=len(checkpoints), legacy=legacy,
                         head_hash=prev, since=since,
                         since_at=base.at if base is not None else None)
+
+
+def _check(session: Session, after: int, upto: int, key: str, legacy: int | None,
+           anchors: audit_ranges.Anchors) -> list[audit_ranges.RangeResult]:
+    """The entries after..upto, in one range here or, for a long pass, in worker processes
+    (AUDIT_VERIFY_WORKERS, from AUDIT_VERIFY_PARALLEL_MIN entries on)."""
+    cfg = current_app.config
+    workers = int(cfg["AUDIT_VERIFY_WORKERS"]) or os.cpu_count() or 1
+    url = session.get_bind().url
+    in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    if workers < 2 or upto - after < int(cfg["AUDIT_VERIFY_PARALLEL_MIN"]) or in_memory:
+        return audit_ranges.check_here(session.connection, [(after, upto)], key, legacy,
+                                       anchors)
+    ranges = audit_ranges.split(after, upto, workers)
+    return audit_ranges.check_in_workers(url.render_as_string(hide_password=False), ranges,
+                                         key, legacy, anchors, workers)
 
 
 def _beyond_head(session: Session, head: AuditHead) -> bool:
