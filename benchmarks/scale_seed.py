@@ -6,24 +6,30 @@ Argon2id hash (one hash, reused); the bulk tables (studies, reads, assignments, 
 cases, committee seats, notifications, opinion requests) as rows made in Python one at a
 time (Department), sent in batches through psycopg's writer thread, so that the server
 stores one batch while Python makes the next and no table is ever held in memory; the audit
-entries as a valid hash chain with their MACs (computed by qaportal.audit and
-qaportal.audit_anchor, so `qaportal audit-verify` passes). Then the sequences are moved past
-the explicit ids, the statistics' summary tables are rebuilt (`qaportal stats rebuild`'s
-code) and the database is VACUUM ANALYZEd.
+entries, alongside on a second connection, as a valid hash chain with their MACs (the
+entries' canonical JSON written out and checked against qaportal.audit.entry_hash every
+CHECK_EVERY entries, the MACs by qaportal.audit_anchor: `qaportal audit-verify` passes).
+Then the sequences are moved past the explicit ids, the statistics' summary tables are
+rebuilt (`qaportal stats rebuild`'s code) and the database is VACUUM ANALYZEd.
 
 54 users: 1-30 radiologists (readers, requesters, consultants), 31-50 reviewers (committee
 members too), 51-52 QA managers, 53-54 administrators.
 
-Run time (2 cores shared with a page benchmark on another database, load average 2.5-3):
-stage A 44 s (tables 14 s, summary 2 s, 1M audit entries 24 s, VACUUM ANALYZE 3 s) where
-the INSERT ... SELECT seed with unpipelined audit batches took 56 s (tables 13 s, audit 40 s).
+Run time, stage A (1M audit entries), PostgreSQL 15 defaults, 2 cores shared with other
+helpers' tests and benchmarks (load average 5-9), the seed alone (no migration): 59 and 61 s
+(tables 45-49 s with the audit chain alongside, summary 6 s, VACUUM ANALYZE 4 s), where the
+INSERT ... SELECT seed took 131 and 98 s and this COPY seed without the audit chain alongside
+(nor its written-out JSON) 90 s. See docs/architecture.md for stage B.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from hashlib import md5
+from functools import cached_property
+from hashlib import md5, sha256
 from itertools import islice
 
 import psycopg
@@ -36,6 +42,7 @@ QA_IDS, ADMIN_IDS = (51, 52), (53, 54)
 USERS = 54
 SPAN_DAYS = 730
 BATCH = 2_000  # COPY lines a write: a few hundred kB
+CHECK_EVERY = 1_000  # audit entries: one in CHECK_EVERY hashed by qaportal.audit too
 
 STAGES = {  # studies (= reads), reviews, discrepancy cases, opinion requests, audit entries
     "tiny": {"studies": 2_000, "reviews": 5_000, "cases": 200, "opinions": 400,
@@ -112,25 +119,31 @@ class Department:
     def _read(self, assignment: int) -> int:
         return 1 + (assignment - 1) % self.studies
 
-    def assignments_rows(self):
+    @cached_property
+    def _review_times(self) -> list[tuple[str, str, str]]:
+        """(assigned, submitted, due) of the assignments of each read, as COPY text: made
+        once per read, not once per assignment (a tenth of the time)."""
         hour, fortnight = timedelta(hours=1), timedelta(days=14)
+        return [(f"{at + hour}", f"{at + 2 * hour}", f"{at + fortnight}")
+                for at in self.read_at]
+
+    def assignments_rows(self):
+        studies, times = self.studies, self._review_times
         for g in range(1, self.assignments + 1):
-            read = self._read(g)
-            reviewer = 31 + (read + (g - 1) // self.studies) % 20
-            at = self.read_at[read]
-            yield (f"{g}\t{read}\t{reviewer}\tadhoc\tt\t"
-                   f"{'submitted' if g % 20 else 'assigned'}\t{at + hour}\t\t"
-                   f"{at + 2 * hour if g % 20 else NULL}\t{at + fortnight}\n")
+            read = 1 + (g - 1) % studies
+            assigned, submitted, due = times[read]
+            yield (f"{g}\t{read}\t{31 + (read + (g - 1) // studies) % 20}\tadhoc\tt\t"
+                   f"{'submitted' if g % 20 else 'assigned'}\t{assigned}\t\t"
+                   f"{submitted if g % 20 else NULL}\t{due}\n")
 
     def reviews_rows(self):
         """A review of each submitted assignment, with the assignment's id."""
-        two_hours, every = timedelta(hours=2), self.every
+        studies, times, every = self.studies, self._review_times, self.every
         for g in range(1, self.assignments + 1):
             if g % 20:
                 score = "3b" if g % every == 1 else "2a" if g % 7 == 2 else "1"
                 found = "perceptual\tMissed finding." if score != "1" else f"{NULL}\t"
-                at = self.read_at[self._read(g)] + two_hours
-                yield f"{g}\t{g}\t{score}\t\t{found}\tf\t{at}\n"
+                yield f"{g}\t{g}\t{score}\t\t{found}\tf\t{times[1 + (g - 1) % studies][1]}\n"
 
     def _cases(self):
         """(case id, review id, opened at, status) of each '3b' review, in review order."""
@@ -244,18 +257,22 @@ class AuditChain:
 
         step = timedelta(days=SPAN_DAYS) / self.n
         t0 = datetime.now(UTC) - timedelta(days=SPAN_DAYS, minutes=1)
-        prev, key = self.last, self.key
+        labels = ["", *(email(i) for i in range(1, USERS + 1))]
+        prev, key, mac = self.last, self.key, audit_anchor.entry_mac
         for seq in range(1, self.n + 1):
             at = audit._iso(t0 + seq * step)  # the text hashed; PostgreSQL reads it as UTC
-            actor = 1 + seq % USERS
-            fields = {"seq": seq, "occurred_at": at, "actor_id": actor,
-                      "actor_label": email(actor), "action": AUDIT_ACTIONS[seq % 6],
-                      "object_type": "studies", "object_id": str(1 + seq % 100_000),
-                      "source_ip": "127.0.0.1", "details": {"n": seq % 7}, "prev_hash": prev}
-            h = audit.entry_hash(fields)
-            yield (f"{seq}\t{at}\t{actor}\t{fields['actor_label']}\t{fields['action']}\t"
-                   f"studies\t{fields['object_id']}\t127.0.0.1\t{{\"n\": {seq % 7}}}\t{prev}\t"
-                   f"{h}\t{audit_anchor.entry_mac(key, h)}\n")
+            actor, action, n = 1 + seq % USERS, AUDIT_ACTIONS[seq % 6], seq % 7
+            # audit.entry_hash's canonical JSON of the entry (keys sorted, no spaces) written
+            # out: a third of its time; checked against entry_hash every CHECK_EVERY entries
+            text = (f'{{"action":"{action}","actor_id":{actor},"actor_label":"{labels[actor]}",'
+                    f'"details":{{"n":{n}}},"object_id":"{1 + seq % 100_000}",'
+                    f'"object_type":"studies","occurred_at":"{at}","prev_hash":"{prev}",'
+                    f'"seq":{seq},"source_ip":"127.0.0.1"}}')
+            h = sha256(text.encode("ascii")).hexdigest()
+            if seq % CHECK_EVERY == 1 and h != audit.entry_hash(json.loads(text)):
+                raise RuntimeError(f"entry {seq}: the seed's entry text is not entry_hash's")
+            yield (f"{seq}\t{at}\t{actor}\t{labels[actor]}\t{action}\tstudies\t"
+                   f"{1 + seq % 100_000}\t127.0.0.1\t{{\"n\": {n}}}\t{prev}\t{h}\t{mac(key, h)}\n")
             prev = self.last = h
 
 
@@ -278,38 +295,51 @@ def _rebuild_summary(url: str) -> str:
     return ", ".join(f"{table} {n:,} rows" for table, n in written.items())
 
 
-def seed(url: str, stage: str, audit_key: str, say=print) -> dict[str, float]:
-    """Fill the migrated, empty database at url (postgresql://...); return seconds per step."""
-    department = Department(stage, datetime.now(UTC))
-    times: dict[str, float] = {}
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        t = time.perf_counter()
-        _users(cur)
-        for table, cols, rows in BULK:
-            s = time.perf_counter()
-            n = _copy(cur, table, cols, getattr(department, rows)())
-            say(f"  {table}: {n:,} rows in {time.perf_counter() - s:.1f} s")
-        for table in SEQUENCES:
-            setval = (f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
-                      f"(SELECT max(id) FROM {table}))")  # our own table names
-            cur.execute(setval)
-        conn.commit()
-        times["tables"] = time.perf_counter() - t
+def _seed_audit(url: str, n: int, key: str) -> tuple[int, float]:
+    """Write the audit chain and its head in a transaction of its own: (entries, seconds)."""
     t = time.perf_counter()
-    summary = _rebuild_summary(url)
-    times["summary"] = time.perf_counter() - t
-    say(f"  statistics summary (qaportal stats rebuild): {summary} in {times['summary']:.1f} s")
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        t = time.perf_counter()
-        chain = AuditChain(STAGES[stage]["audit"], audit_key)
+        chain = AuditChain(n, key)
         n = _copy(cur, "audit_events", AUDIT_COLUMNS, chain.rows())
         cur.execute("UPDATE audit_head SET seq = %s, entry_hash = %s WHERE id = 1",
                     (n, chain.last))
-        conn.commit()
-        times["audit"] = time.perf_counter() - t
-        say(f"  audit_events: {n:,} chained entries in {times['audit']:.1f} s")
+    return n, time.perf_counter() - t
+
+
+def seed(url: str, stage: str, audit_key: str, say=print) -> dict[str, float]:
+    """Fill the migrated, empty database at url (postgresql://...); return seconds per step
+    (tables: users and bulk tables; audit: the chain, written alongside; summary; analyze).
+
+    The audit chain is written on a second connection, from a second thread, while the bulk
+    tables are (it needs only the users): two server processes at work, Python making
+    both streams of rows (its share is the smaller one)."""
+    department = Department(stage, datetime.now(UTC))
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        _users(cur)
+    with ThreadPoolExecutor(1) as pool:
+        audit = pool.submit(_seed_audit, url, STAGES[stage]["audit"], audit_key)
+        with psycopg.connect(url) as conn, conn.cursor() as cur:
+            for table, cols, rows in BULK:
+                s = time.perf_counter()
+                n = _copy(cur, table, cols, getattr(department, rows)())
+                say(f"  {table}: {n:,} rows in {time.perf_counter() - s:.1f} s")
+            for table in SEQUENCES:
+                setval = (f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                          f"(SELECT max(id) FROM {table}))")  # our own table names
+                cur.execute(setval)
+        times["tables"] = time.perf_counter() - t
+        s = time.perf_counter()
+        summary = _rebuild_summary(url)
+        times["summary"] = time.perf_counter() - s
+        say(f"  statistics summary (qaportal stats rebuild): {summary} in "
+            f"{times['summary']:.1f} s")
+        n, times["audit"] = audit.result()
+        say(f"  audit_events: {n:,} chained entries in {times['audit']:.1f} s (alongside the "
+            f"tables; all done {time.perf_counter() - t:.1f} s after the start)")
     with psycopg.connect(url, autocommit=True) as conn:
-        t = time.perf_counter()
+        s = time.perf_counter()
         conn.execute("VACUUM ANALYZE")
-        times["analyze"] = time.perf_counter() - t
+        times["analyze"] = time.perf_counter() - s
     return times
