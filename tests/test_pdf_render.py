@@ -10,7 +10,15 @@ import time
 import pytest
 from pypdf import PdfReader
 
-from qaportal.pdf import AssetFetcher, PdfError, PdfTimeout, RefusedURL, RenderOptions, render_pdf
+from qaportal.pdf import (
+    AssetFetcher,
+    PdfError,
+    PdfTimeout,
+    RefusedURL,
+    Renderer,
+    RenderOptions,
+    render_pdf,
+)
 from tests.pdftools import info, pdf_fonts, pdf_text, xmp_text
 
 SIMPLE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Renderer check</title>
@@ -111,6 +119,24 @@ def test_render_never_fetches_local_files_or_network():
     assert PdfReader(io.BytesIO(pdf.data)).attachments == {}
     assert "file:///etc/passwd" in pdf.refused_urls
     assert f"{target}/x" in pdf.refused_urls
+
+
+def test_a_renderer_started_ahead_renders_once_and_is_stopped_unused():
+    with Renderer() as renderer:
+        proc = renderer._proc
+        time.sleep(0.2)  # the report would be gathered meanwhile
+        pdf = render_pdf(SIMPLE, RenderOptions(identifier="QAP-AHEADAHEADAHEAD"), renderer)
+        assert proc.returncode == 0 and renderer.take() is None  # used up
+    assert pdf.data.startswith(b"%PDF-") and pdf.page_count == 1
+    assert "Heading" in pdf_text(pdf.data)
+    with Renderer() as unused:
+        proc = unused._proc
+        assert proc.poll() is None
+    assert proc.returncode is not None  # stopped on leaving, not left running
+    with pytest.raises(PdfError), Renderer() as renderer:  # refused settings stop it too
+        proc = renderer._proc
+        render_pdf(SIMPLE, RenderOptions(page_size="tabloid"), renderer)
+    assert proc.returncode is not None
 
 
 def test_render_is_stopped_at_the_time_limit():

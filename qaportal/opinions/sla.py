@@ -68,7 +68,8 @@ def _summary(minutes: list[int], targets: list[float]) -> tuple:
 
 
 def turnaround_stats(requests: Iterable[OpinionRequest]) -> TurnaroundStats:
-    """Summarise turnaround (median, 90th percentile, within target) of signed requests."""
+    """Summarise turnaround (median, 90th percentile, within target) of signed requests
+    (OpinionRequest, or rows with its priority, status and clocks: qa_data.RequestTimes)."""
     rows = [(r.priority, r.turnaround_minutes if r.turnaround_minutes is not None
              else turnaround_minutes(r),
              (r.due_at - r.requested_at).total_seconds() / 60)

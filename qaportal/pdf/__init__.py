@@ -11,13 +11,14 @@ from qaportal.pdf.render import (
     PdfError,
     PdfTimeout,
     RenderedPdf,
+    Renderer,
     RenderOptions,
     render_pdf,
 )
 
 __all__ = [
     "PAGE_SIZES", "PDF_VARIANTS", "AssetFetcher", "PdfError", "PdfTimeout", "RefusedURL",
-    "RenderOptions", "RenderedPdf", "render_pdf",
+    "RenderOptions", "RenderedPdf", "Renderer", "render_pdf",
 ]
 
 

@@ -4,6 +4,8 @@ WeasyPrint cannot be interrupted from another thread, so each render runs in a f
 `python -m qaportal.pdf.worker` process that is killed when the time is up. A plain
 subprocess (rather than fork) keeps the render away from the server's threads, open
 database connections and secrets: it gets a minimal environment and only the HTML.
+A Renderer starts that process ahead of the HTML, so that WeasyPrint loads while the
+report is gathered (qaportal.reports.service.create_export).
 """
 
 from __future__ import annotations
@@ -62,8 +64,35 @@ class RenderedPdf:
     refused_urls: list[str] = field(default_factory=list)
 
 
-def render_pdf(html: str, options: RenderOptions | None = None) -> RenderedPdf:
-    """Render an HTML string to PDF bytes, or raise PdfError / PdfTimeout."""
+class Renderer:
+    """A render process started ahead of its HTML: it loads WeasyPrint (about a second)
+    while the caller gathers the report, and renders the first render_pdf given it.
+    Use as a context manager: leaving it stops the process if it was not used."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = _spawn()
+
+    def take(self) -> subprocess.Popen | None:
+        proc, self._proc = self._proc, None
+        return proc
+
+    def close(self) -> None:
+        proc = self.take()
+        if proc is not None:
+            proc.kill()
+            proc.communicate()
+
+    def __enter__(self) -> Renderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def render_pdf(html: str, options: RenderOptions | None = None,
+               renderer: Renderer | None = None) -> RenderedPdf:
+    """Render an HTML string to PDF bytes, or raise PdfError / PdfTimeout (in the process
+    renderer started, when given one)."""
     options = options or RenderOptions()
     if options.page_size.lower() not in PAGE_SIZES:
         raise PdfError(f"unknown page size {options.page_size!r}")
@@ -74,17 +103,22 @@ def render_pdf(html: str, options: RenderOptions | None = None) -> RenderedPdf:
     if not _slots.acquire(timeout=options.timeout):
         raise PdfTimeout("the PDF renderer is busy with other reports; try again shortly")
     try:
-        return _run(request, options, started)
+        proc = renderer.take() if renderer is not None else None
+        return _run(request, options, started, proc or _spawn())
     finally:
         _slots.release()
 
 
-def _run(request: bytes, options: RenderOptions, started: float) -> RenderedPdf:
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own module
+def _spawn() -> subprocess.Popen:
+    return subprocess.Popen(  # noqa: S603 - fixed argv, our own module
         [sys.executable, "-m", "qaportal.pdf.worker"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=_child_env(), close_fds=True,
     )
+
+
+def _run(request: bytes, options: RenderOptions, started: float,
+         proc: subprocess.Popen) -> RenderedPdf:
     try:
         remaining = max(0.01, options.timeout - (time.monotonic() - started))
         out, err = proc.communicate(request, timeout=remaining)

@@ -40,6 +40,10 @@ def render(html: str, options: dict[str, Any]) -> tuple[bytes, int, list[str]]:
 
 def main() -> int:
     """Serve one render request from stdin to stdout."""
+    # WeasyPrint first: a process started ahead of its request (render.Renderer) loads it
+    # while the report is being gathered.
+    import weasyprint  # noqa: F401
+
     request = json.loads(sys.stdin.buffer.read())
     options = request["options"]
     limit = int(options.get("memory_mb") or 0)

@@ -115,7 +115,10 @@ def _reviews_of_period(start: datetime | None, end: datetime | None, modality: s
     )
     pending = sa.and_(status.is_not(None), status.not_in(DECIDED),
                       score.in_(SIGNIFICANT_SCORES))
-    return from_, where, {"score": score, "confirmed": confirmed, "pending": pending}
+    # the latest amendment's category, even when it cleared it; else the review's own
+    category = sa.case((amendment.id.is_not(None), amendment.category), else_=Review.category)
+    return from_, where, {"score": score, "category": category, "confirmed": confirmed,
+                          "pending": pending}
 
 
 def _count_columns(expr: dict) -> list:
@@ -178,5 +181,23 @@ def review_rows(session: Session, start: datetime, end: datetime, *,
                   expr["score"].label("score"), expr["confirmed"].label("confirmed"),
                   expr["pending"].label("pending"))
         .select_from(from_).where(*where).order_by(Review.id)
+    )
+    return list(session.execute(stmt))
+
+
+def confirmed_rows(session: Session, start: datetime, end: datetime, *,
+                   reader_id: int | None = None) -> list[sa.Row]:
+    """Return the period's confirmed reviews only (those review_rows flags `confirmed`), with
+    what a listing of them shows: effective score and category, the read's finalization
+    time and modalities, and the case's number, final score, outcome and status (None for
+    a legacy review without a case). A reader's year holds a few of them among thousands of
+    reviews: the database picks them out."""
+    from_, where, expr = _reviews_of_period(start, end, None, reader_id)
+    stmt = (
+        sa.select(Review.id, expr["score"].label("score"), expr["category"].label("category"),
+                  OriginalRead.finalized_at, Study.modalities,
+                  DiscrepancyCase.id.label("case_id"), DiscrepancyCase.final_score,
+                  DiscrepancyCase.outcome, DiscrepancyCase.status)
+        .select_from(from_).where(*where, expr["confirmed"]).order_by(Review.id)
     )
     return list(session.execute(stmt))

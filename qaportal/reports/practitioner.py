@@ -104,8 +104,7 @@ def build_packet(params: dict[str, Any], user: User | None, *, fppe: bool) -> di
                             title="Monthly significant-discrepancy rate (this radiologist)")
 
     volume = qa_data.read_volume(session, period, reader.id).get(reader.id, Counter())
-    confirmed = qa_data.confirmed_items(
-        session, stats.review_facts(session, period, reader_id=reader.id))
+    confirmed = qa_data.confirmed_items(session, period, reader.id)
     categories = Counter(i.category or "unspecified" for i in confirmed)
     outcomes = Counter(i.outcome or "not adjudicated (imported)" for i in confirmed)
 

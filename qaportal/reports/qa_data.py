@@ -19,14 +19,11 @@ from qaportal.models import (
     DiscrepancyCase,
     OpinionRequest,
     OriginalRead,
-    Review,
-    ReviewAmendment,
-    ReviewAssignment,
     Study,
 )
-from qaportal.models.opinion import PRIORITIES, PRIORITY_LABELS
+from qaportal.models.opinion import ACTIVE_STATUSES, PRIORITIES, PRIORITY_LABELS
 from qaportal.opinions.sla import target_hours, turnaround_stats
-from qaportal.qa import stats
+from qaportal.qa import aggregates, stats
 from qaportal.qa.stats import first_modality
 
 POSITION_LABELS = {
@@ -116,32 +113,19 @@ class ConfirmedItem:
     status: str | None
 
 
-def confirmed_items(session: Session, facts: Iterable[stats.ReviewFact]) -> list[ConfirmedItem]:
-    """Return the confirmed discrepancies among facts, most recent read first."""
-    ids = [f.review_id for f in facts if f.confirmed]
-    items: list[ConfirmedItem] = []
-    for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
-        amended = {rid: (score, cat) for rid, score, cat in session.execute(
-            sa.select(ReviewAmendment.review_id, ReviewAmendment.score,
-                      ReviewAmendment.category)
-            .where(ReviewAmendment.review_id.in_(chunk)).order_by(ReviewAmendment.id))}
-        rows = session.execute(
-            sa.select(Review.id, Review.score, Review.category, OriginalRead.finalized_at,
-                      Study.modalities, DiscrepancyCase.id, DiscrepancyCase.final_score,
-                      DiscrepancyCase.outcome, DiscrepancyCase.status)
-            .join(ReviewAssignment, Review.assignment_id == ReviewAssignment.id)
-            .join(OriginalRead, ReviewAssignment.read_id == OriginalRead.id)
-            .join(Study, Study.id == OriginalRead.study_id)
-            .outerjoin(DiscrepancyCase, DiscrepancyCase.review_id == Review.id)
-            .where(Review.id.in_(chunk))
-        ).all()
-        for rid, score, cat, read_at, mods, case_id, final, outcome, status in rows:
-            score, cat = amended.get(rid, (score, cat))
-            items.append(ConfirmedItem(
-                reference=f"Case {case_id}" if case_id else f"Review {rid} (imported)",
-                read_date=read_at, modality=first_modality(mods), category=cat,
-                reviewer_score=score, final_score=final or score, outcome=outcome,
-                status=status))
+def confirmed_items(session: Session, period: stats.Period,
+                    reader_id: int) -> list[ConfirmedItem]:
+    """Return the reader's confirmed discrepancies on reads of the period (as
+    stats.review_facts flags them), most recent read first: only those rows are read."""
+    start, end = period.bounds()
+    items = [
+        ConfirmedItem(
+            reference=f"Case {r.case_id}" if r.case_id else f"Review {r.id} (imported)",
+            read_date=r.finalized_at, modality=first_modality(r.modalities),
+            category=r.category, reviewer_score=r.score, final_score=r.final_score or r.score,
+            outcome=r.outcome, status=r.status)
+        for r in aggregates.confirmed_rows(session, start, end, reader_id=reader_id)
+    ]
     return sorted(items, key=lambda i: (i.read_date, i.reference), reverse=True)
 
 
@@ -167,7 +151,7 @@ class TurnaroundRow:
         return self.within_target / self.count if self.count else None
 
 
-def turnaround_rows(requests: list[OpinionRequest], now: datetime) -> list[TurnaroundRow]:
+def turnaround_rows(requests: list[RequestTimes], now: datetime) -> list[TurnaroundRow]:
     """Summarise requests per priority with opinions.sla.turnaround_stats, plus breaches."""
     summary = turnaround_stats(requests)
     rows = []
@@ -185,7 +169,7 @@ def turnaround_rows(requests: list[OpinionRequest], now: datetime) -> list[Turna
     return rows
 
 
-def turnaround_total(rows: list[TurnaroundRow], requests: list[OpinionRequest]) -> dict:
+def turnaround_total(rows: list[TurnaroundRow], requests: list[RequestTimes]) -> dict:
     """Return the all-priorities line of a turnaround table."""
     summary = turnaround_stats(requests)
     return {"count": summary.count, "median_minutes": summary.median_minutes,
@@ -195,19 +179,46 @@ def turnaround_total(rows: list[TurnaroundRow], requests: list[OpinionRequest]) 
             "open_overdue": sum(r.open_overdue for r in rows)}
 
 
-def signed_by(session: Session, consultant_id: int, period: stats.Period) -> list[OpinionRequest]:
+@dataclass(frozen=True, slots=True)
+class RequestTimes:
+    """What the turnaround tables read of a second-opinion request: its priority, status and
+    clocks (the attributes of OpinionRequest that opinions.sla.turnaround_stats reads), read
+    as plain columns: a year of a department's requests is thousands of them."""
+
+    priority: str
+    status: str
+    requested_at: datetime
+    due_at: datetime
+    signed_at: datetime | None
+    breached_at: datetime | None
+    turnaround_minutes: int | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+def _request_times(session: Session, *where) -> list[RequestTimes]:
+    r = OpinionRequest
+    stmt = sa.select(r.priority, r.status, r.requested_at, r.due_at, r.signed_at,
+                     r.breached_at, r.turnaround_minutes).where(*where).order_by(r.id)
+    return [RequestTimes(*row) for row in session.execute(stmt)]
+
+
+def signed_by(session: Session, consultant_id: int, period: stats.Period) -> list[RequestTimes]:
     """Return the requests the consultant signed in the period."""
     start, end = period.bounds()
-    return list(session.scalars(sa.select(OpinionRequest).where(
-        OpinionRequest.consultant_id == consultant_id, OpinionRequest.status == "signed",
-        OpinionRequest.signed_at >= start, OpinionRequest.signed_at < end)))
+    return _request_times(
+        session, OpinionRequest.consultant_id == consultant_id,
+        OpinionRequest.status == "signed", OpinionRequest.signed_at >= start,
+        OpinionRequest.signed_at < end)
 
 
-def requested_in(session: Session, period: stats.Period) -> list[OpinionRequest]:
+def requested_in(session: Session, period: stats.Period) -> list[RequestTimes]:
     """Return every request made in the period (all statuses)."""
     start, end = period.bounds()
-    return list(session.scalars(sa.select(OpinionRequest).where(
-        OpinionRequest.requested_at >= start, OpinionRequest.requested_at < end)))
+    return _request_times(session, OpinionRequest.requested_at >= start,
+                          OpinionRequest.requested_at < end)
 
 
 def codes(ids: Iterable[int], prefix: str) -> dict[int, str]:

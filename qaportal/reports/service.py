@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 from qaportal import audit
 from qaportal.extensions import db
 from qaportal.models import ReportExport, User, utcnow
-from qaportal.pdf import RenderedPdf, RenderOptions, render_pdf
+from qaportal.pdf import RenderedPdf, Renderer, RenderOptions, render_pdf
 from qaportal.reports import storage
 from qaportal.reports.registry import PEER_REVIEW_STATEMENT, REPORTS, ReportDefinition, ReportForm
 
@@ -115,9 +115,11 @@ def create_export(kind: str, params: dict[str, Any], user: User | None,
     document_id = new_document_id()
     created_at = utcnow()
     by = label or actor_label(user, "command line")
-    html, doc = render_html(kind, params, user, document_id=document_id, generated_by=by,
-                       generated_at=created_at)
-    pdf = render_pdf(html, render_options(document_id))
+    # The render process starts now and loads WeasyPrint while the report is gathered.
+    with Renderer() as renderer:
+        html, doc = render_html(kind, params, user, document_id=document_id, generated_by=by,
+                                generated_at=created_at)
+        pdf = render_pdf(html, render_options(document_id), renderer)
     key = f"{created_at:%Y/%m}/{document_id}.pdf"
     export = ReportExport(
         document_id=document_id, kind=kind, title=doc.title[:200],
