@@ -11,6 +11,7 @@ The files of the first open are compressed ahead, when the server starts (warm.p
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import re
@@ -35,23 +36,35 @@ def gzip_cache(app) -> Path:
 
 
 def gzipped(dist: Path, path: str, cache: Path) -> Path:
-    """Return the gzip of dist/path kept in cache, making it if missing or stale."""
+    """Return the gzip of dist/path kept in cache, making it if missing or stale.
+
+    One compressor per file at a time (an flock on <target>.lock): a request arriving while
+    another process or thread (warm.py) compresses the same file waits for that result
+    instead of compressing it again alongside."""
     source = dist / path
     st = source.stat()
     target = cache / f"{path}.{st.st_size}-{int(st.st_mtime)}.gz"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
-                                                           compresslevel=6, mtime=0) as out:
-                with source.open("rb") as src:
-                    shutil.copyfileobj(src, out)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{target}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            _compress(source, target)
     return target
+
+
+def _compress(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
+                                                       compresslevel=6, mtime=0) as out:
+            with source.open("rb") as src:
+                shutil.copyfileobj(src, out)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def send(dist: Path, path: str, accept_encoding: str):
