@@ -12,7 +12,8 @@ FIRST_IMAGE lists the webpack chunk ids (and the one font) OHIF 3.13 requested o
 to its first image of a CT (measured with benchmarks/viewer.py, fresh browser profile). A
 chunk named here but absent from the build is skipped; a chunk the build loads but not
 named here is simply loaded late, as before. When bumping OHIF, re-list them (the chunks
-requested before the first /frames/ request; docs/viewer-ohif.md, "Bumping").
+requested before the first /frames/ request; docs/viewer-ohif.md, "Fetching and bumping
+the version").
 """
 
 from __future__ import annotations
