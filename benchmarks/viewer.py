@@ -8,7 +8,7 @@ The portal is served by gunicorn (sync workers, as `make run`), with the fetched
 in a throw-away browser (the server compresses the build's files on this first request,
 once: "server cold"), then in a fresh browser profile (empty HTTP cache: the issue's
 figure), then again in that profile (files from the browser's cache: "browser warm").
-Run from the repository root: `python benchmarks/viewer.py [--slices 500]`.
+Run from the repository root: `python benchmarks/viewer.py [--slices 500] [--no-scroll]`.
 """
 
 from __future__ import annotations
@@ -150,6 +150,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=500)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--no-scroll", action="store_true",
+                        help="first images only: no whole-series scroll, no built-in viewer")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
@@ -164,7 +166,8 @@ def main() -> None:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=WEBGL_ARGS)
                 results = {}
-                for name, scroll in (("OHIF server cold", False), ("OHIF", True),
+                for name, scroll in (("OHIF server cold", False),
+                                     ("OHIF", not args.no_scroll),
                                      ("OHIF browser warm", False)):
                     if name != "OHIF browser warm":  # a fresh profile: empty HTTP cache
                         context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -173,7 +176,8 @@ def main() -> None:
                     results[name] = ohif(page, base, uid, args.slices, scroll)
                     if name == "OHIF server cold":
                         context.close()
-                results["built-in"] = builtin(page, base, study_id, args.slices)
+                if not args.no_scroll:
+                    results["built-in"] = builtin(page, base, study_id, args.slices)
                 browser.close()
     print(f"{args.slices}-slice CT, Chromium (software WebGL2 for OHIF), gunicorn "
           f"{args.workers} sync workers")

@@ -78,6 +78,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     dicomweb_cors.init_app(app)  # CORS preflights before it (they carry no credentials)
     hooks.init_app(app)
     ratelimit.init_app(app)
+    from qaportal.ohif import warm as ohif_warm
+
+    ohif_warm.init_app(app)  # compress the viewer's first-open files once serving starts
     navigation.init_app(app)
     templating.init_app(app)
     request_session.init_app(app)  # last: its hook goes first (rows survive a view's commit)

@@ -65,3 +65,28 @@ def test_a_changed_file_is_compressed_again(client, login_as, ohif_build):  # no
 def test_static_files_still_need_sign_in(client, ohif_build):  # noqa: F811
     resp = client.get("/viewer/ohif/app.bundle.abc.js", headers={"Accept-Encoding": "gzip"})
     assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+
+
+def test_a_file_being_compressed_is_waited_for_not_compressed_twice(app, ohif_build):  # noqa: F811
+    import fcntl
+    import threading
+
+    from qaportal.ohif import static
+
+    name = HASHED.rsplit("/", 1)[1]
+    _add(ohif_build, name, BODY)
+    dist, cache = ohif_build / "dist", static.gzip_cache(app)
+    st = (dist / name).stat()
+    target = cache / f"{name}.{st.st_size}-{int(st.st_mtime)}.gz"
+    cache.mkdir(parents=True)
+    got = []
+    with open(f"{target}.lock", "w") as held:  # another worker is compressing it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=lambda: got.append(static.gzipped(dist, name, cache)))
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not target.exists()  # waiting, not compressing
+        target.write_bytes(gzip.compress(b"the other worker's result"))
+    waiter.join()
+    assert got == [target]
+    assert gzip.decompress(target.read_bytes()) == b"the other worker's result"

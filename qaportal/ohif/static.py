@@ -6,10 +6,12 @@ fifth. Each file is compressed the first time a browser asking for gzip needs it
 of one server share it and a rebuilt build is compressed again). Files whose name carries a
 content hash (webpack's `name.<16 hex>.js`, `<16 hex>.wasm`) never change under that name:
 the browser may keep them a year without asking. Caching stays private (behind sign-in).
+The files of the first open are compressed ahead, when the server starts (warm.py).
 """
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import re
@@ -29,33 +31,48 @@ def cache_control(path: str) -> str:
     return IMMUTABLE if HASHED.search(path.rsplit("/", 1)[-1]) else SHORT
 
 
-def _gzipped(dist: Path, path: str) -> Path:
-    """Return the cached gzip of dist/path, making it if missing or stale."""
+def gzip_cache(app) -> Path:
+    return Path(app.instance_path) / "ohif-gzip"
+
+
+def gzipped(dist: Path, path: str, cache: Path) -> Path:
+    """Return the gzip of dist/path kept in cache, making it if missing or stale.
+
+    One compressor per file at a time (an flock on <target>.lock): a request arriving while
+    another process or thread (warm.py) compresses the same file waits for that result
+    instead of compressing it again alongside."""
     source = dist / path
     st = source.stat()
-    cache = Path(current_app.instance_path) / "ohif-gzip"
     target = cache / f"{path}.{st.st_size}-{int(st.st_mtime)}.gz"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
-                                                           compresslevel=6, mtime=0) as out:
-                with source.open("rb") as src:
-                    shutil.copyfileobj(src, out)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{target}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.is_file():
+            _compress(source, target)
     return target
+
+
+def _compress(source: Path, target: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb",
+                                                       compresslevel=6, mtime=0) as out:
+            with source.open("rb") as src:
+                shutil.copyfileobj(src, out)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def send(dist: Path, path: str, accept_encoding: str):
     """The response for dist/path: gzip when accepted and worth it, with its caching."""
     wants_gzip = "gzip" in accept_encoding.lower()
     if wants_gzip and Path(path).suffix in COMPRESSIBLE:
-        response = send_file(_gzipped(dist, path), mimetype=None, conditional=True,
-                             download_name=Path(path).name, max_age=0)
+        response = send_file(gzipped(dist, path, gzip_cache(current_app)), mimetype=None,
+                             conditional=True, download_name=Path(path).name, max_age=0)
         response.headers["Content-Encoding"] = "gzip"
         response.headers.pop("Content-Disposition", None)
     else:
