@@ -127,6 +127,15 @@ def summarise(path: str, slowest: int = 25) -> None:
     by_path = defaultdict(list)
     for r in rows:
         by_path[r["path"]].append(r)
+    total_cpu = sum(r["cpu"] for r in rows) or 1.0
+    print(f"\n{'requests':>8} {'wall p50':>8} {'wall max':>8} {'cpu p50':>8} {'sql p50':>8} "
+          f"{'cpu share':>9}  path")
+    for p, rs in sorted(by_path.items(), key=lambda kv: -sum(r["cpu"] for r in kv[1])):
+        walls = sorted(r["wall"] for r in rs)
+        print(f"{len(rs):8} {walls[len(walls) // 2]:8.0f} {walls[-1]:8.0f} "
+              f"{sorted(r['cpu'] for r in rs)[len(rs) // 2]:8.0f} "
+              f"{sorted(r['sql'] for r in rs)[len(rs) // 2]:8.0f} "
+              f"{sum(r['cpu'] for r in rs) / total_cpu:9.0%}  {p[:60]}")
     gc2 = sum(r["gc"][2] for r in rows)
     print(f"\ngc: gen2 {sum(r['gc_n'][2] for r in rows)} runs, {gc2:.0f} ms in all; "
           f"gen1 {sum(r['gc_n'][1] for r in rows)} runs, {sum(r['gc'][1] for r in rows):.0f} ms; "
