@@ -82,12 +82,16 @@ def timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]
 class Server:
     """gunicorn with 3 workers on a free loopback port; stopped by stop() (always)."""
 
-    def __init__(self, env: dict[str, str], log: Path):
+    def __init__(self, env: dict[str, str], log: Path, timing_log: str | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log.open("ab")
+        timing = []
+        if timing_log:  # per-request breakdown in each worker (benchmarks/request_timing.py)
+            env = {**env, "QAPORTAL_REQUEST_TIMING": str(Path(timing_log).resolve())}
+            timing = ["-c", "python:benchmarks.request_timing"]
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--workers", "3", "--bind",
+            [str(Path(sys.executable).parent / "gunicorn"), *timing, "--workers", "3", "--bind",
              f"127.0.0.1:{self.port}", "--timeout", "120", "qaportal:create_app()"],
             env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         import requests
@@ -132,10 +136,11 @@ def run(args, url: str, instance: Path, seeded: bool) -> list[tuple]:
               f"{steps['audit']:.0f} s side by side, summary {steps['summary']:.0f} s, "
               f"VACUUM ANALYZE {steps['analyze']:.0f} s)", flush=True)
         rows.append(("seed (COPY)", "", f"{took:.0f} s", "", "-"))
-    server = Server(env, instance / "gunicorn.log")
+    server = Server(env, instance / "gunicorn.log", args.timing_log)
     try:
         if not args.load_only:
-            for r in scale_load.measure_pages(server.base, repeat=args.repeat):
+            for r in scale_load.measure_pages(server.base, repeat=args.repeat,
+                                                   only=args.only):
                 ok = r.status == 200 and r.p95 < PAGE_P95_MS
                 rows.append((f"{r.label} [{r.status}]", f"{r.p50:.0f}", f"{r.p95:.0f}",
                              f"p95 < {PAGE_P95_MS} ms", verdict(ok)))
@@ -204,6 +209,9 @@ def main(argv: list[str] | None = None) -> list[tuple]:
                     type=lambda v: [int(x) for x in v.split(",") if x])
     ap.add_argument("--duration", type=float, default=60.0, help="seconds per load run")
     ap.add_argument("--repeat", type=int, default=30, help="timed requests per page")
+    ap.add_argument("--timing-log", help="append each request's time breakdown in the "
+                    "workers to this file (benchmarks/request_timing.py summarises it)")
+    ap.add_argument("--only", help="measure only the pages whose label contains this")
     args = ap.parse_args(argv)
     server = sa.make_url(args.db_url or args.server)
     if server.host not in ("127.0.0.1", "localhost", "::1"):

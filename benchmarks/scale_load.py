@@ -92,12 +92,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def measure_pages(base: str, repeat: int = 30, warmup: int = 3) -> Iterator[PageResult]:
+def measure_pages(base: str, repeat: int = 30, warmup: int = 3,
+                  only: str | None = None) -> Iterator[PageResult]:
     """Sign in once per account, warm every page up, then time `repeat` sequential GETs
     of each, yielding each page's result as it is done; the status is the last one seen
-    that was not 200, else 200."""
+    that was not 200, else 200. `only`: the pages whose label contains it."""
     sessions: dict[int, requests.Session] = {}
     for label, user_id, path in pages():
+        if only and only not in label:
+            continue
         if user_id not in sessions:
             sessions[user_id] = sign_in(base, user_id)
         s = sessions[user_id]

@@ -100,6 +100,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         from qaportal import audit_key
 
         audit_key.check_at_start(app)  # another server's key: refuse to start
+    if app.config["GC_FREEZE"] and not app.testing:
+        from qaportal import gc_settle
+
+        gc_settle.freeze_start_up()
     return app
 
 

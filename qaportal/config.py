@@ -140,6 +140,11 @@ class Defaults:
     # create_app compares the key's fingerprint with the database's and refuses another key
     # (qaportal/audit_key.py); the CLI checks in the commands that run for long (worker).
     AUDIT_KEY_CHECK = True
+    # After start-up the app's own objects (modules, mappers, routes: about 200,000) are
+    # moved out of the garbage collector's reach (gc.freeze, qaportal/gc_settle.py): a full
+    # collection then walks only what requests left behind, not them (~100 ms each time in
+    # a web worker otherwise). Off in tests, which build many apps in one process.
+    GC_FREEZE = True
     # Key of the DICOM peers' credentials at rest (see qaportal/feeds/secrets.py).
     FEEDS_KEY: str | None = None
     AUDIT_ANCHOR_FILE: str | None = None
@@ -226,6 +231,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "DATABASE_URL": ("SQLALCHEMY_DATABASE_URI", str),
     "SECRET_KEY": ("SECRET_KEY", str),
     "LOCAL": ("LOCAL", _bool),
+    "GC_FREEZE": ("GC_FREEZE", _bool),
     "PROXY_FIX": ("PROXY_FIX", _bool),
     "IDLE_TIMEOUT_MINUTES": ("IDLE_TIMEOUT_MINUTES", int),
     "SESSION_ABSOLUTE_HOURS": ("SESSION_ABSOLUTE_HOURS", float),

@@ -22,6 +22,10 @@ from flask import g, has_app_context
 from flask.testing import FlaskClient
 
 from qaportal import create_app
+
+# The tests build many apps in this one process: none of them freezes the garbage
+# collector's view of it (qaportal/gc_settle.py; a server does, once).
+os.environ.setdefault("QAPORTAL_GC_FREEZE", "0")
 from qaportal.extensions import db as _db
 from tests import empty_schema, route_builders
 from tests.factories import DEFAULT_PASSWORD

@@ -204,6 +204,33 @@ def test_queries_do_not_grow_with_rows(counts, name):
         f"{3 * N}; the extra ones:\n" + "\n".join(_extra(small, large)))
 
 
+# Statements per request of the busiest lists, at most (both databases): each listed row's
+# related rows come joined into the page's own query, or one query for all rows, and only
+# what the page shows is loaded. A new relationship loaded per row kind raises these.
+# (Before the joined loaders of qaportal/models/loading.py: 44, 42, 27, 46, 30, 31, 28, 28,
+# 29, 26.)
+BUDGETS = {
+    "review worklist": 14,
+    "review worklist json": 12,
+    "review worklist json, cursors": 12,
+    "review worklist, cursors": 16,
+    "reader feedback list": 10,
+    "reader feedback list, cursor": 11,
+    "discrepancy cases, all": 9,
+    "discrepancy cases, open": 9,
+    "discrepancy cases, every state": 10,
+    "qa reviews list": 10,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETS))
+def test_busy_lists_stay_within_their_statement_budget(counts, name):
+    statements = counts[name][1]
+    assert len(statements) <= BUDGETS[name], (
+        f"{name}: {len(statements)} statements, budget {BUDGETS[name]}:\n"
+        + "\n".join(s[:160] for s in statements))
+
+
 def _extra(small: list[str], large: list[str]) -> list[str]:
     seen = list(small)
     extra = []

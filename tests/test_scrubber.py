@@ -69,3 +69,15 @@ def test_a_short_name_is_not_read_into_a_longer_word():
 def test_generic_words_of_the_institution_stay():
     out = patient_scrubber(_study())("Seen at another medical center; CT 12 mm.")
     assert out == "Seen at another medical center; CT 12 mm."
+
+
+def test_a_scrubber_is_compiled_once_per_process():
+    # List pages build one or two scrubbers a row; compiling one costs milliseconds.
+    from qaportal.studies import scrubber
+
+    study = _study(patient_name="KEPT^ONCE^Z", patient_id="MRN-7770001")
+    patient_scrubber(study)
+    before = scrubber._compiled.cache_info()
+    assert patient_scrubber(study)("KEPT ONCE, 7770001.") == "[removed], [removed]."
+    after = scrubber._compiled.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)

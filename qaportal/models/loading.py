@@ -7,13 +7,14 @@ Each function returns options relative to its entity, so they nest:
 
 from __future__ import annotations
 
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, lazyload, selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
 from qaportal.models.discrepancy import DiscrepancyCase
 from qaportal.models.opinion import OpinionRequest
 from qaportal.models.review import Review, ReviewAssignment
 from qaportal.models.study import OriginalRead, Study
+from qaportal.models.user import User
 
 
 def study_rows() -> list[LoaderOption]:
@@ -48,6 +49,63 @@ def case_rows() -> list[LoaderOption]:
     """A discrepancy case with its review, committee and votes."""
     return [selectinload(DiscrepancyCase.review).options(*review_rows()),
             selectinload(DiscrepancyCase.members), selectinload(DiscrepancyCase.votes)]
+
+
+def _listed_person(relationship) -> LoaderOption:
+    """A person named on a listed row, joined, without the roles and subspecialties User
+    loads by default (a list shows a name and scrubs it from text, nothing more; were they
+    read, they would load on first use)."""
+    return joinedload(relationship).options(lazyload(User.roles),
+                                            lazyload(User.subspecialties))
+
+
+def listed_read_rows() -> list[LoaderOption]:
+    """A read, its reader, its study and the study's uploader in the row of the page's own
+    query (joined: each is at most one row per listed row), the study's read too (the same
+    row again: the presenter reaches the reader through it)."""
+    return [_listed_person(OriginalRead.reader),
+            joinedload(OriginalRead.study, innerjoin=True).options(
+                _listed_person(Study.owner), joinedload(Study.read))]
+
+
+def listed_assignment_rows() -> list[LoaderOption]:
+    """A worklist row: the assignment's read (as listed_read_rows), its reviewer, and its
+    review with the review's amendments: 2 statements after the page's own, however many
+    rows, where assignment_rows takes 16."""
+    return [joinedload(ReviewAssignment.read, innerjoin=True).options(*listed_read_rows()),
+            _listed_person(ReviewAssignment.reviewer),
+            selectinload(ReviewAssignment.review).selectinload(Review.amendments)]
+
+
+def listed_case_rows() -> list[LoaderOption]:
+    """A case as the reader's feedback list shows it: its review, the review's assignment
+    and read (as listed_read_rows), joined; not its committee nor votes (not shown)."""
+    return [joinedload(DiscrepancyCase.review, innerjoin=True)
+            .joinedload(Review.assignment, innerjoin=True)
+            .joinedload(ReviewAssignment.read, innerjoin=True).options(*listed_read_rows())]
+
+
+def qa_listed_review_rows() -> list[LoaderOption]:
+    """A row of the QA reviews list: the review's amendments (its effective score), its
+    assignment's reviewer, read, reader and study, joined (the study's uploader and read are
+    not shown there)."""
+    return [selectinload(Review.amendments),
+            joinedload(Review.assignment, innerjoin=True).options(
+                _listed_person(ReviewAssignment.reviewer),
+                joinedload(ReviewAssignment.read, innerjoin=True).options(
+                    _listed_person(OriginalRead.reader),
+                    joinedload(OriginalRead.study, innerjoin=True)))]
+
+
+def qa_listed_case_rows() -> list[LoaderOption]:
+    """A row of the QA discrepancy case list: reader, reviewer and effective review score
+    (as qa_listed_review_rows, without the study: not shown); not the committee nor votes."""
+    return [joinedload(DiscrepancyCase.review, innerjoin=True).options(
+        selectinload(Review.amendments),
+        joinedload(Review.assignment, innerjoin=True).options(
+            _listed_person(ReviewAssignment.reviewer),
+            joinedload(ReviewAssignment.read, innerjoin=True)
+            .options(_listed_person(OriginalRead.reader))))]
 
 
 def opinion_request_rows() -> list[LoaderOption]:

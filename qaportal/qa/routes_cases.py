@@ -60,7 +60,7 @@ def reviews():
     if flag == "corrected":  # scored on a read corrected since
         stmt = stmt.where(Review.id.in_(corrected_review_ids()))
     page = keyset_page(db.session, stmt, REVIEW_ORDER, Review.id, request.args.get("cursor"),
-                       PAGE_SIZE, options=loading.review_rows())
+                       PAGE_SIZE, options=loading.qa_listed_review_rows())
     total, capped = capped_count(db.session, stmt, current_app.config["LIST_COUNT_CAP"])
     audit.record("qa.identities_viewed", page="reviews", count=len(page.items))
     db.session.commit()
@@ -147,7 +147,7 @@ def cases():
     stmt = cases_stmt(status)
     page = keyset_page(db.session, stmt, CASE_ORDER, DiscrepancyCase.id,
                        request.args.get("cursor"), current_app.config["LIST_PAGE_SIZE"],
-                       options=loading.case_rows())
+                       options=loading.qa_listed_case_rows())
     total, capped = capped_count(db.session, stmt, current_app.config["LIST_COUNT_CAP"])
     audit.record("qa.identities_viewed", page="cases", count=len(page.items))
     db.session.commit()

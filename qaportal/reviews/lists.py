@@ -44,7 +44,7 @@ def assignments_page(reviewer_id: int, status: str, cursor: str | None) -> Page:
     """One page of a reviewer's assignments in one state."""
     order = OPEN_ORDER if status == "assigned" else DONE_ORDER
     return keyset_page(db.session, assignments_stmt(reviewer_id, status), order, A.id, cursor,
-                       page_size(), options=loading.assignment_rows())
+                       page_size(), options=loading.listed_assignment_rows())
 
 
 def seats_stmt(user_id: int) -> sa.Select:
@@ -71,4 +71,4 @@ def feedback_stmt(reader_id: int) -> sa.Select:
 def feedback_page(reader_id: int, cursor: str | None) -> Page:
     """One page of the feedback on a reader's reads."""
     return keyset_page(db.session, feedback_stmt(reader_id), FEEDBACK_ORDER, DiscrepancyCase.id,
-                       cursor, page_size(), options=loading.case_rows())
+                       cursor, page_size(), options=loading.listed_case_rows())

@@ -10,10 +10,15 @@ common ways each value is written; it removes known values only, never guesses o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from datetime import date
 
+# Compiled scrubbers kept per process (about 15 KB each): a department's open worklists,
+# feedback and study list pages, each study or set of people compiled once. re's own
+# cache (512 patterns, shared with every other regex) was churned by the list pages.
+SCRUBBER_CACHE = 2048
 REMOVED = "[removed]"
 WITHHELD = "[name withheld]"
 
@@ -189,8 +194,15 @@ def compile_scrubber(patterns: Iterable[str], replacement: str) -> Scrub:
     unique = list(dict.fromkeys(patterns))
     if not unique:
         return lambda text: text or ""
-    regex = re.compile("|".join(f"(?:{p})" for p in unique), re.IGNORECASE)
+    regex = _compiled("|".join(f"(?:{p})" for p in unique))
     return lambda text: regex.sub(replacement, text or "")
+
+
+@functools.lru_cache(maxsize=SCRUBBER_CACHE)
+def _compiled(alternation: str) -> re.Pattern:
+    """The compiled scrubber of these alternatives, kept for the next page that shows the
+    same study or people (compiling one costs 3-7 ms; a list page builds one or two a row)."""
+    return re.compile(alternation, re.IGNORECASE)
 
 
 def people_patterns(users: Iterable) -> list[str]:
