@@ -89,8 +89,7 @@ def post_worker_init(worker) -> None:
         t, c = time.perf_counter(), time.thread_time()
         body = app(environ, sr)
         try:
-            for chunk in body:
-                yield chunk
+            yield from body
         finally:
             if hasattr(body, "close"):
                 body.close()
