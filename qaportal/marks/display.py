@@ -93,6 +93,30 @@ def _value(m: dict) -> str:
     return f"{concept or 'Value'} {m['value']:.4g} {unit}".rstrip()
 
 
+def _where(m: dict, instances: dict[int, Instance]) -> str:
+    """Where a measurement was made: its image, or the plane of a 3D mark."""
+    caption = image_caption(instances.get(m.get("image_id")), m.get("frame"))
+    if m.get("coordinates") == "2D":
+        return caption
+    if m.get("image_points"):
+        return f"{caption} (3D mark, on this image's plane)"
+    return "3D, on a reformatted plane (not drawn)"
+
+
+def drawn_regions(mark: ViewerMark, image_id: int, frame: int | None) -> list[dict]:
+    """The mark's regions on one image frame in pixel coordinates: its 2D regions and the
+    3D marks placed on that image (qaportal.marks.planes)."""
+    out = []
+    for m in mark.measurements:
+        if m.get("image_id") != image_id or (m.get("frame") or 1) != (frame or 1):
+            continue
+        if m.get("coordinates") == "2D":
+            out.append(m)
+        elif m.get("image_points"):
+            out.append({**m, "points": m["image_points"]})
+    return out
+
+
 def present(marks: list[ViewerMark], *, author_label, blind: bool, study=None,
             pdf: bool = False) -> list[MarkView]:
     """Return what to show of each mark; author_label(user) names the author (a blind
@@ -105,8 +129,7 @@ def present(marks: list[ViewerMark], *, author_label, blind: bool, study=None,
             view.rows.append(MeasurementRow(
                 label=m.get("label") or "", what=_value(m),
                 finding_site=m.get("finding_site") or "",
-                image=(image_caption(instances.get(m.get("image_id")), m.get("frame"))
-                       if m.get("coordinates") == "2D" else "3D (frame of reference)"),
+                image=_where(m, instances),
                 graphic=(m.get("graphic_type") or "").lower()))
         if blind and study is not None and study.burned_in_suspected:
             view.images_note = BURNED_IN
@@ -141,9 +164,7 @@ def key_image_png(mark: ViewerMark, index: int, size: int = THUMB_PX) -> bytes:
     inst = db.session.get(Instance, ref["image_id"])
     if inst is None:
         raise KeyImageProblem("the image is no longer stored")
-    regions = [m for m in mark.measurements
-               if m.get("image_id") == inst.id and m.get("coordinates") == "2D"
-               and (m.get("frame") or 1) == (ref.get("frame") or 1)]
+    regions = drawn_regions(mark, inst.id, ref.get("frame"))
     frame = (ref.get("frame") or 1) - 1
     try:
         data = image_store().read_verified(inst.storage_key, inst.sha256)

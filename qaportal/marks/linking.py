@@ -22,6 +22,7 @@ from qaportal.dicom.marks import MarksDocument, MarksError, is_marks_class, read
 from qaportal.dicomweb.stow_ingest import Outcome
 from qaportal.extensions import db
 from qaportal.marks.context import HEADER, Draft, StowContext, drafts_of
+from qaportal.marks.planes import place, study_planes
 from qaportal.models import Instance, Series, Study, ViewerMark
 from qaportal.models.viewer_mark import ImmutableMarksError
 from qaportal.studies.storage import image_store
@@ -95,10 +96,10 @@ def _link_one(ctx: StowContext, o: Outcome, drafts: list[Draft]) -> LinkResult:
     if missing:
         return LinkResult(reason=f"not linked: {len(missing)} referenced image(s) are not in "
                                  f"the study of {draft.label} (the instance is stored)")
+    measurements = _measurements(doc, images, draft.target)
     mark = ViewerMark(instance_id=inst.id, kind=doc.kind, title=doc.title[:200],
-                      author_id=ctx.user.id, measurements=_measurements(doc, images),
-                      key_images=[{"image_id": images[k.sop_uid], "frame": k.frame}
-                                  for k in doc.key_images])
+                      author_id=ctx.user.id, measurements=measurements,
+                      key_images=_key_images(doc, images, measurements))
     if draft.kind == "opinion-request":
         mark.opinion_request_id = draft.obj.id
     else:
@@ -127,7 +128,8 @@ def _served_instances(draft: Draft) -> dict[str, int]:
     return {target.uid(uid): ident for ident, uid in rows}
 
 
-def _measurements(doc: MarksDocument, images: dict[str, int]) -> list[dict]:
+def _measurements(doc: MarksDocument, images: dict[str, int], target) -> list[dict]:
+    planes = None
     out = []
     for m in doc.measurements:
         row = m.as_dict()
@@ -136,5 +138,23 @@ def _measurements(doc: MarksDocument, images: dict[str, int]) -> list[dict]:
         for key in ("sop_uid", "tracking_uid", "frame_of_reference_uid"):
             row.pop(key)
         row["image_id"] = images[m.sop_uid] if m.sop_uid else None
+        if m.coordinates == "3D" and target is not None:
+            # A mark made on a multiplanar view: on the acquired image whose plane holds it.
+            planes = study_planes(target) if planes is None else planes
+            placed = place(m.points, m.frame_of_reference_uid or "", planes)
+            if placed is not None:
+                row.update(image_id=placed.image_id, frame=placed.frame,
+                           image_points=placed.points)
         out.append(row)
+    return out
+
+
+def _key_images(doc: MarksDocument, images: dict[str, int],
+                measurements: list[dict]) -> list[dict]:
+    """The document's key images, then the images 3D marks were placed on (once each)."""
+    out = [{"image_id": images[k.sop_uid], "frame": k.frame} for k in doc.key_images]
+    for row in measurements:
+        ref = {"image_id": row["image_id"], "frame": row.get("frame")}
+        if row.get("image_points") and ref not in out:
+            out.append(ref)
     return out

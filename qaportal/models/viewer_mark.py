@@ -58,7 +58,9 @@ class ViewerMark(Base):
     author_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # [{label, concept, value, unit, finding, finding_site, graphic_type, points,
-    #   coordinates, image_id, frame}, ...]; image_id: the referenced Instance.id or None.
+    #   coordinates, image_id, frame[, image_points]}, ...]; image_id: the referenced
+    #   Instance.id or None. A 3D mark (points in mm) placed on the acquired image whose
+    #   plane holds it also has that image's id and frame and image_points in its pixels.
     measurements: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
     # [{image_id, frame}, ...]: the key images (a KOS's selection, an SR's measured images).
     key_images: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
