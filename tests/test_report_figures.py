@@ -121,7 +121,9 @@ def raw_reviews(session) -> list[dict]:
         score, category = (am.score, am.category) if am else (review.score, review.category)
         case = session.scalar(sa.select(DiscrepancyCase)
                               .where(DiscrepancyCase.review_id == review.id))
+        source = session.get(ReviewAssignment, review.assignment_id).source
         rows.append({"id": review.id, "reader": read.reader_id, "at": read.finalized_at,
+                     "rated": source in ("sample", "legacy"),
                      "modalities": read.study.modalities, "score": score,
                      "category": category, "case": case})
     return rows
@@ -146,7 +148,8 @@ def raw_confirmed(rows: list[dict], period: stats.Period,
                 read_date=row["at"], modality=(row["modalities"] or "").split("/")[0] or "?",
                 category=row["category"], reviewer_score=score,
                 final_score=(case.final_score if case else None) or score,
-                outcome=case.outcome if case else None, status=case.status if case else None))
+                outcome=case.outcome if case else None, status=case.status if case else None,
+                rated=row["rated"]))
     return sorted(items, key=lambda i: (i.read_date, i.reference), reverse=True)
 
 
@@ -206,6 +209,7 @@ def test_reports_print_the_raw_figures(db, world):
         assert ctx["confirmed"] == want[:MAX_LISTED]
         assert (ctx["confirmed_total"], ctx["confirmed_more"]) == \
             (len(want), max(0, len(want) - MAX_LISTED))
+        assert ctx["confirmed_adhoc"] == sum(not i.rated for i in want)
         assert dict(ctx["categories"]) == Counter(i.category or "unspecified" for i in want)
         assert dict(ctx["outcomes"]) == Counter(i.outcome or "not adjudicated (imported)"
                                                 for i in want)
@@ -226,6 +230,7 @@ def test_the_world_exercises_every_branch(db, world):
     items = [i for r in world["readers"] for i in raw_confirmed(rows, PERIOD, r.id)]
     assert {i.status for i in items} >= {None, "decided", "closed"}
     assert any(i.final_score != i.reviewer_score for i in items)  # the committee changed it
+    assert {i.rated for i in items} == {True, False}  # sampled and ad hoc reviews
     # the amendments' categories, one of them cleared (the review's own was "technical")
     assert {(i.reviewer_score, i.category) for i in items} >= {("3b", "interpretive"),
                                                                ("1", None)}

@@ -226,6 +226,28 @@ def test_long_periods_list_at_most_thirty_discrepancies(app):
     assert "33 / 33" in text and "Hidden Reviewer" not in text
 
 
+def test_ad_hoc_confirmed_discrepancies_are_listed_as_such_and_left_out_of_the_rate(app):
+    qa = make_user(["qa_manager"])
+    reader = make_user(["radiologist"], full_name="Ada Adhoc")
+    reviewer = make_user(["reviewer"])
+    when = stats.Period.last_months(1).start
+    at = datetime.combine(when, time(1), UTC)
+    for i, (score, source) in enumerate((("3b", "adhoc"), ("3a", "legacy"), ("1", "legacy"),
+                                         ("1", "legacy"))):
+        make_review(make_study(reader, finalized_at=at + timedelta(minutes=i)).read,
+                    reviewer, score, source=source)
+    db.session.commit()
+    _, pdf = create_export("oppe", {"radiologist": reader.email, "date_from": when,
+                                    "date_to": when + timedelta(days=40),
+                                    "confidential": True}, qa)
+    text = _squash(pdf_text(pdf.data))
+    listed = re.findall(r"Review \d+ \(imported\)( \(ad hoc\))?", text)
+    assert sorted(listed) == ["", " (ad hoc)"]
+    assert ("1 of these 2 confirmed discrepancies came from ad hoc (not sampled) review, "
+            "marked “(ad hoc)”: it is listed here but not in the discrepancy rate") in text
+    assert "Ada Adhoc 1/3 33.33 %" in text and "1 ad hoc review counted apart" in text
+
+
 @pytest.mark.parametrize("roles", [("radiologist",), ("reviewer",)])
 def test_only_qa_staff_may_make_packets(app, client, login_as, roles):
     user = login_as(*roles)

@@ -188,14 +188,15 @@ def review_rows(session: Session, start: datetime, end: datetime, *,
 def confirmed_rows(session: Session, start: datetime, end: datetime, *,
                    reader_id: int | None = None) -> list[sa.Row]:
     """Return the period's confirmed reviews only (those review_rows flags `confirmed`), with
-    what a listing of them shows: effective score and category, the read's finalization
-    time and modalities, and the case's number, final score, outcome and status (None for
+    what a listing of them shows: effective score and category, the assignment's source
+    (an ad hoc review's is listed but not in the rate), the read's finalization time and
+    modalities, and the case's number, final score, outcome and status (None for
     a legacy review without a case). A reader's year holds a few of them among thousands of
     reviews: the database picks them out."""
     from_, where, expr = _reviews_of_period(start, end, None, reader_id)
     stmt = (
         sa.select(Review.id, expr["score"].label("score"), expr["category"].label("category"),
-                  OriginalRead.finalized_at, Study.modalities,
+                  ReviewAssignment.source, OriginalRead.finalized_at, Study.modalities,
                   DiscrepancyCase.id.label("case_id"), DiscrepancyCase.final_score,
                   DiscrepancyCase.outcome, DiscrepancyCase.status)
         .select_from(from_).where(*where, expr["confirmed"]).order_by(Review.id)

@@ -133,6 +133,7 @@ def build_packet(params: dict[str, Any], user: User | None, *, fppe: bool) -> di
         "confirmed": confirmed[:MAX_LISTED],
         "confirmed_total": len(confirmed),
         "confirmed_more": max(0, len(confirmed) - MAX_LISTED),
+        "confirmed_adhoc": sum(not i.rated for i in confirmed),
         "categories": sorted(categories.items(), key=lambda kv: (-kv[1], kv[0])),
         "outcomes": sorted(outcomes.items(), key=lambda kv: (-kv[1], kv[0])),
         "category_labels": CATEGORY_LABELS,

@@ -111,6 +111,7 @@ class ConfirmedItem:
     final_score: str
     outcome: str | None
     status: str | None
+    rated: bool = True  # from a sampled (or imported) review: in the rate; False: ad hoc
 
 
 def confirmed_items(session: Session, period: stats.Period,
@@ -123,7 +124,7 @@ def confirmed_items(session: Session, period: stats.Period,
             reference=f"Case {r.case_id}" if r.case_id else f"Review {r.id} (imported)",
             read_date=r.finalized_at, modality=first_modality(r.modalities),
             category=r.category, reviewer_score=r.score, final_score=r.final_score or r.score,
-            outcome=r.outcome, status=r.status)
+            outcome=r.outcome, status=r.status, rated=r.source in aggregates.RATE_SOURCES)
         for r in aggregates.confirmed_rows(session, start, end, reader_id=reader_id)
     ]
     return sorted(items, key=lambda i: (i.read_date, i.reference), reverse=True)
