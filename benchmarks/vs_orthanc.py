@@ -201,7 +201,8 @@ def small_studies(count: int) -> list[bytes]:
 def stow(server: Server, bodies: list[tuple[bytes, str]], clients: int,
          cpu: dict[str, float] | None = None) -> float:
     """Send every body with `clients` threads (one keep-alive session each); return seconds
-    (and the server's CPU seconds in cpu["server_s"] when it has a process to read)."""
+    (and in cpu: the server's CPU seconds, "server_s", when it has a process to read, and
+    this process's, "client_s": the clients' share of the machine)."""
     work: queue.SimpleQueue = queue.SimpleQueue()
     for item in bodies:
         work.put(item)
@@ -220,15 +221,17 @@ def stow(server: Server, bodies: list[tuple[bytes, str]], clients: int,
                 if r.status_code != 200 or failed:
                     failures.append(f"{r.status_code} {r.text[:300]}")
 
-    start, cpu_start = time.perf_counter(), server.cpu_s()
+    start, cpu_start, own_start = time.perf_counter(), server.cpu_s(), time.process_time()
     threads = [threading.Thread(target=send) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
-    if cpu is not None and cpu_start is not None:
-        cpu["server_s"] = server.cpu_s() - cpu_start
+    if cpu is not None:
+        cpu["client_s"] = time.process_time() - own_start
+        if cpu_start is not None:
+            cpu["server_s"] = server.cpu_s() - cpu_start
     if failures:
         raise RuntimeError(f"STOW failed: {failures[0]}")
     return elapsed
@@ -291,6 +294,7 @@ def measure(server: Server, a: Study, b: Study, small: list[tuple[bytes, str]],
         fig[key] = n / stow(server, batches(study.blobs), clients, cpu)
         if "server_s" in cpu:
             fig[key + "_cpu_ms"] = 1000 * cpu["server_s"] / n
+        fig[key + "_client_cpu_ms"] = 1000 * cpu["client_s"] / n
 
     def retrieve() -> None:
         sizes: list[int] = []
