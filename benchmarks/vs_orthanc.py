@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks import cstore  # noqa: E402
+from benchmarks.vs_orthanc_report import report, summarise_profiles  # noqa: E402
 from qaportal.dicom import generate_ct_series  # noqa: E402
 from tests.orthanc import Orthanc, unavailable  # noqa: E402
 
@@ -61,6 +62,11 @@ class Server:
     name: str
     root: str
     headers: dict[str, str] = field(default_factory=dict)
+    pid: int | None = None  # the server's process (with its children: gunicorn's workers)
+
+    def cpu_s(self) -> float | None:
+        """CPU time (user + system, every thread) the server's processes have used."""
+        return None if self.pid is None else tree_cpu_s(self.pid)
 
     def session(self) -> requests.Session:
         """A keep-alive session (urllib3 sets TCP_NODELAY on its sockets)."""
@@ -68,6 +74,23 @@ class Server:
         s.trust_env = False
         s.headers.update(self.headers)
         return s
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of pid and its live children, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += map(int, (task / "children").read_text().split())
+        except OSError:  # gone meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def free_port() -> int:
@@ -97,7 +120,10 @@ def portal(root: Path, workers: int, profile: str | None = None) -> Iterator[Ser
     """The portal under gunicorn (sync workers, as `make run`) on its own SQLite instance."""
     env = {**os.environ, "QAPORTAL_INSTANCE_PATH": str(root / "portal"), "QAPORTAL_LOCAL": "1",
            "QAPORTAL_SECRET_KEY": secrets.token_hex(32), "PYTHONPATH": str(REPO),
-           "PYTHONWARNINGS": "ignore"}
+           "PYTHONWARNINGS": "ignore",
+           # Not the viewer's one-off gzip of its build after a deployment (seconds of one
+           # worker's CPU from the first request on, i.e. during the first STOW figure).
+           "QAPORTAL_OHIF_PRECOMPRESS": "0"}
     env.pop("QAPORTAL_DATABASE_URL", None)
     (root / "bench_wsgi.py").write_text(WSGI.format(profile=profile))
     env["PYTHONPATH"] = f"{REPO}{os.pathsep}{root}"
@@ -120,7 +146,9 @@ def portal(root: Path, workers: int, profile: str | None = None) -> Iterator[Ser
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("gunicorn did not start") from None
                 time.sleep(0.2)
-        yield _portal_auth(env, base)
+        server = _portal_auth(env, base)
+        server.pid = proc.pid
+        yield server
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -171,8 +199,11 @@ def small_studies(count: int) -> list[bytes]:
     return out
 
 
-def stow(server: Server, bodies: list[tuple[bytes, str]], clients: int) -> float:
-    """Send every body with `clients` threads (one keep-alive session each); return seconds."""
+def stow(server: Server, bodies: list[tuple[bytes, str]], clients: int,
+         cpu: dict[str, float] | None = None) -> float:
+    """Send every body with `clients` threads (one keep-alive session each); return seconds
+    (and in cpu: the server's CPU seconds, "server_s", when it has a process to read, and
+    this process's, "client_s": the clients' share of the machine)."""
     work: queue.SimpleQueue = queue.SimpleQueue()
     for item in bodies:
         work.put(item)
@@ -191,13 +222,17 @@ def stow(server: Server, bodies: list[tuple[bytes, str]], clients: int) -> float
                 if r.status_code != 200 or failed:
                     failures.append(f"{r.status_code} {r.text[:300]}")
 
-    start = time.perf_counter()
+    start, cpu_start, own_start = time.perf_counter(), server.cpu_s(), time.process_time()
     threads = [threading.Thread(target=send) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    if cpu is not None:
+        cpu["client_s"] = time.process_time() - own_start
+        if cpu_start is not None:
+            cpu["server_s"] = server.cpu_s() - cpu_start
     if failures:
         raise RuntimeError(f"STOW failed: {failures[0]}")
     return elapsed
@@ -244,15 +279,23 @@ def ct_study(root: Path, name: str, slices: int) -> Study:
 
 
 def measure(server: Server, a: Study, b: Study, small: list[tuple[bytes, str]],
-            studies: int, repeat: int) -> dict[str, float]:
+            studies: int, repeat: int, stow_only: bool = False) -> dict[str, float]:
     """Every figure for one server, in the same order for both (a step that fails is
-    reported and left out, so that a partial server still gives the other figures)."""
+    reported and left out, so that a partial server still gives the other figures);
+    stow_only: the two STOW-RS figures alone."""
     fig: dict[str, float] = {}
     n = len(a.blobs)
     s = server.session()
     study_url = f"{server.root}/studies/{a.uid}"
     series_url = f"{study_url}/series/{a.series}"
     picks = [a.instances[(i * 7919) % n] for i in range(repeat)]
+
+    def stow_step(key: str, study: Study, clients: int) -> None:
+        cpu: dict[str, float] = {}
+        fig[key] = n / stow(server, batches(study.blobs), clients, cpu)
+        if "server_s" in cpu:
+            fig[key + "_cpu_ms"] = 1000 * cpu["server_s"] / n
+        fig[key + "_client_cpu_ms"] = 1000 * cpu["client_s"] / n
 
     def retrieve() -> None:
         sizes: list[int] = []
@@ -274,8 +317,8 @@ def measure(server: Server, a: Study, b: Study, small: list[tuple[bytes, str]],
             s, server.root + "/studies", DICOM_JSON, StudyDate=year_range(2010 + i % 15)))
 
     steps: list[tuple[str, Callable[[], object]]] = [
-        ("stow_1", lambda: fig.__setitem__("stow_1", n / stow(server, batches(a.blobs), 1))),
-        ("stow_4", lambda: fig.__setitem__("stow_4", n / stow(server, batches(b.blobs), 4))),
+        ("stow_1", lambda: stow_step("stow_1", a, 1)),
+        ("stow_4", lambda: stow_step("stow_4", b, 4)),
         ("retrieve", retrieve),
         ("metadata", lambda: fig.__setitem__("metadata_ms", 1000 * median_of(
             repeat, lambda i: fetch(s, series_url + "/metadata", DICOM_JSON)))),
@@ -286,6 +329,8 @@ def measure(server: Server, a: Study, b: Study, small: list[tuple[bytes, str]],
                                     RENDERED)))),
         ("qido", qido),
     ]
+    if stow_only:
+        steps = steps[:2]
     for name, step in steps:
         try:
             step()
@@ -295,104 +340,58 @@ def measure(server: Server, a: Study, b: Study, small: list[tuple[bytes, str]],
     return fig
 
 
-ROWS = [  # key, label, unit, higher is better, target (portal / Orthanc), target text
-    ("stow_1", "STOW-RS, 1 client", "inst/s", True, 2.0, ">= 2x Orthanc"),
-    ("stow_4", "STOW-RS, 4 clients", "inst/s", True, 2.0, ">= 2x Orthanc"),
-    ("retrieve_s", "WADO-RS whole study", "s", False, 1.2, "within 1.2x Orthanc"),
-    ("retrieve_mb_s", "  (throughput)", "MB/s", True, None, ""),
-    ("metadata_ms", "series metadata", "ms", False, 1.0, "faster than Orthanc"),
-    ("frame_ms", "one frame", "ms", False, None, ""),
-    ("rendered_ms", "one rendered frame", "ms", False, None, ""),
-    ("qido_page_ms", "QIDO 1,000 studies: page of 100", "ms", False, 1.0, "faster than Orthanc"),
-    ("qido_date_ms", "QIDO 1,000 studies: StudyDate range", "ms", False, 1.0,
-     "faster than Orthanc"),
-]
-
-
-def report(portal_fig: dict, orthanc_fig: dict | None) -> None:
-    print(f"\n{'':34} {'portal':>10} {'Orthanc':>10} {'ratio':>7}  target")
-    missed = []
-    for key, label, unit, higher, target, text in ROWS:
-        p = portal_fig.get(key)
-        o = (orthanc_fig or {}).get(key)
-        ps, os_ = (f"{v:10.3g}" if v is not None else f"{'n/a':>10}" for v in (p, o))
-        ratio = ""
-        verdict = ""
-        if p and o:
-            r = p / o
-            ratio = f"{r:6.2f}x"
-            if target is not None:
-                ok = r >= target if higher else (r <= target if target > 1 else r < target)
-                verdict = "met" if ok else "MISSED"
-                if not ok:
-                    missed.append(label.strip())
-        print(f"{label:34} {ps} {os_} {ratio:>7}  {unit}; {text} {verdict}".rstrip())
-    print("ratio = portal / Orthanc (for times, lower is faster)")
-    if orthanc_fig and portal_fig:
-        print("targets met" if not missed else "targets missed: " + "; ".join(missed))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=500)
     parser.add_argument("--studies", type=int, default=1000, help="studies for the QIDO figures")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (make run: 3)")
     parser.add_argument("--repeat", type=int, default=20, help="N for the medians")
-    parser.add_argument("--only", choices=["portal", "orthanc"], help="measure one server")
+    parser.add_argument("--only", choices=["portal", "orthanc", "stow"], action="append",
+                        default=[], help="measure one server; stow: the STOW-RS figures "
+                                         "alone (no QIDO, retrieve or C-STORE); may repeat")
     parser.add_argument("--cstore-only", action="store_true", help="measure C-STORE alone")
     parser.add_argument("--profile", metavar="DIR",
                         help="write a cProfile file per portal request into DIR")
     args = parser.parse_args()
+    stow_only = "stow" in args.only
+    only = next((o for o in args.only if o != "stow"), None)
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="qaportal-vs-orthanc-") as tmp:
         root = Path(tmp)
         if args.cstore_only:
-            fig = cstore.measure(root, cstore.ct_files(root, args.slices), args.only)
+            fig = cstore.measure(root, cstore.ct_files(root, args.slices), only)
             cstore.report(fig, args.slices)
             return
         t = time.perf_counter()
         a, b = ct_study(root, "a", args.slices), ct_study(root, "b", args.slices)
-        small = batches(small_studies(args.studies))
+        small = [] if stow_only else batches(small_studies(args.studies))
         mb = sum(map(len, a.blobs)) / 1024**2
-        print(f"built 2 x {args.slices} slices ({mb:.0f} MB each) and {args.studies} small "
-              f"studies in {time.perf_counter() - t:.0f} s; {PER_REQUEST} instances per STOW")
+        print(f"built 2 x {args.slices} slices ({mb:.0f} MB each) and {len(small) and args.studies}"
+              f" small studies in {time.perf_counter() - t:.0f} s; {PER_REQUEST} instances per "
+              "STOW")
         orthanc_fig = None
         reason = unavailable()
-        if args.only != "portal" and reason:
+        if only != "portal" and reason:
             print(f"Orthanc not measured: {reason}")
-        elif args.only != "portal":
+        elif only != "portal":
             with Orthanc(folder=root / "orthanc") as orthanc:
-                server = Server("Orthanc", orthanc.url + "/dicom-web")
-                orthanc_fig = measure(server, a, b, small, args.studies, args.repeat)
+                server = Server("Orthanc", orthanc.url + "/dicom-web", pid=orthanc.proc.pid)
+                orthanc_fig = measure(server, a, b, small, args.studies, args.repeat,
+                                      stow_only)
             print("Orthanc:", {k: round(v, 1) for k, v in orthanc_fig.items()})
         portal_fig: dict = {}
-        if args.only != "orthanc":
+        if only != "orthanc":
             with portal(root, args.workers, args.profile) as server:
-                portal_fig = measure(server, a, b, small, args.studies, args.repeat)
+                portal_fig = measure(server, a, b, small, args.studies, args.repeat,
+                                     stow_only)
             print(f"portal ({args.workers} gunicorn workers):",
                   {k: round(v, 1) for k, v in portal_fig.items()})
         report(portal_fig, orthanc_fig)
-        cstore.report(cstore.measure(root, cstore.ct_files(root, args.slices), args.only),
-                      args.slices)
+        if not stow_only:
+            cstore.report(cstore.measure(root, cstore.ct_files(root, args.slices), only),
+                          args.slices)
     if args.profile:
         summarise_profiles(Path(args.profile))
-
-
-def summarise_profiles(folder: Path, top: int = 25) -> None:
-    """Print, per kind of request, where the portal's time went (cumulative)."""
-    import pstats
-    import re
-
-    kinds: dict[str, list[Path]] = {}
-    for f in folder.glob("*.prof"):
-        # ProfilerMiddleware names files METHOD.path.with.dots.<ms>ms.<time>.prof
-        kind = re.sub(r"\.[0-9]+ms\.[0-9]+\.prof$", "", f.name)
-        kind = re.sub(r"\.[0-9]+(\.[0-9]+)+", ".UID", kind)
-        kinds.setdefault(kind, []).append(f)
-    for kind, files in sorted(kinds.items()):
-        print(f"\n== {kind}: {len(files)} requests")
-        stats = pstats.Stats(*map(str, files))
-        stats.sort_stats("cumulative").print_stats(top)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Each entry's hash is SHA-256 over a canonical JSON serialisation of its content
 and the previous entry's hash, so changing, removing or inserting any row breaks
 the chain. Writers serialise on the single `audit_head` row: the UPDATE takes a
 row lock on PostgreSQL and the write lock on SQLite, so concurrent requests
-cannot fork the chain.
+cannot fork the chain. Inside `batched()` a transaction's entries are chained and
+written together when the block ends (one head update for all, not one per entry).
 
 The chain is anchored outside the database (qaportal/audit_anchor.py): every entry also
 carries an HMAC of its hash under a key the database never sees, and checkpoints of the
@@ -15,8 +16,10 @@ under another key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +33,7 @@ from qaportal.extensions import db
 from qaportal.models import AuditEvent, AuditHead, User, utcnow
 
 GENESIS = "0" * 64
+_BATCHED = "qaportal.audit.batched"  # session.info: the entries a batched() block holds
 
 
 @sa.event.listens_for(AuditHead.__table__, "after_create")
@@ -98,18 +102,7 @@ def record(
     label = actor_label or (actor.email if actor is not None else "anonymous")
     ip = request.remote_addr if has_request_context() else None
     object_type, object_id = _object_ref(obj)
-    seq, prev, recorded_key = session.execute(
-        sa.update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.entry_hash, AuditHead.key_fingerprint)
-    ).one()
-    app = current_app._get_current_object()
-    if not audit_key.matches(app, recorded_key):
-        raise audit_key.AuditKeyMismatch()  # the caller's transaction holds nothing of it
     ev = AuditEvent(
-        seq=seq,
-        occurred_at=utcnow(),
         actor_id=actor.id if actor is not None else None,
         actor_label=label,
         action=action,
@@ -117,17 +110,65 @@ def record(
         object_id=object_id,
         source_ip=ip,
         details=_canonical(details),
-        prev_hash=prev,
     )
-    ev.entry_hash = entry_hash(_fields(ev))
-    ev.entry_mac = audit_anchor.entry_mac(app.config["AUDIT_KEY"], ev.entry_hash)
-    audit_anchor.schedule(session, seq, ev.entry_hash)
-    session.add(ev)
-    head = {"entry_hash": ev.entry_hash}
+    held = session.info.get(_BATCHED)
+    if held is not None:
+        held.append(ev)
+    else:
+        _append(session, [ev])
+    return ev
+
+
+@contextlib.contextmanager
+def batched(session: Session | None = None) -> Iterator[None]:
+    """Hold the entries recorded inside and write them, chained in order, when the block
+    ends without error (in the caller's transaction; the caller commits): one head
+    update and one insert for all of them instead of three statements each. An error
+    drops them (the caller's transaction rolls back). Nested blocks write with the
+    outermost."""
+    session = session or db.session
+    if _BATCHED in session.info:
+        yield
+        return
+    held: list[AuditEvent] = []
+    session.info[_BATCHED] = held
+    try:
+        yield
+    finally:
+        session.info.pop(_BATCHED, None)
+    if held:
+        _append(session, held)
+
+
+def _append(session: Session, events: list[AuditEvent]) -> None:
+    """Chain events after the head (taking its lock) and add them to the session."""
+    last, prev, recorded_key = session.execute(
+        sa.update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + len(events))
+        .returning(AuditHead.seq, AuditHead.entry_hash, AuditHead.key_fingerprint)
+    ).one()
+    app = current_app._get_current_object()
+    if not audit_key.matches(app, recorded_key):
+        raise audit_key.AuditKeyMismatch()  # the caller's transaction holds nothing of it
+    key = app.config["AUDIT_KEY"]
+    for seq, ev in enumerate(events, start=last - len(events) + 1):
+        ev.seq = seq
+        ev.occurred_at = utcnow()  # taken under the head's lock: in the order of seq
+        ev.prev_hash = prev
+        ev.entry_hash = prev = entry_hash(_fields(ev))
+        ev.entry_mac = audit_anchor.entry_mac(key, ev.entry_hash)
+        audit_anchor.schedule(session, seq, ev.entry_hash)
+    if len(events) == 1:
+        session.add(events[0])
+    else:  # one statement for all (the objects stay out of the session, without their id)
+        session.execute(sa.insert(AuditEvent), [
+            {**_fields(ev), "entry_hash": ev.entry_hash, "entry_mac": ev.entry_mac,
+             "occurred_at": ev.occurred_at} for ev in events])
+    head = {"entry_hash": prev}
     if recorded_key is None:  # the first entry since migration 0022 records the key's
         head["key_fingerprint"] = audit_key.app_fingerprint(app)
     session.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(**head))
-    return ev
 
 
 _VERIFY_NAMES = {"MAC_MISMATCH", "NO_MAC", "Verification", "anchor_head", "verify"}

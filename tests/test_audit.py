@@ -300,3 +300,48 @@ def test_timestamps_are_utc(db):
     ev = db.session.scalar(sa.select(AuditEvent))
     assert ev.occurred_at.utcoffset() == timedelta(0)
     assert abs(datetime.now(UTC) - ev.occurred_at) < timedelta(minutes=1)
+
+
+def test_batched_entries_are_written_together_in_order_at_the_end(app, db):
+    user = _seed(db, 1)
+    head_updates: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("UPDATE AUDIT_HEAD"):
+            head_updates.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with audit.batched():
+            for i in range(3):
+                audit.record("test.batched", user, actor=user, number=i)
+            with audit.batched():  # nested: written with the outer block
+                audit.record("test.batched", user, actor=user, number=3)
+            db.session.flush()
+            assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id))) == 1
+        db.session.commit()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert len(head_updates) == 2  # take the next seqs, then name the last entry
+    events = list(db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)))
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert [e.details.get("number") for e in events[1:]] == [0, 1, 2, 3]
+    assert [e.occurred_at for e in events] == sorted(e.occurred_at for e in events)
+    head = db.session.get(AuditHead, 1)
+    assert (head.seq, head.entry_hash) == (5, events[-1].entry_hash)
+    assert audit.verify().ok
+    audit.record("test.after", user, actor=user)  # unbatched again
+    db.session.commit()
+    assert db.session.get(AuditHead, 1).seq == 6
+    assert audit.verify().ok
+
+
+def test_a_batched_block_that_fails_writes_nothing(app, db):
+    user = _seed(db, 2)
+    with pytest.raises(RuntimeError), audit.batched():
+        audit.record("test.batched", user, actor=user)
+        raise RuntimeError("the caller's work failed")
+    db.session.commit()
+    assert db.session.get(AuditHead, 1).seq == 2
+    assert [e.action for e in db.session.scalars(sa.select(AuditEvent))] == ["test.event"] * 2
+    assert audit.verify().ok

@@ -4,11 +4,14 @@ still has it, committed after the response, with the same details as before."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pydicom
 import sqlalchemy as sa
 from flask import g
+from pydicom.uid import generate_uid
 from sqlalchemy.orm import Session
 
 from qaportal import audit
@@ -138,3 +141,52 @@ def test_a_request_that_fails_on_the_server_audits_the_use_once(app, client, tmp
     assert count(UploadBatch) == 0 and count(Instance) == 0
     assert _used(token) == [{"method": "POST", "endpoint": "dicomweb.stow_studies"}]
     assert audit.verify().ok
+
+
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """Collect the SQL statements sent while the block runs."""
+    sent: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        sent.append(" ".join(statement.split()).upper())
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+
+
+def test_a_stored_request_chains_its_entries_in_one_write(app, client):
+    """The request's entries go into the chain together, last, in the order they arose:
+    one update of the chain's head takes their numbers, one more names the last; the
+    batch is inserted finished and updated once, with its totals."""
+    token, secret = _token()
+    first = sample("CT_small.dcm").read_bytes()
+    for attempt in range(2):  # a new study, then a known one (nothing created)
+        seq = len(_entries())
+        with _statements() as sent:
+            r = stow(client, [first if attempt == 0 else _other_instance(first)],
+                     Authorization=f"Bearer {secret}")
+        assert r.status_code == 200
+        assert sum(s.startswith("UPDATE AUDIT_HEAD") for s in sent) == 2
+        assert sum(s.startswith("INSERT INTO AUDIT_EVENTS") for s in sent) == 1
+        assert sum(s.startswith("UPDATE UPLOAD_BATCHES") for s in sent) == 1
+        added = _entries()[seq:]
+        assert [e.action for e in added] == ["study.created"] * (attempt == 0) + [
+            "study.files_ingested", "api_token.used", "study.upload_finished"]
+        assert [e.seq for e in added] == list(range(seq + 1, seq + 1 + len(added)))
+        assert db.session.scalars(sa.select(UploadBatch).order_by(UploadBatch.id.desc())
+                                  ).first().finished_at is not None
+    assert count(Instance) == 2
+    assert audit.verify().ok
+
+
+def _other_instance(data: bytes) -> bytes:
+    """The same study and series, another SOP Instance UID."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

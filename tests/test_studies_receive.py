@@ -144,3 +144,27 @@ def test_two_halves_of_one_new_study_uploaded_at_once(app, tmp_path, same_batch)
     if same_batch:
         batch = db.session.get(UploadBatch, first.id)
         assert batch.study_ids == [study.id] and batch.errors == []
+
+
+def test_received_files_start_their_writeback_only_for_a_store_that_adopts_them(
+        app, tmp_path):
+    """The filesystem store renames a received file in and syncs it: its writing to disk
+    starts as soon as it is received. A PACS store reads and sends it: no writeback."""
+    with app.test_request_context("/dicomweb/studies", method="POST"):
+        from flask import request
+
+        received = request.receive_file()
+        received.write(b"DICM" * 1000)
+        received.finish()
+        assert received._writeback
+        assert received.path.read_bytes() == b"DICM" * 1000
+        assert received.sha256 == hashlib.sha256(b"DICM" * 1000).hexdigest()
+    app.config.update(IMAGE_STORE="dicomweb", IMAGE_STORE_URL="http://127.0.0.1:9/dicom-web")
+    app.extensions.pop("qaportal_image_store", None)
+    try:
+        with app.test_request_context("/dicomweb/studies", method="POST"):
+            from flask import request
+
+            assert not request.receive_file()._writeback
+    finally:
+        app.extensions.pop("qaportal_image_store", None)

@@ -31,7 +31,7 @@ from qaportal.dicomweb.multipart_related import DICOM, Part
 from qaportal.extensions import db
 from qaportal.hooks import megabytes
 from qaportal.models import UploadBatch, User
-from qaportal.studies.ingest import CONFLICT, Ingester, Prepared
+from qaportal.studies.ingest import CONFLICT, Ingester, IngestRun, Prepared
 from qaportal.studies.jobs import finish_batch
 from qaportal.studies.storage import image_store
 
@@ -182,17 +182,10 @@ class StowIngest:
         try:
             for attempt in (1, 2):
                 try:
-                    batch = UploadBatch(user_id=self.owner.id, source=SOURCE)
-                    db.session.add(batch)
-                    db.session.flush()
-                    ingester.batch = batch
-                    run = ingester.write(lock_batch=False)  # the batch was just added
-                    finish_batch(batch)
-                    record_use()  # the token's use, in this transaction (one commit)
-                    audit.record("study.upload_finished", batch, actor=self.owner,
-                                 via=SOURCE, stored=batch.stored,
-                                 duplicates=batch.duplicates, conflicts=batch.conflicts,
-                                 rejected=len(batch.errors) - batch.conflicts)
+                    # The audit entries (studies created, files ingested, the token's use,
+                    # the batch) are chained and written together, last.
+                    with audit.batched():
+                        run, batch = self._write()
                     db.session.commit()
                 except IntegrityError:
                     db.session.rollback()
@@ -207,7 +200,20 @@ class StowIngest:
             raise
         return self._outcomes(run), batch
 
-    def _outcomes(self, run) -> list[Outcome]:
+    def _write(self) -> tuple[IngestRun, UploadBatch]:
+        batch = UploadBatch(user_id=self.owner.id, source=SOURCE)
+        finish_batch(batch)  # in its INSERT: no other transaction sees it unfinished
+        db.session.add(batch)
+        db.session.flush()
+        self.ingester.batch = batch
+        run = self.ingester.write(lock_batch=False)  # the batch was just added
+        record_use()  # the token's use, in this transaction (one commit)
+        audit.record("study.upload_finished", batch, actor=self.owner, via=SOURCE,
+                     stored=batch.stored, duplicates=batch.duplicates,
+                     conflicts=batch.conflicts, rejected=len(batch.errors) - batch.conflicts)
+        return run, batch
+
+    def _outcomes(self, run: IngestRun) -> list[Outcome]:
         paths = {item.name: item.path for item in self.items}
         refused = iter(self._outside)
         outcomes = []

@@ -23,7 +23,9 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
+from qaportal.dicom.store import start_writeback
 from qaportal.studies.multipart import MultipartReader
+from qaportal.studies.storage import image_store
 
 # Endpoints whose file parts are received into named temporary files.
 RECEIVING_ENDPOINTS = frozenset({"studies.batch_files", "studies.upload"})
@@ -32,7 +34,10 @@ RECEIVING_ENDPOINTS = frozenset({"studies.batch_files", "studies.upload"})
 class ReceivedFile:
     """A private named temporary file that hashes what is written to it, in order."""
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, writeback: bool = False) -> None:
+        # writeback: the file is to be taken over by the store and made durable, so its
+        # writing to disk starts when it is finished (qaportal.dicom.store.start_writeback).
+        self._writeback = writeback
         try:
             fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
         except FileNotFoundError:  # the first file: make the folder (a mkdir each costs)
@@ -71,6 +76,8 @@ class ReceivedFile:
     def finish(self) -> None:
         """Flush and close the file, keeping it on disk for ingest to read or move."""
         if not self._fh.closed:
+            if self._writeback:
+                start_writeback(self._fh.fileno())
             self._fh.close()
 
     def discard(self) -> None:
@@ -155,7 +162,9 @@ class UploadRequest(Request):
     def receive_file(self) -> ReceivedFile:
         """Return a new ReceivedFile in UPLOAD_TMP, removed at the request's close unless
         the store took it over (used by views that read the body themselves: STOW-RS)."""
-        received = ReceivedFile(current_app.config["UPLOAD_TMP"])
+        # A store that adopts files renames this one in, then syncs it: start its writeback.
+        adopts = hasattr(image_store(), "adopt")
+        received = ReceivedFile(current_app.config["UPLOAD_TMP"], writeback=adopts)
         self.__dict__.setdefault("_received_files", []).append(received)
         return received
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from qaportal.dicom import (
     new_key,
     served_copy,
 )
+from qaportal.dicom.store import start_writeback
 
 
 @pytest.fixture
@@ -98,3 +100,23 @@ def test_served_copy_zeroes_preamble(ct_small: Path) -> None:
     served = served_copy(bytes(data))
     assert served[:128] == bytes(128) and served[128:] == bytes(data[128:])
     assert served_copy(b"not dicom") == b"not dicom"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_start_writeback_takes_a_file_and_refuses_a_bad_descriptor(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    with open(path, "wb") as fh:
+        fh.write(b"x" * 300_000)
+        fh.flush()
+        assert start_writeback(fh.fileno())
+    assert path.read_bytes() == b"x" * 300_000
+    with open(path, "rb") as fh:
+        fd = fh.fileno()
+    assert not start_writeback(fd)  # closed
+
+
+def test_put_without_sync_then_sync_keeps_the_bytes(store: FilesystemStore,
+                                                     ct_small: Path) -> None:
+    stored = store.put("ab12cd34", ct_small, sync=False)  # its writeback started
+    store.sync([stored.key])
+    assert store.read_verified(stored.key, stored.sha256) == ct_small.read_bytes()
