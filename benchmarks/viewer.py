@@ -18,6 +18,7 @@ phase of each OHIF open ended, viewer_trace.py).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -30,7 +31,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 import sqlalchemy as sa  # noqa: E402
 from ingest import gunicorn  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
-from viewer_trace import INIT, Trace, report  # noqa: E402
+from viewer_trace import INIT, Trace, override_config, report  # noqa: E402
 
 from qaportal import create_app  # noqa: E402
 from qaportal.dicom import generate_ct_series  # noqa: E402
@@ -162,6 +163,9 @@ def main() -> None:
                         help="first images only: no whole-series scroll, no built-in viewer")
     parser.add_argument("--trace", action="store_true",
                         help="print when each phase of each OHIF open ended (viewer_trace.py)")
+    parser.add_argument("--override", metavar="JSON",
+                        help="merge this object into OHIF's window.config (A/B of settings; "
+                             'its "dataSource" key into the data source\'s configuration)')
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
@@ -175,15 +179,21 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=WEBGL_ARGS)
-                results = {}
+                results, page = {}, None
                 for name, scroll in (("OHIF server cold", False),
                                      ("OHIF", not args.no_scroll),
                                      ("OHIF browser warm", False)):
                     if name != "OHIF browser warm":  # a fresh profile: empty HTTP cache
                         context = browser.new_context(viewport={"width": 1280, "height": 900})
                         context.add_init_script(INIT)
-                        sign_in(context.new_page(), base)
-                    page = context.new_page()  # the warm open: a new tab, same profile
+                        if args.override:
+                            override_config(context, json.dumps(json.loads(args.override)))
+                        signing = context.new_page()
+                        sign_in(signing, base)
+                        signing.close()
+                    else:  # a new tab, same profile; the previous one closed (it prefetches)
+                        page.close()
+                    page = context.new_page()
                     trace = Trace(context, page) if args.trace else None
                     results[name] = ohif(page, base, uid, args.slices, scroll, trace)
                     if name == "OHIF server cold":

@@ -36,6 +36,29 @@ PHASES = (
 )
 CHUNK = re.compile(r"/(?!app\.)[^/]+\.bundle\.[0-9a-f]+\.js$")
 
+# Merges an override into window.config (its "dataSource" key into the one data source's
+# configuration), for A/B runs of OHIF's settings without editing qaportal/ohif/config.py.
+MERGE = """;(function (o) {
+  function merge(a, b) {
+    Object.keys(b).forEach(function (k) {
+      if (b[k] && typeof b[k] === 'object' && !Array.isArray(b[k]) && a[k]) { merge(a[k], b[k]); }
+      else { a[k] = b[k]; }
+    });
+  }
+  var ds = o.dataSource; delete o.dataSource;
+  merge(window.config, o);
+  if (ds) { merge(window.config.dataSources[0].configuration, ds); }
+})(%s);"""
+
+
+def override_config(context, override: str) -> None:
+    """Serve app-config.js with override (a JSON object) merged into window.config."""
+    def handle(route):
+        response = route.fetch()
+        route.fulfill(response=response, body=response.text() + MERGE % override)
+
+    context.route("**/viewer/ohif/app-config.js", handle)
+
 
 class Trace:
     """Start before page.goto, call done() when the first image is seen."""
