@@ -7,13 +7,18 @@ The portal is served by gunicorn (sync workers, as `make run`), with the fetched
 (`make ohif`); Chromium draws OHIF with software WebGL2. OHIF is opened three times: once
 in a throw-away browser (the server compresses the build's files on this first request,
 once: "server cold"), then in a fresh browser profile (empty HTTP cache: the issue's
-figure), then again in that profile (files from the browser's cache: "browser warm").
-Run from the repository root: `python benchmarks/viewer.py [--slices 500] [--no-scroll]`.
+figure), then again in that profile, in a new tab (files from the browser's cache: "browser
+warm"). The study is imported through the import job, which caches its DICOMweb metadata:
+"server cold" is thus the first open of a newly imported study as in real use.
+Run from the repository root:
+`python benchmarks/viewer.py [--slices 500] [--no-scroll] [--trace]` (--trace: when each
+phase of each OHIF open ended, viewer_trace.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -26,6 +31,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 import sqlalchemy as sa  # noqa: E402
 from ingest import gunicorn  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
+from viewer_trace import INIT, Trace, override_config, report  # noqa: E402
 
 from qaportal import create_app  # noqa: E402
 from qaportal.dicom import generate_ct_series  # noqa: E402
@@ -121,14 +127,17 @@ def builtin(page, base: str, study_id: int, slices: int) -> dict:
             "scroll": time.monotonic() - t1}
 
 
-def ohif(page, base: str, uid: str, slices: int, scroll: bool = True) -> dict:
+def ohif(page, base: str, uid: str, slices: int, scroll: bool = True,
+         trace: Trace | None = None) -> dict:
     sel = "canvas.cornerstone-canvas"
     t0 = time.monotonic()
     page.goto(f"{base}/viewer/ohif/viewer?StudyInstanceUIDs={uid}")
     first = poll(lambda: (s := page.evaluate(CANVAS_PIXELS, sel)) and s[0] > 10 and s, 180)
     ttfi = time.monotonic() - t0
+    timeline = trace.done() if trace is not None and first else None
     if not scroll:
-        return {"first": ttfi if first else None, "blank": 0, "moved": 0, "scroll": None}
+        return {"first": ttfi if first else None, "blank": 0, "moved": 0, "scroll": None,
+                "trace": timeline}
     box = page.locator(sel).first.bounding_box()  # focus the viewport (overlays cover it)
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     blank, moved, t1 = 0, 0, time.monotonic()
@@ -143,7 +152,7 @@ def ohif(page, base: str, uid: str, slices: int, scroll: bool = True) -> dict:
         now = page.evaluate(SIGNATURE, sel)
         moved, last = moved + (now != last), now
     return {"first": ttfi if first else None, "blank": blank, "moved": moved,
-            "scroll": time.monotonic() - t1}
+            "scroll": time.monotonic() - t1, "trace": timeline}
 
 
 def main() -> None:
@@ -152,6 +161,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--no-scroll", action="store_true",
                         help="first images only: no whole-series scroll, no built-in viewer")
+    parser.add_argument("--trace", action="store_true",
+                        help="print when each phase of each OHIF open ended (viewer_trace.py)")
+    parser.add_argument("--override", metavar="JSON",
+                        help="merge this object into OHIF's window.config (A/B of settings; "
+                             'its "dataSource" key into the data source\'s configuration)')
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
@@ -165,15 +179,23 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=WEBGL_ARGS)
-                results = {}
+                results, page = {}, None
                 for name, scroll in (("OHIF server cold", False),
                                      ("OHIF", not args.no_scroll),
                                      ("OHIF browser warm", False)):
                     if name != "OHIF browser warm":  # a fresh profile: empty HTTP cache
                         context = browser.new_context(viewport={"width": 1280, "height": 900})
-                        page = context.new_page()
-                        sign_in(page, base)
-                    results[name] = ohif(page, base, uid, args.slices, scroll)
+                        context.add_init_script(INIT)
+                        if args.override:
+                            override_config(context, json.dumps(json.loads(args.override)))
+                        signing = context.new_page()
+                        sign_in(signing, base)
+                        signing.close()
+                    else:  # a new tab, same profile; the previous one closed (it prefetches)
+                        page.close()
+                    page = context.new_page()
+                    trace = Trace(context, page) if args.trace else None
+                    results[name] = ohif(page, base, uid, args.slices, scroll, trace)
                     if name == "OHIF server cold":
                         context.close()
                 if not args.no_scroll:
@@ -191,6 +213,8 @@ def main() -> None:
                      f"({r['moved']} steps showed another frame)   "
                      f"blank frames seen: {r['blank']}")
         print(line)
+        if r.get("trace"):
+            print("\n".join(report(r["trace"])))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -25,6 +28,11 @@ def world(app, login_as, tmp_path):
     paths = one_study_of(SAMPLES, tmp_path / "in", **PATIENT)
     study = ingest(owner, paths)
     return {"owner": owner, "study": study, "paths": paths}
+
+
+def empty_metadata_cache(app) -> None:
+    """Forget the DICOM JSON headers cached at ingest (the next request reads the files)."""
+    shutil.rmtree(Path(app.config["CACHE_ROOT"]) / "dicomjson", ignore_errors=True)
 
 
 def instances_of(study: Study) -> list[Instance]:

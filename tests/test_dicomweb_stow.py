@@ -140,6 +140,18 @@ def test_stores_real_files_and_answers_the_standard_dataset(app, client, radiolo
     assert tmp_files(app) == []  # every received file was moved into the store
 
 
+def test_stored_instances_leave_their_metadata_to_the_first_request(app, client,
+                                                                    radiologist, tmp_path):
+    """STOW-RS does not spend CPU on headers (the import job does): its throughput."""
+    series = generate_ct_series(tmp_path / "ct", slices=3, base=str(sample("CT_small.dcm")))
+    cache = Path(app.config["CACHE_ROOT"]) / "dicomjson"
+    assert stow(client, [read(f) for f in series]).status_code == 200
+    assert list(cache.glob("??/*.json")) == []
+    study_uid = uids(series[0])[2]
+    assert len(client.get(f"/dicomweb/studies/{study_uid}/metadata").get_json()) == 3
+    assert len(list(cache.glob("??/*.json"))) == 3
+
+
 def test_one_study_url_and_json_when_asked(app, client, radiologist):
     r = stow(client, [read(sample("CT_small.dcm"))], Accept="application/json")
     assert r.status_code == 200 and r.mimetype == "application/json"

@@ -22,6 +22,7 @@ from tests.dicomweb_world import (
     JP2K_LOSSLESS,
     SAMPLES,
     corrupt,
+    empty_metadata_cache,
     instances_of,
     retrievals,
     series_of,
@@ -137,7 +138,7 @@ def test_levels_and_unknown_uids(client, world):
 
 # -- errors -------------------------------------------------------------------------------
 
-def test_first_file_corrupt_is_a_clean_500(client, world, caplog):
+def test_first_file_corrupt_is_a_clean_500(client, world, caplog, app):
     study = world["study"]
     first = instances_of(study)[0]
     corrupt(first)
@@ -150,6 +151,10 @@ def test_first_file_corrupt_is_a_clean_500(client, world, caplog):
     assert f"instance {first.id} cannot be served (StoredFileCorrupt)" in caplog.text
     assert study.study_uid not in caplog.text and "QUIXPAT" not in caplog.text
     assert retrievals(study) == []
+    # The headers cached at ingest (from the verified file) are still served; computed
+    # from the file now, they fail the same way.
+    assert client.get(f"/dicomweb/studies/{study.study_uid}/metadata").status_code == 200
+    empty_metadata_cache(app)
     meta = client.get(f"/dicomweb/studies/{study.study_uid}/metadata")
     assert meta.status_code == 500
 

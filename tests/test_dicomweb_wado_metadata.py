@@ -8,8 +8,11 @@ import numpy as np
 import pydicom
 import sqlalchemy as sa
 
+from qaportal.dicom.json_model import to_json
+from qaportal.dicomweb import served
 from qaportal.extensions import db
 from qaportal.models import AuditEvent
+from qaportal.studies import jobs
 from tests.dicomweb_helpers import (
     DICOM_ANY,
     OCTET,
@@ -20,10 +23,15 @@ from tests.dicomweb_world import (
     EVRLE,
     SAMPLES,
     corrupt,
+    empty_metadata_cache,
     instances_of,
     retrievals,
     series_of,
 )
+
+
+def cached_headers(app) -> list[Path]:
+    return sorted((Path(app.config["CACHE_ROOT"]) / "dicomjson").glob("??/*.json"))
 
 # -- metadata and bulk data ---------------------------------------------------------------
 
@@ -71,8 +79,9 @@ def test_metadata_levels_cache_and_audit(client, world, app):
     study = world["study"]
     series, inst = series_of(study, "CT_small.dcm")
     base = f"/dicomweb/studies/{study.study_uid}/series/{series.series_uid}"
+    empty_metadata_cache(app)  # filled at ingest: here the request fills it
     first = client.get(f"{base}/metadata").get_json()
-    assert len(list((Path(app.config["CACHE_ROOT"]) / "dicomjson").glob("??/*.json"))) == 1
+    assert len(cached_headers(app)) == 1
     again = client.get(f"{base}/metadata").get_json()
     assert again == first and len(first) == 1
     (one,) = client.get(f"{base}/instances/{inst.sop_uid}/metadata").get_json()
@@ -99,13 +108,34 @@ def test_bulk_data_is_one_series_view_per_window(client, world):
     assert client.get(uri, headers={"Accept": "application/dicom"}).status_code == 406
 
 
+def test_ingest_caches_the_header_of_each_new_instance(client, world, app, monkeypatch):
+    """The import job leaves the metadata of what it stored in the cache: the first viewer
+    to open a new study (OHIF asks for all of a series' headers at once) reads no file."""
+    study = world["study"]
+    assert len(cached_headers(app)) == len(SAMPLES)
+
+    def no_file_read(*args):
+        raise AssertionError("a header was computed")
+
+    monkeypatch.setattr(served.Server, "header", no_file_read)
+    items = client.get(f"/dicomweb/studies/{study.study_uid}/metadata").get_json()
+    for item, path in zip(items, world["paths"], strict=True):
+        base = item["7FE00010"]["BulkDataURI"][: -len("7FE00010")]
+        assert item == to_json(pydicom.dcmread(path), base), path.name
+    # The same files again are duplicates: nothing stored, nothing computed.
+    monkeypatch.setattr(served, "fill_metadata", no_file_read)
+    owner = world["owner"]
+    run = jobs.import_files([(p.name, p) for p in world["paths"]], owner.id,
+                            jobs.new_batch(owner, "cli").id)
+    assert (run.stored, run.duplicates) == (0, len(SAMPLES))
+    assert len(cached_headers(app)) == len(SAMPLES)
+
+
 def test_large_files_are_verified_then_streamed_and_their_headers_read_without_pixels(
-        client, world, monkeypatch):
+        client, world, monkeypatch, app):
     """Above STREAM_ABOVE a file is checked in one pass and sent in chunks in a second, and
     its metadata parsed with its large values left on disk: the same answers."""
-    from qaportal.dicom.json_model import to_json
-    from qaportal.dicomweb import served
-
+    empty_metadata_cache(app)  # filled at ingest: here the request parses the files
     monkeypatch.setattr(served, "STREAM_ABOVE", 1000)
     monkeypatch.setattr(served, "_CHUNK", 4096)
     study = world["study"]

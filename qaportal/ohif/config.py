@@ -34,7 +34,10 @@ def data_source(dicomweb_root: str) -> dict:
             "wadoRoot": dicomweb_root,
             "qidoSupportsIncludeField": True,
             "imageRendering": "wadors",
-            "thumbnailRendering": "wadors",
+            # The study browser's thumbnails: an <img> of the JPEG the portal renders
+            # (WADO-RS .../thumbnail), not a full frame fetched, decoded and drawn with
+            # WebGL in the browser beside the first image (benchmarks/viewer.py --trace).
+            "thumbnailRendering": "thumbnailDirect",
             "enableStudyLazyLoad": True,
             "supportsFuzzyMatching": False,
             "supportsWildcard": False,

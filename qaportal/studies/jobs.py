@@ -37,7 +37,8 @@ def import_files(inputs: Sequence[Input], owner_id: int, batch_id: int) -> Inges
     """
     store = image_store()
     owner = db.session.get(User, owner_id)
-    ingester = Ingester(owner, store, db.session.get(UploadBatch, batch_id))
+    ingester = Ingester(owner, store, db.session.get(UploadBatch, batch_id),
+                        cache_metadata=True)
     with contextlib.closing(iter_files(list(inputs), source_limits())) as items:
         ingester.prepare(items)
     try:

@@ -85,6 +85,15 @@ def test_uploader_opens_the_study_from_its_page(live_server, page: Page, tmp_pat
     _drawn_cleanly(page, seen)
     assert any(f"/dicomweb/studies/{uid}/series/" in url and "/frames/" in url
                for url, _, _ in seen["responses"])
+    # The series' thumbnail is the JPEG the portal renders, not a frame drawn in the browser.
+    for _ in range(100):
+        thumbs = [(status, body) for url, status, body in seen["responses"]
+                  if f"/dicomweb/studies/{uid}/series/" in url and "/thumbnail" in url]
+        if thumbs:
+            break
+        page.wait_for_timeout(100)
+    assert thumbs and all(s == 200 and b[:2] == b"\xff\xd8" for s, b in thumbs), thumbs[:1]
+    expect(page.locator("img[src*='/thumbnail']").first).to_be_visible()
 
 
 def test_consultant_opens_the_study_of_an_opinion_request(live_server, page: Page, tmp_path):
