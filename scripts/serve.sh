@@ -33,6 +33,7 @@ start "job worker" "$VENV/bin/qaportal" worker --workers 2
 start "DICOM listener" "$VENV/bin/qaportal" dicom-listen
 start "HL7 listener" "$VENV/bin/qaportal" hl7-listen
 
-start gunicorn "$VENV/bin/gunicorn" --workers "$WORKERS" --bind "$BIND" --access-logfile - \
-    --timeout 120 'qaportal:create_app()'
+# The access log carries no query string or referrer (qaportal/gunicorn_config.py).
+start gunicorn "$VENV/bin/gunicorn" --config python:qaportal.gunicorn_config \
+    --workers "$WORKERS" --bind "$BIND" --access-logfile - --timeout 120 'qaportal:create_app()'
 wait "${pids[-1]}"  # gunicorn: when it ends, the EXIT trap stops the others

@@ -114,6 +114,10 @@ def test_make_run_serves_a_working_demo(tmp_path):
         assert "/login" not in redirect.value.headers["Location"]
         home = browser.open(f"{base}/", timeout=10).read().decode()
         assert "Dr. Ada Radley" in home
+        # Searches carry patient names and IDs in their query string: never logged.
+        browser.open(f"{base}/dicomweb/studies?PatientName=QSECRET%5EPAT*"
+                     "&00100020=QSECRETPID", timeout=10).read()
+        browser.open(f"{base}/studies/?q=QSECRETQ", timeout=10).read()
 
         # The job worker and the listeners run beside gunicorn, and stop when it stops.
         started = {name: int(pid) for name, pid in re.findall(
@@ -128,6 +132,14 @@ def test_make_run_serves_a_working_demo(tmp_path):
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) != 0
         assert not any(_alive(pid) for pid in started.values()), started
+        out_file.flush()
+        log_file.flush()
+        logged = out.read_text() + log.read_text()
+        assert '"GET /dicomweb/studies HTTP/1.1" 200' in logged, logged[-2000:]
+        assert '"GET /studies/ HTTP/1.1" 200' in logged, logged[-2000:]
+        for secret in ("QSECRET", "MAKE^RUN", "MAKERUN"):
+            assert secret not in logged, [line for line in logged.splitlines()
+                                          if secret in line]
     finally:
         if server.poll() is None:
             server.terminate()

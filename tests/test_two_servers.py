@@ -125,7 +125,11 @@ error_log {tmp}/nginx-error.log warn;
 {user}
 events {{ worker_connections 64; }}
 http {{
-    access_log {tmp}/nginx-access.log;
+    # As docs/deployment.md: the path, never the query string (patient names and IDs).
+    log_format qaportal '$remote_addr - $remote_user [$time_local] '
+                        '"$request_method $uri $server_protocol" $status $body_bytes_sent '
+                        '$request_time "$http_user_agent"';
+    access_log {tmp}/nginx-access.log qaportal;
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -190,9 +194,10 @@ def cluster(tmp_path_factory, redis_server):
             port = _free_port()
             log = tmp / f"gunicorn-{name}.log"
             # No control socket: gunicorn's default is one per user, in ~/.gunicorn.
-            proc = procs.start([sys.executable, "-m", "gunicorn", "--workers", "1", "--bind",
-                                f"127.0.0.1:{port}", "--timeout", "60", "--no-control-socket",
-                                "qaportal:create_app()"],
+            proc = procs.start([sys.executable, "-m", "gunicorn", "--config",
+                                "python:qaportal.gunicorn_config", "--access-logfile", "-",
+                                "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout",
+                                "60", "--no-control-socket", "qaportal:create_app()"],
                                log, signal.SIGINT, env=console_env(instance, **env), cwd=instance)
             servers[name] = (f"http://127.0.0.1:{port}", port, proc, log)
         port = _free_port()
@@ -290,6 +295,17 @@ def _query(cluster, sql: str, **params):
             return conn.execute(sa.text(sql), params).all()
     finally:
         engine.dispose()
+
+
+def test_the_access_logs_carry_paths_never_query_strings(cluster):
+    for base in (cluster["url"], cluster["a"], cluster["b"]):
+        requests.get(f"{base}/dicomweb/studies?PatientName=QSECRET%5EPAT*"
+                     "&00100020=QSECRETPID", timeout=30)
+    nginx = (cluster["tmp"] / "nginx-access.log").read_text()
+    servers = "".join((cluster["tmp"] / f"gunicorn-{n}.log").read_text() for n in "ab")
+    assert '"GET /dicomweb/studies HTTP/1.1" 401' in nginx, nginx[-1000:]
+    assert servers.count('"GET /dicomweb/studies HTTP/1.') >= 3, servers[-2000:]  # 1.0: nginx
+    assert "QSECRET" not in nginx + servers
 
 
 def test_a_claim_raced_through_both_servers_has_one_winner(cluster):
