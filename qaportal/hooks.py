@@ -180,17 +180,23 @@ def mark_opened_notifications(user_id: int) -> bool:
     """Mark read the user's unread notifications that link to this page; True when any."""
     from qaportal.models import Notification, utcnow
 
-    targets = {request.path, request.full_path.rstrip("?")}
-    ids = db.session.scalars(
-        sa.select(Notification.id).where(Notification.user_id == user_id,
-                                         Notification.read_at.is_(None),
-                                         Notification.link.in_(targets))
-    ).all()
+    targets = sorted({request.path, request.full_path.rstrip("?")})
+    ids = db.session.scalars(opened_notifications_stmt(user_id, targets)).all()
     if not ids:
         return False
     db.session.execute(sa.update(Notification).where(Notification.id.in_(ids))
                        .values(read_at=utcnow()))
     return True
+
+
+def opened_notifications_stmt(user_id: int, links: list[str]) -> sa.Select:
+    """The ids of the user's unread notifications linking to one of these pages (read
+    through ix_notifications_unread_link: every request of a signed-in user runs it)."""
+    from qaportal.models import Notification
+
+    return sa.select(Notification.id).where(Notification.user_id == user_id,
+                                            Notification.read_at.is_(None),
+                                            Notification.link.in_(links))
 
 
 def _pending_step(app: Flask) -> str | None:

@@ -220,6 +220,13 @@ BUDGETS = {
     "discrepancy cases, open": 9,
     "discrepancy cases, every state": 10,
     "qa reviews list": 10,
+    # The load test's busiest pages: the listed studies' uploaders and readers come without
+    # their roles and subspecialties (before: 23, 25, 21, 18, 18).
+    "home, radiologist": 20,
+    "home, consultant": 21,
+    "opinion request list": 17,
+    "study list, radiologist": 14,
+    "study list, reviewer": 14,
 }
 
 

@@ -243,3 +243,30 @@ def test_home_panel_lists_my_recent_studies(client, owner_study):
     page = client.get("/").get_data(as_text=True)
     assert "Your studies" in page and f"/studies/{study.id}" in page
     assert "Upload a study" in page
+
+
+def test_home_panel_shows_studies_with_images_first_then_report_only(client, login_as):
+    """Five studies: those with images newest first, then the newest report-only ones;
+    the count is every study of theirs (0027 reads each part off the owner's index)."""
+    import re
+    from datetime import timedelta
+
+    from qaportal.models import utcnow
+    from qaportal.studies.panels import recent_studies
+    from tests.factories import make_study
+
+    owner = login_as("radiologist")
+    now = utcnow()
+    made = []
+    for k, images in enumerate([True, False, True, False, False, True, False]):
+        study = make_study(owner, description=f"STUDY {k}", instance_count=3 if images else 0)
+        study.created_at = now - timedelta(minutes=10 * k)  # k = 0 is the newest
+        made.append(study)
+    db.session.commit()
+    shown = recent_studies(owner)
+    assert shown["total"] == 7
+    assert [s.study_description for s in shown["recent"]] == [
+        "STUDY 0", "STUDY 2", "STUDY 5", "STUDY 1", "STUDY 3"]
+    page = client.get("/").get_data(as_text=True)
+    assert [int(i) for i in re.findall(r'href="/studies/(\d+)"', page)] == [
+        made[k].id for k in (0, 2, 5, 1, 3)]

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import current_app, g, request
+from sqlalchemy.orm import joinedload
 
 from qaportal import audit
 from qaportal.extensions import db
@@ -80,7 +81,7 @@ def load(token: str) -> User | None:
     """Return the user of a valid session token, else None (Flask-Login's user loader)."""
     if not token or "." in token or len(token) > 100:
         return None  # pre-0009 cookies ("<id>.<version>") and junk open nothing
-    row = db.session.scalar(sa.select(UserSession).where(UserSession.token_hash == _hash(token)))
+    row = db.session.scalars(_session_stmt(_hash(token))).unique().one_or_none()
     if row is None or row.ended_at is not None:
         return None
     user = row.user
@@ -92,6 +93,14 @@ def load(token: str) -> User | None:
         return None
     g.user_session = row
     return user
+
+
+def _session_stmt(token_hash: str) -> sa.Select:
+    """The session row with its user and the user's roles and subspecialties: one statement
+    at the start of every request (four with each loaded on its own)."""
+    user = joinedload(UserSession.user, innerjoin=True)
+    return (sa.select(UserSession).where(UserSession.token_hash == token_hash)
+            .options(user.joinedload(User.roles), user.joinedload(User.subspecialties)))
 
 
 def current() -> UserSession | None:

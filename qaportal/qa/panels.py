@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from qaportal.extensions import db
 from qaportal.home.panels import panel
 from qaportal.models import ReviewAssignment, User, utcnow
+from qaportal.models.reviewer_workload import open_assignments
 from qaportal.qa import stats
 
 
@@ -15,5 +16,5 @@ def _qa(user: User) -> dict:
     now = utcnow()
     by_age = stats.open_case_age_counts(db.session, now)
     overdue = db.session.scalar(sa.select(sa.func.count()).where(
-        ReviewAssignment.status == "assigned", ReviewAssignment.due_at < now)) or 0
+        open_assignments(), ReviewAssignment.due_at < now)) or 0
     return {"by_age": by_age, "overdue": overdue}

@@ -13,6 +13,7 @@ from qaportal.extensions import db
 from qaportal.models import DiscrepancyCase, ReviewAssignment, utcnow
 from qaportal.models.discrepancy import STATUS_LABELS
 from qaportal.models.review import RADPEER_SCORES
+from qaportal.models.reviewer_workload import open_assignments
 from qaportal.permissions import role_required
 from qaportal.qa import bp, stats
 from qaportal.qa.forms import StatsFilter
@@ -34,9 +35,9 @@ def dashboard():
         sa.select(DiscrepancyCase.status, sa.func.count()).group_by(DiscrepancyCase.status)
     ).all())
     a = ReviewAssignment
-    open_reviews = db.session.scalar(sa.select(sa.func.count()).where(a.status == "assigned"))
+    open_reviews = db.session.scalar(sa.select(sa.func.count()).where(open_assignments()))
     overdue = db.session.scalar(sa.select(sa.func.count()).where(
-        a.status == "assigned", a.due_at < now))
+        open_assignments(), a.due_at < now))
     period = stats.Period.default()  # the statistics page's default too
     dept = stats.department_rate(db.session, period)
     audit.record("qa.dashboard_viewed")
