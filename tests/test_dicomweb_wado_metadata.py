@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 import sqlalchemy as sa
 
 from qaportal.dicom.json_model import to_json
 from qaportal.dicomweb import served
+from qaportal.dicomweb.access import deid_context
 from qaportal.extensions import db
+from qaportal.jobs import queue, tasks
 from qaportal.models import AuditEvent
 from qaportal.studies import jobs
 from tests.dicomweb_helpers import (
@@ -28,6 +31,7 @@ from tests.dicomweb_world import (
     retrievals,
     series_of,
 )
+from tests.factories import make_user
 
 
 def cached_headers(app) -> list[Path]:
@@ -129,6 +133,36 @@ def test_ingest_caches_the_header_of_each_new_instance(client, world, app, monke
                             jobs.new_batch(owner, "cli").id)
     assert (run.stored, run.duplicates) == (0, len(SAMPLES))
     assert len(cached_headers(app)) == len(SAMPLES)
+
+
+@pytest.mark.parametrize("caller", ["deid_caller", "blind_caller"])
+def test_a_grant_queues_the_headers_as_its_user_will_be_served_them(client, world, app, caller,
+                                                                   request, monkeypatch):
+    """Granting a study (a de-identified colleague, a blind reviewer) queues a job that
+    computes the de-identified headers, so their first open reads no file either."""
+    study = world["study"]
+    huey = queue(app).huey
+    assert not [t for t in huey.pending() if t.name == "qaportal.warm_metadata"]
+    user = request.getfixturevalue(caller)  # granted, committed, signed in
+    queued = [t for t in huey.pending() if t.name == "qaportal.warm_metadata"]
+    assert [tuple(t.args) for t in queued] == [(study.id, user.id)]
+    stored = len(cached_headers(app))  # the owner's, cached at ingest
+    tasks.warm_metadata(*queued[0].args)  # as the worker runs it
+    assert len(cached_headers(app)) == stored + len(SAMPLES)
+
+    def no_file_read(*args):
+        raise AssertionError("a header was computed")
+
+    monkeypatch.setattr(served.Server, "header", no_file_read)
+    served_uid = deid_context(study).new_uid_for(study.study_uid)
+    items = client.get(f"/dicomweb/studies/{served_uid}/metadata").get_json()
+    assert len(items) == len(SAMPLES)
+    assert study.study_uid not in str(items) and "QUIXPAT" not in str(items)
+    # Nothing for someone who does not reach the study, or a deactivated user.
+    stranger = make_user(roles=("radiologist",))
+    assert served.warm_for_grant(study.id, stranger.id) == 0
+    user.active = False
+    assert served.warm_for_grant(study.id, user.id) == 0
 
 
 def test_large_files_are_verified_then_streamed_and_their_headers_read_without_pixels(

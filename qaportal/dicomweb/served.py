@@ -216,18 +216,19 @@ class Server:
             raise StoredFileCorrupt(item.storage_key)
 
 
-def fill_metadata(todo: Sequence[Item]) -> int:
+def fill_metadata(todo: Sequence[Item], target: Target | None = None) -> int:
     """Put the as-stored DICOM JSON headers of newly stored instances in the cache.
 
     Called after an ingest's commit (Ingester.release), so that the first viewer to open a
     new study finds its series' metadata ready (computing 500 headers took ~2.3 s of that
     first open). Verifying the files here also spares the first frames their hashing. A
     failure only logs (its type): the request computes the header as before.
+    With a target, the headers as that caller is served them (warm_for_grant).
     Return how many headers were computed.
     """
     if not todo:
         return 0
-    server = Server(None)
+    server = Server(target)
     done = 0
     try:
         with server.batch(todo):
@@ -239,6 +240,21 @@ def fill_metadata(todo: Sequence[Item]) -> int:
     except Exception as exc:  # noqa: BLE001 - a cache left cold is never an ingest failure
         log.warning("metadata cache: headers not computed at ingest (%s)", type(exc).__name__)
     return done
+
+
+def warm_for_grant(study_id: int, user_id: int) -> int:
+    """Put the study's headers as this user is served them in the cache (the job queued
+    when a workflow grants them the study: `warm_metadata`), so that a reviewer's first
+    open of a de-identified or blind study does not wait for 500 headers to be computed.
+    Nothing when the user no longer reaches the study. Return how many were computed."""
+    from qaportal.dicomweb.access import reachable
+    from qaportal.models import Study, User
+
+    study, user = db.session.get(Study, study_id), db.session.get(User, user_id)
+    if study is None or user is None or not user.is_active:
+        return 0
+    targets = reachable(user, [study])
+    return fill_metadata(items(targets[0]), targets[0]) if targets else 0
 
 
 def with_base(metadata: str, base: str) -> str:

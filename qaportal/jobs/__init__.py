@@ -32,6 +32,7 @@ PENDING_KEY = "qaportal_pending_jobs"
 TASKS: dict[str, Callable[..., None]] = {
     "deliver": tasks.deliver,
     "export": tasks.export,
+    "warm_metadata": tasks.warm_metadata,
 }
 # Periodic jobs, run by the worker's scheduler every minute (and queueable by name too).
 PERIODIC: dict[str, Callable[..., None]] = {

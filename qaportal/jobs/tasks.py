@@ -21,6 +21,13 @@ def export(job_id: int) -> None:
     run(job_id)
 
 
+def warm_metadata(study_id: int, user_id: int) -> None:
+    """Compute a newly granted study's DICOMweb headers as that user is served them."""
+    from qaportal.dicomweb.served import warm_for_grant
+
+    warm_for_grant(study_id, user_id)
+
+
 def sweep_exports() -> None:
     """Queue again the exports still waiting; fail those a dead worker left running."""
     from qaportal.exports.service import sweep

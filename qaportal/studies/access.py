@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from qaportal import audit
 from qaportal.blind_roles import RoleConflict, grant_refusal
 from qaportal.extensions import db
+from qaportal.jobs import enqueue_after_commit
 from qaportal.models import Study, StudyAccess, User, utcnow
 
 
@@ -40,6 +41,9 @@ def grant_access(study: Study, user: User, *, mode: str, source: tuple[str, int]
     db.session.flush()
     audit.record("study.access_granted", study, actor=by, user_id=user.id, mode=mode,
                  source=f"{source_type}:{source_id}")
+    # The headers as this user will be served them (de-identified for a blind role),
+    # computed by the worker before they open the study.
+    enqueue_after_commit(db.session, "warm_metadata", study.id, user.id)
     return grant
 
 
