@@ -36,6 +36,7 @@ from viewer_trace import INIT, Trace, override_config, report  # noqa: E402
 from qaportal import create_app  # noqa: E402
 from qaportal.dicom import generate_ct_series  # noqa: E402
 from qaportal.extensions import db  # noqa: E402
+from qaportal.jobs import tasks  # noqa: E402
 from qaportal.models import Study  # noqa: E402
 from qaportal.ohif import fetch  # noqa: E402
 from qaportal.studies import jobs  # noqa: E402
@@ -86,6 +87,9 @@ def seed(root: Path, slices: int):
         run = jobs.import_files([root / "ct"], user.id, jobs.new_batch(user, "cli").id)
         assert run.stored == slices, run.errors
         study = db.session.scalars(sa.select(Study)).one()
+        # The import queued the caching of the study's DICOMweb metadata; run it as the
+        # worker of `make run` would, before anyone opens the study.
+        tasks.warm_metadata(study.id, user.id)
         return app, study.id, study.study_uid
 
 

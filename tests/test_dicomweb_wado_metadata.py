@@ -26,7 +26,6 @@ from tests.dicomweb_world import (
     EVRLE,
     SAMPLES,
     corrupt,
-    empty_metadata_cache,
     instances_of,
     retrievals,
     series_of,
@@ -83,7 +82,6 @@ def test_metadata_levels_cache_and_audit(client, world, app):
     study = world["study"]
     series, inst = series_of(study, "CT_small.dcm")
     base = f"/dicomweb/studies/{study.study_uid}/series/{series.series_uid}"
-    empty_metadata_cache(app)  # filled at ingest: here the request fills it
     first = client.get(f"{base}/metadata").get_json()
     assert len(cached_headers(app)) == 1
     again = client.get(f"{base}/metadata").get_json()
@@ -112,10 +110,18 @@ def test_bulk_data_is_one_series_view_per_window(client, world):
     assert client.get(uri, headers={"Accept": "application/dicom"}).status_code == 406
 
 
-def test_ingest_caches_the_header_of_each_new_instance(client, world, app, monkeypatch):
-    """The import job leaves the metadata of what it stored in the cache: the first viewer
-    to open a new study (OHIF asks for all of a series' headers at once) reads no file."""
-    study = world["study"]
+def _warm_jobs(app) -> list[tuple]:
+    return [tuple(t.args) for t in queue(app).huey.pending() if t.name == "qaportal.warm_metadata"]
+
+
+def test_ingest_queues_the_headers_of_the_new_instances(client, world, app, monkeypatch):
+    """The import job queues the caching of what it stored (the worker computes it, not the
+    upload's request): the first viewer to open a new study (OHIF asks for all of a
+    series' headers at once) reads no file."""
+    study, owner = world["study"], world["owner"]
+    assert cached_headers(app) == []  # nothing computed in the import's own time
+    assert _warm_jobs(app) == [(study.id, owner.id)]
+    tasks.warm_metadata(study.id, owner.id)  # as the worker runs it
     assert len(cached_headers(app)) == len(SAMPLES)
 
     def no_file_read(*args):
@@ -126,13 +132,13 @@ def test_ingest_caches_the_header_of_each_new_instance(client, world, app, monke
     for item, path in zip(items, world["paths"], strict=True):
         base = item["7FE00010"]["BulkDataURI"][: -len("7FE00010")]
         assert item == to_json(pydicom.dcmread(path), base), path.name
-    # The same files again are duplicates: nothing stored, nothing computed.
-    monkeypatch.setattr(served, "fill_metadata", no_file_read)
-    owner = world["owner"]
+    # The same files again are duplicates: nothing stored, nothing queued or computed.
+    queue(app).huey.flush()
     run = jobs.import_files([(p.name, p) for p in world["paths"]], owner.id,
                             jobs.new_batch(owner, "cli").id)
     assert (run.stored, run.duplicates) == (0, len(SAMPLES))
-    assert len(cached_headers(app)) == len(SAMPLES)
+    assert _warm_jobs(app) == []
+    assert served.warm_served(study.id, owner.id) == 0  # all cached: nothing to compute
 
 
 @pytest.mark.parametrize("caller", ["deid_caller", "blind_caller"])
@@ -141,14 +147,11 @@ def test_a_grant_queues_the_headers_as_its_user_will_be_served_them(client, worl
     """Granting a study (a de-identified colleague, a blind reviewer) queues a job that
     computes the de-identified headers, so their first open reads no file either."""
     study = world["study"]
-    huey = queue(app).huey
-    assert not [t for t in huey.pending() if t.name == "qaportal.warm_metadata"]
+    queue(app).huey.flush()  # the ingest's own job (the owner's headers)
     user = request.getfixturevalue(caller)  # granted, committed, signed in
-    queued = [t for t in huey.pending() if t.name == "qaportal.warm_metadata"]
-    assert [tuple(t.args) for t in queued] == [(study.id, user.id)]
-    stored = len(cached_headers(app))  # the owner's, cached at ingest
-    tasks.warm_metadata(*queued[0].args)  # as the worker runs it
-    assert len(cached_headers(app)) == stored + len(SAMPLES)
+    assert _warm_jobs(app) == [(study.id, user.id)]
+    tasks.warm_metadata(study.id, user.id)  # as the worker runs it
+    assert len(cached_headers(app)) == len(SAMPLES)
 
     def no_file_read(*args):
         raise AssertionError("a header was computed")
@@ -160,16 +163,15 @@ def test_a_grant_queues_the_headers_as_its_user_will_be_served_them(client, worl
     assert study.study_uid not in str(items) and "QUIXPAT" not in str(items)
     # Nothing for someone who does not reach the study, or a deactivated user.
     stranger = make_user(roles=("radiologist",))
-    assert served.warm_for_grant(study.id, stranger.id) == 0
+    assert served.warm_served(study.id, stranger.id) == 0
     user.active = False
-    assert served.warm_for_grant(study.id, user.id) == 0
+    assert served.warm_served(study.id, user.id) == 0
 
 
 def test_large_files_are_verified_then_streamed_and_their_headers_read_without_pixels(
         client, world, monkeypatch, app):
     """Above STREAM_ABOVE a file is checked in one pass and sent in chunks in a second, and
     its metadata parsed with its large values left on disk: the same answers."""
-    empty_metadata_cache(app)  # filled at ingest: here the request parses the files
     monkeypatch.setattr(served, "STREAM_ABOVE", 1000)
     monkeypatch.setattr(served, "_CHUNK", 4096)
     study = world["study"]

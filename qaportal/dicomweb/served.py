@@ -217,13 +217,13 @@ class Server:
 
 
 def fill_metadata(todo: Sequence[Item], target: Target | None = None) -> int:
-    """Put the as-stored DICOM JSON headers of newly stored instances in the cache.
+    """Put the DICOM JSON headers of todo in the cache, as target's caller is served them
+    (target None: as stored); those cached already are skipped.
 
-    Called after an ingest's commit (Ingester.release), so that the first viewer to open a
-    new study finds its series' metadata ready (computing 500 headers took ~2.3 s of that
-    first open). Verifying the files here also spares the first frames their hashing. A
-    failure only logs (its type): the request computes the header as before.
-    With a target, the headers as that caller is served them (warm_for_grant).
+    Run by the `warm_metadata` job (warm_served), so that the first viewer to open a study
+    finds its series' metadata ready (computing 500 headers took ~2.3 s of that first
+    open). Verifying the files here also spares the first frames their hashing. A failure
+    only logs (its type): the request computes the header as before.
     Return how many headers were computed.
     """
     if not todo:
@@ -238,15 +238,16 @@ def fill_metadata(todo: Sequence[Item], target: Target | None = None) -> int:
                     server.metadata(item)
                     done += 1
     except Exception as exc:  # noqa: BLE001 - a cache left cold is never an ingest failure
-        log.warning("metadata cache: headers not computed at ingest (%s)", type(exc).__name__)
+        log.warning("metadata cache: headers not computed ahead (%s)", type(exc).__name__)
     return done
 
 
-def warm_for_grant(study_id: int, user_id: int) -> int:
-    """Put the study's headers as this user is served them in the cache (the job queued
-    when a workflow grants them the study: `warm_metadata`), so that a reviewer's first
-    open of a de-identified or blind study does not wait for 500 headers to be computed.
-    Nothing when the user no longer reaches the study. Return how many were computed."""
+def warm_served(study_id: int, user_id: int) -> int:
+    """Put the study's headers as this user is served them in the cache: the job queued
+    when an ingest stores new instances (for their owner: as stored) and when a workflow
+    grants the study (for a blind or de-identified grant: de-identified), so that neither
+    first open waits for 500 headers to be computed. Nothing when the user no longer
+    reaches the study. Return how many were computed."""
     from qaportal.dicomweb.access import reachable
     from qaportal.models import Study, User
 

@@ -118,7 +118,8 @@ class StowIngest:
         self._check = check  # a further refusal (the viewer marks' context), no database
         self.items: list[SourceItem] = []
         self._outside: list[InstanceHeader] = []  # refused for the target study, in order
-        self.ingester = Ingester(owner, image_store(), None, check=self._in_target)
+        self.ingester = Ingester(owner, image_store(), None, check=self._in_target,
+                                 cache_metadata=True)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._ended = False

@@ -108,17 +108,24 @@ def enqueue_after_commit(session, name: str, *args: Any) -> None:
     session.info.setdefault(PENDING_KEY, []).append((name, args))
 
 
+def enqueue_now(name: str, *args: Any) -> None:
+    """Queue a job whose rows are committed already; a queue that cannot be reached only
+    logs a warning (the change stands; each job's periodic sweep, or the first request
+    that needs the work, picks it up)."""
+    try:
+        queue().enqueue(name, *args)
+    except Exception as exc:  # noqa: BLE001 - the change is saved whatever the queue does
+        current_app.logger.warning("job %s not queued (%s: %s); the periodic sweep "
+                                   "will queue it", name, type(exc).__name__, exc)
+
+
 @sa.event.listens_for(sa.orm.Session, "after_commit")
 def _enqueue_pending(session) -> None:
     pending = session.info.pop(PENDING_KEY, None)
     if not pending or not has_app_context():
         return
     for name, args in pending:
-        try:
-            queue().enqueue(name, *args)
-        except Exception as exc:  # the change is saved: the sweep queues the job later
-            current_app.logger.warning("job %s not queued (%s: %s); the periodic sweep "
-                                       "will queue it", name, type(exc).__name__, exc)
+        enqueue_now(name, *args)
 
 
 @sa.event.listens_for(sa.orm.Session, "after_rollback")

@@ -22,10 +22,11 @@ def export(job_id: int) -> None:
 
 
 def warm_metadata(study_id: int, user_id: int) -> None:
-    """Compute a newly granted study's DICOMweb headers as that user is served them."""
-    from qaportal.dicomweb.served import warm_for_grant
+    """Compute a study's DICOMweb headers as that user is served them (new instances
+    stored, a study granted)."""
+    from qaportal.dicomweb.served import warm_served
 
-    warm_for_grant(study_id, user_id)
+    warm_served(study_id, user_id)
 
 
 def sweep_exports() -> None:

@@ -11,8 +11,8 @@ Study identity is scoped to the owner: every lookup here is limited to the uploa
 studies, so an upload only ever adds to those. The same StudyInstanceUID uploaded by
 someone else becomes that user's own separate study; it never grants access to, adds to,
 or reveals (in counts, statuses or messages) a study of another user.
-After the commit, `Ingester.release` also caches the new instances' DICOMweb metadata
-(when asked: the import job does).
+After the commit, `Ingester.release` also queues the job that caches the new instances'
+DICOMweb metadata (when asked: the import job and STOW-RS do).
 If the transaction fails the caller deletes what this run stored (`Ingester.discard`).
 A hard crash between the two can leave unreferenced files, which
 `qaportal verify-storage` reports and removes; the database never points at a file that
@@ -124,10 +124,11 @@ class Ingester:
         # False: the caller audits the batch's totals itself (a DICOM association stores
         # and commits one instance at a time; one entry per instance would flood the log).
         self.audit_runs = audit_runs
-        # True: release() also caches the new instances' DICOMweb metadata (~2.7 ms of CPU
-        # per 512 KB slice), for the first viewer to open the study. The import job (upload,
-        # CLI) does; STOW-RS and the DICOM listener, whose cost per instance is their
-        # throughput (about as much again), leave it to the first metadata request.
+        # True: release() also queues the job (`warm_metadata`, in the worker: ~2.7 ms of CPU
+        # per 512 KB slice, not in the request) that caches the new instances' DICOMweb
+        # metadata for the first viewer to open the study. The import job (upload, CLI) and
+        # STOW-RS do; the DICOM listener, which commits one instance at a time, leaves it to
+        # the first metadata request.
         self.cache_metadata = cache_metadata
         self.entries: list[Prepared | tuple[str, str]] = []  # input order; (name, reason)
         self.written_keys: list[str] = []
@@ -186,28 +187,18 @@ class Ingester:
         The files are committed now: they are forgotten first, so that a `discard()` in a
         caller's error path, after anything here fails, never deletes a committed file."""
         self.written_keys = []
-        unused = set(run.unused_keys)
         for key in run.unused_keys:
             self.store.delete(key)
         run.unused_keys.clear()
-        self._fill_metadata([e for e in self.entries
-                             if isinstance(e, Prepared) and e.key not in unused])
+        if self.cache_metadata and run.stored:
+            from qaportal.jobs import enqueue_now
+
+            for study_id in sorted(run.study_ids):
+                enqueue_now("warm_metadata", study_id, self.owner.id)
         if run.study_ids:
             from qaportal.feeds.reads import match_after_ingest
 
             match_after_ingest(self.owner.id, run.study_ids)
-
-    def _fill_metadata(self, stored: Sequence[Prepared]) -> None:
-        """Cache the DICOMweb metadata of the files just committed (the first open of a new
-        study in OHIF asks for all of a series' headers at once)."""
-        if not stored or not self.cache_metadata:
-            return
-        from qaportal.dicom.transcode import stored_syntax
-        from qaportal.dicomweb.served import Item, fill_metadata
-
-        fill_metadata([Item(0, 0, e.key, e.sha256, e.size,
-                            stored_syntax(e.header.transfer_syntax_uid), e.header.study_uid,
-                            e.header.series_uid, e.header.sop_uid) for e in stored])
 
     def _key_for(self, series_uid: str) -> str:
         """Return a new random key sharing its shard prefix with the rest of this series.
