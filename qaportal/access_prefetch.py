@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import g
 
 from qaportal.extensions import db
+from qaportal.id_lists import in_ids
 from qaportal.models import StudyAccess, User
 
 _KEY = "_study_access_prefetch"
@@ -40,7 +41,7 @@ def prefetched(user: User, studies: Iterable) -> Iterator[None]:
     if ids:
         for study_id, mode in db.session.execute(
             sa.select(StudyAccess.study_id, StudyAccess.mode).where(
-                StudyAccess.user_id == user.id, StudyAccess.study_id.in_(sorted(ids)),
+                StudyAccess.user_id == user.id, in_ids(StudyAccess.study_id, ids),
                 StudyAccess.revoked_at.is_(None))
         ):
             loaded.modes.setdefault(study_id, set()).add(mode)

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from qaportal.extensions import db
+from qaportal.id_lists import in_ids
 from qaportal.models import (
     CommitteeMember,
     ConferenceAttendee,
@@ -105,7 +106,7 @@ def _pairs(selects, study_ids: Iterable[int], user_id: int | None) -> set[tuple[
         return set()
     parts = []
     for stmt, study_col, user_col in selects:
-        stmt = stmt.where(study_col.in_(ids), user_col.is_not(None))
+        stmt = stmt.where(in_ids(study_col, ids), user_col.is_not(None))
         parts.append(stmt.where(user_col == user_id) if user_id is not None else stmt)
     return {(int(s), int(u)) for s, u in db.session.execute(sa.union(*parts))}
 

@@ -75,11 +75,11 @@ def listed_read_rows() -> list[LoaderOption]:
 
 
 def listed_assignment_rows() -> list[LoaderOption]:
-    """A worklist row: the assignment's read (as listed_read_rows), its reviewer, and its
-    review with the review's amendments: 2 statements after the page's own, however many
-    rows, where assignment_rows takes 16."""
+    """A worklist row: the assignment's read (as listed_read_rows) and its review with the
+    review's amendments: 2 statements after the page's own, however many rows, where
+    assignment_rows takes 16. Not its reviewer: the worklist's user, already in the
+    session, which answers a.reviewer without a statement."""
     return [joinedload(ReviewAssignment.read, innerjoin=True).options(*listed_read_rows()),
-            _listed_person(ReviewAssignment.reviewer),
             selectinload(ReviewAssignment.review).selectinload(Review.amendments)]
 
 
