@@ -52,8 +52,10 @@ def make_portal(root: Path, db_url: str | None):
     from qaportal.models import User
     from qaportal.passwords import hash_password
 
+    # OHIF_PRECOMPRESS off (as vs_orthanc.py): the viewer's one-off gzip of its build,
+    # started by the first request, would otherwise run in a thread during the counted ones.
     config = {"INSTANCE_PATH": str(root / "instance"), "SECRET_KEY": "bench-secret",
-              "LOCAL": True, "SQLALCHEMY_DATABASE_URI":
+              "LOCAL": True, "OHIF_PRECOMPRESS": False, "SQLALCHEMY_DATABASE_URI":
               db_url or f"sqlite:///{root / 'instance' / 'qaportal.sqlite'}"}
     (root / "instance").mkdir(parents=True, exist_ok=True)
     app = create_app(config)
