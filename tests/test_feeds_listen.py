@@ -28,8 +28,10 @@ from pynetdicom import AE, build_context
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from qaportal.dicom import generate_ct_series
+from qaportal.dicomweb import served
 from qaportal.extensions import db
 from qaportal.feeds.listener import ListenConfig, Listener
+from qaportal.jobs import queue, tasks
 from qaportal.models import AuditEvent, DicomPeer, Instance, Study, UploadBatch
 from qaportal.studies.jobs import import_files, new_batch
 from qaportal.studies.storage import image_store
@@ -264,6 +266,38 @@ def test_association_aborted_midway_keeps_what_was_acknowledged(world, tmp_path)
     assert batch.stored == 3 and batch.finished_at is not None
     [stored] = world.rows(Study, Study.study_uid == study)
     assert stored.owner_id == world.owner_id and stored.instance_count == 3
+
+
+def test_an_association_queues_the_headers_of_its_studies_once_it_ends(world, tmp_path):
+    """The worker, not the first viewer, computes the DICOMweb headers of what an
+    association stored: one job per study, queued when the association ends (not one per
+    instance), none for an association that stored nothing new."""
+    study = generate_uid()
+    files = [ct_copy(tmp_path, f"{i}.dcm", StudyInstanceUID=study) for i in range(4)]
+
+    def warm_jobs(study_id):
+        with world.app.app_context():
+            return [tuple(t.args) for t in queue(world.app).huey.pending()
+                    if t.name == "qaportal.warm_metadata" and t.args[0] == study_id]
+
+    before = len(world.ends("PYSCU"))
+    assoc = scu(world)
+    for path in files:
+        assert assoc.send_c_store(pydicom.dcmread(path)).Status == SUCCESS
+    assoc.release()
+    world.next_end("PYSCU", before)
+    [stored] = world.rows(Study, Study.study_uid == study)
+    assert warm_jobs(stored.id) == [(stored.id, world.owner_id)]
+    with world.app.app_context():
+        tasks.warm_metadata(stored.id, world.owner_id)  # as the worker runs it
+        assert served.warm_served(stored.id, world.owner_id) == 0  # all four cached
+    # The same instances again are duplicates: nothing new to compute, no second job.
+    before = len(world.ends("PYSCU"))
+    assoc = scu(world)
+    assert all(assoc.send_c_store(pydicom.dcmread(p)).Status == SUCCESS for p in files)
+    assoc.release()
+    assert world.next_end("PYSCU", before)[1].duplicates == 4
+    assert warm_jobs(stored.id) == [(stored.id, world.owner_id)]
 
 
 def test_echo_only_association_makes_no_batch(world):

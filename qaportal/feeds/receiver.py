@@ -232,6 +232,14 @@ class AssociationReceiver:
                           studies=list(batch.study_ids))
             audit.record("study.upload_finished", batch, actor=owner, via=SOURCE,
                          **{k: v for k, v in totals.items() if k != "received"})
+            if batch.stored:
+                # The worker computes the new instances' DICOMweb headers once the
+                # association is over (not per instance: a study arrives one instance at
+                # a time), so that the first viewer to open the study reads no file.
+                from qaportal.jobs import enqueue_after_commit
+
+                for study_id in sorted(batch.study_ids):
+                    enqueue_after_commit(db.session, "warm_metadata", study_id, owner.id)
         audit.record("feeds.dicom_association_ended", ("dicom_peers", self.peer_id),
                      actor=owner, actor_label=f"dicom:{self.calling_ae}",
                      calling_ae=self.calling_ae, address=self.address, ended=self.ended_as,

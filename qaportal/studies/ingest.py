@@ -127,8 +127,8 @@ class Ingester:
         # True: release() also queues the job (`warm_metadata`, in the worker: ~2.7 ms of CPU
         # per 512 KB slice, not in the request) that caches the new instances' DICOMweb
         # metadata for the first viewer to open the study. The import job (upload, CLI) and
-        # STOW-RS do; the DICOM listener, which commits one instance at a time, leaves it to
-        # the first metadata request.
+        # STOW-RS do; the DICOM listener, which commits one instance at a time, queues it
+        # once per study when the association ends (feeds/receiver.py).
         self.cache_metadata = cache_metadata
         self.entries: list[Prepared | tuple[str, str]] = []  # input order; (name, reason)
         self.written_keys: list[str] = []
