@@ -56,6 +56,13 @@ def measurement_report(images: list[pydicom.Dataset], *, with_3d: bool = False,
                 graphic_data=np.array([[1.0, 2.0, 3.0]]),
                 frame_of_reference_uid=first.FrameOfReferenceUID),
             finding_type=codes.SCT.Lesion))
+    return report_document(images, groups, series_number=901, author=author)
+
+
+def report_document(images: list[pydicom.Dataset], groups: list, *, series_number: int,
+                    author: str = "Reader^Marks") -> pydicom.Dataset:
+    """A Comprehensive 3D SR measurement report (TID 1500) of the measurement groups, by a
+    person observer, with the images as its evidence."""
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Person,
         observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=author))
@@ -63,8 +70,9 @@ def measurement_report(images: list[pydicom.Dataset], *, with_3d: bool = False,
         observation_context=hd.sr.ObservationContext(observer_person_context=observer),
         procedure_reported=codes.LN.CTUnspecifiedBodyRegion, imaging_measurements=groups)
     return hd.sr.Comprehensive3DSR(
-        evidence=images, content=report[0], series_instance_uid=hd.UID(), series_number=901,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="qaportal tests")
+        evidence=images, content=report[0], series_instance_uid=hd.UID(),
+        series_number=series_number, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="qaportal tests")
 
 
 def key_object_selection(images: list[pydicom.Dataset]) -> pydicom.Dataset:

@@ -110,6 +110,14 @@ def test_bulk_data_is_one_series_view_per_window(client, world):
     assert client.get(uri, headers={"Accept": "application/dicom"}).status_code == 406
 
 
+def forbid_header_reads(monkeypatch) -> None:
+    """From now on, computing a header (reading a file for its metadata) fails the test."""
+    def no_file_read(*args):
+        raise AssertionError("a header was computed")
+
+    monkeypatch.setattr(served.Server, "header", no_file_read)
+
+
 def _warm_jobs(app) -> list[tuple]:
     return [tuple(t.args) for t in queue(app).huey.pending() if t.name == "qaportal.warm_metadata"]
 
@@ -124,10 +132,7 @@ def test_ingest_queues_the_headers_of_the_new_instances(client, world, app, monk
     tasks.warm_metadata(study.id, owner.id)  # as the worker runs it
     assert len(cached_headers(app)) == len(SAMPLES)
 
-    def no_file_read(*args):
-        raise AssertionError("a header was computed")
-
-    monkeypatch.setattr(served.Server, "header", no_file_read)
+    forbid_header_reads(monkeypatch)
     items = client.get(f"/dicomweb/studies/{study.study_uid}/metadata").get_json()
     for item, path in zip(items, world["paths"], strict=True):
         base = item["7FE00010"]["BulkDataURI"][: -len("7FE00010")]
@@ -153,10 +158,7 @@ def test_a_grant_queues_the_headers_as_its_user_will_be_served_them(client, worl
     tasks.warm_metadata(study.id, user.id)  # as the worker runs it
     assert len(cached_headers(app)) == len(SAMPLES)
 
-    def no_file_read(*args):
-        raise AssertionError("a header was computed")
-
-    monkeypatch.setattr(served.Server, "header", no_file_read)
+    forbid_header_reads(monkeypatch)
     served_uid = deid_context(study).new_uid_for(study.study_uid)
     items = client.get(f"/dicomweb/studies/{served_uid}/metadata").get_json()
     assert len(items) == len(SAMPLES)

@@ -24,6 +24,7 @@ from qaportal.models import Instance, Series, ViewerMark, utcnow
 from qaportal.studies.storage import image_store
 from tests.dicomweb_helpers import DICOM_ANY, datasets
 from tests.factories import make_assignment, make_user
+from tests.marks_objects import report_document
 from tests.marks_world import ingest_ct, stored_datasets, stow
 
 
@@ -49,16 +50,7 @@ def _report(images: list[pydicom.Dataset], groups: list[tuple[str, list[list[flo
         measurements=[hd.sr.Measurement(name=codes.SCT.Length, value=31.5,
                                         unit=codes.UCUM.Millimeter)])
         for label, points in groups]
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Person,
-        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(
-            name="Reader^Marks"))
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(observer_person_context=observer),
-        procedure_reported=codes.LN.CTUnspecifiedBodyRegion, imaging_measurements=items)
-    return hd.sr.Comprehensive3DSR(
-        evidence=images, content=report[0], series_instance_uid=hd.UID(), series_number=903,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="qaportal tests")
+    return report_document(images, items, series_number=903)
 
 
 def _axial_and_across(images):
