@@ -80,6 +80,9 @@ class Defaults:
     # size, mtime, ctime) is unchanged, for at most this long (signed records under
     # CACHE_ROOT/verified, shared by the worker processes).
     VERIFIED_FILE_MAX_AGE_HOURS = 24.0
+    # A store that is not a local folder (the DICOMweb archive) is read through local
+    # copies under CACHE_ROOT/verified/copies; the oldest fetched are deleted past this size.
+    STORE_COPIES_MAX_BYTES = 20 * 1024**3
     AUDIT_PAGE_SIZE = 50
     # The other keyset lists (worklists, cases, committee, feedback, notifications, opinion
     # requests): rows per page (qaportal.paging).
@@ -266,6 +269,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "FRAME_CACHE_MAX_BYTES": ("FRAME_CACHE_MAX_BYTES", int),
     "METADATA_CACHE_MAX_BYTES": ("METADATA_CACHE_MAX_BYTES", int),
     "VERIFIED_FILE_MAX_AGE_HOURS": ("VERIFIED_FILE_MAX_AGE_HOURS", float),
+    "STORE_COPIES_MAX_BYTES": ("STORE_COPIES_MAX_BYTES", int),
     "SMTP_HOST": ("SMTP_HOST", str),
     "SMTP_PORT": ("SMTP_PORT", int),
     "SMTP_USERNAME": ("SMTP_USERNAME", str),

@@ -305,3 +305,41 @@ def test_c_store_into_the_portal_with_the_pacs_store(pacs_app, archive, tmp_path
     assert len(rows) == 2 and len(archive.get("/instances").json()) == 2
     for row in rows:
         image_store().verify(row.storage_key, row.sha256)
+
+
+def test_local_copies_of_the_archive_are_bounded_and_a_pruned_copy_is_fetched_again(
+        archive, tmp_path):
+    """The renderer and the DICOMweb server read an archive's files through local copies:
+    past their bound the oldest-fetched go, and a copy pruned by another process between
+    being found and being opened is fetched again, not reported missing."""
+    from qaportal.dicom.verified import VerifiedFiles
+
+    store = _store(archive)
+    files = generate_ct_series(tmp_path / "ct", slices=6)
+    size = max(p.stat().st_size for p in files)
+    keys = []
+    for path in files:
+        key = new_key()
+        keys.append((key, store.put(key, path, sync=False).sha256))
+    store.sync([k for k, _ in keys])
+    copies = tmp_path / "verified" / "copies"
+    verified = VerifiedFiles(store, tmp_path / "verified", b"secret", settle_s=0,
+                             copies_max_bytes=3 * size)
+    for (key, sha), path in zip(keys, files, strict=True):
+        assert verified.read_bytes(key, sha) == path.read_bytes()
+        held = sum(p.stat().st_size for p in copies.glob("??/*"))
+        assert held <= 3 * size
+    assert not (copies / keys[0][1][:2] / keys[0][1]).exists()  # the first fetched went
+    assert verified.read_bytes(*keys[0]) == files[0].read_bytes()  # and comes back
+
+    found = verified._file_name
+
+    def pruned_meanwhile(key, sha):
+        name = found(key, sha)
+        verified._file_name = found
+        Path(name).unlink()  # another process made room just now
+        return name
+
+    verified._file_name = pruned_meanwhile
+    assert verified.read_bytes(*keys[1]) == files[1].read_bytes()
+    assert verified._file_name is found  # the race did happen

@@ -15,11 +15,12 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from qaportal.dicom import generate_ct_series
+from qaportal.disk_cache import DiskCache
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, Instance, Series, Study
 from qaportal.studies import jobs
 from qaportal.studies.access import grant_access
-from qaportal.studies.frames import FrameCache, ordered_frames, parse_window, round_window
+from qaportal.studies.frames import ordered_frames, parse_window, round_window
 from qaportal.studies.storage import image_store
 from qaportal.studies.viewer_routes import frame_renderer
 from tests.factories import make_user
@@ -327,7 +328,7 @@ def test_window_rounding_and_parsing():
 
 
 def test_frame_cache_stays_within_its_bound(tmp_path):
-    cache = FrameCache(tmp_path / "c", max_bytes=10_000)
+    cache = DiskCache(tmp_path / "c", max_bytes=10_000)
     for i in range(30):
         cache.put(cache.key("frame", i), bytes(1000))
     assert cache.size() <= 10_000

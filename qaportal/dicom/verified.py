@@ -25,7 +25,9 @@ the state the check saw.
 A store that is not a local folder (the DICOMweb store) is read through local copies: a
 file is fetched once, checked against its SHA-256 (read_verified), written under the
 records folder's `copies/` (named by its SHA-256, temp file then rename) and from then on
-read there like a stored file. The copies are a cache: deleting them costs a fetch each.
+read there like a stored file. The copies are a cache: deleting them costs a fetch each;
+past `copies_max_bytes` the oldest-fetched are deleted (a reader that loses its copy
+between finding and opening it fetches it again).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from qaportal.disk_cache import DiskCache
 
 from .errors import StoredFileCorrupt, StoredFileMissing
 from .store import FilesystemStore, ImageStore
@@ -68,15 +72,16 @@ class VerifiedFiles:
     def __init__(self, store: FilesystemStore | ImageStore,
                  root: str | os.PathLike[str] | None = None,
                  secret: bytes = b"", max_age_s: float = 24 * 3600,
-                 settle_s: float = 2.0) -> None:
+                 settle_s: float = 2.0, copies_max_bytes: int = 20 * 1024**3) -> None:
         if root is not None and not secret:
             raise ValueError("shared verification records need a secret")
         self.store = store
         self.folder = Path(root) if root is not None else None
-        self._copies: str | None = None  # local copies of a remote store's files
+        self._copies: DiskCache | None = None  # local copies of a remote store's files
         if not hasattr(store, "file_name"):
-            self._copies = str(self.folder / "copies") if self.folder is not None \
-                else tempfile.mkdtemp(prefix="qaportal-copies-")
+            self._copies = DiskCache(
+                self.folder / "copies" if self.folder is not None
+                else tempfile.mkdtemp(prefix="qaportal-copies-"), copies_max_bytes, suffix="")
         self._db = _Records(self.folder / RECORDS_FILE) if self.folder is not None else None
         self._key = hmac.new(secret, b"qaportal stored-file verification", "sha256").digest()
         self.max_age_s = max_age_s
@@ -96,10 +101,7 @@ class VerifiedFiles:
         Raises StoredFileMissing, or StoredFileCorrupt when the bytes do not match.
         """
         started = time.time()
-        try:
-            fp = open(self._file_name(key, sha256), "rb", buffering=0)  # noqa: SIM115
-        except FileNotFoundError as exc:
-            raise StoredFileMissing(key) from exc
+        fp = self._open(key, sha256, buffering=0)[1]
         with fp:
             before = _state(os.fstat(fp.fileno()))
             first = _read_exactly(fp, head) if head else b""
@@ -123,12 +125,9 @@ class VerifiedFiles:
     def checked_path(self, key: str, sha256: str) -> Path:
         """Return the stored file's path once its current state is verified (for readers
         that open the file by path: the renderer)."""
-        path = Path(self._file_name(key, sha256))
         started = time.time()
-        try:
-            fp = open(path, "rb")  # noqa: SIM115
-        except FileNotFoundError as exc:
-            raise StoredFileMissing(key) from exc
+        name, fp = self._open(key, sha256)
+        path = Path(name)
         with fp:
             before = _state(os.fstat(fp.fileno()))
             if self.known(key, sha256, before):
@@ -144,27 +143,33 @@ class VerifiedFiles:
             self.remember(key, sha256, before)
         return path
 
+    def _open(self, key: str, sha256: str, buffering: int = -1):
+        """Open the local file holding key: return (its name, the open file).
+
+        A local copy pruned between finding and opening it (another thread or process
+        making room) is fetched again, once."""
+        for attempt in (1, 2):
+            name = self._file_name(key, sha256)
+            try:
+                return name, open(name, "rb", buffering=buffering)  # noqa: SIM115
+            except FileNotFoundError as exc:
+                if self._copies is None or attempt == 2:
+                    raise StoredFileMissing(key) from exc
+        raise AssertionError("unreachable")
+
     def _file_name(self, key: str, sha256: str) -> str:
-        """Return the local file holding key: the store's own, or a verified local copy."""
+        """Return the local file holding key: the store's own, or a verified local copy
+        (fetched once; the copies are pruned oldest-fetched first past their size)."""
         if self._copies is None:
             return self.store.file_name(key)
         sha = sha256.lower()
         if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
             raise StoredFileCorrupt(key)
-        name = os.path.join(self._copies, sha[:2], sha)
-        if not os.path.exists(name):
+        name = self._copies.path(sha)
+        if not name.exists():
             data = self.store.read_verified(key, sha)  # raises Missing / Corrupt
-            os.makedirs(os.path.dirname(name), exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(name))
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                os.replace(tmp, name)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
-        return name
+            self._copies.put(sha, data)
+        return str(name)
 
     # --- records -----------------------------------------------------------------------
 

@@ -43,9 +43,9 @@ from qaportal.dicom.transcode import (
     to_explicit_little,
 )
 from qaportal.dicomweb.access import Target
+from qaportal.disk_cache import DiskCache
 from qaportal.extensions import db
 from qaportal.models import Instance, Series
-from qaportal.studies.frames import FrameCache
 from qaportal.studies.storage import image_store, is_local
 from qaportal.studies.viewer_routes import frame_renderer
 
@@ -101,12 +101,12 @@ def items(target: Target, series: Series | None = None,
             for row in db.session.execute(query)]
 
 
-def metadata_cache() -> FrameCache:
+def metadata_cache() -> DiskCache:
     """Return the app's cache of instance headers in the DICOM JSON model."""
     app = current_app._get_current_object()
     cache = app.extensions.get("qaportal_dicomjson_cache")
     if cache is None:
-        cache = FrameCache(f"{app.config['CACHE_ROOT']}/dicomjson",
+        cache = DiskCache(f"{app.config['CACHE_ROOT']}/dicomjson",
                            app.config["METADATA_CACHE_MAX_BYTES"], suffix=".json")
         app.extensions["qaportal_dicomjson_cache"] = cache
     return cache
@@ -116,7 +116,7 @@ class Server:
     """Serve the instances of one study to one caller (as stored or de-identified)."""
 
     def __init__(self, target: Target | None, store: ImageStore | None = None,
-                 cache: FrameCache | None = None) -> None:
+                 cache: DiskCache | None = None) -> None:
         """target None: the instances as stored (no caller yet: fill_metadata)."""
         self.ctx: DeidContext | None = target.ctx if target is not None else None
         self.store = store or image_store()

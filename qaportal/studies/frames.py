@@ -6,14 +6,10 @@ worker could pre-render frames with the same code.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
 import math
-import os
-import tempfile
-import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +23,7 @@ from qaportal.dicom import DicomRejected, FilesystemStore, StoredFileCorrupt, St
 from qaportal.dicom.render import load_frame, to_uint8
 from qaportal.dicom.render_options import RenderOptions, apply_viewport, encode
 from qaportal.dicom.verified import VerifiedFiles
+from qaportal.disk_cache import DiskCache
 from qaportal.models import Instance
 
 log = logging.getLogger(__name__)
@@ -93,97 +90,10 @@ def parse_window(wc: str | None, ww: str | None) -> Window | None:
     return round_window(center, width)
 
 
-# The rendered images' formats; a cache for other derived files names its own suffix.
-IMAGE_SUFFIXES = (".png", ".jpg", ".gif")
-
-
-class FrameCache:
-    """Rendered images on disk, keyed by content; written atomically; pruned oldest-first.
-
-    Other derived files use it too with their own suffix and folder (DICOMweb metadata).
-    """
-
-    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 2 * 1024**3,
-                 suffix: str = ".png") -> None:
-        self.root = Path(root)
-        self.max_bytes = max_bytes
-        self.suffix = suffix
-        suffixes = IMAGE_SUFFIXES if suffix in IMAGE_SUFFIXES else (suffix,)
-        self.globs = tuple(f"??/*{x}" for x in suffixes)
-        self._lock = threading.Lock()
-        self._approx_bytes: int | None = None
-
-    @staticmethod
-    def key(*parts: object) -> str:
-        """Return the cache key (hex) for the parts that determine a rendering."""
-        return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
-
-    def path(self, key: str, ext: str | None = None) -> Path:
-        """Return where the entry for key lives (ext: "png", "jpg"...; default the suffix)."""
-        return self.root / key[:2] / (f"{key}.{ext}" if ext else f"{key}{self.suffix}")
-
-    def get(self, key: str, ext: str | None = None) -> bytes | None:
-        """Return the cached bytes, or None on a miss."""
-        try:
-            with open(self.path(key, ext), "rb") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return None
-
-    def put(self, key: str, data: bytes, ext: str | None = None) -> None:
-        """Write an entry: temp file in the same folder, then rename (readers never see half)."""
-        dest = self.path(key, ext)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        self._grew(len(data))
-
-    def _grew(self, added: int) -> None:
-        with self._lock:
-            if self._approx_bytes is None:
-                self._approx_bytes = self.size()
-            else:
-                self._approx_bytes += added
-            over = self._approx_bytes > self.max_bytes
-        if over:
-            self.prune()
-
-    def size(self) -> int:
-        """Return the bytes held by the cache."""
-        return sum(p.stat().st_size for g in self.globs for p in self.root.glob(g))
-
-    def prune(self, target_ratio: float = 0.8) -> int:
-        """Delete the oldest entries until the cache holds target_ratio of max_bytes."""
-        entries = []
-        for p in (p for g in self.globs for p in self.root.glob(g)):
-            with contextlib.suppress(FileNotFoundError):
-                st = p.stat()
-                entries.append((st.st_mtime, st.st_size, p))
-        total = sum(e[1] for e in entries)
-        removed = 0
-        for _, size, p in sorted(entries, key=lambda e: e[0]):
-            if total <= self.max_bytes * target_ratio:
-                break
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                total -= size
-                removed += 1
-        with self._lock:
-            self._approx_bytes = total
-        return removed
-
-
 class FrameRenderer:
     """Render frames of stored instances through the cache, verifying files on a miss."""
 
-    def __init__(self, store: FilesystemStore, cache: FrameCache, max_pixels: int,
+    def __init__(self, store: FilesystemStore, cache: DiskCache, max_pixels: int,
                  verified: VerifiedFiles | None = None) -> None:
         self.store = store
         # Which files were checked: in this process only unless given a shared record.

@@ -25,11 +25,11 @@ from flask_login import current_user
 from qaportal import audit
 from qaportal.dicom import WINDOW_PRESETS
 from qaportal.dicom.verified import VerifiedFiles
+from qaportal.disk_cache import DiskCache
 from qaportal.extensions import db
 from qaportal.models import AuditEvent, Instance, Series, Study, utcnow
 from qaportal.studies import bp
 from qaportal.studies.frames import (
-    FrameCache,
     FrameRenderer,
     Rendered,
     is_colour,
@@ -47,13 +47,14 @@ def frame_renderer(app: Flask | None = None) -> FrameRenderer:
     app = app or current_app._get_current_object()
     renderer = app.extensions.get("qaportal_frame_renderer")
     if renderer is None:
-        cache = FrameCache(os.path.join(app.config["CACHE_ROOT"], "frames"),
+        cache = DiskCache(os.path.join(app.config["CACHE_ROOT"], "frames"),
                            app.config["FRAME_CACHE_MAX_BYTES"])
         store = image_store(app)
         # Shared by the worker processes: a file one of them verified is not hashed again.
         verified = VerifiedFiles(store, os.path.join(app.config["CACHE_ROOT"], "verified"),
                                  str(app.config["SECRET_KEY"]).encode(),
-                                 3600 * app.config["VERIFIED_FILE_MAX_AGE_HOURS"])
+                                 3600 * app.config["VERIFIED_FILE_MAX_AGE_HOURS"],
+                                 copies_max_bytes=app.config["STORE_COPIES_MAX_BYTES"])
         renderer = FrameRenderer(store, cache, app.config["RENDER_MAX_PIXELS"], verified)
         app.extensions["qaportal_frame_renderer"] = renderer
     return renderer
