@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import gzip
+import os
 import threading
+import time
 
 from qaportal.ohif import preload, static, warm
 from tests.test_ohif import ohif_build  # noqa: F401  (fixture)
@@ -65,3 +67,27 @@ def test_off_under_testing_unless_asked(app, client, ohif_build):  # noqa: F811
     client.get("/login")
     assert not any(t.name == "ohif-precompress" for t in threading.enumerate())
     assert _cached(app) == set()
+
+
+def test_another_builds_gzips_and_leftovers_are_pruned_current_ones_kept(app, ohif_build):  # noqa: F811
+    dist = _build(ohif_build)
+    cache = static.gzip_cache(app)
+    warm.precompress(dist, cache)
+    static.gzipped(dist, LATER, cache)  # asked for by a browser: compressed on demand
+    before = {p.name for p in cache.glob("*.gz")}
+    assert len(before) == 4
+    (dist / CHUNK).write_bytes(BODY * 2)  # a rebuilt build: the chunk changed
+    (dist / LATER).unlink()  # another version of OHIF does not have this one
+    leftover, fresh = cache / "tmpdead.tmp", cache / "tmpbusy.tmp"
+    for path in (leftover, fresh):
+        path.write_bytes(b"half")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))  # its writer died
+    warm.precompress(dist, cache)
+    after = {p.name for p in cache.glob("*.gz")}
+    assert not any(n.startswith(LATER) for n in after)
+    [chunk] = [n for n in after if n.startswith(CHUNK)]
+    assert chunk not in before and gzip.decompress((cache / chunk).read_bytes()) == BODY * 2
+    assert {n for n in after if not n.startswith(CHUNK)} == \
+        {n for n in before if not n.startswith((CHUNK, LATER))}  # the others untouched
+    assert not leftover.exists() and fresh.exists()  # a temporary file in use stays
+    assert (cache / ".warming.lock").exists()

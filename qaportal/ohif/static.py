@@ -11,12 +11,14 @@ The files of the first open are compressed ahead, when the server starts (warm.p
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import gzip
 import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from flask import current_app, send_file, send_from_directory
@@ -52,6 +54,40 @@ def gzipped(dist: Path, path: str, cache: Path) -> Path:
         if not target.is_file():
             _compress(source, target)
     return target
+
+
+_GZ_NAME = re.compile(r"^(?P<name>.+)\.(?P<size>\d+)-(?P<mtime>\d+)\.gz$")
+_LEFTOVER_AGE_S = 3600  # a temporary file this old was left by a process that died
+
+
+def prune_stale(dist: Path, cache: Path) -> int:
+    """Delete the cache's gzips of files the build no longer has as they were (another
+    version fetched, a rebuilt build), their lock files, and temporary files left behind;
+    return how many files went. A gzip being sent stays readable (open files outlive
+    their names); a current one is never touched."""
+    removed = 0
+    now = time.time()
+    for entry in cache.rglob("*"):
+        if not entry.is_file() or entry.name == ".warming.lock":
+            continue
+        stale = False
+        if entry.suffix == ".gz" and (m := _GZ_NAME.match(entry.name)):
+            source = dist / entry.parent.relative_to(cache) / m["name"]
+            try:
+                st = source.stat()
+                stale = (st.st_size, int(st.st_mtime)) != (int(m["size"]), int(m["mtime"]))
+            except FileNotFoundError:
+                stale = True
+        elif entry.suffix in (".tmp", ".lock"):
+            gz = entry.with_suffix("") if entry.suffix == ".lock" else None
+            with contextlib.suppress(FileNotFoundError):
+                old = now - entry.stat().st_mtime > _LEFTOVER_AGE_S
+                stale = old and (gz is None or not gz.exists())
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed += 1
+    return removed
 
 
 def _compress(source: Path, target: Path) -> None:

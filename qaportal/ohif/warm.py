@@ -46,6 +46,9 @@ def precompress(dist: Path, cache: Path) -> list[str]:
         for name in first_open_files(dist):
             static.gzipped(dist, name, cache)
             done.append(name)
+        # Another build version's gzips are never asked for again: this is the one moment
+        # a process owns the cache's upkeep.
+        static.prune_stale(dist, cache)
         return done
 
 
