@@ -158,11 +158,15 @@ class LoadResult:
         return len(self.times_ms) / self.seconds
 
 
-def load_test(base: str, users: int, duration: float, think=(0.5, 1.5)) -> LoadResult:
+def load_test(base: str, users: int, duration: float, think=(0.5, 1.5),
+              signed_in=None) -> LoadResult:
     """Closed loop: each account signs in, then GETs a page of its role's mix, thinks
-    0.5-1.5 s, again, for `duration` seconds. Errors: status >= 500 or an exception."""
+    0.5-1.5 s, again, for `duration` seconds. Errors: status >= 500 or an exception.
+    `signed_in`: called once every account is signed in, just before the loop starts."""
     accounts = load_users(users)
     sessions = [sign_in(base, u) for u in accounts]
+    if signed_in:
+        signed_in()
     times: list[float] = []
     errors = [0]
     lock = threading.Lock()

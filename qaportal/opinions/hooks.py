@@ -10,7 +10,7 @@ from qaportal.home.panels import panel
 from qaportal.models import Study, User, utcnow
 from qaportal.models.opinion import AGREEMENT_LABELS, COVERAGE_LABELS
 from qaportal.opinions import bp
-from qaportal.opinions.queries import worklist
+from qaportal.opinions.queries import active_sent_count, worklist
 from qaportal.opinions.sla import sla_state
 from qaportal.permissions import can_request_opinion
 from qaportal.studies.actions import StudyAction, study_action
@@ -30,13 +30,15 @@ PANEL_PAGE = 20
 
 @panel("Second opinions", "opinions/panel.html", ("radiologist",), order=10)
 def _panel(user: User) -> dict:
-    lists = worklist(user, size=PANEL_PAGE)
+    # What the user sent only counts here ("N of your own requests still open"): counted in
+    # the database, not loaded with each request's study, reader and declines.
+    lists = worklist(user, size=PANEL_PAGE, with_sent=False)
     work = sorted(lists.mine + lists.pool, key=lambda r: r.due_at)
     more = any(lists.pages[p].older for p in ("cursor", "pool") if p in lists.pages)
     return {
         "work": work[:6], "total": len(work), "more": more,
         "overdue": sum(1 for r in work if sla_state(r) == "overdue"),
-        "waiting": sum(1 for r in lists.sent if r.is_active),
+        "waiting": active_sent_count(user, PANEL_PAGE),
         "sla_state": sla_state,
     }
 

@@ -10,7 +10,7 @@ from qaportal.access_prefetch import prefetched
 from qaportal.extensions import db
 from qaportal.models import OpinionRequest, Study, User, loading
 from qaportal.models.opinion import ACTIVE_STATUSES
-from qaportal.paging import Key, Page, keyset_page
+from qaportal.paging import Key, Page, fixed_limit, keyset_page
 from qaportal.permissions import can_claim_opinion_request
 
 # ?cursor= (assigned to me), ?pool=, ?sent=, ?all=: one keyset cursor per list.
@@ -47,9 +47,10 @@ def _filtered(stmt: sa.Select, priority: str | None, status: str | None,
 
 def worklist(user: User, *, priority: str | None = None, status: str | None = None,
              modality: str | None = None, cursors: dict[str, str] | None = None,
-             size: int = 50) -> Worklist:
+             size: int = 50, with_sent: bool = True) -> Worklist:
     """Return a page of the user's requests, of the unclaimed requests of their pools, of
-    what they sent and (QA managers, administrators) of every request."""
+    what they sent (unless not with_sent) and (QA managers, administrators) of every
+    request."""
     cursors = cursors or {}
     result = Worklist()
     default_status = status or None
@@ -76,11 +77,22 @@ def worklist(user: User, *, priority: str | None = None, status: str | None = No
         # who declined): a page may show fewer rows; its cursors still walk the pool.
         with prefetched(user, [r.study for r in candidates]):
             result.pool = [r for r in candidates if can_claim_opinion_request(user, r)]
-    sent = base.where(OpinionRequest.requester_id == user.id)
-    result.sent = page("sent", _filtered(sent, priority, default_status, modality), SENT_ORDER)
+    if with_sent:
+        sent = base.where(OpinionRequest.requester_id == user.id)
+        result.sent = page("sent", _filtered(sent, priority, default_status, modality),
+                           SENT_ORDER)
     if user.has_role("qa_manager", "admin"):
         every = base
         if not status:
             every = every.where(OpinionRequest.status.in_(ACTIVE_STATUSES))
         result.everyone = page("all", _filtered(every, priority, default_status, modality))
     return result
+
+
+def active_sent_count(user: User, first: int) -> int:
+    """How many of the first `first` requests of the user's sent list (its order) are still
+    active: the sent list's first page, counted in the database instead of loaded."""
+    shown = (sa.select(OpinionRequest.status).where(OpinionRequest.requester_id == user.id)
+             .order_by(*[k.order() for k in SENT_ORDER]).limit(fixed_limit(first)).subquery())
+    return db.session.scalar(sa.select(sa.func.count()).select_from(shown)
+                             .where(shown.c.status.in_(ACTIVE_STATUSES))) or 0
