@@ -80,7 +80,8 @@ def timed_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]
 
 
 class Server:
-    """gunicorn with 3 workers on a free loopback port; stopped by stop() (always)."""
+    """gunicorn with scale_load.WORKERS (3) workers on a free loopback port; stopped by
+    stop() (always)."""
 
     def __init__(self, env: dict[str, str], log: Path, timing_log: str | None = None):
         self.port = free_port()
@@ -91,7 +92,8 @@ class Server:
             env = {**env, "QAPORTAL_REQUEST_TIMING": str(Path(timing_log).resolve())}
             timing = ["-c", "python:benchmarks.request_timing"]
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), *timing, "--workers", "3", "--bind",
+            [str(Path(sys.executable).parent / "gunicorn"), *timing, "--workers",
+             str(scale_load.WORKERS), "--bind",
              f"127.0.0.1:{self.port}", "--timeout", "120", "qaportal:create_app()"],
             env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         import requests
