@@ -27,6 +27,7 @@ from qaportal.marks.context import HEADER as CONTEXT_HEADER
 from qaportal.marks.context import from_request as marks_context
 from qaportal.marks.linking import LinkResult, link_stored
 from qaportal.permissions import role_required
+from qaportal.studies.socket_body import direct_stream
 
 ANSWERS = [Offer(dicomjson.DICOM_JSON), Offer("application/json")]
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
@@ -66,7 +67,7 @@ def _store(target_study: str | None):
     context = marks_context(user, request.headers.get(CONTEXT_HEADER))
     boundary = _boundary()
     cfg = current_app.config
-    reader = RelatedReader(request.stream, boundary.encode("latin-1"), root_type=DICOM,
+    reader = RelatedReader(direct_stream(request), boundary.encode("latin-1"), root_type=DICOM,
                            make_file=request.receive_file,
                            max_part_bytes=cfg["UPLOAD_MAX_FILE_BYTES"],
                            max_parts=cfg["UPLOAD_MAX_FILES"])
