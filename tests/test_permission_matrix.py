@@ -9,6 +9,7 @@ from werkzeug.routing import IntegerConverter
 
 from qaportal import create_app
 from qaportal.extensions import db
+from tests import matrix_world
 from tests.factories import make_user
 from tests.permission_matrix import ANONYMOUS, EXPECTED, LOGIN, METHODS, OBJECTS, ROLES
 
@@ -82,15 +83,21 @@ def test_every_entry_names_every_role_for_every_method():
                     f"{{role: status}} for {undeclared} in tests/permission_matrix.py")
 
 
-def _setup(roles_needed=ROLES):
+def _build():
     """Create one user per role (only that role), then every matrix object."""
-    users = {role: make_user(roles=(role,)) for role in roles_needed}
+    users = {role: make_user(roles=(role,)) for role in ROLES}
     users["other_admin"] = make_user(roles=("admin",))
     objs = {}
     for name, build in OBJECTS.items():
         objs[name] = build(users)
     db.session.commit()
     return users, objs
+
+
+def _setup():
+    """The matrix world in this test's database: built once per run, then an exact copy
+    (tests/matrix_world.py)."""
+    return matrix_world.world(_build)
 
 
 def _url(rule, values: dict) -> str:
