@@ -53,12 +53,17 @@ lint: $(STAMP)
 
 # SQLite always; PostgreSQL too when QAPORTAL_TEST_DATABASE_URL is set (CI sets it). The
 # PostgreSQL pass runs only the tests that reach that database (--postgres-only, tests/conftest.py):
-# the others would run exactly as in the SQLite pass.
+# the others would run exactly as in the SQLite pass. Both passes run on every core
+# (pytest-xdist): a worker per core, each test file whole on one worker so that a module's
+# shared world is built once; each worker has its own PostgreSQL database, SQLite template,
+# Redis and browser. TEST_WORKERS=0 runs in one process (e.g. with a debugger).
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
 test: $(STAMP) system-deps-test ohif lint
-	env -u QAPORTAL_TEST_DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+	env -u QAPORTAL_TEST_DATABASE_URL $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	@if [ -n "$${QAPORTAL_TEST_DATABASE_URL:-}" ]; then \
 		echo "== again on PostgreSQL ($${QAPORTAL_TEST_DATABASE_URL})"; \
-		$(PY) -m pytest -m "not e2e and not slow" --postgres-only $(PYTEST_ARGS); \
+		$(PY) -m pytest -m "not e2e and not slow" --postgres-only $(XDIST) $(PYTEST_ARGS); \
 	fi
 
 bench: $(STAMP)
