@@ -76,8 +76,104 @@ def test_a_scrubber_is_compiled_once_per_process():
     from qaportal.studies import scrubber
 
     study = _study(patient_name="KEPT^ONCE^Z", patient_id="MRN-7770001")
-    patient_scrubber(study)
+    assert patient_scrubber(study)("KEPT ONCE, 7770001.") == "[removed], [removed]."
     before = scrubber._compiled.cache_info()
     assert patient_scrubber(study)("KEPT ONCE, 7770001.") == "[removed], [removed]."
     after = scrubber._compiled.cache_info()
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+
+
+def test_a_text_that_names_no_one_is_returned_without_compiling_a_scrubber():
+    # Most descriptions and notes on a list page hold none of the row's identifiers: the
+    # scrubber's patterns are compiled only for a text that may match (Anchors).
+    from qaportal.studies import scrubber
+
+    study = _study(patient_name="NEVER^COMPILED^Q", patient_id="MRN-5550009")
+    before = scrubber._compiled.cache_info()
+    for text in ("CT CHEST WITH CONTRAST", "MR BRAIN WO", "", None, "Follow-up in 6 months."):
+        assert patient_scrubber(study)(text) == (text or "")
+    assert scrubber._compiled.cache_info().misses == before.misses
+    assert patient_scrubber(study)("Compiled? Never.") == "[removed]? [removed]."
+    assert scrubber._compiled.cache_info().misses == before.misses + 1
+
+
+def _fuzz_texts(rng, values: list[str], n: int) -> list[str]:
+    """Texts made of pieces of the values (whole, cut, re-cased, re-punctuated), digits,
+    separators and ordinary words: near misses and hits of every pattern kind."""
+    import random as _random
+
+    assert isinstance(rng, _random.Random)
+    words = ["CT", "CHEST", "the", "AR", "mm", "Dr", "of", "March", "Mar", "5th", "st", "Per",
+             "J.", "A.", "R.", "no", "change", "\u00e9cho", "Stra\u00dfe", "\u212a"]
+    seps = [" ", "", "-", "/", ".", ", ", "^", "'s ", "_", ":", "  "]
+    texts = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 6)):
+            kind = rng.random()
+            if kind < 0.5:
+                v = rng.choice(values)
+                if rng.random() < 0.5 and len(v) > 2:
+                    i = rng.randrange(len(v) - 1)
+                    v = v[i:rng.randint(i + 1, len(v))]
+                v = rng.choice([v, v.lower(), v.upper(), v.title()])
+                if rng.random() < 0.3:
+                    v = rng.choice(seps).join(v)
+            elif kind < 0.75:
+                v = str(rng.choice([rng.randint(0, 99), rng.randint(1900, 2030),
+                                    rng.randint(0, 99999999)]))
+            else:
+                v = rng.choice(words)
+            parts.append(v)
+            parts.append(rng.choice(seps))
+        texts.append("".join(parts))
+    return texts
+
+
+def test_skipping_a_text_never_changes_what_the_scrubber_returns():
+    """The anchors are a necessary condition: with them the scrubbed text is exactly the
+    one the full patterns give, on thousands of near misses and hits."""
+    import random
+
+    from qaportal.studies import scrubber
+
+    studies = [_study(),
+               _study(patient_name="O'BRIEN-SMYTHE^MARY ANN", patient_id="77-0042",
+                      accession_number="XZ0001999", institution="St. Mary's Clinic",
+                      referring_physician="NG^WEI", patient_birth_date=date(2001, 12, 31)),
+               _study(patient_name="M\u00dcLLER^J\u00dcRGEN", institution="H\u00f4pital Nord")]
+    people = [RADLEY, User(full_name="Jonas Kettleby", email="jk@example.test"),
+              User(full_name="Li Wu", email="li.wu@example.test")]
+    rng = random.Random(13)
+    checked = skipped = 0
+    for study in studies:
+        values = [study.patient_name.replace("^", " "), study.patient_id, study.accession_number,
+                  study.institution, study.referring_physician.replace("^", " "),
+                  study.patient_birth_date.strftime("%d/%m/%Y"),
+                  study.patient_birth_date.strftime("%Y%m%d"),
+                  study.patient_birth_date.strftime("%B %d, %Y"),
+                  study.patient_birth_date.strftime("%d.%m.%y"),
+                  study.patient_birth_date.strftime("%m-%d-%y"),
+                  *(u.full_name for u in people), *(u.email for u in people)]
+        for patterns, anchors, repl in (
+                (scrubber.patient_patterns(study), scrubber.patient_anchors(study), "[r]"),
+                (scrubber.site_patterns(study), scrubber.site_anchors(study), "[s]"),
+                (scrubber.people_patterns(people), scrubber.people_anchors(people), "[w]")):
+            full = scrubber.compile_scrubber(patterns, repl)
+            lazy = scrubber.compile_scrubber(patterns, repl, anchors)
+            for text in _fuzz_texts(rng, values, 1500):
+                assert lazy(text) == full(text), (text, patterns)
+                checked += 1
+                skipped += not anchors.may_match(text)
+    assert checked == 3 * 3 * 1500
+    assert 0.05 * checked < skipped < 0.95 * checked  # the fuzz holds both kinds of text
+
+
+def test_a_text_or_value_beyond_ascii_is_always_scrubbed():
+    from qaportal.studies import scrubber
+
+    study = _study(patient_name="M\u00dcLLER^J\u00dcRGEN")
+    assert not scrubber.patient_anchors(study).exact
+    assert scrubber.patient_anchors(study).may_match("CT CHEST")
+    assert scrubber.patient_anchors(_study()).may_match("CT CH\u00c9ST")
+    assert not scrubber.patient_anchors(_study()).may_match("CT CHEST")

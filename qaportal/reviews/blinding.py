@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from qaportal.models import OriginalRead, ReviewAssignment, User
 from qaportal.studies.presenter import StudyView, present_for
-from qaportal.studies.scrubber import WITHHELD, compile_scrubber, people_patterns
+from qaportal.studies.scrubber import WITHHELD, compile_scrubber, people_anchors, people_patterns
 
 __all__ = ["WITHHELD", "BlindCase", "blind_case", "blind_view", "for_assignment", "scrub",
            "study_text", "study_view"]
@@ -20,7 +20,8 @@ __all__ = ["WITHHELD", "BlindCase", "blind_case", "blind_view", "for_assignment"
 
 def scrub(text: str | None, users: Iterable[User | None]) -> str:
     """Replace the given people's e-mail addresses, names, initials and name parts in text."""
-    return compile_scrubber(people_patterns(users), WITHHELD)(text)
+    users = list(users)
+    return compile_scrubber(people_patterns(users), WITHHELD, people_anchors(users))(text)
 
 
 @dataclass(frozen=True)

@@ -109,14 +109,16 @@ def present_for(user: User, study: Study, *, deidentified: bool = False, blind: 
     steps = []
     if mode != "full":
         steps.append(scrubber.compile_scrubber(scrubber.patient_patterns(study),
-                                               scrubber.REMOVED))
+                                               scrubber.REMOVED,
+                                               scrubber.patient_anchors(study)))
     elif blind:
         steps.append(scrubber.compile_scrubber(scrubber.site_patterns(study),
-                                               scrubber.REMOVED))
+                                               scrubber.REMOVED, scrubber.site_anchors(study)))
     if blind:
         people = [study.owner, study.read.reader if study.read else None, *hide]
         steps.append(scrubber.compile_scrubber(scrubber.people_patterns(people),
-                                               scrubber.WITHHELD))
+                                               scrubber.WITHHELD,
+                                               scrubber.people_anchors(people)))
     text = scrubber.chain(*steps)
     view = present(study, mode)
     view = replace(view, study_description=text(view.study_description), blind=blind,

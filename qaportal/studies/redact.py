@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qaportal.models import Study
-from qaportal.studies.scrubber import REMOVED, compile_scrubber, patient_patterns
+from qaportal.studies.scrubber import REMOVED, compile_scrubber, patient_anchors, patient_patterns
 
 __all__ = ["REMOVED", "patient_scrubber"]
 
 
 def patient_scrubber(study: Study) -> Callable[[str | None], str]:
     """Return a function replacing the study's patient identifiers in text by [removed]."""
-    return compile_scrubber(patient_patterns(study), REMOVED)
+    return compile_scrubber(patient_patterns(study), REMOVED, patient_anchors(study))
