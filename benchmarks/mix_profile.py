@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--sql", type=int, default=0,
                     help="print the N statements of the mix that took the most time in all")
     ap.add_argument("--dump", help="write the profile's stats to this file (pstats)")
+    ap.add_argument("--only", help="measure only the requests of the pages whose path "
+                    "contains this (the plan is the same; the other requests are left out)")
     args = ap.parse_args()
 
     from qaportal import create_app
@@ -115,6 +117,8 @@ def main() -> None:
     rng = random.Random(16)
     plan = [(c, rng.choice(mix), _role_of(uid)) for _ in range(args.rounds)
             for uid, c, mix in clients]
+    if args.only:
+        plan = [step for step in plan if args.only in step[1]]
     per: dict[tuple[str, str], list] = defaultdict(list)
     prof = cProfile.Profile(time.process_time) if args.profile else None
     sql_time.clear()
