@@ -7,15 +7,16 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 WORKERS ?= 3
 # Debian packages: fonts and HarfBuzz subsetting for the PDF reports, poppler for checking them,
-# Chromium for the browser tests, Orthanc with its DICOMweb plugin as the interop peer (gcc
+# Chromium for the browser tests, Orthanc with its DICOMweb plugin as the interop peer (and
+# its PostgreSQL index, as in the scaled-out layout: tests/test_pacs_store_pg_index.py; gcc
 # builds the small preloaded bind() that keeps Orthanc on loopback: tests/orthanc_loopback.c),
 # dcmtk's storescu/echoscu as the DICOM network peer, redis-server as the job queue's backend
 # (the tests start their own on a free loopback port: tests/redis_server.py), nginx in front
 # of two app servers (tests/test_two_servers.py starts its own). The packages' own services
 # are neither started nor enabled by the install (scripts/ensure-debs.sh).
 RUN_DEBS := fonts-dejavu-core fonts-noto-core libharfbuzz-subset0 libpango-1.0-0 libpangoft2-1.0-0
-TEST_DEBS := $(RUN_DEBS) chromium poppler-utils orthanc orthanc-dicomweb gcc libc6-dev dcmtk \
-	redis-server nginx
+TEST_DEBS := $(RUN_DEBS) chromium poppler-utils orthanc orthanc-dicomweb orthanc-postgresql gcc \
+	libc6-dev dcmtk redis-server nginx
 
 .PHONY: run test lint bench install ohif system-deps-run system-deps-test clean
 
