@@ -381,6 +381,8 @@ def main() -> None:
             print("Orthanc:", {k: round(v, 1) for k, v in orthanc_fig.items()})
         portal_fig: dict = {}
         if only != "orthanc":
+            if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
             with portal(root, args.workers, args.profile) as server:
                 portal_fig = measure(server, a, b, small, args.studies, args.repeat,
                                      stow_only)
