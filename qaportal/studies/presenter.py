@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 from qaportal.models import Study, User
 from qaportal.studies import scrubber
+from qaportal.studies.redact import patient_scrubber
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,7 @@ def present_for(user: User, study: Study, *, deidentified: bool = False, blind: 
     blind = blind or is_blind_access(user, study)
     steps = []
     if mode != "full":
-        steps.append(scrubber.compile_scrubber(scrubber.patient_patterns(study),
-                                               scrubber.REMOVED,
-                                               scrubber.patient_anchors(study)))
+        steps.append(patient_scrubber(study))
     elif blind:
         steps.append(scrubber.compile_scrubber(scrubber.site_patterns(study),
                                                scrubber.REMOVED, scrubber.site_anchors(study)))
