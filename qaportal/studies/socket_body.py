@@ -7,7 +7,8 @@ bytes about six times after `recv()` (the unreader's and the body's BytesIO buff
 `getvalue()` and slices, the copy into the caller's buffer): about 0.5 ms of CPU per
 512 KB instance of a STOW-RS body, a fifth of the request's cost
 (`python benchmarks/vs_orthanc.py --only stow`). `direct_stream()` returns an object whose
-`readinto` first hands out what gunicorn already buffered, then reads with
+`readinto` first hands out what gunicorn already buffered (taken from its buffers, never
+by asking it to read: it would read ahead again), then reads with
 `socket.recv_into()` into the caller's buffer, never past the body's end, keeping
 gunicorn's remaining length right (a keep-alive connection finds the next request where
 it starts). A body that ends before its Content-Length raises werkzeug's
@@ -63,13 +64,15 @@ class SocketBody:
         """Fill view with the next bytes of the body; 0 at its end."""
         if not len(view):
             return 0
-        if _held(self._body.buf) or _held(self._reader.unreader.buf):
-            # Bytes gunicorn read ahead (with the headers): through its own path, once.
-            data = self._body.read(len(view))
-            view[:len(data)] = data
-            if not data and self._reader.length > 0:
-                self._failed()
-            return len(data)
+        # Bytes gunicorn read ahead (with the headers) come first, copied once; gunicorn is
+        # never asked to read, or it would read ahead again (up to 1 MB a time, since
+        # gunicorn 23) and every later read would go through its buffers.
+        n = _take(self._body, view, None)  # already counted off the body's length
+        if not n and self._reader.length > 0:
+            n = _take(self._reader.unreader, view, self._reader.length)
+            self._reader.length -= n
+        if n:
+            return n
         remaining = self._reader.length
         if remaining <= 0:
             return 0
@@ -94,7 +97,18 @@ class SocketBody:
         raise ClientDisconnected()
 
 
-def _held(buf: io.BytesIO) -> bool:
-    """True when a gunicorn BytesIO buffer holds unread bytes."""
-    buf.seek(0, os.SEEK_END)
-    return buf.tell() > 0
+def _take(holder, view, limit: int | None) -> int:
+    """Move up to len(view) (and limit) bytes from the front of holder's BytesIO buffer
+    (gunicorn's `buf`) into view; what is left stays there, positioned at its end as
+    gunicorn expects. Return how many bytes were moved."""
+    buf: io.BytesIO = holder.buf
+    size = buf.seek(0, os.SEEK_END)
+    if not size:
+        return 0
+    n = min(len(view), size, size if limit is None else limit)
+    with buf.getbuffer() as held:
+        view[:n] = held[:n]
+        rest = bytes(held[n:])
+    holder.buf = io.BytesIO()
+    holder.buf.write(rest)
+    return n
