@@ -63,6 +63,9 @@ class Defaults:
     UPLOAD_MAX_FILE_BYTES = 1024**3
     UPLOAD_MAX_TOTAL_BYTES = 20 * 1024**3  # per zip, unpacked
     UPLOAD_MAX_FILES = 20_000  # per zip
+    # Received files (STOW-RS, browser uploads) kept by a filesystem store: their bulk is
+    # written with O_DIRECT, around the page cache (qaportal.dicom.direct_write).
+    RECEIVE_DIRECT_IO = True
     # Ingest guards: an instance declaring more frames is refused (NumberOfFrames must also
     # fit the pixel data present); a deflated data set inflating past this is refused.
     MAX_FRAMES_PER_INSTANCE = 20_000
@@ -261,6 +264,7 @@ ENV_SETTINGS: dict[str, Any] = {
     "IMAGE_STORE_DELETE": ("IMAGE_STORE_DELETE", str),
     "CACHE_ROOT": ("CACHE_ROOT", str),
     "UPLOAD_TMP": ("UPLOAD_TMP", str),
+    "RECEIVE_DIRECT_IO": ("RECEIVE_DIRECT_IO", _bool),
     "OHIF_DIR": ("OHIF_DIR", str),
     "OHIF_PRECOMPRESS": ("OHIF_PRECOMPRESS", _bool),
     "RENDER_MAX_PIXELS": ("RENDER_MAX_PIXELS", int),

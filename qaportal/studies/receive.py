@@ -23,6 +23,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
+from qaportal.dicom.direct_write import DirectWriter
+from qaportal.dicom.direct_write import supported as direct_supported
 from qaportal.dicom.store import start_writeback
 from qaportal.studies.multipart import MultipartReader
 from qaportal.studies.storage import image_store
@@ -34,9 +36,12 @@ RECEIVING_ENDPOINTS = frozenset({"studies.batch_files", "studies.upload"})
 class ReceivedFile:
     """A private named temporary file that hashes what is written to it, in order."""
 
-    def __init__(self, folder: str | os.PathLike[str], *, writeback: bool = False) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, writeback: bool = False,
+                 direct: bool = False) -> None:
         # writeback: the file is to be taken over by the store and made durable, so its
         # writing to disk starts when it is finished (qaportal.dicom.store.start_writeback).
+        # direct: its bulk is appended with O_DIRECT (qaportal.dicom.direct_write) until
+        # anything but an append (a read, a seek) asks for the file as it is.
         self._writeback = writeback
         try:
             fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
@@ -47,12 +52,19 @@ class ReceivedFile:
         # Unbuffered: the multipart readers hand over large pieces, written as they come
         # (a buffer would only add a copy).
         self._fh: IO[bytes] = os.fdopen(fd, "w+b", buffering=0)
+        self._direct = DirectWriter(fd) if direct and direct_supported() else None
         self._digest = hashlib.sha256()
         self._hash_valid = True
         self._written = 0
 
     def write(self, data: bytes) -> int:
         """Append data, hashing it; a write anywhere but the end voids the hash."""
+        if self._direct is not None:
+            view = memoryview(data).cast("B")
+            self._direct.write(view)
+            self._digest.update(view)
+            self._written += len(view)
+            return len(view)
         if self._fh.tell() != self._written:
             self._hash_valid = False
         view = memoryview(data).cast("B")
@@ -73,9 +85,17 @@ class ReceivedFile:
     def size(self) -> int:
         return self._written
 
+    def _settle(self) -> None:
+        """End the O_DIRECT appends: write what is staged; the file's position is its end."""
+        if self._direct is not None:
+            direct, self._direct = self._direct, None
+            direct.close()
+            self._fh.seek(self._written)
+
     def finish(self) -> None:
         """Flush and close the file, keeping it on disk for ingest to read or move."""
         if not self._fh.closed:
+            self._settle()
             if self._writeback:
                 start_writeback(self._fh.fileno())
             self._fh.close()
@@ -88,18 +108,23 @@ class ReceivedFile:
 
     # The file-object methods werkzeug's FileStorage uses.
     def read(self, n: int = -1) -> bytes:
+        self._settle()
         return self._fh.read(n)
 
     def readline(self, size: int = -1) -> bytes:
+        self._settle()
         return self._fh.readline(size)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._settle()
         return self._fh.seek(offset, whence)
 
     def tell(self) -> int:
+        self._settle()
         return self._fh.tell()
 
     def flush(self) -> None:
+        self._settle()
         self._fh.flush()
 
     def close(self) -> None:
@@ -162,9 +187,12 @@ class UploadRequest(Request):
     def receive_file(self) -> ReceivedFile:
         """Return a new ReceivedFile in UPLOAD_TMP, removed at the request's close unless
         the store took it over (used by views that read the body themselves: STOW-RS)."""
-        # A store that adopts files renames this one in, then syncs it: start its writeback.
+        # A store that adopts files renames this one in, then syncs it: start its writeback,
+        # and write its bulk around the page cache (it is kept, not read back soon).
         adopts = hasattr(image_store(), "adopt")
-        received = ReceivedFile(current_app.config["UPLOAD_TMP"], writeback=adopts)
+        cfg = current_app.config
+        received = ReceivedFile(cfg["UPLOAD_TMP"], writeback=adopts,
+                                direct=adopts and bool(cfg.get("RECEIVE_DIRECT_IO", True)))
         self.__dict__.setdefault("_received_files", []).append(received)
         return received
 

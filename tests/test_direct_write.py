@@ -1,0 +1,148 @@
+"""Received files written around the page cache (qaportal.dicom.direct_write), on the real
+filesystem of the test's tmp_path, and on a ramfs (which refuses O_DIRECT) where one can be
+mounted."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import mmap
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qaportal.dicom import direct_write
+from qaportal.dicom.direct_write import ALIGN, HEAD
+from qaportal.studies.receive import ReceivedFile
+
+SIZES = [0, 1, ALIGN - 1, HEAD - 1, HEAD, HEAD + 1, HEAD + ALIGN, HEAD + 3 * ALIGN + 5,
+         526_038, 3 * 1024 * 1024 + 7]
+
+
+def _pieces(data: bytes, rng: random.Random):
+    """Cut data as the multipart reader does: pieces of any size, some over 1 MB."""
+    at = 0
+    while at < len(data):
+        n = rng.choice([1, 7, 4096, 65_535, 300_000, 1024 * 1024, 1_500_000])
+        yield data[at:at + n]
+        at += n
+
+
+def _received(folder: Path, data: bytes, seed: int, **kw) -> ReceivedFile:
+    rng = random.Random(seed)
+    received = ReceivedFile(folder, direct=True, **kw)
+    for piece in _pieces(data, rng):
+        # The reader hands over views into its buffer, valid only during the call.
+        buffer = bytearray(piece)
+        with memoryview(buffer) as view:
+            received.write(view)
+        buffer[:] = b"\xff" * len(buffer)
+    received.finish()
+    return received
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_written_file_and_hash_are_exactly_the_bytes_received(tmp_path, size):
+    data = os.urandom(size)
+    received = _received(tmp_path, data, seed=size)
+    assert received.path.read_bytes() == data
+    assert received.sha256 == hashlib.sha256(data).hexdigest()
+    assert received.size == size
+
+
+def test_files_written_in_turns_by_one_thread_keep_their_own_bytes(tmp_path):
+    # A browser upload's form parser writes every file of the request before reading any.
+    a, b = os.urandom(900_000), os.urandom(700_003)
+    fa, fb = ReceivedFile(tmp_path, direct=True), ReceivedFile(tmp_path, direct=True)
+    for i in range(0, 900_000, 150_001):
+        fa.write(a[i:i + 150_001])
+        fb.write(b[i:i + 150_001])
+    fa.seek(0)  # what werkzeug does before handing the file over
+    assert fa.read() == a
+    fb.finish()
+    fa.finish()
+    assert fb.path.read_bytes() == b
+    assert fa.sha256 == hashlib.sha256(a).hexdigest()
+    assert fb.sha256 == hashlib.sha256(b).hexdigest()
+
+
+def _resident(path: Path) -> list[bool]:
+    """Which pages of the file are in the page cache (Linux mincore on a mapping of it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap")
+        try:
+            if libc.mincore(addr, size, vec) != 0:
+                raise OSError(ctypes.get_errno(), "mincore")
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return [bool(b & 1) for b in vec]
+
+
+def _filesystem(path: Path) -> str:
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_bulk_goes_around_the_page_cache_and_the_head_stays_in_it(tmp_path):
+    if _filesystem(tmp_path) in ("tmpfs", "ramfs"):
+        pytest.skip("the test folder is in memory (tmpfs): there is no page cache to bypass")
+    data = os.urandom(526_038)
+    received = _received(tmp_path, data, seed=1)
+    resident = _resident(received.path)
+    head_pages = HEAD // mmap.PAGESIZE
+    assert all(resident[:head_pages]), "the head is read next by the header parse"
+    bulk = resident[head_pages:-1]
+    assert sum(bulk) == 0, f"{sum(bulk)} of {len(bulk)} bulk pages went through the cache"
+    assert received.path.read_bytes() == data
+
+
+@pytest.fixture
+def ramfs(tmp_path):
+    """A ramfs (no O_DIRECT) mounted for the test, when this process may mount one."""
+    where = tmp_path / "ramfs"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "ramfs", "ramfs", str(where)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a ramfs here (needs root): {done.stderr.strip()[:100]}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_filesystem_refusing_direct_io_gets_ordinary_writes(ramfs):
+    data = os.urandom(1_200_001)
+    received = _received(ramfs, data, seed=7)
+    assert received.path.read_bytes() == data
+    assert received.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_refused_direct_io_is_asked_once_per_file(ramfs, monkeypatch):
+    calls = []
+    real = direct_write.fcntl.fcntl
+
+    def counting(fd, cmd, *args):
+        calls.append(cmd)
+        return real(fd, cmd, *args)
+
+    monkeypatch.setattr(direct_write.fcntl, "fcntl", counting)
+    _received(ramfs, os.urandom(3 * 1024 * 1024), seed=3)
+    assert calls.count(direct_write.fcntl.F_SETFL) == 1
