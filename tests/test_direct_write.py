@@ -5,17 +5,20 @@ mounted."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import mmap
 import os
 import random
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from qaportal.dicom import direct_write
-from qaportal.dicom.direct_write import ALIGN, HEAD
+from qaportal.dicom.direct_deferred import POOL
+from qaportal.dicom.direct_write import ALIGN, HEAD, STAGE
 from qaportal.studies.receive import ReceivedFile
 
 SIZES = [0, 1, ALIGN - 1, HEAD - 1, HEAD, HEAD + 1, HEAD + ALIGN, HEAD + 3 * ALIGN + 5,
@@ -31,9 +34,9 @@ def _pieces(data: bytes, rng: random.Random):
         at += n
 
 
-def _received(folder: Path, data: bytes, seed: int, **kw) -> ReceivedFile:
+def _received(folder: Path, data: bytes, seed: int, deferred: bool = False) -> ReceivedFile:
     rng = random.Random(seed)
-    received = ReceivedFile(folder, direct=True, **kw)
+    received = ReceivedFile(folder, direct=True, deferred=deferred)
     for piece in _pieces(data, rng):
         # The reader hands over views into its buffer, valid only during the call.
         buffer = bytearray(piece)
@@ -41,22 +44,26 @@ def _received(folder: Path, data: bytes, seed: int, **kw) -> ReceivedFile:
             received.write(view)
         buffer[:] = b"\xff" * len(buffer)
     received.finish()
+    received.wait_written()
     return received
 
 
+@pytest.mark.parametrize("deferred", [False, True], ids=["in-thread", "deferred"])
 @pytest.mark.parametrize("size", SIZES)
-def test_written_file_and_hash_are_exactly_the_bytes_received(tmp_path, size):
+def test_written_file_and_hash_are_exactly_the_bytes_received(tmp_path, size, deferred):
     data = os.urandom(size)
-    received = _received(tmp_path, data, seed=size)
+    received = _received(tmp_path, data, seed=size, deferred=deferred)
     assert received.path.read_bytes() == data
     assert received.sha256 == hashlib.sha256(data).hexdigest()
     assert received.size == size
 
 
-def test_files_written_in_turns_by_one_thread_keep_their_own_bytes(tmp_path):
+@pytest.mark.parametrize("deferred", [False, True], ids=["in-thread", "deferred"])
+def test_files_written_in_turns_by_one_thread_keep_their_own_bytes(tmp_path, deferred):
     # A browser upload's form parser writes every file of the request before reading any.
     a, b = os.urandom(900_000), os.urandom(700_003)
-    fa, fb = ReceivedFile(tmp_path, direct=True), ReceivedFile(tmp_path, direct=True)
+    fa = ReceivedFile(tmp_path, direct=True, deferred=deferred)
+    fb = ReceivedFile(tmp_path, direct=True, deferred=deferred)
     for i in range(0, 900_000, 150_001):
         fa.write(a[i:i + 150_001])
         fb.write(b[i:i + 150_001])
@@ -64,6 +71,7 @@ def test_files_written_in_turns_by_one_thread_keep_their_own_bytes(tmp_path):
     assert fa.read() == a
     fb.finish()
     fa.finish()
+    fb.wait_written()
     assert fb.path.read_bytes() == b
     assert fa.sha256 == hashlib.sha256(a).hexdigest()
     assert fb.sha256 == hashlib.sha256(b).hexdigest()
@@ -100,11 +108,12 @@ def _filesystem(path: Path) -> str:
                           text=True, check=True).stdout.strip()
 
 
-def test_bulk_goes_around_the_page_cache_and_the_head_stays_in_it(tmp_path):
+@pytest.mark.parametrize("deferred", [False, True], ids=["in-thread", "deferred"])
+def test_bulk_goes_around_the_page_cache_and_the_head_stays_in_it(tmp_path, deferred):
     if _filesystem(tmp_path) in ("tmpfs", "ramfs"):
         pytest.skip("the test folder is in memory (tmpfs): there is no page cache to bypass")
     data = os.urandom(526_038)
-    received = _received(tmp_path, data, seed=1)
+    received = _received(tmp_path, data, seed=1, deferred=deferred)
     resident = _resident(received.path)
     head_pages = HEAD // mmap.PAGESIZE
     assert all(resident[:head_pages]), "the head is read next by the header parse"
@@ -128,9 +137,10 @@ def ramfs(tmp_path):
         subprocess.run(["umount", str(where)], check=True)
 
 
-def test_a_filesystem_refusing_direct_io_gets_ordinary_writes(ramfs):
+@pytest.mark.parametrize("deferred", [False, True], ids=["in-thread", "deferred"])
+def test_a_filesystem_refusing_direct_io_gets_ordinary_writes(ramfs, deferred):
     data = os.urandom(1_200_001)
-    received = _received(ramfs, data, seed=7)
+    received = _received(ramfs, data, seed=7, deferred=deferred)
     assert received.path.read_bytes() == data
     assert received.sha256 == hashlib.sha256(data).hexdigest()
 
@@ -146,3 +156,74 @@ def test_refused_direct_io_is_asked_once_per_file(ramfs, monkeypatch):
     monkeypatch.setattr(direct_write.fcntl, "fcntl", counting)
     _received(ramfs, os.urandom(3 * 1024 * 1024), seed=3)
     assert calls.count(direct_write.fcntl.F_SETFL) == 1
+
+
+def test_many_files_open_at_once_never_exhaust_the_deferred_buffers(tmp_path):
+    # More files in turns than the helper has buffers (each write larger than a buffer):
+    # no buffer may stay taken between writes, or the writing thread would wait forever.
+    datas = [os.urandom(2 * STAGE + 4097 + i) for i in range(POOL * 3)]
+    files = [ReceivedFile(tmp_path, direct=True, deferred=True) for _ in datas]
+    for at in range(0, len(datas[-1]), STAGE + 123):
+        for f, data in zip(files, datas, strict=True):
+            f.write(data[at:at + STAGE + 123])
+    for f in files:
+        f.finish()
+    for f, data in zip(files, datas, strict=True):
+        f.wait_written()
+        assert f.path.read_bytes() == data
+
+
+def test_reading_a_deferred_file_waits_for_its_queued_writes(tmp_path):
+    data = os.urandom(8 * STAGE + 5)
+    received = ReceivedFile(tmp_path, direct=True, deferred=True)
+    received.write(data)
+    received.seek(0)  # werkzeug's way to hand a file over: everything is in it by then
+    assert received.read() == data
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MB tmpfs (O_DIRECT since Linux 6.6) mounted for the test: a full disk."""
+    where = tmp_path / "full"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()[:100]}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_deferred_write_that_fails_is_raised_to_the_waiter(small_tmpfs):
+    received = ReceivedFile(small_tmpfs, direct=True, deferred=True)
+    with pytest.raises(OSError) as failed:
+        received.write(os.urandom(3 * STAGE))  # the head or a plain write may fail at once
+        received.finish()
+        received.wait_written()
+    assert failed.value.errno == errno.ENOSPC
+    received.discard()
+
+
+def test_one_helper_thread_serves_every_writing_thread(tmp_path):
+    # A server starting a thread per request must not leave a helper behind each.
+    datas = [os.urandom(STAGE * 2 + i) for i in range(6)]
+    done: list[ReceivedFile] = []
+
+    def write(data: bytes) -> None:
+        received = ReceivedFile(tmp_path, direct=True, deferred=True)
+        received.write(data)
+        received.finish()
+        done.append(received)
+
+    threads = [threading.Thread(target=write, args=(d,)) for d in datas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    helpers = [t for t in threading.enumerate() if t.name == "direct-write"]
+    assert len(helpers) == 1
+    for received in done:
+        received.wait_written()
+    assert sorted(r.path.read_bytes() for r in done) == sorted(datas)

@@ -68,13 +68,13 @@ def _store(target_study: str | None):
     boundary = _boundary()
     cfg = current_app.config
     reader = RelatedReader(direct_stream(request), boundary.encode("latin-1"), root_type=DICOM,
-                           make_file=request.receive_file,
+                           make_file=lambda: request.receive_file(deferred=True),
                            max_part_bytes=cfg["UPLOAD_MAX_FILE_BYTES"],
                            max_parts=cfg["UPLOAD_MAX_FILES"])
     ingest = StowIngest(user, target_study, check=context.check)
     try:
         for part in reader.iter_parts():
-            ingest.add(part_item(part, cfg["UPLOAD_MAX_FILE_BYTES"]))
+            ingest.add(part_item(part, cfg["UPLOAD_MAX_FILE_BYTES"]), part.container)
         ingest.finish()
         if not ingest.items:
             abort(400, description="the request holds no part to store")

@@ -140,7 +140,10 @@ class StowIngest:
         return self._check(header) if self._check is not None else None
 
     def _items(self) -> Iterator[SourceItem]:
-        while (item := self._queue.get()) is not _END:
+        while (entry := self._queue.get()) is not _END:
+            item, received = entry
+            if received is not None and item.ok:
+                received.wait_written()  # its O_DIRECT writes may still be queued
             yield item
         self._ended = True
 
@@ -153,10 +156,11 @@ class StowIngest:
             while not self._ended and self._queue.get() is not _END:  # let finish() go on
                 pass
 
-    def add(self, item: SourceItem) -> None:
-        """Queue one part's item for parsing and storing."""
+    def add(self, item: SourceItem, received=None) -> None:
+        """Queue one part's item for parsing and storing; received: the ReceivedFile it was
+        written to (its queued writes are waited for before the parse)."""
         self.items.append(item)
-        self._queue.put(item)
+        self._queue.put((item, received))
 
     def finish(self) -> None:
         """Wait until every queued item is parsed and stored (raise what failed there)."""

@@ -23,6 +23,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
+from qaportal.dicom.direct_deferred import DeferredWriter
 from qaportal.dicom.direct_write import DirectWriter
 from qaportal.dicom.direct_write import supported as direct_supported
 from qaportal.dicom.store import start_writeback
@@ -37,11 +38,13 @@ class ReceivedFile:
     """A private named temporary file that hashes what is written to it, in order."""
 
     def __init__(self, folder: str | os.PathLike[str], *, writeback: bool = False,
-                 direct: bool = False) -> None:
+                 direct: bool = False, deferred: bool = False) -> None:
         # writeback: the file is to be taken over by the store and made durable, so its
         # writing to disk starts when it is finished (qaportal.dicom.store.start_writeback).
         # direct: its bulk is appended with O_DIRECT (qaportal.dicom.direct_write) until
-        # anything but an append (a read, a seek) asks for the file as it is.
+        # anything but an append (a read, a seek) asks for the file as it is; deferred: by
+        # a helper thread (qaportal.dicom.direct_deferred), and whoever reads the file past
+        # its head after finish() calls wait_written() first.
         self._writeback = writeback
         try:
             fd, name = tempfile.mkstemp(prefix="recv-", dir=folder)
@@ -52,7 +55,10 @@ class ReceivedFile:
         # Unbuffered: the multipart readers hand over large pieces, written as they come
         # (a buffer would only add a copy).
         self._fh: IO[bytes] = os.fdopen(fd, "w+b", buffering=0)
-        self._direct = DirectWriter(fd) if direct and direct_supported() else None
+        self._direct: DirectWriter | DeferredWriter | None = None
+        if direct and direct_supported():
+            self._direct = DeferredWriter(fd, name) if deferred else DirectWriter(fd)
+        self._pending: DeferredWriter | None = None  # closed, its writes maybe still queued
         self._digest = hashlib.sha256()
         self._hash_valid = True
         self._written = 0
@@ -85,17 +91,27 @@ class ReceivedFile:
     def size(self) -> int:
         return self._written
 
-    def _settle(self) -> None:
-        """End the O_DIRECT appends: write what is staged; the file's position is its end."""
+    def _settle(self, wait: bool = True) -> None:
+        """End the O_DIRECT appends: write what is staged (and, with wait, whatever is still
+        queued); the file's position is its end."""
         if self._direct is not None:
             direct, self._direct = self._direct, None
             direct.close()
             self._fh.seek(self._written)
+            if isinstance(direct, DeferredWriter):
+                self._pending = direct
+        if wait:
+            self.wait_written()
+
+    def wait_written(self) -> None:
+        """Return once every byte written is in the file (raise a write that failed)."""
+        if self._pending is not None:
+            self._pending.wait()
 
     def finish(self) -> None:
         """Flush and close the file, keeping it on disk for ingest to read or move."""
         if not self._fh.closed:
-            self._settle()
+            self._settle(wait=False)
             if self._writeback:
                 start_writeback(self._fh.fileno())
             self._fh.close()
@@ -184,15 +200,17 @@ class UploadRequest(Request):
     def _receive_file(self, name: str, filename: str | None) -> ReceivedFile:
         return self.receive_file()
 
-    def receive_file(self) -> ReceivedFile:
+    def receive_file(self, deferred: bool = False) -> ReceivedFile:
         """Return a new ReceivedFile in UPLOAD_TMP, removed at the request's close unless
-        the store took it over (used by views that read the body themselves: STOW-RS)."""
+        the store took it over (used by views that read the body themselves: STOW-RS).
+        deferred: its O_DIRECT writes are queued (ReceivedFile.wait_written)."""
         # A store that adopts files renames this one in, then syncs it: start its writeback,
         # and write its bulk around the page cache (it is kept, not read back soon).
         adopts = hasattr(image_store(), "adopt")
         cfg = current_app.config
         received = ReceivedFile(cfg["UPLOAD_TMP"], writeback=adopts,
-                                direct=adopts and bool(cfg.get("RECEIVE_DIRECT_IO", True)))
+                                direct=adopts and bool(cfg.get("RECEIVE_DIRECT_IO", True)),
+                                deferred=deferred)
         self.__dict__.setdefault("_received_files", []).append(received)
         return received
 
