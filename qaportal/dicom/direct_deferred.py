@@ -2,13 +2,14 @@
 
 `DirectWriter` (qaportal.dicom.direct_write) waits for the disk on each O_DIRECT write:
 about 0.4-0.7 ms per 512 KB on this project's machine, during which the request's thread
-reads nothing from the client. `DeferredWriter` copies the bulk into one of a few aligned
-buffers (the process's, reused) and queues its write to the process's helper thread; the
-request reads on. The head and the last partial block are written at once through the page
-cache, as by `DirectWriter`. Whoever reads past the head must first call `wait()`, which
-returns once every write of the file is done (and raises the first that failed): STOW-RS
-calls it in its parsing thread before each file's header parse, so everything is written
-before the store makes the files durable and before any row refers to them.
+reads nothing from the client. `DeferredWriter` copies the file's bytes into one of a few
+aligned buffers (the process's, reused) and queues their write to the process's helper
+thread; the request reads on. Only the last partial block goes through the page cache,
+written at once: the header parse gets the file's first bytes from memory
+(`ReceivedFile.head`). Whoever reads the file must first call `wait()`, which returns once
+every write of the file is done (and raises the first that failed): STOW-RS calls it in its
+parsing thread before each file's header parse, so everything is written before the store
+makes the files durable and before any row refers to them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from qaportal.dicom.direct_write import ALIGN, HEAD, STAGE
+from qaportal.dicom.direct_write import ALIGN, STAGE
 
 POOL = 4  # aligned buffers of the process's helper: how far the reads may run ahead
 
@@ -58,7 +59,7 @@ def _helper() -> _Helper:
 
 
 class DeferredWriter:
-    """Append to the file open as fd (at path): the bulk by O_DIRECT in the helper thread.
+    """Append to the file open as fd (at path): by O_DIRECT in the helper thread.
 
     `write()` appends; `close()` writes the last partial block and queues the closing of
     the O_DIRECT descriptor; `wait()` waits for all of it. A filesystem refusing O_DIRECT
@@ -81,11 +82,6 @@ class DeferredWriter:
     def write(self, view: memoryview) -> None:
         """Append view's bytes (a memoryview of unsigned bytes). No buffer of the pool is
         held between calls: files may be written in turns."""
-        if self.offset < HEAD and not self._rest:
-            n = min(len(view), HEAD - self.offset)
-            _pwrite_all(self.fd, view[:n], self.offset)
-            self.offset += n
-            view = view[n:]
         if not len(view):
             return
         if not self._open_direct():

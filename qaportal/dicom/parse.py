@@ -88,17 +88,19 @@ class InstanceHeader:
 
 
 def read_header(
-    path: str | os.PathLike[str], limits: ParseLimits | None = None
+    path: str | os.PathLike[str], limits: ParseLimits | None = None,
+    head: bytes | None = None,
 ) -> InstanceHeader:
     """Read an instance header, rejecting non-DICOM, truncated, inconsistent or UID-less files.
 
     A plain native little-endian file is read by quick_header without pydicom; whatever
-    that fast path is not sure of (None) is read here, by pydicom, as before.
+    that fast path is not sure of (None) is read here, by pydicom, as before. head: the
+    file's first bytes, when the caller has them (quick_header starts from them).
     """
     from .quick_header import quick_header  # it builds on this module's types
 
     limits = limits or ParseLimits()
-    return quick_header(path, limits) or read_header_pydicom(path, limits)
+    return quick_header(path, limits, head) or read_header_pydicom(path, limits)
 
 
 def read_header_pydicom(

@@ -93,11 +93,13 @@ def _is_sequence(tag: int) -> bool:
         return False
 
 
-def quick_header(path: str | os.PathLike[str], limits: ParseLimits) -> InstanceHeader | None:
-    """Return the header of a plain native little-endian file, or None to use pydicom."""
+def quick_header(path: str | os.PathLike[str], limits: ParseLimits,
+                 head: bytes | None = None) -> InstanceHeader | None:
+    """Return the header of a plain native little-endian file, or None to use pydicom.
+    head: the file's first bytes, if the caller has them (read from the file otherwise)."""
     try:
         with open(path, "rb") as fp:
-            return _Reader(fp, os.fstat(fp.fileno()).st_size).header(limits)
+            return _Reader(fp, os.fstat(fp.fileno()).st_size, head).header(limits)
     except (_Defer, OSError, struct.error, ValueError, IndexError):
         return None
 
@@ -105,10 +107,14 @@ def quick_header(path: str | os.PathLike[str], limits: ParseLimits) -> InstanceH
 class _Reader:
     """Walk one file's elements from a buffer that grows only as far as they need."""
 
-    def __init__(self, fp: BinaryIO, size: int) -> None:
+    def __init__(self, fp: BinaryIO, size: int, head: bytes | None = None) -> None:
         self.fp = fp
         self.size = size
-        self.buf = fp.read(min(size, _FIRST_READ))
+        if head is not None and len(head) >= min(size, _FIRST_READ):
+            self.buf = head[:size]
+            fp.seek(len(self.buf))  # need() reads on from where the buffer ends
+        else:
+            self.buf = fp.read(min(size, _FIRST_READ))
         self.explicit = True
 
     def need(self, end: int) -> None:

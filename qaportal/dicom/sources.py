@@ -54,6 +54,9 @@ class SourceItem:
     # owned=True: the store may take the file over (move it) instead of copying it.
     sha256: str | None = None
     owned: bool = False
+    # The file's first bytes as they were written (or None): the header parse starts from
+    # them instead of reading the file (written around the page cache: a disk read).
+    head: bytes | None = None
 
     @property
     def ok(self) -> bool:

@@ -93,7 +93,7 @@ def part_item(part: Part, max_part_bytes: int) -> SourceItem:
                                       "limit per file")
     part.container.finish()
     return SourceItem(name, path=part.container.path, sha256=part.container.sha256,
-                      owned=True)
+                      owned=True, head=part.container.head)
 
 
 _END = object()

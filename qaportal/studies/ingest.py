@@ -143,7 +143,7 @@ class Ingester:
                     self.entries.append((item.name, item.error or "refused"))
                     continue
                 try:
-                    header = read_header(item.path, parse_limits())
+                    header = read_header(item.path, parse_limits(), item.head)
                 except DicomRejected as exc:
                     self.entries.append((item.name, exc.reason))
                     continue
