@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,23 @@ def test_one_helper_thread_serves_every_writing_thread(tmp_path):
     for received in done:
         received.wait_written()
     assert sorted(r.path.read_bytes() for r in done) == sorted(datas)
+
+
+def test_store_prefetch_reads_a_file_on_disk_only_into_the_page_cache(tmp_path):
+    # A retrieve asks for the next files ahead of sending them (qaportal.dicomweb.wado).
+    if _filesystem(tmp_path) in ("tmpfs", "ramfs"):
+        pytest.skip("the test folder is in memory (tmpfs): there is no page cache to bypass")
+    from qaportal.dicom.store import FilesystemStore, new_key
+
+    store = FilesystemStore(tmp_path / "store")
+    data = os.urandom(526_038)
+    received = _received(tmp_path, data, seed=4, deferred=True)
+    key = new_key()
+    store.adopt(key, received.path, sha256=received.sha256)
+    assert sum(_resident(store.path(key))[:-1]) == 0
+    store.prefetch([key, new_key()])  # the second is not there: skipped
+    deadline = time.monotonic() + 10
+    while not all(_resident(store.path(key))) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(_resident(store.path(key)))
+    assert store.path(key).read_bytes() == data

@@ -22,7 +22,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from qaportal.dicom.direct_write import ALIGN, STAGE
+from qaportal.dicom.direct_write import ALIGN, STAGE, pwrite_all
 
 POOL = 4  # aligned buffers of the process's helper: how far the reads may run ahead
 
@@ -86,7 +86,7 @@ class DeferredWriter:
             return
         if not self._open_direct():
             self._write_rest()
-            _pwrite_all(self.fd, view, self.offset)
+            pwrite_all(self.fd, view, self.offset)
             self.offset += len(view)
             return
         free = self._helper.free
@@ -124,7 +124,7 @@ class DeferredWriter:
     def _write_rest(self) -> None:
         if self._rest:
             rest, self._rest = self._rest, b""
-            _pwrite_all(self.fd, memoryview(rest), self.offset - len(rest))
+            pwrite_all(self.fd, memoryview(rest), self.offset - len(rest))
 
     def _open_direct(self) -> bool:
         if self._dfd is None:
@@ -184,10 +184,4 @@ def _write_blocks(dfd: int, blocks: memoryview, offset: int) -> None:
             raise
     if done < len(blocks):
         fcntl.fcntl(dfd, fcntl.F_SETFL, fcntl.fcntl(dfd, fcntl.F_GETFL) & ~os.O_DIRECT)
-        _pwrite_all(dfd, blocks[done:], offset + done)
-
-
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
-    done = 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
+        pwrite_all(dfd, blocks[done:], offset + done)

@@ -133,11 +133,12 @@ class DirectWriter:
 
     def _buffered(self, view: memoryview) -> None:
         """Write view through the page cache at offset (what comes before is written)."""
-        _pwrite_all(self.fd, view, self.offset)
+        pwrite_all(self.fd, view, self.offset)
         self.offset += len(view)
 
 
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+def pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    """Write all of view at offset (a write may take less than it is given)."""
     done = 0
     while done < len(view):
         done += os.pwrite(fd, view[done:], offset + done)

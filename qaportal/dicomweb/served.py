@@ -133,6 +133,12 @@ class Server:
             return self.renderer.verified.batch(item.storage_key for item in todo)
         return contextlib.nullcontext()
 
+    def prefetch(self, todo: list[Item]) -> None:
+        """Start reading these instances' files from the disk (a filesystem store only)."""
+        fetch = getattr(self.store, "prefetch", None)
+        if fetch is not None and todo:
+            fetch(item.storage_key for item in todo)
+
     def _read(self, item: Item, head: int = 0) -> tuple[bytes, bytes]:
         """Return the stored bytes as (first `head` bytes, rest), verified (once per
         unchanged file state, shared by the worker processes)."""
