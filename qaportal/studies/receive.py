@@ -125,7 +125,9 @@ class ReceivedFile:
         """Flush and close the file, keeping it on disk for ingest to read or move."""
         if not self._fh.closed:
             self._settle(wait=False)
-            if self._writeback:
+            # Written by O_DIRECT in a helper: only its last partial block is in the page
+            # cache, which the store's one sync of the request writes with the others.
+            if self._writeback and self._pending is None:
                 start_writeback(self._fh.fileno())
             self._fh.close()
 
