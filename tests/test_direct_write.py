@@ -134,19 +134,23 @@ def test_deferred_file_is_all_around_the_page_cache_its_head_in_memory(tmp_path)
     assert received.path.read_bytes() == data
 
 
-@pytest.fixture
-def ramfs(tmp_path):
-    """A ramfs (no O_DIRECT) mounted for the test, when this process may mount one."""
-    where = tmp_path / "ramfs"
+def _mounted(where: Path, fstype: str, *options: str):
+    """Mount a filesystem of fstype at where for a test (skip when this process may not)."""
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "ramfs", "ramfs", str(where)], capture_output=True,
-                          text=True)
+    done = subprocess.run(["mount", "-t", fstype, *options, fstype, str(where)],
+                          capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a ramfs here (needs root): {done.stderr.strip()[:100]}")
+        pytest.skip(f"cannot mount a {fstype} here (needs root): {done.stderr.strip()[:100]}")
     try:
         yield where
     finally:
         subprocess.run(["umount", str(where)], check=True)
+
+
+@pytest.fixture
+def ramfs(tmp_path):
+    """A ramfs (no O_DIRECT) mounted for the test."""
+    yield from _mounted(tmp_path / "ramfs", "ramfs")
 
 
 @pytest.mark.parametrize("deferred", [False, True], ids=["in-thread", "deferred"])
@@ -196,22 +200,13 @@ def test_reading_a_deferred_file_waits_for_its_queued_writes(tmp_path):
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 1 MB tmpfs (O_DIRECT since Linux 6.6) mounted for the test: a full disk."""
-    where = tmp_path / "full"
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()[:100]}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
+    yield from _mounted(tmp_path / "full", "tmpfs", "-o", "size=1m")
 
 
 def test_a_deferred_write_that_fails_is_raised_to_the_waiter(small_tmpfs):
     received = ReceivedFile(small_tmpfs, direct=True, deferred=True)
     with pytest.raises(OSError) as failed:
-        received.write(os.urandom(3 * STAGE))  # the head or a plain write may fail at once
+        received.write(os.urandom(3 * STAGE))  # the last partial block may fail at once
         received.finish()
         received.wait_written()
     assert failed.value.errno == errno.ENOSPC
