@@ -4,15 +4,19 @@ For each viewer: time from navigation to the first image drawn (pixels that are 
 or uniform frame), then scroll the whole series with the keyboard (one slice per ArrowDown,
 as a reader would) and report whether any step showed a blank frame, and how long it took.
 The portal is served by gunicorn (sync workers, as `make run`), with the fetched OHIF build
-(`make ohif`); Chromium draws OHIF with software WebGL2. OHIF is opened three times: once
-in a throw-away browser (the server compresses the build's files on this first request,
-once: "server cold"), then in a fresh browser profile (empty HTTP cache: the issue's
-figure), then again in that profile, in a new tab (files from the browser's cache: "browser
-warm"). The study is imported through the import job, which caches its DICOMweb metadata:
-"server cold" is thus the first open of a newly imported study as in real use.
+(`make ohif`). OHIF is opened four times: once in a throw-away browser (the server
+compresses the build's files on this first request, once: "server cold"), then in a fresh
+browser profile (empty HTTP cache: the issue's figure), then again in that profile, in a
+new tab (files from the browser's cache: "browser warm"), and a third time ("browser hot":
+Chromium compiles a script from its code cache from the third load on, the state of a
+reader who opens the viewer every day). Chromium draws WebGL2 with SwiftShader and
+composites the page in software (`--disable-gpu-compositing`), as the browser tests do;
+`--gpu-compositing` sends the compositing through SwiftShader too. The study is imported
+through the import job, which caches its DICOMweb metadata: "server cold" is thus the first
+open of a newly imported study as in real use.
 Run from the repository root:
-`python benchmarks/viewer.py [--slices 500] [--no-scroll] [--trace]` (--trace: when each
-phase of each OHIF open ended, viewer_trace.py).
+`python benchmarks/viewer.py [--slices 500] [--no-scroll] [--trace] [--gpu-compositing]`
+(--trace: when each phase of each OHIF open ended, viewer_trace.py).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from qaportal.models import Study  # noqa: E402
 from qaportal.ohif import fetch  # noqa: E402
 from qaportal.studies import jobs  # noqa: E402
 from tests.e2e.conftest import CHROMIUM  # noqa: E402
-from tests.e2e.ohif_world import CANVAS_PIXELS, WEBGL_ARGS  # noqa: E402
+from tests.e2e.ohif_world import CANVAS_PIXELS, SOFTWARE_COMPOSITING, WEBGL_ARGS  # noqa: E402
 from tests.factories import DEFAULT_PASSWORD, make_user  # noqa: E402
 
 EMAIL = "viewer-bench@example.test"
@@ -167,6 +171,9 @@ def main() -> None:
                         help="first images only: no whole-series scroll, no built-in viewer")
     parser.add_argument("--trace", action="store_true",
                         help="print when each phase of each OHIF open ended (viewer_trace.py)")
+    parser.add_argument("--gpu-compositing", action="store_true",
+                        help="composite the page through SwiftShader too (the tests' browser "
+                             "did until 2026-12-07; see docs/viewer-ohif.md)")
     parser.add_argument("--override", metavar="JSON",
                         help="merge this object into OHIF's window.config (A/B of settings; "
                              'its "dataSource" key into the data source\'s configuration)')
@@ -182,12 +189,15 @@ def main() -> None:
         with gunicorn(Path(tmp), bench_config(Path(tmp)), args.workers) as port:
             base = f"http://127.0.0.1:{port}"
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=WEBGL_ARGS)
+                flags = [a for a in WEBGL_ARGS
+                         if not (args.gpu_compositing and a == SOFTWARE_COMPOSITING)]
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
                 results, page = {}, None
                 for name, scroll in (("OHIF server cold", False),
                                      ("OHIF", not args.no_scroll),
-                                     ("OHIF browser warm", False)):
-                    if name != "OHIF browser warm":  # a fresh profile: empty HTTP cache
+                                     ("OHIF browser warm", False),
+                                     ("OHIF browser hot", False)):
+                    if not name.startswith("OHIF browser"):  # a fresh profile: empty cache
                         context = browser.new_context(viewport={"width": 1280, "height": 900})
                         context.add_init_script(INIT)
                         if args.override:

@@ -19,11 +19,15 @@ from tests.studyfiles import sample
 PATIENT = ("OHIFPAT^QUIXSENTINEL", "OHIFPID0042")
 INSTITUTION = "Zanzibar Sentinel Infirmary"
 SLICES = 6
+# The page composited in software, as Chromium does without a GPU. Without this flag the
+# forced SwiftShader GL below composites every frame of the page too, which kept one of this
+# machine's two cores ~70 % busy while OHIF loaded (docs/viewer-ohif.md).
+SOFTWARE_COMPOSITING = "--disable-gpu-compositing"
 # WebGL2 without a GPU: SwiftShader (Chromium's software GL), as a browser without GPU has.
 WEBGL_ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
               "--ignore-gpu-blocklist", "--disable-background-networking",
               "--disable-component-update", "--disable-sync", "--no-first-run",
-              "--disable-quic"]
+              "--disable-quic", SOFTWARE_COMPOSITING]
 
 
 def fetched_build() -> Path:
