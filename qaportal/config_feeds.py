@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qaportal.config import ConfigError, _instance_secret
+from qaportal.config import ConfigError
+from qaportal.config_checks import _instance_secret
 
 
 def check_feeds(cfg, instance: Path, embedded: bool) -> None:
