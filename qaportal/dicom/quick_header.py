@@ -9,27 +9,26 @@ character set or value that needs real decoding, a structure pydicom reads lenie
 that path would refuse - so every refusal, with its reason, still comes from there.
 Mirrored: dcmread(stop_before_pixels) stops at the first pixel data tag, parses
 undefined-length sequences and keeps everything else raw; header_from_dataset converts
-the fields below; check_pixel_data reads the pixel data element and what follows it.
+the fields (as quick_values.py does); check_pixel_data reads the pixel data element and
+what follows it.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import struct
 from functools import cache
 from typing import BinaryIO
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
-from .parse import InstanceHeader, ParseLimits, parse_da, parse_tm
+from .parse import InstanceHeader, ParseLimits
 from .pixelcheck import LONG_VRS, MAX_TRAILING_ELEMENTS, PIXEL_VRS
+from .quick_values import _U16, _build, _Defer, _frames, _native_length, _wanted
 
 _EXPLICIT_LE = b"1.2.840.10008.1.2.1"
 _IMPLICIT_LE = b"1.2.840.10008.1.2"
-# Single-byte repertoires that decode ASCII as ASCII (values must be ASCII anyway).
-_CHARSETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"}
 _SHORT = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_16)
 _LONG = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
 _UNDEFINED = 0xFFFFFFFF
@@ -43,45 +42,6 @@ _MAX_DEPTH = 16
 _HEAD = struct.Struct("<HHL")  # tag and 4-byte length (implicit VR, items, delimiters)
 _EXPL = struct.Struct("<HH2sH")  # tag, VR, 2-byte length (explicit VR)
 _U32 = struct.Struct("<L")
-_U16 = struct.Struct("<H")
-_IS_VALUE = r" *[+-]?[0-9]{1,12} *"
-_DS_VALUE = r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})? *"
-# Every value of a multi-valued text: one match instead of one per value.
-_IS = re.compile(rf"{_IS_VALUE}(?:\\{_IS_VALUE})*")
-_DS = re.compile(rf"{_DS_VALUE}(?:\\{_DS_VALUE})*")
-
-_KEYWORDS = (
-    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "StudyInstanceUID",
-    "SeriesInstanceUID", "PatientName", "PatientID", "PatientSex", "PatientBirthDate",
-    "AccessionNumber", "StudyDate", "StudyTime", "StudyDescription", "SeriesDescription",
-    "SeriesNumber", "Modality", "BodyPartExamined", "InstitutionName",
-    "ReferringPhysicianName", "InstanceNumber", "SliceLocation", "ImagePositionPatient",
-    "ImageOrientationPatient", "Rows", "Columns", "NumberOfFrames", "BitsAllocated",
-    "SamplesPerPixel", "PhotometricInterpretation", "BurnedInAnnotation", "WindowCenter",
-    "WindowWidth",
-)
-
-
-class _Defer(Exception):
-    """Leave this file to pydicom."""
-
-
-@cache
-def _wanted() -> dict[int, tuple[str, bytes]]:
-    """Map the tags read here to (keyword, dictionary VR), from pydicom's dictionary once."""
-    out = {}
-    for keyword in _KEYWORDS:
-        tag = tag_for_keyword(keyword)
-        if tag is None:
-            raise LookupError(f"{keyword} is not in pydicom's dictionary")
-        out[tag] = (keyword, dictionary_VR(tag).encode())
-    return out
-
-
-@cache
-def _tags() -> dict[str, int]:
-    """Map the keywords read here to their tags."""
-    return {keyword: tag for tag, (keyword, _) in _wanted().items()}
 
 
 @cache
@@ -327,128 +287,3 @@ class _Reader:
             if at + length > count:
                 raise _Defer
             at += length
-
-
-def _text(raw: bytes | None, person: bool = False) -> str:
-    """Return the first value, stripped, as parse._text gives it; defer unless plain ASCII."""
-    if raw is None:
-        return ""
-    if raw.endswith(b"\x00"):
-        raw = raw[:-1]  # one pad byte; a NUL anywhere else: pydicom's stripping is subtle
-    if not raw.isascii():
-        raise _Defer
-    text = raw.decode("ascii")
-    if not text.isprintable() or (person and "=" in text):
-        raise _Defer
-    return text.split("\\", 1)[0].strip(" ")
-
-
-def _values(raw: bytes | None, pattern: re.Pattern[str]) -> list[str] | None:
-    """Return the values of an IS or DS element (None when empty); defer on any odd one."""
-    if raw is None:
-        return None
-    if raw.endswith(b"\x00"):
-        raw = raw[:-1]
-    if not raw.isascii():
-        raise _Defer
-    text = raw.decode("ascii")
-    if not text.isprintable():
-        raise _Defer
-    text = text.strip(" ")
-    if not text:
-        return None
-    if not pattern.fullmatch(text):  # each value as the value's pattern (no backslash)
-        raise _Defer
-    return text.split("\\")
-
-
-def _int(raw: bytes | None) -> int | None:
-    values = _values(raw, _IS)
-    return None if values is None else int(float(int(values[0])))
-
-
-def _floats(raw: bytes | None) -> tuple[float, ...] | None:
-    values = _values(raw, _DS)
-    return None if values is None else tuple(map(float, values))
-
-
-def _us(raw: bytes | None) -> int | None:
-    """Return a single US value; defer on an empty or multi-valued one."""
-    if raw is None:
-        return None
-    if len(raw) != 2:
-        raise _Defer
-    return _U16.unpack(raw)[0]
-
-
-def _frames(found: dict[int, bytes]) -> int:
-    """Return NumberOfFrames as declared_frames and header_from_dataset both read it."""
-    values = _values(found.get(0x00280008), _IS)
-    if values is None:
-        return 1
-    if len(values) != 1 or not values[0].strip(" ").isdigit():
-        raise _Defer  # negative, signed or multi-valued: the two readers differ or refuse
-    return max(int(values[0]), 1)
-
-
-def _native_length(found: dict[int, bytes], frames: int) -> int:
-    """Return the bytes native pixel data needs (pixelcheck.expected_native_length)."""
-    rows, cols = _us(found.get(0x00280010)), _us(found.get(0x00280011))
-    bits = _us(found.get(0x00280100))
-    if rows is None or cols is None or bits is None:
-        raise _Defer
-    spp = _us(found.get(0x00280002)) or 1
-    photometric = found.get(0x00280004)
-    if photometric is not None and b"\\" in photometric:
-        raise _Defer
-    if _text(photometric) == "YBR_FULL_422" and spp == 3:
-        return rows * cols * frames * 2 * bits // 8
-    return (rows * cols * frames * spp * bits + 7) // 8
-
-
-def _build(found: dict[int, bytes], meta: dict[int, tuple[bytes, bytes]], overlay: bool,
-           frames: int, size: int) -> InstanceHeader:
-    """Convert the raw values as header_from_dataset converts pydicom's."""
-    tags = _tags()
-
-    def text(keyword: str, person: bool = False) -> str:
-        return _text(found.get(tags[keyword]), person)
-
-    def first(keyword: str) -> float | None:
-        values = _floats(found.get(tags[keyword]))
-        return values[0] if values else None
-
-    if text("SpecificCharacterSet") not in _CHARSETS or b"\\" in found.get(0x00080005, b""):
-        raise _Defer
-    uids = [text(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
-    sop_class = text("SOPClassUID")
-    if not sop_class:
-        vr, raw = meta.get(0x00020002, (b"UI", b""))
-        sop_class = _text(raw) if vr == b"UI" else ""
-    if not all(uids) or not sop_class:
-        raise _Defer  # refused by the slow path, with its reason
-    position = _floats(found.get(tags["ImagePositionPatient"]))
-    return InstanceHeader(
-        study_uid=uids[0], series_uid=uids[1], sop_uid=uids[2], sop_class_uid=sop_class,
-        patient_name=text("PatientName", True), patient_id=text("PatientID"),
-        patient_sex=text("PatientSex"), patient_birth_date=parse_da(text("PatientBirthDate")),
-        accession_number=text("AccessionNumber"), study_date=parse_da(text("StudyDate")),
-        study_time=parse_tm(text("StudyTime")), study_description=text("StudyDescription"),
-        series_description=text("SeriesDescription"),
-        series_number=_int(found.get(tags["SeriesNumber"])), modality=text("Modality"),
-        body_part=text("BodyPartExamined"), institution=text("InstitutionName"),
-        referring_physician=text("ReferringPhysicianName", True),
-        instance_number=_int(found.get(tags["InstanceNumber"])),
-        slice_location=first("SliceLocation"),
-        image_position=position if position and len(position) == 3 else None,
-        image_orientation=_floats(found.get(tags["ImageOrientationPatient"])),
-        rows=_us(found.get(tags["Rows"])), columns=_us(found.get(tags["Columns"])),
-        frames=frames, bits_allocated=_us(found.get(tags["BitsAllocated"])),
-        samples_per_pixel=_us(found.get(tags["SamplesPerPixel"])),
-        transfer_syntax_uid=_text(meta[0x00020010][1]),
-        photometric_interpretation=text("PhotometricInterpretation"),
-        burned_in_annotation={"YES": True, "NO": False}.get(
-            text("BurnedInAnnotation").upper()),
-        has_overlay_data=overlay, window_center=first("WindowCenter"),
-        window_width=first("WindowWidth"), has_pixel_data=True, file_size=size,
-    )
