@@ -22,8 +22,6 @@ is not there.
 from __future__ import annotations
 
 import logging
-import math
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,20 +33,25 @@ from qaportal.dicom import (
     ImageStore,
     InstanceHeader,
     SourceItem,
-    date_shift_for,
     new_key,
     read_header,
     store_file,
 )
 from qaportal.extensions import db
 from qaportal.models import Instance, Series, Study, UploadBatch, User
+from qaportal.studies.ingest_rows import (
+    _IN_CHUNK,
+    _by_uid,
+    _increment,
+    _study_from,
+    slice_position,
+)
 from qaportal.studies.limits import parse_limits
 
 # Modalities whose pixels often carry burned-in text when the header does not say otherwise.
 BURNED_IN_PRONE = {"US", "SC", "OT", "XC", "ES", "DOC"}
 CONFLICT = "conflict: another file with this SOPInstanceUID and different content is stored"
 SeriesKey = tuple[str, str]  # (StudyInstanceUID, SeriesInstanceUID) within one owner
-_IN_CHUNK = 500  # values per IN (...) list
 log = logging.getLogger(__name__)
 
 
@@ -81,32 +84,6 @@ class Prepared:
     key: str
     sha256: str
     size: int
-
-
-def slice_position(h: InstanceHeader) -> float | None:
-    """Return the position along the slice normal (for anatomical order), if known."""
-    if h.image_position and h.image_orientation and len(h.image_orientation) == 6:
-        r, c = h.image_orientation[:3], h.image_orientation[3:]
-        normal = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2],
-                  r[0] * c[1] - r[1] * c[0])
-        value = sum(p * n for p, n in zip(h.image_position, normal, strict=True))
-        return value if math.isfinite(value) else None
-    return h.slice_location
-
-
-def _study_from(h: InstanceHeader, owner: User) -> Study:
-    key = secrets.token_hex(32)
-    return Study(
-        study_uid=h.study_uid, owner_id=owner.id, patient_name=h.patient_name[:200],
-        patient_id=h.patient_id[:64], patient_sex=h.patient_sex[:16],
-        patient_birth_date=h.patient_birth_date, accession_number=h.accession_number[:64],
-        study_date=h.study_date, study_time=h.study_time,
-        study_description=h.study_description[:200], body_part=h.body_part[:64],
-        institution=h.institution[:200], referring_physician=h.referring_physician[:200],
-        deid_key=key, deid_date_shift_days=date_shift_for(bytes.fromhex(key), h.study_uid),
-        pseudonym="QA-" + secrets.token_hex(5).upper(), series_count=0, instance_count=0,
-        size_bytes=0, burned_in_suspected=False,
-    )
 
 
 class Ingester:
@@ -404,24 +381,6 @@ class Ingester:
         audit.record("study.files_ingested", batch or None, actor=self.owner,
                      stored=run.stored, duplicates=run.duplicates, conflicts=run.conflicts,
                      rejected=len(run.errors) - run.conflicts, studies=sorted(run.study_ids))
-
-
-def _by_uid(model, column, uids: Iterable[str], scope: sa.ColumnElement[bool]) -> list:
-    """Load the rows of model within scope (the owner's) whose column is one of uids."""
-    uids = sorted(uids)
-    found = []
-    for i in range(0, len(uids), _IN_CHUNK):
-        found += db.session.scalars(
-            sa.select(model).where(scope, column.in_(uids[i : i + _IN_CHUNK])))
-    return found
-
-
-def _increment(obj, attr: str, n: int) -> None:
-    """Add n to a counter column in SQL (col = col + n), so concurrent adds both count."""
-    if sa.inspect(obj).persistent:
-        setattr(obj, attr, getattr(type(obj), attr) + n)
-    else:
-        setattr(obj, attr, (getattr(obj, attr) or 0) + n)
 
 
 def ingest_items(items: Iterable[SourceItem], owner: User, store: ImageStore,
