@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from qaportal.models import OriginalRead, ReviewAssignment, User
 from qaportal.studies.presenter import StudyView, present_for
-from qaportal.studies.scrubber import WITHHELD, compile_scrubber, people_anchors, people_patterns
+from qaportal.studies.scrubber import WITHHELD, compile_scrubber, people_patterns
+from qaportal.studies.scrubber_anchors import people_anchors
 
 __all__ = ["WITHHELD", "BlindCase", "blind_case", "blind_view", "for_assignment", "scrub",
            "study_text", "study_view"]

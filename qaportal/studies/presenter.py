@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from qaportal.models import Study, User
 from qaportal.studies import scrubber
 from qaportal.studies.redact import patient_scrubber
+from qaportal.studies.scrubber_anchors import people_anchors, site_anchors
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,12 @@ def present_for(user: User, study: Study, *, deidentified: bool = False, blind: 
         steps.append(patient_scrubber(study))
     elif blind:
         steps.append(scrubber.compile_scrubber(scrubber.site_patterns(study),
-                                               scrubber.REMOVED, scrubber.site_anchors(study)))
+                                               scrubber.REMOVED, site_anchors(study)))
     if blind:
         people = [study.owner, study.read.reader if study.read else None, *hide]
         steps.append(scrubber.compile_scrubber(scrubber.people_patterns(people),
                                                scrubber.WITHHELD,
-                                               scrubber.people_anchors(people)))
+                                               people_anchors(people)))
     text = scrubber.chain(*steps)
     view = present(study, mode)
     view = replace(view, study_description=text(view.study_description), blind=blind,

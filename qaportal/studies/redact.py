@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qaportal.models import Study
-from qaportal.studies.scrubber import REMOVED, compile_scrubber, patient_anchors, patient_patterns
+from qaportal.studies.scrubber import REMOVED, compile_scrubber, patient_patterns
+from qaportal.studies.scrubber_anchors import patient_anchors
 
 __all__ = ["REMOVED", "patient_scrubber"]
 
