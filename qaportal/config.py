@@ -198,7 +198,6 @@ class Defaults:
     IMAGE_STORE_DELETE = "mapping"
 
 
-
 # Variables read from the environment, with their parsers.
 def _bool(v: str) -> bool:
     return v.strip().lower() in {"1", "true", "yes", "on"}
