@@ -329,7 +329,7 @@ def load(app, overrides: dict[str, Any] | None) -> None:
     if overrides:
         app.config.update(overrides)
     # Imported here: config_checks imports ConfigError from this module.
-    from qaportal.config_checks import _check_links, _finish
+    from qaportal.config_checks import check_links, finish
 
-    _finish(app)
-    _check_links(app.config)
+    finish(app)
+    check_links(app.config)

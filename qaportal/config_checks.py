@@ -2,7 +2,7 @@
 depend on others (the database URI, cookie flags, default folders and keys under the
 instance folder) and refuse those that cannot work (links, the image store, rate limits,
 PDF rendering, audit anchoring; the feeds' own checks are in config_feeds.py).
-qaportal.config.load calls _finish and _check_links once the defaults, instance/config.py,
+qaportal.config.load calls finish and check_links once the defaults, instance/config.py,
 the QAPORTAL_* variables and the overrides are in app.config."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from qaportal.config import DEFAULT_2FA_ROLES, ConfigError
 ORIGIN_RE = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
-def _check_links(cfg) -> None:
+def check_links(cfg) -> None:
     """Refuse a link base that is not an absolute URL (a missing one is said when an e-mail
     is written: commands that send none must not print a warning)."""
     for key in ("BASE_URL", "SERVED_URL"):
@@ -27,7 +27,7 @@ def _check_links(cfg) -> None:
             raise ConfigError(f"QAPORTAL_{key} must be an absolute http(s):// URL")
 
 
-def _finish(app) -> None:
+def finish(app) -> None:
     """Derive what depends on other settings and refuse what cannot work."""
     instance = Path(app.instance_path)
     cfg = app.config
@@ -48,7 +48,7 @@ def _finish(app) -> None:
                 "(every app server must share one key); generate one with "
                 "`python -c 'import secrets; print(secrets.token_hex(32))'`."
             )
-        cfg["SECRET_KEY"] = _instance_secret(instance)
+        cfg["SECRET_KEY"] = instance_secret(instance)
     from qaportal.models.user import ROLES
 
     if cfg["REQUIRE_2FA_ROLES"] is None:
@@ -121,7 +121,7 @@ def _check_image_store(cfg) -> None:
 def _check_audit(cfg, instance: Path) -> None:
     """Default the audit key and anchor file; refuse a key too short to resist guessing."""
     if not cfg.get("AUDIT_KEY"):
-        cfg["AUDIT_KEY"] = _instance_secret(instance, "audit-key")
+        cfg["AUDIT_KEY"] = instance_secret(instance, "audit-key")
     if len(cfg["AUDIT_KEY"]) < 32:
         raise ConfigError("QAPORTAL_AUDIT_KEY must be at least 32 characters (64 hex digits "
                           "from `python -c 'import secrets; print(secrets.token_hex(32))'`)")
@@ -157,7 +157,7 @@ def _check_pdf(cfg, instance: Path) -> None:
         raise ConfigError("QAPORTAL_PDF_TIMEOUT must be between 0 and 3600 seconds")
 
 
-def _instance_secret(instance: Path, name: str = "secret_key") -> str:
+def instance_secret(instance: Path, name: str = "secret_key") -> str:
     """Return the key in instance/<name>, creating it (mode 0600) on first use."""
     instance.mkdir(parents=True, exist_ok=True)
     path = instance / name

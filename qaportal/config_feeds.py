@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from qaportal.config import ConfigError
-from qaportal.config_checks import _instance_secret
+from qaportal.config_checks import instance_secret
 
 
 def check_feeds(cfg, instance: Path, embedded: bool) -> None:
@@ -52,5 +52,5 @@ def check_feeds_key(cfg, instance: Path, embedded: bool) -> None:
             raise ConfigError("QAPORTAL_FEEDS_KEY must be at least 32 characters (64 hex digits "
                               "from `python -c 'import secrets; print(secrets.token_hex(32))'`)")
     elif embedded:
-        cfg["FEEDS_KEY"] = _instance_secret(instance, "feeds-key")
+        cfg["FEEDS_KEY"] = instance_secret(instance, "feeds-key")
         cfg["FEEDS_KEY_FILE"] = str(instance / "feeds-key")

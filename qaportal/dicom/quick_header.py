@@ -25,7 +25,7 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_16, EXPLICIT_VR_LENGTH_32
 
 from .parse import InstanceHeader, ParseLimits
 from .pixelcheck import LONG_VRS, MAX_TRAILING_ELEMENTS, PIXEL_VRS
-from .quick_values import _U16, _build, _Defer, _frames, _native_length, _wanted
+from .quick_values import U16, Defer, build_header, frame_count, native_length, wanted_tags
 
 _EXPLICIT_LE = b"1.2.840.10008.1.2.1"
 _IMPLICIT_LE = b"1.2.840.10008.1.2"
@@ -60,7 +60,7 @@ def quick_header(path: str | os.PathLike[str], limits: ParseLimits,
     try:
         with open(path, "rb") as fp:
             return _Reader(fp, os.fstat(fp.fileno()).st_size, head).header(limits)
-    except (_Defer, OSError, struct.error, ValueError, IndexError):
+    except (Defer, OSError, struct.error, ValueError, IndexError):
         return None
 
 
@@ -82,11 +82,11 @@ class _Reader:
         if end <= len(self.buf):
             return
         if end > self.size or end > _MAX_HEAD:
-            raise _Defer
+            raise Defer
         more = min(max(end, 2 * len(self.buf)), self.size, _MAX_HEAD) - len(self.buf)
         self.buf += self.fp.read(more)
         if end > len(self.buf):
-            raise _Defer
+            raise Defer
 
     def element(self, pos: int) -> tuple[int, bytes | None, int, int]:
         """Return (tag, VR or None, length, value position) of the element at pos."""
@@ -103,25 +103,25 @@ class _Reader:
             return group << 16 | elem, vr, _U32.unpack_from(self.buf, pos + 8)[0], pos + 12
         if vr in _SHORT:
             return group << 16 | elem, vr, length, pos + 8
-        raise _Defer  # a VR pydicom would guess about (or read as implicit)
+        raise Defer  # a VR pydicom would guess about (or read as implicit)
 
     def header(self, limits: ParseLimits) -> InstanceHeader:
         buf = self.buf
         if len(buf) < 144 or buf[128:132] != b"DICM":
-            raise _Defer
+            raise Defer
         meta, start = self.meta()
         ts = meta.get(0x00020010, (b"", b""))
         if ts[0] != b"UI" or ts[1].rstrip(b"\x00 ") not in (_EXPLICIT_LE, _IMPLICIT_LE):
-            raise _Defer
+            raise Defer
         self.explicit = ts[1].rstrip(b"\x00 ") == _EXPLICIT_LE
         found, overlay, pixel_pos = self.top_level(start)
-        return _build(found, meta, overlay, self.pixels(pixel_pos, found, limits), self.size)
+        return build_header(found, meta, overlay, self.pixels(pixel_pos, found, limits), self.size)
 
     def meta(self) -> tuple[dict[int, tuple[bytes, bytes]], int]:
         """Read the file meta group; it must be exactly as long as its group length says."""
         buf = self.buf
         if buf[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
-            raise _Defer
+            raise Defer
         end = 144 + _U32.unpack_from(buf, 140)[0]
         self.need(end + 8)
         buf = self.buf
@@ -129,23 +129,23 @@ class _Reader:
         while pos < end:
             tag, vr, length, vpos = self.element(pos)
             if tag >> 16 != 2 or length == _UNDEFINED or vpos + length > end:
-                raise _Defer
+                raise Defer
             meta[tag] = (vr, buf[vpos : vpos + length])
             pos = vpos + length
-        if _U16.unpack_from(buf, end)[0] == 2:
-            raise _Defer  # the group goes on past its declared length
+        if U16.unpack_from(buf, end)[0] == 2:
+            raise Defer  # the group goes on past its declared length
         return meta, end
 
     def top_level(self, pos: int) -> tuple[dict[int, bytes], bool, int]:
         """Walk the data set to the pixel data; return the wanted raw values, overlay flag and
         the pixel data element's position."""
-        wanted = _wanted()
+        wanted = wanted_tags()
         found: dict[int, bytes] = {}
         overlay = False
         previous = 0x0002FFFF  # no meta or command group elements from here on
         self.need(pos + 8)
         if not self.explicit and all(0x40 < b < 0x5B for b in self.buf[pos + 4 : pos + 6]):
-            raise _Defer  # pydicom would switch to explicit VR
+            raise Defer  # pydicom would switch to explicit VR
         # element() inlined for explicit VR with the bytes at hand: ~80 elements a slice.
         explicit, element, buf = self.explicit, self.element, self.buf
         unpack, unpack_u32 = _EXPL.unpack_from, _U32.unpack_from
@@ -158,32 +158,32 @@ class _Reader:
                 elif vr in _SHORT:
                     vpos = pos + 8
                 else:
-                    raise _Defer  # as element(): a VR pydicom would guess about
+                    raise Defer  # as element(): a VR pydicom would guess about
             else:
                 tag, vr, length, vpos = element(pos)
                 buf = self.buf
             if tag <= previous:
-                raise _Defer  # out of order or repeated: pydicom keeps the last, stops oddly
+                raise Defer  # out of order or repeated: pydicom keeps the last, stops oddly
             previous = tag
             if tag >= 0x60000000:  # overlays, pixel data, items: none in the groups below
                 if tag == _PIXEL_DATA:
                     return found, overlay, pos
                 if tag >> 16 == 0xFFFE or tag in _OTHER_PIXELS:
-                    raise _Defer
+                    raise Defer
                 if tag & 0xFFFF == 0x3000 and tag >> 16 <= 0x601E and not tag & 0x10000:
                     overlay = True
             if length == _UNDEFINED:
                 if (vr if self.explicit else b"SQ" if _is_sequence(tag) else None) != b"SQ":
-                    raise _Defer
+                    raise Defer
                 pos = self.sequence(vpos, 0)
                 buf = self.buf
                 continue
             end = vpos + length
             if end > self.size:
-                raise _Defer
+                raise Defer
             if tag in wanted:
                 if (vr is not None and vr != wanted[tag][1]) or length > _MAX_VALUE:
-                    raise _Defer
+                    raise Defer
                 if end > len(buf):
                     self.need(end)
                     buf = self.buf
@@ -193,19 +193,19 @@ class _Reader:
     def sequence(self, pos: int, depth: int) -> int:
         """Walk the items of an undefined-length sequence; return the position after it."""
         if depth > _MAX_DEPTH:
-            raise _Defer
+            raise Defer
         while True:
             self.need(pos + 8)
             group, elem, length = _HEAD.unpack_from(self.buf, pos)
             if group != 0xFFFE or elem not in (0xE000, 0xE0DD):
-                raise _Defer
+                raise Defer
             if elem == 0xE0DD:
                 if length:
-                    raise _Defer
+                    raise Defer
                 return pos + 8
             end = None if length == _UNDEFINED else pos + 8 + length
             if end is not None and end > self.size:
-                raise _Defer
+                raise Defer
             pos = self.item(pos + 8, end, depth)
 
     def item(self, pos: int, end: int | None, depth: int) -> int:
@@ -217,24 +217,24 @@ class _Reader:
             if group == 0xFFFE:
                 if end is None and elem == 0xE00D and not length:
                     return pos + 8
-                raise _Defer
+                raise Defer
             if first and self.explicit and not all(
                     0x40 < b < 0x5B for b in self.buf[pos + 4 : pos + 6]):
-                raise _Defer  # an implicit VR item in an explicit data set
+                raise Defer  # an implicit VR item in an explicit data set
             first = False
             tag, vr, length, vpos = self.element(pos)
             if tag == 0x00080005:
-                raise _Defer  # an item with its own character set
+                raise Defer  # an item with its own character set
             if length == _UNDEFINED:
                 if (vr if self.explicit else b"SQ" if _is_sequence(tag) else None) != b"SQ":
-                    raise _Defer
+                    raise Defer
                 pos = self.sequence(vpos, depth + 1)
             else:
                 pos = vpos + length
                 if pos > (self.size if end is None else end):
-                    raise _Defer
+                    raise Defer
         if pos != end:
-            raise _Defer
+            raise Defer
         return pos
 
     def pixels(self, pos: int, found: dict[int, bytes], limits: ParseLimits) -> int:
@@ -242,17 +242,17 @@ class _Reader:
         self.need(pos + 12)
         if self.explicit:
             if self.buf[pos + 4 : pos + 6] not in (b"OB", b"OW"):
-                raise _Defer
+                raise Defer
             length, data = _U32.unpack_from(self.buf, pos + 8)[0], pos + 12
         else:
             if self.buf[pos + 4 : pos + 6] in PIXEL_VRS:
-                raise _Defer
+                raise Defer
             length, data = _U32.unpack_from(self.buf, pos + 4)[0], pos + 8
         if length == _UNDEFINED or data + length > self.size:
-            raise _Defer
-        frames = _frames(found)
-        if frames > limits.max_frames or length < _native_length(found, frames):
-            raise _Defer
+            raise Defer
+        frames = frame_count(found)
+        if frames > limits.max_frames or length < native_length(found, frames):
+            raise Defer
         self.trailing(data + length)
         return frames
 
@@ -260,7 +260,7 @@ class _Reader:
         """Walk what follows the pixel data as pixelcheck._walk_trailing does."""
         count = self.size - pos
         if count > _MAX_TRAILING_BYTES:
-            raise _Defer
+            raise Defer
         if not count:
             return
         self.fp.seek(pos)
@@ -271,19 +271,19 @@ class _Reader:
             if not head:
                 return
             if len(head) < 8:
-                raise _Defer
+                raise Defer
             vr = head[4:6]
             if self.explicit and vr.isalpha() and vr.isupper():
                 if vr in LONG_VRS:
                     if at + 12 > count:
-                        raise _Defer
+                        raise Defer
                     length, at = _U32.unpack_from(tail, at + 8)[0], at + 12
                 else:
-                    length, at = _U16.unpack_from(head, 6)[0], at + 8
+                    length, at = U16.unpack_from(head, 6)[0], at + 8
             else:
                 length, at = _U32.unpack_from(head, 4)[0], at + 8
             if length == _UNDEFINED:
                 return
             if at + length > count:
-                raise _Defer
+                raise Defer
             at += length

@@ -2,8 +2,8 @@
 
 The keywords read (with the tags and VRs pydicom's dictionary gives them), the decoders of
 their values (ASCII text, IS and DS numbers, US integers), NumberOfFrames and the native
-pixel data length as pixelcheck reads them, and _build, which converts the raw values as
-header_from_dataset converts pydicom's. Every decoder raises _Defer ("ask pydicom") on a
+pixel data length as pixelcheck reads them, and build_header, which converts the raw values as
+header_from_dataset converts pydicom's. Every decoder raises Defer ("ask pydicom") on a
 value it cannot read exactly as pydicom would.
 """
 
@@ -19,7 +19,7 @@ from .parse import InstanceHeader, parse_da, parse_tm
 
 # Single-byte repertoires that decode ASCII as ASCII (values must be ASCII anyway).
 _CHARSETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192"}
-_U16 = struct.Struct("<H")
+U16 = struct.Struct("<H")
 _IS_VALUE = r" *[+-]?[0-9]{1,12} *"
 _DS_VALUE = r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})? *"
 # Every value of a multi-valued text: one match instead of one per value.
@@ -38,12 +38,12 @@ _KEYWORDS = (
 )
 
 
-class _Defer(Exception):
+class Defer(Exception):
     """Leave this file to pydicom."""
 
 
 @cache
-def _wanted() -> dict[int, tuple[str, bytes]]:
+def wanted_tags() -> dict[int, tuple[str, bytes]]:
     """Map the tags read here to (keyword, dictionary VR), from pydicom's dictionary once."""
     out = {}
     for keyword in _KEYWORDS:
@@ -57,7 +57,7 @@ def _wanted() -> dict[int, tuple[str, bytes]]:
 @cache
 def _tags() -> dict[str, int]:
     """Map the keywords read here to their tags."""
-    return {keyword: tag for tag, (keyword, _) in _wanted().items()}
+    return {keyword: tag for tag, (keyword, _) in wanted_tags().items()}
 
 
 def _text(raw: bytes | None, person: bool = False) -> str:
@@ -67,10 +67,10 @@ def _text(raw: bytes | None, person: bool = False) -> str:
     if raw.endswith(b"\x00"):
         raw = raw[:-1]  # one pad byte; a NUL anywhere else: pydicom's stripping is subtle
     if not raw.isascii():
-        raise _Defer
+        raise Defer
     text = raw.decode("ascii")
     if not text.isprintable() or (person and "=" in text):
-        raise _Defer
+        raise Defer
     return text.split("\\", 1)[0].strip(" ")
 
 
@@ -81,15 +81,15 @@ def _values(raw: bytes | None, pattern: re.Pattern[str]) -> list[str] | None:
     if raw.endswith(b"\x00"):
         raw = raw[:-1]
     if not raw.isascii():
-        raise _Defer
+        raise Defer
     text = raw.decode("ascii")
     if not text.isprintable():
-        raise _Defer
+        raise Defer
     text = text.strip(" ")
     if not text:
         return None
     if not pattern.fullmatch(text):  # each value as the value's pattern (no backslash)
-        raise _Defer
+        raise Defer
     return text.split("\\")
 
 
@@ -108,36 +108,36 @@ def _us(raw: bytes | None) -> int | None:
     if raw is None:
         return None
     if len(raw) != 2:
-        raise _Defer
-    return _U16.unpack(raw)[0]
+        raise Defer
+    return U16.unpack(raw)[0]
 
 
-def _frames(found: dict[int, bytes]) -> int:
+def frame_count(found: dict[int, bytes]) -> int:
     """Return NumberOfFrames as declared_frames and header_from_dataset both read it."""
     values = _values(found.get(0x00280008), _IS)
     if values is None:
         return 1
     if len(values) != 1 or not values[0].strip(" ").isdigit():
-        raise _Defer  # negative, signed or multi-valued: the two readers differ or refuse
+        raise Defer  # negative, signed or multi-valued: the two readers differ or refuse
     return max(int(values[0]), 1)
 
 
-def _native_length(found: dict[int, bytes], frames: int) -> int:
+def native_length(found: dict[int, bytes], frames: int) -> int:
     """Return the bytes native pixel data needs (pixelcheck.expected_native_length)."""
     rows, cols = _us(found.get(0x00280010)), _us(found.get(0x00280011))
     bits = _us(found.get(0x00280100))
     if rows is None or cols is None or bits is None:
-        raise _Defer
+        raise Defer
     spp = _us(found.get(0x00280002)) or 1
     photometric = found.get(0x00280004)
     if photometric is not None and b"\\" in photometric:
-        raise _Defer
+        raise Defer
     if _text(photometric) == "YBR_FULL_422" and spp == 3:
         return rows * cols * frames * 2 * bits // 8
     return (rows * cols * frames * spp * bits + 7) // 8
 
 
-def _build(found: dict[int, bytes], meta: dict[int, tuple[bytes, bytes]], overlay: bool,
+def build_header(found: dict[int, bytes], meta: dict[int, tuple[bytes, bytes]], overlay: bool,
            frames: int, size: int) -> InstanceHeader:
     """Convert the raw values as header_from_dataset converts pydicom's."""
     tags = _tags()
@@ -150,14 +150,14 @@ def _build(found: dict[int, bytes], meta: dict[int, tuple[bytes, bytes]], overla
         return values[0] if values else None
 
     if text("SpecificCharacterSet") not in _CHARSETS or b"\\" in found.get(0x00080005, b""):
-        raise _Defer
+        raise Defer
     uids = [text(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
     sop_class = text("SOPClassUID")
     if not sop_class:
         vr, raw = meta.get(0x00020002, (b"UI", b""))
         sop_class = _text(raw) if vr == b"UI" else ""
     if not all(uids) or not sop_class:
-        raise _Defer  # refused by the slow path, with its reason
+        raise Defer  # refused by the slow path, with its reason
     position = _floats(found.get(tags["ImagePositionPatient"]))
     return InstanceHeader(
         study_uid=uids[0], series_uid=uids[1], sop_uid=uids[2], sop_class_uid=sop_class,
