@@ -14,6 +14,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from qaportal.forms_choices import choices
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.user import ROLE_LABELS, ROLES
 from qaportal.validation import PlainText
@@ -48,9 +49,9 @@ class UserForm(FlaskForm):
     email = EmailField("E-mail", validators=[DataRequired(), Length(max=254), _valid_email])
     full_name = StringField("Full name", validators=[DataRequired(), Length(max=200),
                                                      PlainText()])
-    roles = CheckboxList("Roles", choices=[(r, ROLE_LABELS[r]) for r in ROLES])
+    roles = CheckboxList("Roles", choices=choices((r, ROLE_LABELS[r]) for r in ROLES))
     subspecialties = CheckboxList(
-        "Subspecialties", choices=[(s, SUBSPECIALTY_LABELS[s]) for s in SUBSPECIALTIES]
+        "Subspecialties", choices=choices((s, SUBSPECIALTY_LABELS[s]) for s in SUBSPECIALTIES)
     )
     active = BooleanField("Active", default=True)
     reader_id = StringField(
@@ -128,8 +129,9 @@ class FilterForm(FlaskForm):
         csrf = False
 
     q = StringField("Search", validators=[Optional(), Length(max=100)])
-    role = SelectField("Role", choices=[("", "Any role")] + [(r, ROLE_LABELS[r]) for r in ROLES],
+    role = SelectField("Role",
+                       choices=choices([("", "Any role")] + [(r, ROLE_LABELS[r]) for r in ROLES]),
                        validators=[Optional()])
-    status = SelectField("Status", choices=[("", "Any"), ("active", "Active"),
-                                            ("inactive", "Deactivated")],
+    status = SelectField("Status", choices=choices([("", "Any"), ("active", "Active"),
+                                                    ("inactive", "Deactivated")]),
                          validators=[Optional()])

@@ -16,10 +16,11 @@ from wtforms import (
 from wtforms.validators import Length, Optional
 
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.models import User, UserRole
 
-SEND_CHOICES = [("none", "Nothing is sent back"), ("dicom", "DICOM C-STORE"),
-                ("stow", "DICOMweb STOW-RS")]
+SEND_CHOICES = choices([("none", "Nothing is sent back"), ("dicom", "DICOM C-STORE"),
+                        ("stow", "DICOMweb STOW-RS")])
 
 
 class PeerForm(FlaskForm):
@@ -61,5 +62,5 @@ class PeerForm(FlaskForm):
             .order_by(User.full_name)).all()
         if current is not None and current not in users:
             users.append(current)
-        self.owner.choices = [("", "— choose an account —")] + [
-            (u.email, f"{u.full_name} <{u.email}>") for u in users]
+        self.owner.choices = choices([("", "— choose an account —")] + [
+            (u.email, f"{u.full_name} <{u.email}>") for u in users])

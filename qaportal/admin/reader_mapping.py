@@ -17,6 +17,7 @@ from qaportal.admin import bp
 from qaportal.extensions import db
 from qaportal.feeds import reads  # the module: it imports the study rules, which import us
 from qaportal.feeds.reader_ids import ReaderIdError, set_reader_id
+from qaportal.forms_choices import choices
 from qaportal.models import User, UserRole
 from qaportal.permissions import role_required
 
@@ -36,7 +37,7 @@ def _candidates() -> list[User]:
 
 def _form(identifier: str = "") -> MapReaderForm:
     form = MapReaderForm(reader_identifier=identifier) if identifier else MapReaderForm()
-    form.user_id.choices = [(u.id, f"{u.full_name} ({u.email})") for u in _candidates()]
+    form.user_id.choices = choices((u.id, f"{u.full_name} ({u.email})") for u in _candidates())
     return form
 
 

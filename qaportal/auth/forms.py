@@ -15,10 +15,11 @@ from wtforms import (
 from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from qaportal.forms_choices import choices
 from qaportal.validation import PlainText
 
-EXPIRY_CHOICES = [("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year"),
-                  ("never", "never")]
+EXPIRY_CHOICES = choices([("30", "in 30 days"), ("90", "in 90 days"), ("365", "in a year"),
+                          ("never", "never")])
 
 
 class LoginForm(FlaskForm):
@@ -84,8 +85,8 @@ class ApiTokenForm(FlaskForm):
         "Label", validators=[DataRequired(), Length(max=100), PlainText()],
         description="What or who uses it, e.g. “PACS at Harbourview” or “nightly export”.",
     )
-    scopes = _Checkboxes("Scopes", choices=[("read", "read: search and retrieve"),
-                                             ("write", "write: store studies")],
+    scopes = _Checkboxes("Scopes", choices=choices([("read", "read: search and retrieve"),
+                                                     ("write", "write: store studies")]),
                           default=["read"])
     expires = SelectField("Expires", choices=EXPIRY_CHOICES, default="90")
     password = PasswordField("Your password", validators=[DataRequired(), Length(max=1024)],

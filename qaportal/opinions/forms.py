@@ -14,6 +14,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
+from qaportal.forms_choices import choices
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.opinion import (
     AGREEMENT_LABELS,
@@ -40,17 +41,17 @@ def _coerce_int_or_none(value):
 class RecipientMixin:
     """A named colleague or a subspecialty pool."""
 
-    recipient = RadioField("Send to", choices=[("pool", "A subspecialty pool"),
-                                               ("colleague", "A named colleague")],
+    recipient = RadioField("Send to", choices=choices([("pool", "A subspecialty pool"),
+                                                       ("colleague", "A named colleague")]),
                            default="pool", validators=[DataRequired()])
     colleague = SelectField("Colleague", coerce=_coerce_int_or_none, validate_choice=False)
-    pool = SelectField("Pool", choices=[("", "—")] + [(s, SUBSPECIALTY_LABELS[s])
-                                                      for s in SUBSPECIALTIES],
+    pool = SelectField("Pool", choices=choices([("", "—")] + [(s, SUBSPECIALTY_LABELS[s])
+                                                              for s in SUBSPECIALTIES]),
                        validators=[Optional()])
 
     def validate_colleague(self, field):
         if self.recipient.data == "colleague":
-            offered = {c[0] for c in field.choices}
+            offered = {c.value for c in field.choices}
             if field.data is None or field.data not in offered:
                 raise ValidationError("Choose a colleague from the list.")
 
@@ -62,7 +63,8 @@ class RecipientMixin:
 class RequestForm(RecipientMixin, FlaskForm):
     """Ask for a second opinion on a study."""
 
-    request_type = RadioField("Type", choices=[(t, REQUEST_TYPE_LABELS[t]) for t in REQUEST_TYPES],
+    request_type = RadioField("Type",
+                              choices=choices((t, REQUEST_TYPE_LABELS[t]) for t in REQUEST_TYPES),
                               default="opinion", validators=[DataRequired()])
     clinical_question = TextAreaField("Clinical question",
                                       validators=[DataRequired(), Length(max=TEXT_MAX)])
@@ -76,7 +78,8 @@ class RequestForm(RecipientMixin, FlaskForm):
         description="Coverage reviews only: the opinion will state whether the images "
                     "support them.",
     )
-    priority = SelectField("Priority", choices=[(p, PRIORITY_LABELS[p]) for p in PRIORITIES],
+    priority = SelectField("Priority",
+                           choices=choices((p, PRIORITY_LABELS[p]) for p in PRIORITIES),
                            default="routine")
     deidentified = BooleanField(
         "Share the study de-identified",
@@ -116,11 +119,12 @@ class OpinionForm(FlaskForm):
     findings = TextAreaField("Findings", validators=[Length(max=TEXT_MAX)])
     impression = TextAreaField("Impression", validators=[Length(max=TEXT_MAX)])
     agreement = RadioField("Agreement with the original read",
-                           choices=[(a, AGREEMENT_LABELS[a]) for a in AGREEMENTS],
+                           choices=choices((a, AGREEMENT_LABELS[a]) for a in AGREEMENTS),
                            validators=[Optional()])
     recommendations = TextAreaField("Recommendations", validators=[Length(max=TEXT_MAX)])
     coverage_answer = RadioField("Do the images support the criteria?",
-                                 choices=[(c, COVERAGE_LABELS[c]) for c in COVERAGE_ANSWERS],
+                                 choices=choices((c, COVERAGE_LABELS[c])
+                                                 for c in COVERAGE_ANSWERS),
                                  validators=[Optional()])
     coverage_text = TextAreaField("Explanation", validators=[Length(max=TEXT_MAX)])
     submit = SubmitField("Save draft")
@@ -151,10 +155,12 @@ class WorklistFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    priority = SelectField("Priority", choices=[("", "Any priority")]
-                           + [(p, PRIORITY_LABELS[p]) for p in PRIORITIES],
+    priority = SelectField("Priority", choices=choices([("", "Any priority")]
+                                                       + [(p, PRIORITY_LABELS[p])
+                                                          for p in PRIORITIES]),
                            validators=[Optional()])
-    status = SelectField("Status", choices=[("", "Any status")] + [(s, s) for s in STATUSES],
+    status = SelectField("Status",
+                         choices=choices([("", "Any status")] + [(s, s) for s in STATUSES]),
                          validators=[Optional()])
     modality = StringField("Modality", validators=[Optional(), Length(max=16)],
                            render_kw={"placeholder": "Modality, e.g. CT"})

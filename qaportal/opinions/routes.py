@@ -11,6 +11,7 @@ from qaportal.auth.forms import EmptyForm
 from qaportal.blind_roles import BLIND_HOLDER_REASON
 from qaportal.extensions import db
 from qaportal.feeds.delivery import can_resend, deliveries_of
+from qaportal.forms_choices import choices
 from qaportal.marks.display import opinion_marks
 from qaportal.models import OpinionRequest, User
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
@@ -80,16 +81,16 @@ def _list_args(form) -> dict[str, str]:
 def _recipient_choices(form, study, requester: User) -> tuple[list, dict]:
     """Offer eligible colleagues and pools; return who is not offered and why."""
     cands = colleagues(study, requester)
-    form.colleague.choices = [(None, "—")] + [(c.user.id, c.user.full_name)
-                                              for c in cands if c.eligible]
+    form.colleague.choices = choices([(None, "—")] + [(c.user.id, c.user.full_name)
+                                                      for c in cands if c.eligible])
     # Someone left out only for holding a blind role is not listed at all (who reviews
     # the study blind is not the requester's to know).
     not_offered = {c.user.full_name: shown_reasons(c.reasons) for c in cands
                    if shown_reasons(c.reasons) and c.user.id != requester.id}
     counts = {p: len(pool_members(study, requester.id, p)) for p in SUBSPECIALTIES}
-    form.pool.choices = [("", "—")] + [
+    form.pool.choices = choices([("", "—")] + [
         (p, f"{SUBSPECIALTY_LABELS[p]} ({counts[p]} eligible)") for p in SUBSPECIALTIES
-    ]
+    ])
     return not_offered, counts
 
 

@@ -16,6 +16,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from qaportal.forms_choices import choices
 from qaportal.models.credentials import SUBSPECIALTIES, SUBSPECIALTY_LABELS
 from qaportal.models.discrepancy import OUTCOMES
 from qaportal.models.review import (
@@ -29,7 +30,7 @@ from qaportal.models.review import (
 )
 from qaportal.validation import PlainText
 
-CATEGORY_CHOICES = [("", "—")] + [(c, CATEGORY_LABELS[c]) for c in CATEGORIES]
+CATEGORY_CHOICES = choices([("", "—")] + [(c, CATEGORY_LABELS[c]) for c in CATEGORIES])
 
 
 class CheckboxList(SelectMultipleField):
@@ -48,7 +49,8 @@ class RuleForm(FlaskForm):
     reader_id = SelectField("Reader", coerce=int, default=0)
     period_start = DateField("Reads finalized from", validators=[Optional()])
     period_end = DateField("Reads finalized until", validators=[Optional()])
-    method = SelectField("How many", choices=[(m, METHOD_LABELS[m]) for m in SAMPLING_METHODS])
+    method = SelectField("How many",
+                         choices=choices((m, METHOD_LABELS[m]) for m in SAMPLING_METHODS))
     percent = FloatField("Percentage", validators=[Optional(), NumberRange(0.01, 100)],
                          description="The usual routine sample is 5 %.")
     every_n = IntegerField("Every Nth exam", validators=[Optional(), NumberRange(1, 100000)])
@@ -56,7 +58,7 @@ class RuleForm(FlaskForm):
                               validators=[Optional(), NumberRange(1, 1000)])
     subspecialty = SelectField(
         "Preferred reviewer subspecialty",
-        choices=[("", "—")] + [(s, SUBSPECIALTY_LABELS[s]) for s in SUBSPECIALTIES])
+        choices=choices([("", "—")] + [(s, SUBSPECIALTY_LABELS[s]) for s in SUBSPECIALTIES]))
     deidentify = BooleanField("De-identify the images for the reviewer", default=True)
     due_days = IntegerField("Days to complete", default=14,
                             validators=[DataRequired(), NumberRange(1, 365)])
@@ -100,7 +102,7 @@ class RunForm(FlaskForm):
 class AmendForm(FlaskForm):
     """A QA manager's amendment of a submitted review."""
 
-    score = SelectField("Score", choices=[(s, SCORE_LABELS[s]) for s in REVIEW_SCORES])
+    score = SelectField("Score", choices=choices((s, SCORE_LABELS[s]) for s in REVIEW_SCORES))
     category = SelectField("Category", choices=CATEGORY_CHOICES, validators=[Optional()])
     comment = TextAreaField("Comment", validators=[Optional(), Length(max=20000)])
     learning_case = BooleanField("Good learning case")
@@ -120,8 +122,8 @@ class DecisionForm(FlaskForm):
     """The consensus score and outcome."""
 
     final_score = SelectField("Final (consensus) score",
-                              choices=[(s, SCORE_LABELS[s]) for s in RADPEER_SCORES])
-    outcome = SelectField("Outcome", choices=[(o, o.capitalize()) for o in OUTCOMES])
+                              choices=choices((s, SCORE_LABELS[s]) for s in RADPEER_SCORES))
+    outcome = SelectField("Outcome", choices=choices((o, o.capitalize()) for o in OUTCOMES))
     rationale = TextAreaField("Rationale (shown to the reader)",
                               validators=[DataRequired(), Length(max=20000)])
     submit = SubmitField("Record decision")

@@ -20,6 +20,7 @@ from flask_login import current_user
 
 from qaportal import audit
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.marks.display import qa_marks
 from qaportal.models import (
     DiscrepancyCase,
@@ -168,7 +169,7 @@ def _render_case(case: DiscrepancyCase, committee_form=None, decision_form=None,
     candidates = case_service.committee_candidates(case)
     if committee_form is None:
         committee_form = CommitteeForm(formdata=None)
-    committee_form.members.choices = [(u.id, u.full_name) for u in candidates]
+    committee_form.members.choices = choices((u.id, u.full_name) for u in candidates)
     reader, reviewer = case_service.parties(case)
     read = case.review.assignment.read
     users = {u.id: u for u in db.session.scalars(sa.select(User).where(
@@ -199,7 +200,8 @@ def case_detail(case_id: int):
 def case_committee(case_id: int):
     case = _case_or_404(case_id)
     form = CommitteeForm()
-    form.members.choices = [(u.id, u.full_name) for u in case_service.committee_candidates(case)]
+    form.members.choices = choices((u.id, u.full_name)
+                                    for u in case_service.committee_candidates(case))
     if not form.validate_on_submit():
         return _render_case(case, committee_form=form, status=400)
     users = db.session.scalars(sa.select(User).where(User.id.in_(form.members.data or []))).all()

@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from qaportal import audit
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.models import (
     Conference,
     ConferenceAttendee,
@@ -95,22 +96,22 @@ def _conference_forms(conf: Conference, agenda=None, invite=None, minutes=None):
     agenda = agenda or AgendaForm(formdata=None)
     # Choices read two columns, not whole rows: every teaching case and every active
     # radiologist or reviewer is a choice (a department has hundreds, not millions).
-    agenda.teaching_case_id.choices = [
+    agenda.teaching_case_id.choices = choices(
         (tid, f"#{tid} {title}") for tid, title in db.session.execute(
             sa.select(TeachingCase.id, TeachingCase.title).order_by(TeachingCase.id.desc()))
-        if tid not in on_agenda]
+        if tid not in on_agenda)
     invite = invite or InviteForm(formdata=None)
     invited = {a.user_id for a in conf.attendees}
-    invite.users.choices = [
+    invite.users.choices = choices(
         (uid, name) for uid, name in db.session.execute(
             sa.select(User.id, User.full_name).join(UserRole)
             .where(UserRole.role.in_(("radiologist", "reviewer")), User.active.is_(True))
-            .order_by(User.full_name).distinct()) if uid not in invited]
+            .order_by(User.full_name).distinct()) if uid not in invited)
     if minutes is None:
         minutes = MinutesForm(formdata=None, learning_points=conf.learning_points,
                               improvement_actions=conf.improvement_actions,
                               attended=[a.user_id for a in conf.attendees if a.attended])
-    minutes.attended.choices = [(a.user_id, a.user.full_name) for a in conf.attendees]
+    minutes.attended.choices = choices((a.user_id, a.user.full_name) for a in conf.attendees)
     return agenda, invite, minutes
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from wtforms import SelectChoice
 
 from qaportal import audit
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.models import SamplingRule, SamplingRun, User, UserRole
 from qaportal.models.review import METHOD_LABELS
 from qaportal.permissions import role_required
@@ -23,10 +25,10 @@ def _rule_or_404(rule_id: int) -> SamplingRule:
     return rule
 
 
-def _reader_choices() -> list[tuple[int, str]]:
+def _reader_choices() -> list[SelectChoice]:
     readers = db.session.scalars(sa.select(User).join(UserRole)
                                  .where(UserRole.role == "radiologist").order_by(User.full_name))
-    return [(0, "Any reader")] + [(u.id, u.full_name) for u in readers]
+    return choices([(0, "Any reader")] + [(u.id, u.full_name) for u in readers])
 
 
 @bp.route("/rules")

@@ -20,6 +20,7 @@ from wtforms import BooleanField, SelectField
 from wtforms.validators import InputRequired, NumberRange
 
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.marks.display import marks_of
 from qaportal.marks.display import present as present_marks
 from qaportal.models import OpinionRequest, Study, User
@@ -78,7 +79,8 @@ class CasePacketForm(ReportForm):
         super().__init__(*args, **kwargs)
         user = (current_user._get_current_object()
                 if has_request_context() and current_user.is_authenticated else None)
-        self.request.choices = ([(r.id, _choice_label(r)) for r in exportable_requests(user)]
+        self.request.choices = (choices((r.id, _choice_label(r))
+                                        for r in exportable_requests(user))
                                 if user is not None else [])
 
     def prefill(self, args: Any, user: User) -> None:

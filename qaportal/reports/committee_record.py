@@ -26,6 +26,7 @@ from wtforms.validators import InputRequired, NumberRange
 
 from qaportal import audit
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.marks.display import qa_marks
 from qaportal.models import AuditEvent, DiscrepancyCase, User
 from qaportal.models.discrepancy import STATUS_LABELS
@@ -71,7 +72,7 @@ class CommitteeRecordForm(ReportForm):
         cases = (db.session.scalars(sa.select(DiscrepancyCase)
                                     .order_by(DiscrepancyCase.id.desc()).limit(MAX_CHOICES))
                  if user is not None and may_export(user) else [])
-        self.case.choices = [(c.id, _choice_label(c)) for c in cases]
+        self.case.choices = choices((c.id, _choice_label(c)) for c in cases)
 
     def prefill(self, args: Any, user: User) -> None:
         """Preselect ?case=ID."""

@@ -14,6 +14,7 @@ from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.models import User, UserRole
 from qaportal.reports.forms import DateRangeMixin
 from qaportal.reports.registry import ReportForm
@@ -67,10 +68,10 @@ class OppeForm(DateRangeMixin, PeerReviewForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.radiologist.choices = [("", "— choose —"), *radiologist_choices()]
+        self.radiologist.choices = choices([("", "— choose —"), *radiologist_choices()])
 
     def validate_radiologist(self, field) -> None:
-        if field.data and field.data not in {c[0] for c in field.choices if c[0]}:
+        if field.data and field.data not in {c.value for c in field.choices if c.value}:
             raise ValidationError("No radiologist has this e-mail address.")
 
 

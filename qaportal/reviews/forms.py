@@ -4,6 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField, SelectField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from qaportal.forms_choices import choices
 from qaportal.models.review import (
     CATEGORIES,
     CATEGORY_LABELS,
@@ -27,10 +28,12 @@ class ImpressionForm(FlaskForm):
 class ScoreForm(FlaskForm):
     """Step 2: the RADPEER score, category, comment and learning flag."""
 
-    score = RadioField("RADPEER score", choices=[(s, SCORE_LABELS[s]) for s in REVIEW_SCORES],
+    score = RadioField("RADPEER score",
+                       choices=choices((s, SCORE_LABELS[s]) for s in REVIEW_SCORES),
                        validators=[Optional()])
     category = SelectField("Discrepancy category",
-                           choices=[("", "—")] + [(c, CATEGORY_LABELS[c]) for c in CATEGORIES],
+                           choices=choices([("", "—")]
+                                           + [(c, CATEGORY_LABELS[c]) for c in CATEGORIES]),
                            validators=[Optional()],
                            description="Required for scores 2 and 3.")
     comment = TextAreaField("Comment", validators=[Optional(), Length(max=20000)],
@@ -52,7 +55,8 @@ class ScoreForm(FlaskForm):
 class VoteForm(FlaskForm):
     """A committee member's independent score."""
 
-    score = RadioField("Your score", choices=[(s, SCORE_LABELS[s]) for s in RADPEER_SCORES],
+    score = RadioField("Your score",
+                       choices=choices((s, SCORE_LABELS[s]) for s in RADPEER_SCORES),
                        validators=[DataRequired(message="Choose a score.")])
     comment = TextAreaField("Comment", validators=[Optional(), Length(max=20000)],
                             description="Required unless you score 1.")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from wtforms import SelectChoice
 
 from qaportal import audit
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.models import User, UserRole
 from qaportal.permissions import can_correct_read, role_required
 from qaportal.studies import bp
@@ -18,17 +20,17 @@ from qaportal.studies.queries import study_for
 from qaportal.studies.service import StudyError
 
 
-def _reader_choices(current: User) -> list[tuple[int, str]]:
+def _reader_choices(current: User) -> list[SelectChoice]:
     """Return the active radiologists by name, and the read's reader even if no longer so."""
     people = db.session.scalars(
         sa.select(User).where(User.active.is_(True),
                               User.roles.any(UserRole.role == "radiologist"))
         .order_by(User.full_name)
     ).all()
-    choices = [(u.id, u.full_name) for u in people]
-    if all(value != current.id for value, _ in choices):
-        choices.insert(0, (current.id, current.full_name))
-    return choices
+    pairs = [(u.id, u.full_name) for u in people]
+    if all(value != current.id for value, _ in pairs):
+        pairs.insert(0, (current.id, current.full_name))
+    return choices(pairs)
 
 
 @bp.route("/<int:study_id>/read/correct", methods=["GET", "POST"])

@@ -18,6 +18,7 @@ from qaportal import audit
 from qaportal.access_prefetch import prefetched
 from qaportal.dicom import StoredFileCorrupt, StoredFileMissing
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.models import Study, User, loading
 from qaportal.paging import capped_count, keyset_page
 from qaportal.permissions import (
@@ -73,9 +74,9 @@ def _study_search() -> tuple[StudySearchForm, StudyFilter, str | None]:
     else:
         form = StudySearchForm(formdata=request.args, meta={"csrf": False})
         form.q.data = ""
-    form.modality.choices = [("", "Any")] + [(m, m) for m in MODALITIES]
-    form.status.choices = list(STATUSES.items())
-    form.sort.choices = [(k, label) for k, (label, _keys) in SORTS.items()]
+    form.modality.choices = choices([("", "Any")] + [(m, m) for m in MODALITIES])
+    form.status.choices = choices(STATUSES.items())
+    form.sort.choices = choices((k, label) for k, (label, _keys) in SORTS.items())
     if request.method == "GET" and not form.sort.data:
         form.sort.data = DEFAULT_SORT
     if not form.validate():  # CSRF itself is checked before the view (CSRFProtect)

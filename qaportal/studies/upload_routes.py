@@ -19,10 +19,12 @@ from flask import (
 )
 from flask_login import current_user
 from werkzeug.utils import secure_filename
+from wtforms import SelectChoice
 
 from qaportal import audit
 from qaportal.dicom import Received
 from qaportal.extensions import db
+from qaportal.forms_choices import choices
 from qaportal.hooks import megabytes
 from qaportal.models import UploadBatch, User, UserRole
 from qaportal.permissions import role_required
@@ -32,7 +34,7 @@ from qaportal.studies.forms import UploadForm
 from qaportal.studies.receive import ReceivedFile
 
 
-def reader_choices(me: User) -> list[tuple[int, str]]:
+def reader_choices(me: User) -> list[SelectChoice]:
     """Return the radiologists who may be named as a study's reader, the current user first."""
     others = db.session.scalars(
         sa.select(User).where(User.active.is_(True), User.id != me.id,
@@ -40,7 +42,7 @@ def reader_choices(me: User) -> list[tuple[int, str]]:
         .order_by(User.full_name)
     ).all()
     mine = [(me.id, f"{me.full_name} (me)")] if me.has_role("radiologist") else []
-    return mine + [(u.id, u.full_name) for u in others]
+    return choices(mine + [(u.id, u.full_name) for u in others])
 
 
 def _upload_form() -> UploadForm:
