@@ -34,7 +34,7 @@ route_builders.install()  # each rule's URL builder compiled once per run, not p
 
 # The `people` fixture of the second-opinion tests (a module may define its own instead).
 pytest_plugins = ["tests.opinion_world", "tests.dicomweb_world", "tests.marks_world",
-                  "tests.redis_server"]
+                  "tests.redis_server", "tests.choices_strict"]
 
 PG_ENV = "QAPORTAL_TEST_DATABASE_URL"
 
