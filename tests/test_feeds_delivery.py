@@ -152,15 +152,21 @@ def test_retries_back_off_then_fail_with_the_reason_then_resend(app, client, aut
     assert [outbox.retry_delay(n) for n in (1, 2, 3)] == [0.05, 0.1, 0.2]
     app.config["DELIVERY_RETRY_MAX_SECONDS"] = 0.15
     assert outbox.retry_delay(3) == 0.15  # capped
+    # The first retry waits a minute, so that "not due yet" holds however slow the machine.
+    app.config.update(DELIVERY_RETRY_BASE_SECONDS=60.0, DELIVERY_RETRY_MAX_SECONDS=3600.0)
     outbox.attempt(row.id)
     db.session.expire_all()
     assert (row.status, row.attempts) == ("queued", 1)
     assert (row.peer_status, row.last_error) == ("no connection", row.last_error)
     assert "refused" in row.last_error.lower()
-    assert row.next_attempt_at > row.last_attempt_at
+    assert 60 <= (row.next_attempt_at - row.last_attempt_at).total_seconds() < 600
     outbox.attempt(row.id)  # not due yet: nothing happens
     db.session.expire_all()
     assert row.attempts == 1
+    app.config.update(DELIVERY_RETRY_BASE_SECONDS=0.05, DELIVERY_RETRY_MAX_SECONDS=0.15)
+    db.session.execute(sa.update(Delivery).where(Delivery.id == row.id)
+                       .values(next_attempt_at=utcnow()))  # the minute has passed
+    db.session.commit()
 
     for number in (2, 3):
         time.sleep(max(0.0, (row.next_attempt_at - utcnow()).total_seconds()))
