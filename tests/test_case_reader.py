@@ -36,7 +36,7 @@ def test_case_reader_is_set_and_follows_a_corrected_read(app, db, client, auth):
                           reason="Dictated by a colleague.")
     db.session.commit()
     stored = dict(db.session.execute(
-        sa.select(DiscrepancyCase.id, DiscrepancyCase.reader_id)).tuples().all())
+        sa.select(DiscrepancyCase.id, DiscrepancyCase.reader_id)).all())
     assert stored == {case.id: other.id, untouched.id: reader.id}
     assert case.reader_id == other.id  # the loaded case reads it again
     assert db.session.scalar(feedback_waiting_stmt(reader.id)) == 1

@@ -33,7 +33,7 @@ def test_cases_get_the_reader_of_their_read():
     upgrade(revision="0017")
     with db.engine.begin() as conn:
         readers = dict(conn.execute(sa.text(
-            "SELECT id, reader_id FROM discrepancy_cases")).tuples().all())
+            "SELECT id, reader_id FROM discrepancy_cases")).all())
     assert readers == {first: users[0], second: users[1]}
     downgrade(revision="0016")
     with db.engine.begin() as conn:
