@@ -298,10 +298,17 @@ def test_a_closed_port_fails_quickly_with_the_reason(app):
 
 
 def test_an_unknown_called_ae_is_rejected_with_the_reason(app, orthanc):
-    result = send_datasets(_peer(send_kind="dicom", send_host="127.0.0.1",
-                                 send_port=orthanc.dicom_port, send_ae="NOTTHEPACS"),
-                           [_small_pdf_dataset()])
-    assert not result.ok
+    peer = _peer(send_kind="dicom", send_host="127.0.0.1", send_port=orthanc.dicom_port,
+                 send_ae="NOTTHEPACS")
+    # Once, in a loaded CI run, the association came back "aborted" instead of rejected
+    # (Orthanc closes the connection right after its A-ASSOCIATE-RJ; not reproduced in six
+    # runs alone), so a few tries are allowed for the reason to arrive. Every try must
+    # fail: a rejection is never reported as a success.
+    for _ in range(3):
+        result = send_datasets(peer, [_small_pdf_dataset()])
+        assert not result.ok
+        if result.peer_status != "aborted":
+            break
     assert result.peer_status.startswith("A-ASSOCIATE-RJ")
     assert "rejected" in result.detail and "Called AE" in result.detail
 
