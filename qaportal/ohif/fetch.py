@@ -21,6 +21,11 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+try:
+    from qaportal.ohif import one_byte
+except ImportError:  # run as a script (make ohif), before the virtualenv exists
+    import one_byte  # type: ignore[no-redef]
+
 PACKAGE = "@ohif/app"
 VERSION = "3.13.2"
 INTEGRITY = ("sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxF"
@@ -30,7 +35,7 @@ STAMP = ".fetched"
 # Where the portal serves the build. Its bundles load their chunks (and its CSS its fonts)
 # from a path fixed at build time ("/"); unpacking points them here.
 SERVED_AT = "/viewer/ohif/"
-LAYOUT = 1  # raise when the unpacking changes: a folder unpacked before is unpacked again
+LAYOUT = 2  # raise when the unpacking changes: a folder unpacked before is unpacked again
 PUBLIC_PATH_MARK = '__webpack_require__.p = "/";'
 DEFAULT_DEST = Path(__file__).resolve().parents[2] / "vendor" / "ohif"
 
@@ -116,6 +121,9 @@ def unpack(tarball: Path, dest: Path, integrity: str = INTEGRITY,
                 raise FetchError(f"{tarball.name}: no package/dist/index.html")
             tar.extractall(work, members=members, filter="data")
         set_public_path(work / "package" / "dist")
+        for name, why in to_one_byte(work / "package" / "dist"):
+            print(f"fetch-ohif: {name} kept as published (not one-byte: {why})",
+                  file=sys.stderr)
         old = dest / ".dist-old"
         shutil.rmtree(old, ignore_errors=True)
         (dest / STAMP).unlink(missing_ok=True)
@@ -128,6 +136,24 @@ def unpack(tarball: Path, dest: Path, integrity: str = INTEGRITY,
         os.replace(tmp, dest / STAMP)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def to_one_byte(dist: Path) -> list[tuple[str, str]]:
+    """Write the non-ASCII characters of the build's scripts as escapes where that means
+    the same (one_byte.py); return (file, why) for each script kept as published."""
+    kept = []
+    for path in sorted(dist.glob("*.js")):
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+        done = one_byte.escape(text)
+        if done is None:
+            kept.append((path.name, one_byte.why_refused(text) or "refused"))
+        elif done is not text:
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", encoding="ascii", newline="") as f:
+                f.write(done)
+            os.replace(tmp, path)
+    return kept
 
 
 def set_public_path(dist: Path) -> int:
