@@ -4,19 +4,22 @@ For each viewer: time from navigation to the first image drawn (pixels that are 
 or uniform frame), then scroll the whole series with the keyboard (one slice per ArrowDown,
 as a reader would) and report whether any step showed a blank frame, and how long it took.
 The portal is served by gunicorn (sync workers, as `make run`), with the fetched OHIF build
-(`make ohif`). OHIF is opened four times: once in a throw-away browser (the server
-compresses the build's files on this first request, once: "server cold"), then in a fresh
-browser profile (empty HTTP cache: the issue's figure), then again in that profile, in a
-new tab (files from the browser's cache: "browser warm"), and a third time ("browser hot":
-Chromium compiles a script from its code cache from the third load on, the state of a
-reader who opens the viewer every day). Chromium draws WebGL2 with SwiftShader and
-composites the page in software (`--disable-gpu-compositing`), as the browser tests do;
-`--gpu-compositing` sends the compositing through SwiftShader too. The study is imported
-through the import job, which caches its DICOMweb metadata: "server cold" is thus the first
-open of a newly imported study as in real use.
+(`make ohif`). OHIF is opened once in a throw-away browser (the server compresses the
+build's files on these first requests, once: "server cold"), then three times in a new
+on-disk browser profile, each in a new tab: "OHIF" (empty HTTP and code caches: a reader's
+first open ever), "browser warm" (files from the browser's cache) and "browser hot"
+(Chromium compiles a script from its V8 code cache from its third load on: a reader who
+opens the viewer every day). The profile is a real one (launch_persistent_context): a
+Playwright browser.new_context() is off the record, and Chromium keeps no code cache there.
+`--rounds N` repeats the three opens in N new profiles and shows medians. Chromium draws
+WebGL2 with SwiftShader and composites the page in software (`--disable-gpu-compositing`),
+as the browser tests do; `--gpu-compositing` sends the compositing through SwiftShader too.
+The study is imported through the import job, which caches its DICOMweb metadata: "server
+cold" is thus the first open of a newly imported study as in real use.
 Run from the repository root:
-`python benchmarks/viewer.py [--slices 500] [--no-scroll] [--trace] [--gpu-compositing]`
-(--trace: when each phase of each OHIF open ended, viewer_trace.py).
+`python benchmarks/viewer.py [--slices 500] [--rounds N] [--no-scroll] [--trace]
+[--gpu-compositing] [--override JSON]` (--trace: when each phase of each OHIF open ended,
+viewer_trace.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import tempfile
 import time
@@ -163,10 +167,40 @@ def ohif(page, base: str, uid: str, slices: int, scroll: bool = True,
             "scroll": time.monotonic() - t1, "trace": timeline}
 
 
+OPENS = (("OHIF", True), ("OHIF browser warm", False), ("OHIF browser hot", False))
+
+
+def open_in_profile(pw, flags: list[str], base: str, uid: str, slices: int, args,
+                    scroll: bool, study_id: int, results: dict) -> None:
+    """The fresh, warm and hot opens in one new on-disk browser profile (and the built-in
+    viewer after them when scrolling). A Playwright context of browser.new_context() is
+    off the record: Chromium keeps no V8 code cache there, so it cannot show a hot open."""
+    with tempfile.TemporaryDirectory(prefix="viewer-bench-profile-") as profile:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=flags,
+            viewport={"width": 1280, "height": 900})
+        context.add_init_script(INIT)
+        if args.override:
+            override_config(context, json.dumps(json.loads(args.override)))
+        page = context.new_page()
+        sign_in(page, base)
+        for name, scrolls in OPENS:
+            page.close()  # a new tab each time; the previous one closed (it prefetches)
+            page = context.new_page()
+            trace = Trace(context, page) if args.trace else None
+            results.setdefault(name, []).append(
+                ohif(page, base, uid, slices, scroll and scrolls, trace))
+        if scroll:
+            results["built-in"] = [builtin(page, base, study_id, slices)]
+        context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=500)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="fresh/warm/hot opens in this many new profiles (medians shown)")
     parser.add_argument("--no-scroll", action="store_true",
                         help="first images only: no whole-series scroll, no built-in viewer")
     parser.add_argument("--trace", action="store_true",
@@ -184,51 +218,54 @@ def main() -> None:
     except fetch.FetchError as exc:
         print(f"OHIF not available, measuring nothing: {exc}")
         return
+    flags = [a for a in WEBGL_ARGS if not (args.gpu_compositing and a == SOFTWARE_COMPOSITING)]
+    results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
         _app, study_id, uid = seed(Path(tmp), args.slices)
         with gunicorn(Path(tmp), bench_config(Path(tmp)), args.workers) as port:
             base = f"http://127.0.0.1:{port}"
             with sync_playwright() as pw:
-                flags = [a for a in WEBGL_ARGS
-                         if not (args.gpu_compositing and a == SOFTWARE_COMPOSITING)]
+                # The server compresses the build's files on its first requests, once.
                 browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
-                results, page = {}, None
-                for name, scroll in (("OHIF server cold", False),
-                                     ("OHIF", not args.no_scroll),
-                                     ("OHIF browser warm", False),
-                                     ("OHIF browser hot", False)):
-                    if not name.startswith("OHIF browser"):  # a fresh profile: empty cache
-                        context = browser.new_context(viewport={"width": 1280, "height": 900})
-                        context.add_init_script(INIT)
-                        if args.override:
-                            override_config(context, json.dumps(json.loads(args.override)))
-                        signing = context.new_page()
-                        sign_in(signing, base)
-                        signing.close()
-                    else:  # a new tab, same profile; the previous one closed (it prefetches)
-                        page.close()
-                    page = context.new_page()
-                    trace = Trace(context, page) if args.trace else None
-                    results[name] = ohif(page, base, uid, args.slices, scroll, trace)
-                    if name == "OHIF server cold":
-                        context.close()
-                if not args.no_scroll:
-                    results["built-in"] = builtin(page, base, study_id, args.slices)
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                context.add_init_script(INIT)
+                if args.override:
+                    override_config(context, json.dumps(json.loads(args.override)))
+                page = context.new_page()
+                sign_in(page, base)
+                trace = Trace(context, page) if args.trace else None
+                results["OHIF server cold"] = [ohif(page, base, uid, args.slices, False, trace)]
                 browser.close()
+                for n in range(args.rounds):
+                    open_in_profile(pw, flags, base, uid, args.slices, args,
+                                    not args.no_scroll and n == 0, study_id, results)
     print(f"{args.slices}-slice CT, Chromium (software WebGL2 for OHIF), gunicorn "
           f"{args.workers} sync workers")
-    print("  OHIF = first open in a fresh browser profile (empty HTTP cache; the issue's "
-          "figure)")
-    for name, r in results.items():
-        first = f"{r['first']:.2f} s" if r["first"] is not None else "no image"
+    print("  OHIF = first open in a new browser profile (empty HTTP and code caches); warm = "
+          "its second open, hot = its third (compiled from Chromium's code cache: a reader "
+          "who opens the viewer every day)")
+    for name, runs in results.items():
+        firsts = [r["first"] for r in runs if r["first"] is not None]
+        if not firsts:
+            first = "no image"
+        elif len(runs) == 1:
+            first = f"{firsts[0]:.2f} s"
+        else:
+            first = (f"{statistics.median(firsts):.2f} s (median of {len(firsts)}, "
+                     f"{min(firsts):.2f}-{max(firsts):.2f})")
         line = f"  {name:17} first image {first:>9}"
+        r = runs[0]
         if r["scroll"] is not None:
             line += (f"   scrolled {args.slices - 1} slices in {r['scroll']:.1f} s "
                      f"({r['moved']} steps showed another frame)   "
                      f"blank frames seen: {r['blank']}")
         print(line)
-        if r.get("trace"):
-            print("\n".join(report(r["trace"])))
+        if args.trace:
+            for n, run in enumerate(runs):
+                if run.get("trace"):
+                    if len(runs) > 1:
+                        print(f"    round {n + 1}:")
+                    print("\n".join(report(run["trace"])))
 
 
 if __name__ == "__main__":
