@@ -73,6 +73,7 @@ def test_unpacking_writes_scripts_as_ascii_and_keeps_what_it_refuses(tmp_path, c
         "package/dist/1.bundle.x.js": "t = {de: 'Übersicht', ar: `منذ ${n}`};\r\n".encode(),
         "package/dist/2.bundle.y.js": "s = String.raw`Ω`;".encode(),
         "package/dist/3.bundle.z.js": plain,
+        "package/dist/4.bundle.w.js": b"s = '\xe9';",  # Latin-1 bytes: not UTF-8
     })
     dest = tmp_path / "ohif"
     fetch.unpack(tarball, dest, fetch.integrity_of(tarball))
@@ -84,6 +85,8 @@ def test_unpacking_writes_scripts_as_ascii_and_keeps_what_it_refuses(tmp_path, c
     assert not list(dist.glob("*.tmp"))
     err = capsys.readouterr().err
     assert "2.bundle.y.js kept as published" in err and "tagged template" in err
+    assert (dist / "4.bundle.w.js").read_bytes() == b"s = '\xe9';"
+    assert "4.bundle.w.js kept as published (not one-byte: not UTF-8" in err
     assert "1.bundle.x.js" not in err
 
 

@@ -143,8 +143,12 @@ def to_one_byte(dist: Path) -> list[tuple[str, str]]:
     the same (one_byte.py); return (file, why) for each script kept as published."""
     kept = []
     for path in sorted(dist.glob("*.js")):
-        with open(path, encoding="utf-8", newline="") as f:
-            text = f.read()
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                text = f.read()
+        except UnicodeDecodeError as exc:
+            kept.append((path.name, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
+            continue
         done = one_byte.escape(text)
         if done is None:
             kept.append((path.name, one_byte.why_refused(text) or "refused"))
@@ -157,21 +161,23 @@ def to_one_byte(dist: Path) -> list[tuple[str, str]]:
 
 
 def set_public_path(dist: Path) -> int:
-    """Point the bundles' chunk loading at SERVED_AT; return how many files changed."""
-    changed = 0
-    wanted = f'__webpack_require__.p = "{SERVED_AT}";'
-    for path in dist.glob("*.js"):
-        text = path.read_text(encoding="utf-8")
-        if PUBLIC_PATH_MARK in text:
-            path.write_text(text.replace(PUBLIC_PATH_MARK, wanted), encoding="utf-8")
-            changed += 1
+    """Point the bundles' chunk loading at SERVED_AT; return how many files changed. The
+    files are edited as bytes (the marks are ASCII): nothing else in them changes."""
+    changed = _replace_in(dist.glob("*.js"), PUBLIC_PATH_MARK,
+                          f'__webpack_require__.p = "{SERVED_AT}";')
     if changed == 0:
         raise FetchError("no bundle sets webpack's public path: review qaportal/ohif/fetch.py "
                          "before bumping the OHIF version")
-    for path in dist.glob("*.css"):  # fonts: url(/x.woff2)
-        text = path.read_text(encoding="utf-8")
-        if "url(/" in text:
-            path.write_text(text.replace("url(/", f"url({SERVED_AT}"), encoding="utf-8")
+    # fonts: url(/x.woff2)
+    return changed + _replace_in(dist.glob("*.css"), "url(/", f"url({SERVED_AT}")
+
+
+def _replace_in(paths, old: str, new: str) -> int:
+    changed = 0
+    for path in paths:
+        data = path.read_bytes()
+        if old.encode() in data:
+            path.write_bytes(data.replace(old.encode(), new.encode()))
             changed += 1
     return changed
 
