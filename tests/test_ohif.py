@@ -117,6 +117,22 @@ def test_download_failure_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "ohif" / "dist").exists()
 
 
+def test_a_failed_download_keeps_the_build_already_there(tmp_path, monkeypatch, capsys):
+    # An unpacking of an older layout (or version) is not current, so fetch downloads again;
+    # offline, the build in place stays served, and the message says so.
+    tarball = _package(tmp_path)
+    dest = tmp_path / "ohif"
+    fetch.unpack(tarball, dest, fetch.integrity_of(tarball), "9.9.9")
+    before = (dest / "dist" / "index.html").read_bytes()
+    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)  # straight from the URL:
+    monkeypatch.setattr(fetch, "TARBALL_URL", "http://127.0.0.1:9/app-{version}.tgz")  # shut
+    assert fetch.main([str(dest)]) == 1
+    err = capsys.readouterr().err
+    assert "keeping the build already in" in err and "@ohif/app@9.9.9" in err
+    assert "will answer 503" not in err
+    assert (dest / "dist" / "index.html").read_bytes() == before
+
+
 # -- app-config.js ---------------------------------------------------------------------------
 
 def _window_config(js: str) -> dict:

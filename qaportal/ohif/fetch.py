@@ -200,13 +200,25 @@ def main(argv: list[str] | None = None) -> int:
         changed = fetch(dest)
     except FetchError as exc:
         print(f"fetch-ohif: {exc}", file=sys.stderr)
-        print("fetch-ohif: the OHIF viewer is not installed; /viewer/ohif/ will answer 503 "
-              "until this succeeds (check the network or the npm registry settings).",
-              file=sys.stderr)
+        if (dest / "dist" / "index.html").is_file():  # another version or an older unpacking
+            print(f"fetch-ohif: keeping the build already in {dest / 'dist'} "
+                  f"({_stamp_of(dest)}); /viewer/ohif/ serves it until this succeeds.",
+                  file=sys.stderr)
+        else:
+            print("fetch-ohif: the OHIF viewer is not installed; /viewer/ohif/ will answer "
+                  "503 until this succeeds (check the network or the npm registry settings).",
+                  file=sys.stderr)
         return 1
     if changed:
         print(f"fetch-ohif: {PACKAGE}@{VERSION} unpacked into {dest / 'dist'}")
     return 0
+
+
+def _stamp_of(dest: Path) -> str:
+    try:
+        return (dest / STAMP).read_text().strip() or "no stamp"
+    except OSError:
+        return "no stamp"
 
 
 if __name__ == "__main__":
