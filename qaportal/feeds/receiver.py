@@ -29,6 +29,7 @@ from qaportal.dicomweb.stow_ingest import OUT_OF_RESOURCES, PROCESSING_FAILURE, 
 from qaportal.extensions import db
 from qaportal.feeds.part10 import file_meta, write_received
 from qaportal.models import UploadBatch, User
+from qaportal.models.loading import without_roles
 from qaportal.studies.ingest import Ingester
 from qaportal.studies.jobs import finish_batch
 from qaportal.studies.storage import image_store
@@ -141,7 +142,9 @@ class AssociationReceiver:
         return self._tmp
 
     def _ingest(self, item: SourceItem) -> int:
-        owner = db.session.get(User, self.owner_id)
+        # Each instance has a session of its own: the owner's roles and subspecialties
+        # (loaded with a User by default) would be two more queries per instance.
+        owner = db.session.get(User, self.owner_id, options=without_roles())
         batch = self._batch(owner)
         store = image_store()
         if hasattr(store, "path"):  # a filesystem store

@@ -21,12 +21,12 @@ def study_rows() -> list[LoaderOption]:
     """A study with its uploader and its read (with the read's reader), as the presenter
     uses them: the people without their roles and subspecialties (a listed study shows and
     scrubs their names; were those read, they would load on first use)."""
-    return [selectinload(Study.owner).options(*_without_roles()),
+    return [selectinload(Study.owner).options(*without_roles()),
             selectinload(Study.read).selectinload(OriginalRead.reader)
-            .options(*_without_roles())]
+            .options(*without_roles())]
 
 
-def _without_roles() -> list[LoaderOption]:
+def without_roles() -> list[LoaderOption]:
     """A User loaded without the roles and subspecialties it loads by default."""
     return [lazyload(User.roles), lazyload(User.subspecialties)]
 
@@ -62,7 +62,7 @@ def _listed_person(relationship) -> LoaderOption:
     """A person named on a listed row, joined, without the roles and subspecialties User
     loads by default (a list shows a name and scrubs it from text, nothing more; were they
     read, they would load on first use)."""
-    return joinedload(relationship).options(*_without_roles())
+    return joinedload(relationship).options(*without_roles())
 
 
 def listed_read_rows() -> list[LoaderOption]:

@@ -93,6 +93,7 @@ class Ingester:
                  check: Callable[[InstanceHeader], str | None] | None = None,
                  audit_runs: bool = True, cache_metadata: bool = False):
         self.owner = owner
+        self.owner_id = owner.id  # read after a commit, owner.id would load the User again
         self.store = store
         self.batch = batch
         # A caller's own rule on a parsed header (STOW-RS: the target study): a reason to
@@ -171,11 +172,11 @@ class Ingester:
             from qaportal.jobs import enqueue_now
 
             for study_id in sorted(run.study_ids):
-                enqueue_now("warm_metadata", study_id, self.owner.id)
+                enqueue_now("warm_metadata", study_id, self.owner_id)
         if run.study_ids:
             from qaportal.feeds.reads import match_after_ingest
 
-            match_after_ingest(self.owner.id, run.study_ids)
+            match_after_ingest(self.owner_id, run.study_ids)
 
     def _key_for(self, series_uid: str) -> str:
         """Return a new random key sharing its shard prefix with the rest of this series.
@@ -258,7 +259,7 @@ class Ingester:
                 sa.select(Instance.sop_uid, Instance.sha256, Series.study_id)
                 .join(Series, Instance.series_id == Series.id)
                 .join(Study, Series.study_id == Study.id)
-                .where(Study.owner_id == self.owner.id,
+                .where(Study.owner_id == self.owner_id,
                        Instance.sop_uid.in_(uids[i : i + _IN_CHUNK]))
                 .order_by(Instance.id)
             )
@@ -272,7 +273,7 @@ class Ingester:
         for r in new:
             first.setdefault(r.header.study_uid, r.header)
         studies = {s.study_uid: s for s in _by_uid(Study, Study.study_uid, first,
-                                                   Study.owner_id == self.owner.id)}
+                                                   Study.owner_id == self.owner_id)}
         created = []
         for uid in sorted(first.keys() - studies.keys()):
             study = _study_from(first[uid], self.owner)
