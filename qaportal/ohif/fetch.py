@@ -35,7 +35,10 @@ STAMP = ".fetched"
 # Where the portal serves the build. Its bundles load their chunks (and its CSS its fonts)
 # from a path fixed at build time ("/"); unpacking points them here.
 SERVED_AT = "/viewer/ohif/"
-LAYOUT = 2  # raise when the unpacking changes: a folder unpacked before is unpacked again
+# Raise when the unpacking changes: a folder unpacked before is unpacked again. Browsers keep
+# a hashed file a year without asking (static.IMMUTABLE), so a change of layout must not
+# change what a file does, only how it is written: a browser may run the old bytes.
+LAYOUT = 2
 PUBLIC_PATH_MARK = '__webpack_require__.p = "/";'
 DEFAULT_DEST = Path(__file__).resolve().parents[2] / "vendor" / "ohif"
 
