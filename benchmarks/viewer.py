@@ -210,7 +210,9 @@ def main() -> None:
                              "did until 2026-12-07; see docs/viewer-ohif.md)")
     parser.add_argument("--override", metavar="JSON",
                         help="merge this object into OHIF's window.config (A/B of settings; "
-                             'its "dataSource" key into the data source\'s configuration)')
+                             'its "dataSource" key into the data source\'s configuration). '
+                             "It is served by Playwright's routing, which turns the browser's "
+                             "HTTP cache off: compare with --override '{}' only")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
@@ -244,6 +246,9 @@ def main() -> None:
     print("  OHIF = first open in a new browser profile (empty HTTP and code caches); warm = "
           "its second open, hot = its third (compiled from Chromium's code cache: a reader "
           "who opens the viewer every day)")
+    if args.override:
+        print("  --override: routing turned the browser's HTTP cache off; warm and hot opens "
+              "are not cached ones")
     for name, runs in results.items():
         firsts = [r["first"] for r in runs if r["first"] is not None]
         if not firsts:

@@ -52,7 +52,11 @@ MERGE = """;(function (o) {
 
 
 def override_config(context, override: str) -> None:
-    """Serve app-config.js with override (a JSON object) merged into window.config."""
+    """Serve app-config.js with override (a JSON object) merged into window.config.
+
+    Playwright's routing turns the context's HTTP cache off: under an override no open
+    reads the build from the browser's cache (no warm or hot open), so compare an override
+    only with `--override '{}'`."""
     def handle(route):
         response = route.fetch()
         route.fulfill(response=response, body=response.text() + MERGE % override)
