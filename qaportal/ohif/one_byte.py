@@ -150,13 +150,7 @@ class _Scan:
                 if nxt == "\r" and src.startswith("\n", self.i + 2):  # continuation, CRLF
                     self.i += 3
                     continue
-                if nxt and ord(nxt) > LIMIT:  # "\X" is X itself: write the escape alone
-                    self.emit_escaped(start, self.i)
-                    self.out.append(_escaped(nxt))
-                    self.i += 2
-                    start = self.i
-                    continue
-                self.i += 2
+                start = self.backslash(start)
                 continue
             if c in "\r\n":
                 self.fail("newline in a string")
@@ -164,6 +158,20 @@ class _Scan:
         self.i += 1
         self.emit_escaped(start, self.i)
         self.last = "num"  # a value: "/" after it divides
+
+    def backslash(self, start: int) -> int:
+        """At a backslash in a literal's text (written from start on): step over the escape
+        and return where the text still to write starts. "\\X", X non-ASCII, means X in a
+        string, a regular expression (an identity escape) and a template's cooked value:
+        the pair is written as X's escape alone."""
+        nxt = self.src[self.i + 1:self.i + 2]
+        if nxt and ord(nxt) > LIMIT:
+            self.emit_escaped(start, self.i)
+            self.out.append(_escaped(nxt))
+            self.i += 2
+            return self.i
+        self.i += 2
+        return start
 
     def regex(self) -> None:
         src, start, in_class = self.src, self.i, False
@@ -173,14 +181,7 @@ class _Scan:
                 self.fail("unterminated regular expression")
             c = src[self.i]
             if c == "\\":
-                nxt = src[self.i + 1:self.i + 2]
-                if nxt and ord(nxt) > LIMIT:  # identity escape: the character itself
-                    self.emit_escaped(start, self.i)
-                    self.out.append(_escaped(nxt))
-                    self.i += 2
-                    start = self.i
-                    continue
-                self.i += 2
+                start = self.backslash(start)
                 continue
             if c == "[":
                 in_class = True
@@ -230,16 +231,9 @@ class _Scan:
                 self.fail("unterminated template")
             c = src[self.i]
             if c == "\\":
-                nxt = src[self.i + 1:self.i + 2]
-                if nxt and ord(nxt) > LIMIT:  # "\\X" cooks to X
-                    if tagged:
-                        self.fail("a character above U+00FF in a tagged template")
-                    self.emit_escaped(start, self.i)
-                    self.out.append(_escaped(nxt))
-                    self.i += 2
-                    start = self.i
-                    continue
-                self.i += 2
+                if tagged and ord(src[self.i + 1:self.i + 2] or "a") > LIMIT:
+                    self.fail("a non-ASCII character in a tagged template")
+                start = self.backslash(start)
                 continue
             if ord(c) > LIMIT and tagged:
                 self.fail(f"U+{ord(c):04X} in a tagged template")
