@@ -314,15 +314,17 @@ def _association_statements(world: World, tmp_path: Path, count: int) -> list[st
         seen.append(statement)
 
     ended = len(world.ends("PYSCU"))
+    assoc = scu(world)
+    # Each response comes after its instance's statements: counting stops at the last one,
+    # before this test's own polling for the association's end.
     sa.event.listen(engine, "before_cursor_execute", before)
     try:
-        assoc = scu(world)
         for path in files:
             assert assoc.send_c_store(pydicom.dcmread(path)).Status == SUCCESS
-        assoc.release()
-        world.next_end("PYSCU", ended)
     finally:
         sa.event.remove(engine, "before_cursor_execute", before)
+    assoc.release()
+    world.next_end("PYSCU", ended)
     return seen
 
 
