@@ -12,6 +12,7 @@ copy. The objects are handed back as rows loaded in the test's own session.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -86,6 +87,7 @@ def _instance() -> Path:
 
 def _take(users: dict, objects: dict) -> Snapshot:
     folder = Path(tempfile.mkdtemp(prefix="qaportal-matrix-world-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # kept for the whole run
     snap = Snapshot(folder, {k: _ref(v) for k, v in users.items()},
                     {k: _ref(v) for k, v in objects.items()},
                     {k: current_app.config[k] for k in KEYS if k in current_app.config})
