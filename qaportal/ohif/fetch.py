@@ -152,9 +152,9 @@ def to_one_byte(dist: Path) -> list[tuple[str, str]]:
         except UnicodeDecodeError as exc:
             kept.append((path.name, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
             continue
-        done = one_byte.escape(text)
+        done, why = one_byte.rewrite(text)
         if done is None:
-            kept.append((path.name, one_byte.why_refused(text) or "refused"))
+            kept.append((path.name, why or "refused"))
         elif done is not text:
             tmp = path.with_name(path.name + ".tmp")
             with open(tmp, "w", encoding="ascii", newline="") as f:

@@ -33,7 +33,7 @@ LIMIT = 0x7F
 
 
 class Refused(Exception):
-    """The file holds a character above U+00FF that an escape would not render exactly."""
+    """The file holds a non-ASCII character that an escape would not render exactly."""
 
 
 def _escaped(ch: str) -> str:
@@ -85,7 +85,7 @@ class _Scan:
                 self.word()
             elif ord(c) > LIMIT:
                 self.fail(f"U+{ord(c):04X} outside a literal")
-            elif c in " \t\r\n\f\v\xa0\ufeff":
+            elif c in " \t\r\n\f\v":
                 self.out.append(c)
                 self.i += 1
             elif c == "{":
@@ -251,23 +251,22 @@ class _Scan:
             self.i += 1
 
 
-def escape(source: str) -> str | None:
-    """source with every character above U+00FF escaped, or None when that would change
-    what it means (see the module's text). Unchanged text is returned as is."""
+def rewrite(source: str) -> tuple[str | None, str | None]:
+    """(source with every non-ASCII character escaped, None), or (None, why) when that
+    would change what it means (see the module's text). ASCII text is returned as is."""
     if all(ord(c) <= LIMIT for c in source):
-        return source
+        return source, None
     try:
-        return _Scan(source).run()
-    except Refused:
-        return None
+        return _Scan(source).run(), None
+    except Refused as exc:
+        return None, str(exc)
+
+
+def escape(source: str) -> str | None:
+    """rewrite's text: the escaped source, or None when it is refused."""
+    return rewrite(source)[0]
 
 
 def why_refused(source: str) -> str | None:
-    """Why escape(source) refuses, or None when it does not."""
-    if all(ord(c) <= LIMIT for c in source):
-        return None
-    try:
-        _Scan(source).run()
-    except Refused as exc:
-        return str(exc)
-    return None
+    """rewrite's reason: why the source is refused, or None when it is not."""
+    return rewrite(source)[1]
